@@ -1,0 +1,107 @@
+"""
+### Trébol nightly
+
+The nightly batch for one data interval (the day before the logical date, in the business
+timezone `TREBOL_TIMEZONE`); every step computes "as of" the interval end, so re-running or
+backfilling a date reproduces that date.
+
+1. **prepare_warehouse**: layer schemas exist (idempotent).
+2. **extract_load**: one mapped task per source in `plugins/trebol/config/sources.yml`: files of
+   the interval (plus the late-arrival lookback) are COPY-loaded into `raw`, bad rows quarantined,
+   every file audited in `raw._load_audit` (rows read = loaded + quarantined).
+3. **dbt_build**: `dbt build` of `dbt_project/` through Cosmos (models, seeds, data tests and
+   unit tests in one task; see README for why one task).
+4. **check_marts**: Great Expectations suites on the marts; a failure stops the run here.
+5. **push_audiences**: consenting customers of each audience in `config/audiences.yml` go to
+   their destination (file drop), logged in `activation.push_log`.
+6. **summarize**: rows per layer, customers per segment, checks, pushes: `summary.json` in the
+   run's report folder.
+
+Warehouse: Airflow connection `trebol_warehouse`. Owner: data engineering.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import CronTriggerTimetable, dag, task
+
+from trebol.orchestration import WarehouseDbtBuildOperator, dbt_profile, keep_dbt_artifacts
+from trebol.settings import load_settings
+
+SETTINGS = load_settings()
+
+
+@dag(
+    dag_id="trebol_nightly",
+    schedule=CronTriggerTimetable("0 0 * * *", timezone=SETTINGS.timezone,
+                                  interval=timedelta(days=1)),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    tags=["trebol", "nightly"],
+    doc_md=__doc__,
+)
+def trebol_nightly() -> None:
+    @task
+    def prepare_warehouse() -> None:
+        from trebol.pipeline import prepare_warehouse
+
+        prepare_warehouse()
+
+    @task
+    def list_sources() -> list[str]:
+        from trebol.pipeline import source_names
+
+        return source_names()
+
+    @task(map_index_template="{{ source_name }}")
+    def extract_load(source_name: str) -> dict[str, int]:
+        from airflow.sdk import get_current_context
+
+        from trebol.pipeline import extract_load_source
+
+        return extract_load_source(source_name, get_current_context())
+
+    dbt_build = WarehouseDbtBuildOperator(
+        task_id="dbt_build",
+        project_dir=str(SETTINGS.dbt_project_dir),
+        profile_config=dbt_profile(SETTINGS),
+        install_deps=False,
+        env={"TREBOL_AS_OF_AT": "{{ data_interval_end.isoformat() }}",
+             "TREBOL_TIMEZONE": SETTINGS.timezone,
+             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"},
+        callback=keep_dbt_artifacts,
+        emit_datasets=False,
+    )
+
+    @task
+    def check_marts() -> dict[str, int]:
+        from airflow.sdk import get_current_context
+
+        from trebol.pipeline import check_marts
+
+        return check_marts(get_current_context())
+
+    @task
+    def push_audiences() -> list[dict[str, object]]:
+        from airflow.sdk import get_current_context
+
+        from trebol.pipeline import push_audiences
+
+        return push_audiences(get_current_context())
+
+    @task
+    def summarize() -> dict[str, object]:
+        from airflow.sdk import get_current_context
+
+        from trebol.pipeline import summarize
+
+        return summarize(get_current_context())
+
+    loaded = extract_load.expand(source_name=list_sources())
+    prepare_warehouse() >> loaded >> dbt_build >> check_marts() >> push_audiences() >> summarize()
+
+
+trebol_nightly()

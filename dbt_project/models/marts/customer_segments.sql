@@ -1,0 +1,81 @@
+with
+
+transactions as (
+
+    select * from {{ ref('fct_transactions') }}
+
+),
+
+contacts as (
+
+    select * from {{ ref('stg_crm__contacts') }}
+
+),
+
+lifecycle_stages as (
+
+    select * from {{ ref('lifecycle_stages') }}
+
+),
+
+customer_purchases as (
+
+    select
+        customer_key,
+        min(transacted_at) as first_purchase_at,
+        max(transacted_at) as last_purchase_at,
+        count(distinct transacted_on) as purchase_days,
+        sum(net_amount) as net_spend
+
+    from transactions
+    group by customer_key
+
+),
+
+customer_recency as (
+
+    select
+        customer_purchases.*,
+        {{ days_between('last_purchase_at', as_of_at()) }} as recency_days
+
+    from customer_purchases
+
+),
+
+customer_stages as (
+
+    select
+        customer_recency.*,
+        lifecycle_stages.lifecycle_stage
+
+    from customer_recency
+    inner join lifecycle_stages
+        on customer_recency.recency_days
+            between lifecycle_stages.min_recency_days and lifecycle_stages.max_recency_days
+
+),
+
+final as (
+
+    select
+        customer_stages.customer_key,
+        {{ local_date(as_of_at()) }} as as_of_date,
+        contacts.email,
+        customer_stages.first_purchase_at,
+        customer_stages.last_purchase_at,
+        cast(customer_stages.purchase_days as integer) as purchase_days,
+        cast(customer_stages.net_spend as numeric(14, 2)) as net_spend,
+        customer_stages.recency_days,
+        customer_stages.lifecycle_stage,
+        coalesce(contacts.has_marketing_consent, false)
+            and (contacts.unsubscribed_at is null or contacts.unsubscribed_at >= {{ as_of_at() }})
+            and contacts.email is not null
+            as has_marketing_consent
+
+    from customer_stages
+    left join contacts
+        on customer_stages.customer_key = contacts.shop_customer_id
+
+)
+
+select * from final

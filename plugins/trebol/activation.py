@@ -1,0 +1,120 @@
+"""Push audiences (segment lists) to destinations, with consent enforced and an audit trail.
+
+Only the ``file`` destination exists so far: a CSV per audience and as-of date written
+atomically (temporary file, then rename), recorded in ``activation.push_log``. Pushing the same
+date again rewrites the same file and the same log row.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import psycopg
+import yaml
+
+DEFAULT_AUDIENCES = Path(__file__).parent / "config" / "audiences.yml"
+DESTINATIONS = ("file",)
+
+
+class AudienceConfigError(ValueError):
+    """The audiences file is wrong; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Audience:
+    """A named selection of customers and where it goes."""
+
+    name: str
+    lifecycle_stage: str
+    destination: str
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What one push sent where."""
+
+    audience: str
+    destination: str
+    as_of_date: str
+    rows: int
+    target: str
+    sha256: str
+
+
+def load_audiences(path: Path = DEFAULT_AUDIENCES) -> list[Audience]:
+    """Parse the audiences file."""
+    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    audiences = []
+    for name, spec in (document.get("audiences") or {}).items():
+        if spec.get("destination") not in DESTINATIONS:
+            raise AudienceConfigError(
+                f"{path.name}: audiences.{name}.destination: {spec.get('destination')!r} "
+                f"is not one of {DESTINATIONS}")
+        if not spec.get("lifecycle_stage"):
+            raise AudienceConfigError(f"{path.name}: audiences.{name}.lifecycle_stage: missing")
+        audiences.append(Audience(name, spec["lifecycle_stage"], spec["destination"]))
+    return audiences
+
+
+def ensure_tables(conn: psycopg.Connection) -> None:
+    """Create the activation audit table; idempotent."""
+    with conn.transaction():
+        conn.execute("create schema if not exists activation")
+        conn.execute("""
+            create table if not exists activation.push_log (
+                audience text not null,
+                destination text not null,
+                as_of_date date not null,
+                rows_pushed integer not null,
+                target text not null,
+                content_sha256 text not null,
+                pushed_at timestamptz not null default now(),
+                primary key (audience, destination, as_of_date)
+            )""")
+
+
+def select_audience(conn: psycopg.Connection, audience: Audience,
+                    as_of_date: date) -> list[tuple[str, str]]:
+    """(customer_key, email) of consenting customers in the audience, ordered by key."""
+    return conn.execute("""
+        select customer_key, email
+        from marts.customer_segments
+        where as_of_date = %s and lifecycle_stage = %s
+          and has_marketing_consent and email is not null
+        order by customer_key""", (as_of_date, audience.lifecycle_stage)).fetchall()
+
+
+def _write_atomically(path: Path, rows: list[tuple[str, str]]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".csv.tmp")
+    with temporary.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("customer_key", "email"))
+        writer.writerows(rows)
+    os.replace(temporary, path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def push_audience(conn: psycopg.Connection, audience: Audience, as_of_date: date,
+                  file_drop_dir: Path) -> PushResult:
+    """Write one audience for one date to its destination and log it."""
+    ensure_tables(conn)
+    rows = select_audience(conn, audience, as_of_date)
+    target = file_drop_dir / audience.name / f"{as_of_date.isoformat()}.csv"
+    digest = _write_atomically(target, rows)
+    with conn.transaction():
+        conn.execute("""
+            insert into activation.push_log
+                (audience, destination, as_of_date, rows_pushed, target, content_sha256)
+            values (%s, %s, %s, %s, %s, %s)
+            on conflict (audience, destination, as_of_date) do update set
+                rows_pushed = excluded.rows_pushed, target = excluded.target,
+                content_sha256 = excluded.content_sha256, pushed_at = now()""",
+            (audience.name, audience.destination, as_of_date, len(rows), str(target), digest))
+    return PushResult(audience.name, audience.destination, as_of_date.isoformat(), len(rows),
+                      str(target), digest)

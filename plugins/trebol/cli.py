@@ -1,0 +1,157 @@
+"""The ``trebol`` command line: run the nightly DAG, generate demo data, manage the warehouse."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from trebol.settings import SETTINGS, Settings, SettingsError, load_settings
+
+DAG_ID = "trebol_nightly"
+
+
+def _progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+
+
+def _ensure_demo_sources(settings: Settings) -> None:
+    from trebol.simulate import SimulationSpec, simulate
+
+    own_data = any(settings.sources_dir.iterdir()) if settings.sources_dir.exists() else False
+    if own_data and not (settings.sources_dir / "manifest.json").exists():
+        _progress(f"sources: using the exports in {settings.sources_dir}")
+        return
+    spec = SimulationSpec(settings.demo_customers, settings.demo_days, settings.demo_date,
+                          settings.demo_seed, settings.timezone)
+    result = simulate(spec, settings.sources_dir, progress=_progress)
+    state = "reused" if result.reused else "generated"
+    _progress(f"sources: {state} demo data for {spec.customers:,} customers, "
+              f"{result.transactions:,} transaction rows in {settings.sources_dir}")
+
+
+def command_run(settings: Settings, args: argparse.Namespace) -> int:
+    """trebol run: the nightly DAG for one logical date, then the summary."""
+    from trebol import summary, warehouse
+    from trebol.airflow_run import run_dag
+
+    run_date: date = args.date or settings.demo_date
+    dsn = warehouse.resolve_dsn(settings)
+    where = "embedded" if settings.uses_embedded_warehouse else "external"
+    _progress(f"warehouse: {where} PostgreSQL at {warehouse.redact(dsn)}")
+    _ensure_demo_sources(settings)
+    logical_date = datetime(run_date.year, run_date.month, run_date.day,
+                            tzinfo=ZoneInfo(settings.timezone))
+    report_dir = settings.reports_dir / run_date.isoformat()
+    started = time.monotonic()
+    run_dag(settings, dsn, DAG_ID, logical_date, report_dir / "airflow.log", _progress)
+    _progress(f"done in {time.monotonic() - started:.0f} s")
+    print(summary.render(json.loads((report_dir / "summary.json").read_text())))
+    return 0
+
+
+def command_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    """trebol simulate: write demo source data."""
+    from trebol.simulate import SimulationSpec, simulate
+
+    spec = SimulationSpec(args.customers or settings.demo_customers,
+                          args.days or settings.demo_days, args.end or settings.demo_date,
+                          settings.demo_seed if args.seed is None else args.seed, settings.timezone)
+    out = Path(args.out) if args.out else settings.sources_dir
+    result = simulate(spec, out, progress=_progress)
+    print(f"{result.transactions:,} transaction rows, {result.contacts:,} contacts, "
+          f"{result.faults} injected faults in {out}" + (" (reused)" if result.reused else ""))
+    return 0
+
+
+def command_warehouse(settings: Settings, args: argparse.Namespace) -> int:
+    """trebol warehouse start|stop|url."""
+    from trebol import warehouse
+
+    if args.action == "stop":
+        if settings.uses_embedded_warehouse:
+            stopped = warehouse.stop_embedded(settings)
+            print("embedded warehouse stopped" if stopped else "embedded warehouse was not running")
+        else:
+            print("TREBOL_WAREHOUSE_DSN names an external warehouse: nothing to stop")
+        return 0
+    dsn = warehouse.resolve_dsn(settings)
+    print(warehouse.redact(dsn) if args.action == "url" else f"warehouse ready: {warehouse.redact(dsn)}")
+    return 0
+
+
+def command_settings(settings: Settings, args: argparse.Namespace) -> int:
+    """trebol settings: every setting, its default and its meaning."""
+    for doc in SETTINGS:
+        print(f"{doc.name:<24} default {doc.default}\n{'':<24} {doc.meaning}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with help for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="trebol", description="Trébol: customer-loyalty data pipeline. "
+        "Settings come from the environment; see `trebol settings`.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the nightly Airflow DAG for one date",
+                              description="Start the warehouse (embedded unless "
+                              "TREBOL_WAREHOUSE_DSN is set), generate demo sources when none are "
+                              "there, run the nightly DAG with real Airflow for the logical date "
+                              "(the day before it is the data interval) and print a summary.")
+    run.add_argument("--date", type=_date, help="logical date YYYY-MM-DD (default TREBOL_DEMO_DATE)")
+    run.set_defaults(handler=command_run)
+
+    sim = commands.add_parser("simulate", help="generate demo source data",
+                              description="Write seeded, reproducible demo exports (shop "
+                              "transactions, CRM contacts) and their ground truth.")
+    sim.add_argument("--customers", type=int, help="people to simulate (default TREBOL_DEMO_CUSTOMERS)")
+    sim.add_argument("--days", type=int, help="days of history (default TREBOL_DEMO_DAYS)")
+    sim.add_argument("--end", type=_date, help="first day after the history (default TREBOL_DEMO_DATE)")
+    sim.add_argument("--seed", type=int, help="random seed (default TREBOL_DEMO_SEED)")
+    sim.add_argument("--out", help="output folder (default TREBOL_SOURCES_DIR)")
+    sim.set_defaults(handler=command_simulate)
+
+    wh = commands.add_parser("warehouse", help="start, stop or locate the warehouse",
+                             description="start: start the embedded warehouse (or check the "
+                             "external one); stop: stop the embedded one; url: print its URL.")
+    wh.add_argument("action", choices=("start", "stop", "url"))
+    wh.set_defaults(handler=command_warehouse)
+
+    st = commands.add_parser("settings", help="list every setting with its default",
+                             description="List the environment settings Trébol reads.")
+    st.set_defaults(handler=command_settings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``trebol`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return args.handler(settings, args)
+    except SettingsError as error:
+        print(f"trebol: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - one line for the user, details in the logs
+        from trebol.airflow_run import DagRunFailed
+
+        if isinstance(error, DagRunFailed):
+            print(f"trebol: {error}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The bodies of the nightly DAG's tasks; each takes the Airflow task context it runs in."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from trebol import activation, load, quality, summary, warehouse
+from trebol.orchestration import (
+    as_of_date,
+    interval_from,
+    report_dir,
+    warehouse_connection,
+    warehouse_dsn,
+)
+from trebol.settings import load_settings
+from trebol.sources import load_sources
+
+
+def prepare_warehouse() -> None:
+    """Create the layer schemas, raw tables and activation tables (idempotent)."""
+    with warehouse_connection() as conn:
+        warehouse.bootstrap(conn)
+        load.ensure_tables(conn, load_sources().values())
+        activation.ensure_tables(conn)
+
+
+def source_names() -> list[str]:
+    """Names of the declared sources, one mapped extract task each."""
+    return sorted(load_sources())
+
+
+def extract_load_source(source_name: str, context: Any) -> dict[str, int]:
+    """Extract and load one source for the run's interval; returns the audit totals."""
+    settings = load_settings()
+    source = load_sources()[source_name]
+    with warehouse_connection() as conn:
+        results = load.extract_and_load(conn, source, settings.sources_dir, interval_from(context),
+                                        settings.lookback_days, settings.timezone)
+    return {
+        "files": len(results),
+        "rows_read": sum(r.rows_read for r in results),
+        "rows_loaded": sum(r.rows_loaded for r in results),
+        "rows_quarantined": sum(r.rows_quarantined for r in results),
+    }
+
+
+def check_marts(context: Any) -> dict[str, int]:
+    """Run the Great Expectations mart suites; a failure raises and stops the push."""
+    settings = load_settings()
+    day = as_of_date(interval_from(context), settings.timezone)
+    report = quality.run_mart_checks(warehouse_dsn(), settings.expectations_dir,
+                                     report_dir(settings, day))
+    return {"passed": report.passed, "failed": report.failed}
+
+
+def push_audiences(context: Any) -> list[dict[str, Any]]:
+    """Push every configured audience for the run's as-of date."""
+    settings = load_settings()
+    day = as_of_date(interval_from(context), settings.timezone)
+    with warehouse_connection() as conn:
+        return [asdict(activation.push_audience(conn, audience, day, settings.file_drop_dir))
+                for audience in activation.load_audiences()]
+
+
+def summarize(context: Any) -> dict[str, Any]:
+    """Write the run summary (summary.json) and return it."""
+    settings = load_settings()
+    day = as_of_date(interval_from(context), settings.timezone)
+    docs = quality.data_docs_dir(settings.expectations_dir)
+    with warehouse_connection() as conn:
+        return summary.build_summary(conn, day, report_dir(settings, day), str(docs))

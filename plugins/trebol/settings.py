@@ -1,0 +1,175 @@
+"""Every Trébol setting, read from the environment in one place.
+
+Each setting has a documented default (see ``SETTINGS`` and the README). A value that is
+wrong raises :class:`SettingsError` whose message is one line naming the setting and the fix;
+the CLI prints that line and exits, so a bad setting never shows up as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PROJECT_DIR_DEFAULT = Path(__file__).resolve().parents[2]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message is one line that names it and the fix."""
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    """Name, default and meaning of one environment setting."""
+
+    name: str
+    default: str
+    meaning: str
+
+
+SETTINGS: tuple[SettingDoc, ...] = (
+    SettingDoc("TREBOL_PROJECT_DIR", "the checkout holding dags/ and dbt_project/",
+               "project folder (dags, dbt project, expectations)"),
+    SettingDoc("TREBOL_HOME", "<project>/.trebol",
+               "state folder: embedded warehouse, demo sources, reports, file drops"),
+    SettingDoc("TREBOL_WAREHOUSE_DSN", "(unset: embedded PostgreSQL under TREBOL_HOME)",
+               "postgresql://user:password@host:port/database of an external warehouse"),
+    SettingDoc("TREBOL_SOURCES_DIR", "<TREBOL_HOME>/sources", "where source exports land"),
+    SettingDoc("TREBOL_REPORTS_DIR", "<TREBOL_HOME>/reports", "run summaries and data-quality reports"),
+    SettingDoc("TREBOL_FILE_DROP_DIR", "<TREBOL_HOME>/outbox", "file destination for segment lists"),
+    SettingDoc("TREBOL_TIMEZONE", "Europe/Madrid", "business timezone: a day starts at local midnight"),
+    SettingDoc("TREBOL_DEMO_DATE", "2026-06-30", "logical date of the demo run (YYYY-MM-DD)"),
+    SettingDoc("TREBOL_DEMO_CUSTOMERS", "2000", "people in the simulated demo data"),
+    SettingDoc("TREBOL_DEMO_DAYS", "120", "days of history the simulator generates"),
+    SettingDoc("TREBOL_DEMO_SEED", "42", "random seed of the simulator"),
+    SettingDoc("TREBOL_LOOKBACK_DAYS", "3", "late-arrival lookback added before each data interval"),
+)
+
+KNOWN_SETTING_NAMES = frozenset(doc.name for doc in SETTINGS)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings; build with :func:`load_settings`."""
+
+    project_dir: Path
+    home: Path
+    warehouse_dsn: str | None
+    sources_dir: Path
+    reports_dir: Path
+    file_drop_dir: Path
+    timezone: str
+    demo_date: date
+    demo_customers: int
+    demo_days: int
+    demo_seed: int
+    lookback_days: int
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return self.project_dir / "dbt_project"
+
+    @property
+    def dags_dir(self) -> Path:
+        return self.project_dir / "dags"
+
+    @property
+    def expectations_dir(self) -> Path:
+        return self.project_dir / "expectations"
+
+    @property
+    def embedded_data_dir(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def uses_embedded_warehouse(self) -> bool:
+        return self.warehouse_dsn is None
+
+
+def _fail(name: str, problem: str, fix: str) -> SettingsError:
+    return SettingsError(f"{name}: {problem}; {fix}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _fail(name, f"{raw!r} is not a whole number", f"set it to an integer >= {minimum}") from None
+    if value < minimum:
+        raise _fail(name, f"{value} is below {minimum}", f"set it to an integer >= {minimum}")
+    return value
+
+
+def _date(env: Mapping[str, str], name: str, default: str) -> date:
+    raw = env.get(name, "").strip() or default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise _fail(name, f"{raw!r} is not a date", "use YYYY-MM-DD, e.g. 2026-06-30") from None
+
+
+def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    try:
+        zoneinfo.ZoneInfo(raw)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise _fail(name, f"{raw!r} is not an IANA timezone", "use a name like Europe/Madrid or UTC") from None
+    return raw
+
+
+def validate_dsn(dsn: str, name: str = "TREBOL_WAREHOUSE_DSN") -> str:
+    """Check the shape of a PostgreSQL URL (not that it answers: see ``warehouse.check``)."""
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise _fail(name, f"scheme {parts.scheme or '(none)'!r} is not postgresql",
+                    "use postgresql://user:password@host:port/database")
+    if not parts.path.strip("/"):
+        raise _fail(name, "no database name in the URL",
+                    "end the URL with /<database>, e.g. postgresql://user@host:5432/trebol")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise _fail(name, "the port is not a number", "use host:5432 or leave the port out") from None
+    return dsn
+
+
+def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
+    raw = env.get(name, "").strip()
+    path = Path(raw).expanduser() if raw else default
+    return path.resolve()
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    project_dir = _path(env, "TREBOL_PROJECT_DIR", PROJECT_DIR_DEFAULT)
+    if not (project_dir / "dbt_project" / "dbt_project.yml").is_file():
+        raise _fail("TREBOL_PROJECT_DIR", f"{project_dir} holds no dbt_project/dbt_project.yml",
+                    "point it at the Trébol checkout or unset it")
+    home = _path(env, "TREBOL_HOME", project_dir / ".trebol")
+    dsn_raw = env.get("TREBOL_WAREHOUSE_DSN", "").strip()
+    return Settings(
+        project_dir=project_dir,
+        home=home,
+        warehouse_dsn=validate_dsn(dsn_raw) if dsn_raw else None,
+        sources_dir=_path(env, "TREBOL_SOURCES_DIR", home / "sources"),
+        reports_dir=_path(env, "TREBOL_REPORTS_DIR", home / "reports"),
+        file_drop_dir=_path(env, "TREBOL_FILE_DROP_DIR", home / "outbox"),
+        timezone=_timezone(env, "TREBOL_TIMEZONE", "Europe/Madrid"),
+        demo_date=_date(env, "TREBOL_DEMO_DATE", "2026-06-30"),
+        demo_customers=_int(env, "TREBOL_DEMO_CUSTOMERS", 2000, minimum=10),
+        demo_days=_int(env, "TREBOL_DEMO_DAYS", 120, minimum=7),
+        demo_seed=_int(env, "TREBOL_DEMO_SEED", 42, minimum=0),
+        lookback_days=_int(env, "TREBOL_LOOKBACK_DAYS", 3, minimum=0),
+    )

@@ -1,0 +1,80 @@
+"""The run summary: rows per layer, customers per segment, checks, pushes, report locations."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+LAYERS = ("raw", "staging", "marts", "activation")
+
+
+def rows_per_layer(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
+    """Row count of every table and view in each layer schema."""
+    relations = conn.execute("""
+        select table_schema, table_name from information_schema.tables
+        where table_schema = any(%s) order by table_schema, table_name""",
+        (list(LAYERS),)).fetchall()
+    counts: dict[str, dict[str, int]] = {layer: {} for layer in LAYERS}
+    for schema, name in relations:
+        query = sql.SQL("select count(*) from {}.{}").format(sql.Identifier(schema),
+                                                              sql.Identifier(name))
+        counts[schema][name] = conn.execute(query).fetchone()[0]
+    return counts
+
+
+def customers_per_segment(conn: psycopg.Connection, as_of_date: date) -> dict[str, int]:
+    """Customers per lifecycle stage as of the date."""
+    return dict(conn.execute("""
+        select lifecycle_stage, count(*) from marts.customer_segments
+        where as_of_date = %s group by lifecycle_stage order by lifecycle_stage""",
+        (as_of_date,)).fetchall())
+
+
+def pushes(conn: psycopg.Connection, as_of_date: date) -> list[dict[str, Any]]:
+    """What was pushed where for the date."""
+    rows = conn.execute("""
+        select audience, destination, rows_pushed, target from activation.push_log
+        where as_of_date = %s order by audience, destination""", (as_of_date,)).fetchall()
+    return [dict(zip(("audience", "destination", "rows", "target"), row, strict=True))
+            for row in rows]
+
+
+def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
+                  data_docs_dir: str) -> dict[str, Any]:
+    """Collect the summary of the run for ``as_of_date`` and write it as summary.json."""
+    quality_file = report_dir / "quality.json"
+    quality = json.loads(quality_file.read_text()) if quality_file.exists() else {}
+    summary = {
+        "as_of_date": as_of_date.isoformat(),
+        "rows_per_layer": rows_per_layer(conn),
+        "customers_per_segment": customers_per_segment(conn, as_of_date),
+        "checks": {"passed": quality.get("passed", 0), "failed": quality.get("failed", 0)},
+        "pushes": pushes(conn, as_of_date),
+        "reports": {"folder": str(report_dir), "data_docs": data_docs_dir},
+    }
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def render(summary: dict[str, Any]) -> str:
+    """The summary as a few human-readable lines."""
+    lines = [f"Trébol nightly run as of {summary['as_of_date']}"]
+    for layer, tables in summary["rows_per_layer"].items():
+        parts = ", ".join(f"{name} {count:,}" for name, count in tables.items()) or "(empty)"
+        lines.append(f"  {layer:<11} {sum(tables.values()):>9,} rows  ({parts})")
+    segments = ", ".join(f"{k} {v:,}" for k, v in summary["customers_per_segment"].items())
+    lines.append(f"  segments    {segments}")
+    checks = summary["checks"]
+    lines.append(f"  checks      {checks['passed']} passed, {checks['failed']} failed")
+    for push in summary["pushes"]:
+        lines.append(f"  pushed      {push['audience']}: {push['rows']:,} customers "
+                     f"-> {push['destination']} {push['target']}")
+    lines.append(f"  reports     {summary['reports']['folder']}")
+    lines.append(f"  data docs   {summary['reports']['data_docs']}/index.html")
+    return "\n".join(lines)

