@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"trebol: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # noqa: BLE001 - one line for the user, details in the logs
+    except Exception as error:
         from trebol.airflow_run import DagRunFailed
 
         if isinstance(error, DagRunFailed):

@@ -163,7 +163,8 @@ def parse_file(path: Path, source: Source, interval: Interval, tz: ZoneInfo) -> 
         key = tuple(row[i] for i in key_index)
         earlier = kept.get(key)
         if earlier is not None:
-            newer_wins = version_index is None or row[version_index] >= earlier[1][version_index]
+            # a strictly newer version replaces the kept row; an exact or older copy is rejected
+            newer_wins = version_index is not None and row[version_index] > earlier[1][version_index]
             loser_line, loser_payload = (earlier[0], earlier[2]) if newer_wins else (line, payload)
             winner_line = line if newer_wins else earlier[0]
             rejected.append(Rejected(loser_line, f"duplicate key {key!r}: superseded by line "

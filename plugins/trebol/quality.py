@@ -76,17 +76,29 @@ def sqlalchemy_url(dsn: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def _context(expectations_dir: Path):  # noqa: ANN202 - GX's own context type
+def _context(expectations_dir: Path):
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
 
     return gx.get_context(mode="file", project_root_dir=str(expectations_dir))
 
 
-def _checkpoint(context, suite_name: str, schema: str, table: str):  # noqa: ANN001, ANN202
+def _get_or_add(factory, get, name: str):
+    """The stored GX object ``name``, or a new one from ``factory`` when the project has none.
+
+    Reusing stored objects keeps their ids, so a run leaves the committed files unchanged."""
+    from great_expectations.exceptions import DataContextError
+
+    try:
+        return get(name)
+    except (DataContextError, KeyError, ValueError):
+        return factory()
+
+
+def _checkpoint(context, suite_name: str, schema: str, table: str):
     import great_expectations as gx
 
-    source = context.data_sources.add_or_update_postgres(
+    source = context.data_sources.all().get(DATASOURCE) or context.data_sources.add_postgres(
         DATASOURCE, connection_string="${" + URL_ENV + "}")
     asset_name = f"{schema}.{table}"
     asset = next((a for a in source.assets if a.name == asset_name), None) or \
@@ -94,12 +106,16 @@ def _checkpoint(context, suite_name: str, schema: str, table: str):  # noqa: ANN
     batch = next((b for b in asset.batch_definitions if b.name == "whole_table"), None) or \
         asset.add_batch_definition_whole_table("whole_table")
     suite = context.suites.get(suite_name)
-    definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=f"validate_{suite_name}", data=batch, suite=suite))
-    return context.checkpoints.add_or_update(gx.Checkpoint(
-        name=f"checkpoint_{suite_name}", validation_definitions=[definition],
-        actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
-        result_format="SUMMARY"))
+    definition = _get_or_add(
+        lambda: context.validation_definitions.add(gx.ValidationDefinition(
+            name=f"validate_{suite_name}", data=batch, suite=suite)),
+        context.validation_definitions.get, f"validate_{suite_name}")
+    return _get_or_add(
+        lambda: context.checkpoints.add(gx.Checkpoint(
+            name=f"checkpoint_{suite_name}", validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+            result_format="SUMMARY")),
+        context.checkpoints.get, f"checkpoint_{suite_name}")
 
 
 def run_mart_checks(dsn: str, expectations_dir: Path, report_dir: Path) -> QualityReport:

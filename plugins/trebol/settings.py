@@ -124,7 +124,8 @@ def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
     try:
         zoneinfo.ZoneInfo(raw)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise _fail(name, f"{raw!r} is not an IANA timezone", "use a name like Europe/Madrid or UTC") from None
+        raise _fail(name, f"{raw!r} is not an IANA timezone",
+                    "use a name like Europe/Madrid or UTC") from None
     return raw
 
 

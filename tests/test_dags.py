@@ -1,0 +1,62 @@
+"""DAG integrity: every DAG imports, has no cycles, has owner, retries and tags, parses fast."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from .conftest import PROJECT_DIR
+
+DAGS_DIR = PROJECT_DIR / "dags"
+
+
+@pytest.fixture(scope="module")
+def dag_bag() -> DagBag:
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    return DagBag(dag_folder=str(DAGS_DIR))
+
+
+def test_every_dag_file_imports(dag_bag: DagBag) -> None:
+    assert dag_bag.import_errors == {}
+    assert "trebol_nightly" in dag_bag.dag_ids
+
+
+def test_dags_have_owner_retries_tags_and_docs(dag_bag: DagBag) -> None:
+    for dag_id, dag in dag_bag.dags.items():
+        assert dag.tags, f"{dag_id} has no tags"
+        assert dag.doc_md and len(dag.doc_md) > 200, f"{dag_id} is not documented"
+        for task in dag.tasks:
+            assert task.owner not in ("", "airflow"), f"{dag_id}.{task.task_id} has no owner"
+            assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_dags_have_no_cycles(dag_bag: DagBag) -> None:
+    for dag in dag_bag.dags.values():
+        order = [task.task_id for task in dag.topological_sort()]
+        assert sorted(order) == sorted(dag.task_ids)
+
+
+def test_dag_files_parse_under_two_seconds(dag_bag: DagBag) -> None:
+    assert dag_bag.dagbag_stats, "no DAG file was parsed"
+    for stat in dag_bag.dagbag_stats:
+        assert stat.duration.total_seconds() < 2.0, f"{stat.file} took {stat.duration}"
+
+
+def test_push_only_after_the_quality_gate(dag_bag: DagBag) -> None:
+    dag = dag_bag.dags["trebol_nightly"]
+    push = dag.get_task("push_audiences")
+    assert push.trigger_rule == "all_success"
+    assert "check_marts" in push.upstream_task_ids
+    assert "dbt_build" in dag.get_task("check_marts").upstream_task_ids
+    assert {"extract_load"} <= dag.get_task("dbt_build").upstream_task_ids
+
+
+def test_schedule_is_daily_in_the_business_timezone(dag_bag: DagBag) -> None:
+    dag = dag_bag.dags["trebol_nightly"]
+    assert dag.timetable.expression == "0 0 * * *"
+    assert str(dag.timetable.timezone) == "Europe/Madrid"
+    assert dag.timetable.interval.days == 1
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False

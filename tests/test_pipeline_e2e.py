@@ -1,0 +1,146 @@
+"""The nightly DAG end to end with real Airflow, dbt, Great Expectations and PostgreSQL.
+
+Runs ``trebol run`` for the demo date twice, then a backfill of an earlier date, then the demo
+date again: the marts must be identical after every run of the same date.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from trebol import cli, quality
+from trebol.simulate import SimulationResult
+from trebol.summary import marts_checksum
+
+from .conftest import DEMO_DATE, SessionWarehouse
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+BACKFILL_DATE = DEMO_DATE - timedelta(days=10)
+
+
+def _run(run_date: date, warehouse: SessionWarehouse) -> dict:
+    assert cli.main(["run", "--date", run_date.isoformat()]) == 0
+    summary = json.loads((warehouse.settings.reports_dir / run_date.isoformat() /
+                          "summary.json").read_text())
+    with warehouse.connect() as conn:
+        summary["checksum_now"] = marts_checksum(conn)
+    return summary
+
+
+@pytest.fixture(scope="module")
+def runs(test_warehouse: SessionWarehouse, demo_sources: SimulationResult) -> dict[str, dict]:
+    first = _run(DEMO_DATE, test_warehouse)
+    second = _run(DEMO_DATE, test_warehouse)
+    backfill = _run(BACKFILL_DATE, test_warehouse)
+    with test_warehouse.connect() as conn:
+        backfill_state = {
+            "segments_as_of": conn.execute(
+                "select distinct as_of_date from marts.customer_segments").fetchall(),
+            "latest_transaction": conn.execute(
+                "select max(transacted_at) from marts.fct_transactions").fetchone()[0],
+        }
+    again = _run(DEMO_DATE, test_warehouse)
+    return {"first": first, "second": second, "backfill": backfill, "again": again,
+            "backfill_state": backfill_state}
+
+
+def test_run_twice_leaves_the_same_marts(runs: dict[str, dict]) -> None:
+    first, second = runs["first"], runs["second"]
+    assert first["marts_checksum"] == second["marts_checksum"] == second["checksum_now"]
+    assert first["rows_per_layer"] == second["rows_per_layer"]
+    assert first["rows_per_layer"]["marts"]["customer_segments"] > 100
+
+
+def test_backfill_computes_as_of_its_date_and_rerun_restores(runs: dict[str, dict]) -> None:
+    state = runs["backfill_state"]
+    assert state["segments_as_of"] == [(BACKFILL_DATE,)]
+    local_end = datetime(BACKFILL_DATE.year, BACKFILL_DATE.month, BACKFILL_DATE.day,
+                         tzinfo=ZoneInfo("Europe/Madrid"))
+    assert state["latest_transaction"] < local_end
+    assert runs["backfill"]["marts_checksum"] != runs["first"]["marts_checksum"]
+    assert runs["again"]["marts_checksum"] == runs["first"]["marts_checksum"]
+
+
+def test_nothing_lost_between_sources_and_raw(runs: dict[str, dict],
+                                              test_warehouse: SessionWarehouse,
+                                              demo_sources: SimulationResult) -> None:
+    with test_warehouse.connect() as conn:
+        read, loaded, quarantined = conn.execute("""
+            select sum(rows_read), sum(rows_loaded), sum(rows_quarantined)
+            from raw._load_audit where source = 'shop_transactions'""").fetchone()
+        files = conn.execute("select count(*) from raw._load_audit "
+                             "where source = 'shop_transactions'").fetchone()[0]
+    assert read == demo_sources.transactions == loaded + quarantined
+    assert quarantined == demo_sources.faults
+    assert files == test_warehouse.settings.demo_days
+
+
+def test_quality_checks_and_dbt_tests_all_passed(runs: dict[str, dict],
+                                                 test_warehouse: SessionWarehouse) -> None:
+    report = test_warehouse.settings.reports_dir / DEMO_DATE.isoformat()
+    assert runs["again"]["checks"]["failed"] == 0
+    assert runs["again"]["checks"]["passed"] >= 9
+    dbt_results = json.loads((report / "dbt_run_results.json").read_text())["results"]
+    statuses = {result["unique_id"]: result["status"] for result in dbt_results}
+    assert any(uid.startswith("unit_test.") for uid in statuses)
+    assert any(uid.startswith("model.trebol.stg_") for uid in statuses)
+    assert set(statuses.values()) <= {"success", "pass"}, statuses
+    assert (Path(runs["again"]["reports"]["data_docs"]) / "index.html").exists()
+
+
+def test_every_task_ran_in_airflow(runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
+    db = test_warehouse.settings.airflow_home / "airflow.db"
+    with sqlite3.connect(db) as conn:
+        states = conn.execute("""
+            select task_id, state from task_instance
+            where run_id = (select max(run_id) from dag_run where dag_id = 'trebol_nightly')
+        """).fetchall()
+    tasks = {task for task, _ in states}
+    assert {"prepare_warehouse", "extract_load", "dbt_build", "check_marts",
+            "push_audiences", "summarize"} <= tasks
+    assert {state for _, state in states} == {"success"}
+
+
+def test_pushed_list_holds_only_consenting_at_risk_customers(
+        runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
+    [push] = runs["again"]["pushes"]
+    with Path(push["target"]).open(newline="") as handle:
+        pushed = list(csv.DictReader(handle))
+    assert len(pushed) == push["rows"] > 0
+    with test_warehouse.connect() as conn:
+        consenting = {row[0] for row in conn.execute("""
+            select customer_id from raw.crm_contacts
+            where has_marketing_consent and unsubscribed_at is null""")}
+        at_risk = {row[0] for row in conn.execute(
+            "select customer_key from marts.customer_segments where lifecycle_stage = 'at_risk'")}
+    keys = {row["customer_key"] for row in pushed}
+    assert keys <= consenting
+    assert keys <= at_risk
+    assert keys == at_risk & consenting
+
+
+def test_quality_gate_fails_on_bad_mart_rows(runs: dict[str, dict],
+                                             test_warehouse: SessionWarehouse,
+                                             tmp_path: Path) -> None:
+    with test_warehouse.connect() as conn:
+        key, recency = conn.execute("""select customer_key, recency_days from marts.customer_segments
+            order by customer_key limit 1""").fetchone()
+        conn.execute("update marts.customer_segments set recency_days = -1 where customer_key = %s",
+                     (key,))
+        try:
+            with pytest.raises(quality.QualityGateError, match="recency_days"):
+                quality.run_mart_checks(test_warehouse.dsn, test_warehouse.settings.expectations_dir,
+                                        tmp_path)
+        finally:
+            conn.execute("update marts.customer_segments set recency_days = %s "
+                         "where customer_key = %s", (recency, key))
+        assert marts_checksum(conn) == runs["again"]["marts_checksum"]
+    report = json.loads((tmp_path / "quality.json").read_text())
+    assert report["failed"] == 1
