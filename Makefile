@@ -26,7 +26,7 @@ $(INSTALLED): requirements.lock pyproject.toml
 	@touch $(INSTALLED)
 
 run: $(INSTALLED)
-	$(BIN)/trebol run $(if $(DATE),--date $(DATE))
+	@$(BIN)/trebol run $(if $(DATE),--date $(DATE))
 
 test: $(INSTALLED)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -60,3 +60,11 @@ def test_schedule_is_daily_in_the_business_timezone(dag_bag: DagBag) -> None:
     assert dag.timetable.interval.days == 1
     assert dag.max_active_runs == 1
     assert dag.catchup is False
+
+
+def test_no_secret_is_templated_into_the_dbt_task(dag_bag: DagBag) -> None:
+    dbt_build = dag_bag.dags["trebol_nightly"].get_task("dbt_build")
+    templated = {name: getattr(dbt_build, name) for name in dbt_build.template_fields}
+    assert "TREBOL_AS_OF_AT" in templated["env"]
+    assert not any("PASSWORD" in key or "DSN" in key for key in templated["env"])
+    assert "password" not in repr(templated).lower()

@@ -121,7 +121,8 @@ def check(dsn: str, setting: str = "TREBOL_WAREHOUSE_DSN") -> None:
         with psycopg.connect(dsn, connect_timeout=5) as conn:
             conn.execute("select 1")
     except psycopg.Error as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+        reason = lines[0].removeprefix("connection failed: ") if lines else type(error).__name__
         raise SettingsError(
             f"{setting}: cannot connect to {redact(dsn)} ({reason}); "
             "fix the URL or unset it to use the embedded warehouse"
