@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -29,11 +30,13 @@ def _interval(day: date) -> Interval:
 
 def _source(name: str, kind: str = "files") -> Source:
     return Source(
-        name=name, kind=kind, path=f"{name}/*.csv", table=name, primary_key=("id",),
+        name=name, kind=kind, path=f"{name}/*.csv", target=name, primary_key=("id",),
         version_column="updated_at" if kind == "files" else None,
-        columns=(Column("id", "text", required=True),
-                 Column("amount", "numeric", required=True, minimum=-10, maximum=1000),
-                 Column("updated_at", "timestamptz", required=True, not_after_interval_end=True)))
+        columns=(Column("id", "text", "id", required=True),
+                 Column("amount", "numeric", "amount", required=True, minimum=Decimal(-10),
+                        maximum=Decimal(1000)),
+                 Column("updated_at", "timestamptz", "updated_at", required=True,
+                        not_after_interval_end=True)))
 
 
 def _write(folder: Path, name: str, day: str, lines: list[str] | bytes) -> Path:
@@ -84,7 +87,7 @@ def test_every_row_is_loaded_or_quarantined_with_its_reason(test_warehouse: Sess
     assert reasons[5] == "amount: 5000 is above the plausible maximum 1000"
     assert reasons[6].startswith("updated_at: 2099-01-01T00:00:00+00:00 is after the data interval end")
     assert reasons[7] == "expected 3 fields as in the header, got 2"
-    assert reasons[8].startswith("duplicate key ('a',)")
+    assert reasons[8] == "duplicate key (id=a): superseded by line 2"
     assert reasons[9] == "updated_at: 'yesterday' is not an ISO timestamp"
     assert payload == "b,n/a,2026-06-01T10:00:00+02:00"
 
@@ -126,17 +129,27 @@ def test_newest_version_wins_whatever_the_load_order(test_warehouse: SessionWare
     assert loaded[0] == loaded[1], "same rows, same batch files, whatever the order"
 
 
-def test_snapshot_keeps_the_newest_snapshot(test_warehouse: SessionWarehouse, tmp_path: Path) -> None:
-    source = _source("t_snapshot", kind="snapshot")
-    _write(tmp_path, source.name, "2026-06-01", ["a,1,2026-06-01T09:00:00+02:00",
-                                                 "b,1,2026-06-01T09:00:00+02:00"])
-    _write(tmp_path, source.name, "2026-06-02", ["a,2,2026-06-02T09:00:00+02:00"])
-    with test_warehouse.connect() as conn:
-        load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 3)), 0, TZ)
-        [older] = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
-        rows = _rows(conn, source.name)
-    assert older.skipped == "snapshot of 2026-06-01 is older than the loaded one of 2026-06-02"
-    assert [(r[0], str(r[1])) for r in rows] == [("a", "2")]
+def test_snapshots_are_diffed_into_history_in_any_run_order(test_warehouse: SessionWarehouse,
+                                                            tmp_path: Path) -> None:
+    histories = []
+    for name, run_days in (("t_snap_in_order", (2, 3, 2)), ("t_snap_latest_only", (3,))):
+        source = _source(name, kind="snapshot")
+        _write(tmp_path, name, "2026-06-01", ["a,1,2026-06-01T09:00:00+02:00",
+                                              "b,1,2026-06-01T09:00:00+02:00"])
+        _write(tmp_path, name, "2026-06-02", ["a,2,2026-06-02T09:00:00+02:00"])
+        with test_warehouse.connect() as conn:
+            batches = [load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, day)), 0, TZ)
+                       for day in run_days]
+            histories.append(conn.execute(
+                f"select id, amount, _valid_from, _valid_to from raw.{name} "
+                "order by id, _valid_from").fetchall())
+        assert batches[-1] == [] or len(run_days) == 1, "a re-run applies nothing again"
+    assert histories[0] == histories[1]
+    assert [(r[0], str(r[1]), r[2].isoformat(), r[3] and r[3].isoformat()) for r in histories[0]] == [
+        ("a", "1", "2026-06-01", "2026-06-02"),
+        ("a", "2", "2026-06-02", None),
+        ("b", "1", "2026-06-01", "2026-06-02"),
+    ]
 
 
 def test_demo_sources_load_idempotently_and_match_ground_truth(
@@ -147,13 +160,13 @@ def test_demo_sources_load_idempotently_and_match_ground_truth(
     with test_warehouse.connect() as conn:
         first = load.extract_and_load(conn, source, settings.sources_dir, _interval(last_day),
                                       settings.lookback_days, TZ)
-        checksum = _checksum(conn, source.table)
+        checksum = _checksum(conn, source.target)
         again = load.extract_and_load(conn, source, settings.sources_dir, _interval(last_day),
                                       settings.lookback_days, TZ)
         backfill = load.extract_and_load(conn, source, settings.sources_dir,
                                          _interval(last_day - timedelta(days=20)),
                                          settings.lookback_days, TZ)
-        assert _checksum(conn, source.table) == checksum, "re-runs and backfills change nothing"
+        assert _checksum(conn, source.target) == checksum, "re-runs and backfills change nothing"
         audit = conn.execute("""select sum(rows_read), sum(rows_loaded), sum(rows_quarantined)
             from raw._load_audit where source = %s""", (source.name,)).fetchone()
         quarantined = {(r[0], r[1]) for r in conn.execute(

@@ -117,7 +117,7 @@ def test_pushed_list_holds_only_consenting_at_risk_customers(
     with test_warehouse.connect() as conn:
         consenting = {row[0] for row in conn.execute("""
             select customer_id from raw.crm_contacts
-            where has_marketing_consent and unsubscribed_at is null""")}
+            where _valid_to is null and has_marketing_consent and unsubscribed_at is null""")}
         at_risk = {row[0] for row in conn.execute(
             "select customer_key from marts.customer_segments where lifecycle_stage = 'at_risk'")}
     keys = {row["customer_key"] for row in pushed}

@@ -1,25 +1,33 @@
 """Extract declared sources for one data interval and load them into ``raw`` with COPY.
 
-Contracts kept here:
+How a batch (one file, one snapshot or one query over the interval) travels:
 
-- *nothing lost*: for every file, rows read = rows loaded + rows quarantined, written to
-  ``raw._load_audit``; each rejected row lands in ``raw._quarantine`` with the reason, the file,
-  the line number and the original text;
-- *idempotent*: one transaction per source and run; rows are upserted by primary key and the
-  newest version wins whatever the load order, so re-runs, backfills and out-of-order runs leave
-  the same ``raw`` tables as one clean run.
+1. read: CSV rows are split by Python's csv module, JSONL lines parsed; lines that cannot be
+   read (wrong field count, bytes that are not UTF-8, invalid JSON) are rejected here;
+2. stage: every other row is COPY-ed as text into a temporary table;
+3. check: one SQL pass gives each row the first reason it is unusable (missing value, not a
+   number, out of the plausible range, after the interval end, …) and ranks duplicate keys;
+4. apply: good rows are merged into the raw table by primary key (newest version wins, whatever
+   the load order) or, for snapshots, diffed into a history with ``_valid_from``/``_valid_to``;
+   rejected rows go to ``raw._quarantine`` with the reason, the location and the original text;
+5. audit: one ``raw._load_audit`` row per batch: rows read = rows loaded + rows quarantined.
+
+Everything a source does in a run happens in one transaction, so a crash (even kill -9 in the
+middle of a COPY) leaves ``raw`` as it was, and a re-run, a backfill or days loaded out of order
+leave it as one clean run would.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import io
+import json
+import logging
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,9 +39,23 @@ from trebol.sources import Column, Source
 
 RAW_SCHEMA = "raw"
 DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
-PG_TYPES = {"text": "text", "numeric": "numeric", "timestamptz": "timestamptz", "boolean": "boolean"}
-TRUE_WORDS = {"true", "t", "1", "yes", "y"}
-FALSE_WORDS = {"false", "f", "0", "no", "n"}
+PG_TYPES = {"text": "text", "integer": "bigint", "numeric": "numeric", "boolean": "boolean",
+            "date": "date", "timestamptz": "timestamptz", "json": "jsonb"}
+TRUE_WORDS = ("true", "t", "1", "yes", "y")
+FALSE_WORDS = ("false", "f", "0", "no", "n")
+PATTERNS = {
+    "integer": r"^[+-]?[0-9]{1,18}$",
+    "numeric": r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]{1,3})?$",
+    "date": r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$",
+    "timestamptz": r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+                   r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,6})?)?)?"
+                   r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$",
+}
+TYPE_WORDS = {"integer": "a whole number", "numeric": "a number", "date": "an ISO date",
+              "timestamptz": "an ISO timestamp", "boolean": "a boolean"}
+
+log = logging.getLogger(__name__)
+SourceConnector = Callable[[str], AbstractContextManager[psycopg.Connection]]
 
 
 @dataclass(frozen=True)
@@ -46,139 +68,54 @@ class Interval:
 
 @dataclass(frozen=True)
 class Rejected:
-    """One quarantined row."""
+    """A row rejected while reading, before it reaches the database."""
 
     line: int
     reason: str
     payload: str
 
 
-@dataclass(frozen=True)
-class ParsedFile:
-    """A file read and checked row by row."""
+@dataclass
+class Staged:
+    """What reading a batch into the ``_incoming`` table gave."""
 
-    rows: list[tuple[Any, ...]]
-    rejected: list[Rejected]
-    rows_read: int
-    sha256: str
+    rows_read: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    checksum: str = ""
+    fields: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class BatchResult:
-    """What one file contributed (the figures of its audit row)."""
+    """What one batch contributed (the figures of its audit row)."""
 
     source: str
     batch_id: str
     rows_read: int
     rows_loaded: int
     rows_quarantined: int
-    skipped: str | None = None
+    notes: str = ""
 
 
-class RowError(ValueError):
-    """A value that fails its column's checks; the message says which and why."""
+class SourceUnavailable(RuntimeError):
+    """A source cannot be reached; the task fails so that Airflow retries it."""
 
 
-def file_day(path: Path) -> date | None:
-    """The business day a file holds, from the YYYY-MM-DD in its name."""
-    match = DAY_IN_NAME.search(path.name)
-    return date.fromisoformat(match.group(1)) if match else None
+# -- tables -------------------------------------------------------------------------------------
+
+AUDIT_COLUMNS = {
+    "location": "text", "file_day": "date", "checksum": "text", "notes": "text",
+    "started_at": "timestamptz", "finished_at": "timestamptz",
+}
 
 
-def _day_start(day: date, tz: ZoneInfo) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=tz)
+def _target(source: Source) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(RAW_SCHEMA), sql.Identifier(source.target))
 
 
-def _convert(column: Column, raw: str, tz: ZoneInfo, interval: Interval) -> Any:
-    text = raw.strip()
-    if text == "":
-        if column.required:
-            raise RowError(f"{column.name}: missing value")
-        return None
-    if column.type == "text":
-        return text
-    if column.type == "boolean":
-        lowered = text.lower()
-        if lowered in TRUE_WORDS | FALSE_WORDS:
-            return lowered in TRUE_WORDS
-        raise RowError(f"{column.name}: {text!r} is not a boolean")
-    if column.type == "numeric":
-        try:
-            number = Decimal(text)
-        except InvalidOperation:
-            raise RowError(f"{column.name}: {text!r} is not a number") from None
-        if not number.is_finite():
-            raise RowError(f"{column.name}: {text!r} is not a finite number")
-        if column.minimum is not None and number < column.minimum:
-            raise RowError(f"{column.name}: {text} is below the plausible minimum {column.minimum}")
-        if column.maximum is not None and number > column.maximum:
-            raise RowError(f"{column.name}: {text} is above the plausible maximum {column.maximum}")
-        return number
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise RowError(f"{column.name}: {text!r} is not an ISO timestamp") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    if column.not_after_interval_end and moment >= interval.end:
-        raise RowError(f"{column.name}: {text} is after the data interval end {interval.end.isoformat()}")
-    return moment
-
-
-def parse_file(path: Path, source: Source, interval: Interval, tz: ZoneInfo) -> ParsedFile:
-    """Read one CSV export; keep good rows (newest version per key) and reject the rest."""
-    data = path.read_bytes()
-    text = data.decode("utf-8", errors="surrogateescape")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [name.strip() for name in next(reader, [])]
-    positions = {name: index for index, name in enumerate(header)}
-    missing = [c.name for c in source.columns if c.name not in positions and c.required]
-    key_index = [source.column_names.index(k) for k in source.primary_key]
-    version_index = (source.column_names.index(source.version_column)
-                     if source.version_column else None)
-    kept: dict[tuple[Any, ...], tuple[int, tuple[Any, ...], str]] = {}
-    rejected: list[Rejected] = []
-    rows_read = 0
-    for fields in reader:
-        if not fields:
-            continue
-        rows_read += 1
-        line = reader.line_num
-        payload = ",".join(fields)
-        try:
-            if any("\udc80" <= ch <= "\udcff" for ch in payload):
-                payload = payload.encode("utf-8", "surrogateescape").decode("latin-1")
-                raise RowError("not valid UTF-8 (Latin-1 bytes?)")
-            if missing:
-                raise RowError(f"column(s) {', '.join(missing)} missing from the header")
-            if len(fields) != len(header):
-                raise RowError(f"expected {len(header)} fields as in the header, got {len(fields)}")
-            row = tuple(
-                _convert(c, fields[positions[c.name]] if c.name in positions else "", tz, interval)
-                for c in source.columns
-            )
-        except RowError as error:
-            rejected.append(Rejected(line, str(error), payload))
-            continue
-        key = tuple(row[i] for i in key_index)
-        earlier = kept.get(key)
-        if earlier is not None:
-            # a strictly newer version replaces the kept row; an exact or older copy is rejected
-            newer_wins = version_index is not None and row[version_index] > earlier[1][version_index]
-            loser_line, loser_payload = (earlier[0], earlier[2]) if newer_wins else (line, payload)
-            winner_line = line if newer_wins else earlier[0]
-            rejected.append(Rejected(loser_line, f"duplicate key {key!r}: superseded by line "
-                                                 f"{winner_line}", loser_payload))
-            if not newer_wins:
-                continue
-        kept[key] = (line, row, payload)
-    rows = [entry[1] for entry in kept.values()]
-    return ParsedFile(rows, sorted(rejected, key=lambda r: r.line), rows_read,
-                      hashlib.sha256(data).hexdigest())
-
-
-def _table(source: Source) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(RAW_SCHEMA), sql.Identifier(source.table))
+def _ids(names: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(map(sql.Identifier, names))
 
 
 def ensure_tables(conn: psycopg.Connection, sources: Iterable[Source]) -> None:
@@ -189,17 +126,17 @@ def ensure_tables(conn: psycopg.Connection, sources: Iterable[Source]) -> None:
             create table if not exists raw._load_audit (
                 source text not null,
                 batch_id text not null,
-                file_day date,
-                file_sha256 text not null,
                 interval_start timestamptz not null,
                 interval_end timestamptz not null,
                 rows_read integer not null,
                 rows_loaded integer not null,
                 rows_quarantined integer not null,
-                loaded_at timestamptz not null default now(),
                 primary key (source, batch_id),
                 check (rows_read = rows_loaded + rows_quarantined)
             )""")
+        for name, kind in AUDIT_COLUMNS.items():
+            conn.execute(sql.SQL("alter table raw._load_audit add column if not exists {} {}").format(
+                sql.Identifier(name), sql.SQL(kind)))
         conn.execute("""
             create table if not exists raw._quarantine (
                 source text not null,
@@ -213,124 +150,438 @@ def ensure_tables(conn: psycopg.Connection, sources: Iterable[Source]) -> None:
             columns = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(PG_TYPES[c.type]))
                        for c in source.columns]
             columns.append(sql.SQL("_batch_id text not null"))
+            key = list(source.primary_key)
+            if source.kind == "snapshot":
+                columns += [sql.SQL("_valid_from date not null"), sql.SQL("_valid_to date")]
+                key.append("_valid_from")
             conn.execute(sql.SQL("create table if not exists {} ({}, primary key ({}))").format(
-                _table(source), sql.SQL(", ").join(columns),
-                sql.SQL(", ").join(map(sql.Identifier, source.primary_key))))
+                _target(source), sql.SQL(", ").join(columns), _ids(key)))
 
 
-def plan_files(conn: psycopg.Connection, source: Source, sources_dir: Path, interval: Interval,
-               lookback_days: int, tz: ZoneInfo) -> list[Path]:
-    """Files this run loads for ``source``, oldest first.
+# -- planning -----------------------------------------------------------------------------------
 
-    ``files``: every file dated inside the interval widened by the lookback, plus any earlier
-    file whose content is not in the audit yet (late or missed deliveries). ``snapshot``: the
-    newest file dated before the interval end.
-    """
-    dated = sorted((day, path) for path in sources_dir.glob(source.path)
-                   if (day := file_day(path)) is not None and _day_start(day, tz) < interval.end)
-    if source.kind == "snapshot":
-        return [dated[-1][1]] if dated else []
-    window_start = interval.start - timedelta(days=lookback_days)
-    loaded = dict(conn.execute(
-        "select batch_id, file_sha256 from raw._load_audit where source = %s",
-        (source.name,)).fetchall())
-    chosen = []
-    for day, path in dated:
-        batch_id = _batch_id(path, sources_dir)
-        in_window = _day_start(day, tz) >= window_start
-        if in_window or batch_id not in loaded or loaded[batch_id] != _sha256(path):
-            chosen.append(path)
-    return chosen
+def file_day(path: Path) -> date | None:
+    """The business day a file holds, from the YYYY-MM-DD in its name."""
+    match = DAY_IN_NAME.search(path.name)
+    return date.fromisoformat(match.group(1)) if match else None
+
+
+def _day_start(day: date, tz: ZoneInfo) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=tz)
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _batch_id(path: Path, sources_dir: Path) -> str:
     return path.relative_to(sources_dir).as_posix()
 
 
-def _copy_rows(conn: psycopg.Connection, source: Source, rows: list[tuple[Any, ...]],
-               batch_id: str) -> None:
-    conn.execute(sql.SQL("create temp table _incoming (like {}) on commit drop").format(
-        _table(source)))
-    names = [*source.column_names, "_batch_id"]
-    copy_sql = sql.SQL("copy _incoming ({}) from stdin").format(
-        sql.SQL(", ").join(map(sql.Identifier, names)))
-    with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        for row in rows:
-            copy.write_row((*row, batch_id))
+def plan_files(conn: psycopg.Connection, source: Source, sources_dir: Path, interval: Interval,
+               lookback_days: int, tz: ZoneInfo) -> tuple[list[Path], list[str]]:
+    """Files this run loads for a ``files`` or ``snapshot`` source, oldest first, and notes.
 
-
-def _merge_rows(conn: psycopg.Connection, source: Source) -> None:
-    names = [*source.column_names, "_batch_id"]
-    columns = sql.SQL(", ").join(map(sql.Identifier, names))
-    updates = sql.SQL(", ").join(
-        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n)) for n in names)
-    version = sql.Identifier(source.version_column) if source.version_column else None
-    newer = (sql.SQL("where (excluded.{v}, excluded._batch_id) > ({t}.{v}, {t}._batch_id)").format(
-        v=version, t=_table(source)) if version else sql.SQL(""))
-    conn.execute(sql.SQL(
-        "insert into {t} ({c}) select {c} from _incoming "
-        "on conflict ({k}) do update set {u} {w}").format(
-        t=_table(source), c=columns, k=sql.SQL(", ").join(map(sql.Identifier, source.primary_key)),
-        u=updates, w=newer))
-
-
-def _replace_snapshot(conn: psycopg.Connection, source: Source, day: date | None) -> str | None:
-    newest = conn.execute("select max(file_day) from raw._load_audit where source = %s",
-                          (source.name,)).fetchone()[0]
-    if newest is not None and day is not None and day < newest:
-        return f"snapshot of {day} is older than the loaded one of {newest}"
-    names = sql.SQL(", ").join(map(sql.Identifier, [*source.column_names, "_batch_id"]))
-    conn.execute(sql.SQL("delete from {}").format(_table(source)))
-    conn.execute(sql.SQL("insert into {t} ({c}) select {c} from _incoming").format(
-        t=_table(source), c=names))
-    return None
-
-
-def load_file(conn: psycopg.Connection, source: Source, path: Path, sources_dir: Path,
-              interval: Interval, tz: ZoneInfo) -> BatchResult:
-    """Load one file inside the caller's transaction; write its audit and quarantine rows."""
-    batch_id = _batch_id(path, sources_dir)
-    parsed = parse_file(path, source, interval, tz)
-    _copy_rows(conn, source, parsed.rows, batch_id)
-    skipped = None
+    ``files``: every file dated inside the interval widened by the lookback, plus any earlier
+    file whose content is not in the audit yet (late or missed deliveries). ``snapshot``: every
+    snapshot dated before the interval end that is newer than the newest one applied.
+    """
+    dated = sorted((day, path) for path in sources_dir.glob(source.path or "")
+                   if (day := file_day(path)) is not None and _day_start(day, tz) < interval.end)
+    loaded = {row[0]: (row[1], row[2]) for row in conn.execute(
+        "select batch_id, checksum, file_day from raw._load_audit where source = %s",
+        (source.name,)).fetchall()}
+    notes: list[str] = []
     if source.kind == "snapshot":
-        skipped = _replace_snapshot(conn, source, file_day(path))
-    else:
-        _merge_rows(conn, source)
-    conn.execute("drop table _incoming")
-    if skipped:
-        return BatchResult(source.name, batch_id, parsed.rows_read, 0, 0, skipped)
+        newest = max((day for _, day in loaded.values() if day is not None), default=None)
+        chosen = []
+        for day, path in dated:
+            batch = _batch_id(path, sources_dir)
+            if newest is not None and day <= newest:
+                if batch not in loaded:
+                    notes.append(f"{batch}: snapshot older than the applied one of {newest}; "
+                                 "not applied")
+                continue
+            chosen.append(path)
+        return chosen, notes
+    window_start = interval.start - timedelta(days=lookback_days)
+    chosen = [path for day, path in dated
+              if _day_start(day, tz) >= window_start
+              or _batch_id(path, sources_dir) not in loaded
+              or loaded[_batch_id(path, sources_dir)][0] != _sha256(path)]
+    return chosen, notes
+
+
+# -- reading and staging --------------------------------------------------------------------------
+
+def _create_incoming(conn: psycopg.Connection, fields: list[str]) -> None:
+    columns = [sql.SQL("_line integer not null"), sql.SQL("_payload text")]
+    columns += [sql.SQL("{} text").format(sql.Identifier(name)) for name in fields]
+    conn.execute("drop table if exists _incoming")
+    conn.execute(sql.SQL("create temp table _incoming ({})").format(sql.SQL(", ").join(columns)))
+
+
+def _copy_in(conn: psycopg.Connection, fields: list[str]) -> Any:
+    statement = sql.SQL("copy _incoming (_line, _payload, {}) from stdin").format(_ids(fields))
+    return conn.cursor().copy(statement)
+
+
+def stage_csv(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
+    """Read a CSV export into ``_incoming``; malformed lines are rejected, not staged."""
+    staged = Staged(checksum=_sha256(path))
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        reader = csv.reader(handle)
+        header = [name.strip() for name in next(reader, [])]
+        declared = {column.source_name for column in source.columns}
+        extra = [name for name in header if name not in declared]
+        absent = [c for c in source.columns if c.source_name not in header]
+        if extra:
+            staged.notes.append(f"extra column(s) {', '.join(extra)} ignored")
+        if absent:
+            staged.notes.append(f"column(s) {', '.join(c.source_name for c in absent)} missing")
+        missing_required = [c.source_name for c in absent if c.required]
+        positions = [header.index(c.source_name) if c.source_name in header else None
+                     for c in source.columns]
+        staged.fields = list(source.column_names)
+        _create_incoming(conn, staged.fields)
+        width = len(header)
+        with _copy_in(conn, staged.fields) as copy:
+            for fields in reader:
+                if not fields:
+                    continue
+                staged.rows_read += 1
+                line = reader.line_num
+                payload = ",".join(fields)
+                if max(payload, default="a") >= "\udc80" and _has_surrogates(payload):
+                    payload = payload.encode("utf-8", "surrogateescape").decode("latin-1")
+                    staged.rejected.append(Rejected(line, "not valid UTF-8 (Latin-1 bytes?)", payload))
+                elif missing_required:
+                    staged.rejected.append(Rejected(
+                        line, f"column(s) {', '.join(missing_required)} missing from the header",
+                        payload))
+                elif len(fields) != width:
+                    staged.rejected.append(Rejected(
+                        line, f"expected {width} fields as in the header, got {len(fields)}", payload))
+                else:
+                    copy.write_row((line, payload, *(fields[p] if p is not None else None
+                                                     for p in positions)))
+    return staged
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def stage_jsonl(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
+    """Read a JSON Lines export into ``_incoming``; lines that are not JSON objects are rejected."""
+    staged = Staged(checksum=_sha256(path), fields=list(source.column_names))
+    _create_incoming(conn, staged.fields)
+    with path.open(encoding="utf-8", errors="surrogateescape") as handle, \
+            _copy_in(conn, staged.fields) as copy:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            staged.rows_read += 1
+            payload = text.rstrip("\n")
+            if _has_surrogates(payload):
+                payload = payload.encode("utf-8", "surrogateescape").decode("latin-1")
+                staged.rejected.append(Rejected(line, "not valid UTF-8 (Latin-1 bytes?)", payload))
+                continue
+            try:
+                record = json.loads(payload)
+            except json.JSONDecodeError as error:
+                staged.rejected.append(Rejected(line, f"not valid JSON ({error.msg} at column "
+                                                      f"{error.colno})", payload))
+                continue
+            if not isinstance(record, dict):
+                staged.rejected.append(Rejected(line, "not a JSON object", payload))
+                continue
+            copy.write_row((line, payload,
+                            *(_json_text(record.get(c.source_name)) for c in source.columns)))
+    return staged
+
+
+def stage_postgres(conn: psycopg.Connection, source: Source, interval: Interval,
+                   lookback_days: int, connect: SourceConnector) -> Staged:
+    """Stream the interval's rows of a PostgreSQL source into ``_incoming`` (COPY to COPY)."""
+    staged = Staged(fields=list(source.column_names))
+    _create_incoming(conn, staged.fields)
+    relation = (sql.SQL("({}) as q").format(sql.SQL(source.query)) if source.query
+                else sql.SQL(".").join(map(sql.Identifier, (source.table or "").split("."))))
+    selected = sql.SQL(", ").join(
+        sql.SQL("{}::text").format(sql.Identifier(c.source_name)) for c in source.columns)
+    query = sql.SQL(
+        "copy (select row_number() over (order by {key}), null, {cols} from {rel} "
+        "where {cur} >= {start} and {cur} < {end} order by {key}) to stdout").format(
+        key=_ids(source.column(k).source_name for k in source.primary_key), cols=selected,
+        rel=relation, cur=sql.Identifier(source.column(source.cursor or "").source_name),
+        start=sql.Literal(interval.start - timedelta(days=lookback_days)), end=sql.Literal(interval.end))
+    digest = hashlib.sha256()
+    try:
+        with connect(source.connection or "") as source_conn, source_conn.cursor() as cursor, \
+                cursor.copy(query) as out, _copy_in(conn, staged.fields) as into:
+            for chunk in out:
+                digest.update(chunk)
+                staged.rows_read += bytes(chunk).count(b"\n")
+                into.write(chunk)
+    except psycopg.OperationalError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SourceUnavailable(f"source {source.name}: cannot reach connection "
+                                f"{source.connection!r}: {first}") from None
+    staged.checksum = digest.hexdigest()
+    return staged
+
+
+# -- checking -------------------------------------------------------------------------------------
+
+def _value(column: Column) -> sql.Composable:
+    return sql.SQL("btrim({})").format(sql.Identifier(column.name))
+
+
+def _is_valid(column: Column, safe_casts: bool) -> sql.Composable:
+    value = _value(column)
+    if column.type == "boolean":
+        return sql.SQL("lower({}) = any({})").format(value, sql.Literal(list(TRUE_WORDS + FALSE_WORDS)))
+    if column.type in ("text", "json"):
+        return sql.SQL("true")
+    test = sql.SQL("{} ~ {}").format(value, sql.Literal(PATTERNS[column.type]))
+    if safe_casts:
+        test = sql.SQL("({} and raw._is_valid({}, {}))").format(test, value, sql.Literal(column.type))
+    return test
+
+
+def _cast(column: Column) -> sql.Composable:
+    value = sql.SQL("nullif({}, '')").format(_value(column))
+    if column.type == "boolean":
+        return sql.SQL("(lower({}) = any({}))").format(value, sql.Literal(list(TRUE_WORDS)))
+    if column.type == "text":
+        return value
+    return sql.SQL("cast({} as {})").format(value, sql.SQL(PG_TYPES[column.type]))
+
+
+def _reason(column: Column, interval: Interval, safe_casts: bool) -> sql.Composable:
+    name, value = sql.Literal(column.name), _value(column)
+    checks = [sql.SQL("when nullif({}, '') is null then {}").format(
+        value, sql.Literal(f"{column.name}: missing value") if column.required else sql.NULL)]
+    if column.type in TYPE_WORDS:
+        checks.append(sql.SQL("when not {} then format('%s: %L is not {}', {}, {})").format(
+            _is_valid(column, safe_casts), sql.SQL(TYPE_WORDS[column.type]), name, value))
+    for bound, word, op in ((column.minimum, "below the plausible minimum", "<"),
+                            (column.maximum, "above the plausible maximum", ">")):
+        if bound is not None:
+            checks.append(sql.SQL("when {} {} {} then format('%s: %s is {} %s', {}, {}, {})").format(
+                _cast(column), sql.SQL(op), sql.Literal(bound), sql.SQL(word), name, value,
+                sql.Literal(str(bound))))
+    if column.not_after_interval_end:
+        checks.append(sql.SQL("when {} >= {} then format('%s: %s is after the data interval end %s', "
+                              "{}, {}, {})").format(_cast(column), sql.Literal(interval.end), name, value,
+                                                    sql.Literal(interval.end.isoformat())))
+    return sql.SQL("case {} end").format(sql.SQL(" ").join(checks))
+
+
+def _check(conn: psycopg.Connection, source: Source, interval: Interval, staged: Staged,
+           timezone: str, safe_casts: bool) -> None:
+    """Build ``_checked``: every staged row with its reason (or null) and typed values."""
+    reasons = sql.SQL("coalesce({})").format(sql.SQL(", ").join(
+        _reason(c, interval, safe_casts) for c in source.columns))
+    payload = sql.SQL("coalesce(_payload, concat_ws(',', {}))").format(sql.SQL(", ").join(
+        sql.SQL("coalesce({}, '')").format(sql.Identifier(f)) for f in staged.fields))
+    typed = sql.SQL(", ").join(
+        sql.SQL("case when _reason is null then {} end as {}").format(_cast(c), sql.Identifier(c.name))
+        for c in source.columns)
+    conn.execute(sql.SQL("set local timezone = {}").format(sql.Literal(timezone)))
+    conn.execute("drop table if exists _checked")
+    conn.execute(sql.SQL(
+        "create temp table _checked as select _line, _full_payload as _payload, _reason, {typed} "
+        "from (select {fields}, _line, {payload} as _full_payload, {reasons} as _reason "
+        "from _incoming) r").format(typed=typed, reasons=reasons, payload=payload,
+                                    fields=_ids(staged.fields)))
+
+
+def _rank_duplicates(conn: psycopg.Connection, source: Source) -> None:
+    order = [sql.SQL("_line")]
+    if source.version_column:
+        order.insert(0, sql.SQL("{} desc nulls last").format(sql.Identifier(source.version_column)))
+    key_text = sql.SQL(", ").join(
+        sql.SQL("{} || '=' || coalesce({}::text, '')").format(sql.Literal(k), sql.Identifier(k))
+        for k in source.primary_key)
+    conn.execute(sql.SQL("""
+        update _checked c set _reason = format('duplicate key (%s): superseded by line %s', d.k, d.w)
+        from (select _line, concat_ws(', ', {key_text}) as k,
+                     first_value(_line) over w as w, row_number() over w as n
+              from _checked where _reason is null
+              window w as (partition by {key} order by {order})) d
+        where c._line = d._line and d.n > 1""").format(
+        key_text=key_text, key=_ids(source.primary_key), order=sql.SQL(", ").join(order)))
+
+
+# -- applying -------------------------------------------------------------------------------------
+
+def _merge(conn: psycopg.Connection, source: Source, batch_id: str) -> None:
+    names = [*source.column_names, "_batch_id"]
+    version = [source.version_column] if source.version_column else []
+    order_new = sql.SQL(", ").join([*(sql.SQL("excluded.{}").format(sql.Identifier(v)) for v in version),
+                                    sql.SQL("excluded._batch_id")])
+    order_old = sql.SQL(", ").join([*(sql.SQL("{}.{}").format(_target(source), sql.Identifier(v))
+                                      for v in version), sql.SQL("{}._batch_id").format(_target(source))])
+    conn.execute(sql.SQL(
+        "insert into {t} ({c}) select {s}, {b} from _checked where _reason is null "
+        "on conflict ({k}) do update set {u} where ({n}) >= ({o})").format(
+        t=_target(source), c=_ids(names), s=_ids(source.column_names), b=sql.Literal(batch_id),
+        k=_ids(source.primary_key),
+        u=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n)) for n in names),
+        n=order_new, o=order_old))
+
+
+def _apply_snapshot(conn: psycopg.Connection, source: Source, batch_id: str, day: date) -> str:
+    """Diff the snapshot of ``day`` into the history; returns a note with the counts."""
+    target = _target(source)
+    values = [c for c in source.column_names if c not in source.primary_key]
+    same_key = sql.SQL(" and ").join(sql.SQL("n.{0} = t.{0}").format(sql.Identifier(k))
+                                     for k in source.primary_key)
+    differs = sql.SQL("({}) is distinct from ({})").format(
+        sql.SQL(", ").join(sql.SQL("n.{}").format(sql.Identifier(v)) for v in values) or sql.SQL("null"),
+        sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(v)) for v in values) or sql.SQL("null"))
+    closed = conn.execute(sql.SQL(
+        "update {t} t set _valid_to = {d} where t._valid_to is null and not exists "
+        "(select 1 from _checked n where n._reason is null and {same} and not {differs})").format(
+        t=target, d=sql.Literal(day), same=same_key, differs=differs)).rowcount
+    opened = conn.execute(sql.SQL(
+        "insert into {t} ({c}, _batch_id, _valid_from) select {c}, {b}, {d} from _checked n "
+        "where n._reason is null and not exists "
+        "(select 1 from {t} t where t._valid_to is null and {same})").format(
+        t=target, c=_ids(source.column_names), b=sql.Literal(batch_id), d=sql.Literal(day),
+        same=same_key)).rowcount
+    return f"snapshot diff: {opened} new or changed, {closed} changed or gone"
+
+
+def _write_quarantine(conn: psycopg.Connection, source: Source, batch_id: str,
+                      rejected: list[Rejected]) -> int:
     conn.execute("delete from raw._quarantine where source = %s and batch_id = %s",
                  (source.name, batch_id))
-    with conn.cursor() as cursor, cursor.copy(
+    with conn.cursor().copy(
             "copy raw._quarantine (source, batch_id, line_number, reason, payload) from stdin") as copy:
-        for item in parsed.rejected:
+        for item in rejected:
             copy.write_row((source.name, batch_id, item.line, item.reason, item.payload))
-    result = BatchResult(source.name, batch_id, parsed.rows_read, len(parsed.rows), len(parsed.rejected))
+    moved = conn.execute(
+        "insert into raw._quarantine (source, batch_id, line_number, reason, payload) "
+        "select %s, %s, _line, _reason, _payload from _checked where _reason is not null",
+        (source.name, batch_id)).rowcount
+    return len(rejected) + moved
+
+
+def _audit(conn: psycopg.Connection, source: Source, batch_id: str, location: str,
+           day: date | None, staged: Staged, interval: Interval, quarantined: int,
+           started_at: datetime) -> BatchResult:
+    loaded = staged.rows_read - quarantined
+    notes = "; ".join(staged.notes)
     conn.execute("""
-        insert into raw._load_audit (source, batch_id, file_day, file_sha256, interval_start,
-            interval_end, rows_read, rows_loaded, rows_quarantined)
-        values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+        insert into raw._load_audit (source, batch_id, location, file_day, checksum, interval_start,
+            interval_end, rows_read, rows_loaded, rows_quarantined, notes, started_at, finished_at)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())
         on conflict (source, batch_id) do update set
-            file_day = excluded.file_day, file_sha256 = excluded.file_sha256,
-            interval_start = excluded.interval_start, interval_end = excluded.interval_end,
-            rows_read = excluded.rows_read, rows_loaded = excluded.rows_loaded,
-            rows_quarantined = excluded.rows_quarantined, loaded_at = now()""",
-        (source.name, batch_id, file_day(path), parsed.sha256, interval.start, interval.end,
-         result.rows_read, result.rows_loaded, result.rows_quarantined))
-    return result
+            location = excluded.location, file_day = excluded.file_day,
+            checksum = excluded.checksum, interval_start = excluded.interval_start,
+            interval_end = excluded.interval_end, rows_read = excluded.rows_read,
+            rows_loaded = excluded.rows_loaded, rows_quarantined = excluded.rows_quarantined,
+            notes = excluded.notes, started_at = excluded.started_at,
+            finished_at = excluded.finished_at""",
+        (source.name, batch_id, location, day, staged.checksum, interval.start, interval.end,
+         staged.rows_read, loaded, quarantined, notes or None, started_at))
+    for note in staged.notes:
+        log.warning("%s %s: %s", source.name, batch_id, note)
+    return BatchResult(source.name, batch_id, staged.rows_read, loaded, quarantined, notes)
 
 
-def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path,
-                     interval: Interval, lookback_days: int, timezone: str) -> list[BatchResult]:
-    """Load every file this interval needs for ``source``, all in one transaction."""
+def ensure_safe_casts(conn: psycopg.Connection) -> None:
+    """``raw._is_valid(text, type)``: true when the text casts to the type (used only where the
+    server has no ``pg_input_is_valid`` and a fast check let an impossible value through)."""
+    conn.execute("""
+        create or replace function raw._is_valid(value text, type_name text) returns boolean
+        language plpgsql immutable as $$
+        begin
+            execute format('select cast(%L as %s)', value,
+                           case type_name when 'integer' then 'bigint' else type_name end);
+            return true;
+        exception when others then
+            return false;
+        end $$""")
+
+
+def _load_batch(conn: psycopg.Connection, source: Source, batch_id: str, location: str,
+                day: date | None, interval: Interval, timezone: str,
+                stage: Callable[[], Staged]) -> BatchResult:
+    started_at = conn.execute("select clock_timestamp()").fetchone()[0]
+    staged = stage()
+    try:
+        with conn.transaction():
+            _check(conn, source, interval, staged, timezone, safe_casts=False)
+            _rank_duplicates(conn, source)
+            if source.kind == "snapshot":
+                staged.notes.append(_apply_snapshot(conn, source, batch_id, day or interval.end.date()))
+            else:
+                _merge(conn, source, batch_id)
+    except (psycopg.errors.DataException, psycopg.errors.DatetimeFieldOverflow):
+        # a value passed the fast pattern check but does not cast (e.g. 2026-02-30): check again
+        # value by value with the slow, exact function
+        ensure_safe_casts(conn)
+        _check(conn, source, interval, staged, timezone, safe_casts=True)
+        _rank_duplicates(conn, source)
+        if source.kind == "snapshot":
+            staged.notes.append(_apply_snapshot(conn, source, batch_id, day or interval.end.date()))
+        else:
+            _merge(conn, source, batch_id)
+    quarantined = _write_quarantine(conn, source, batch_id, staged.rejected)
+    return _audit(conn, source, batch_id, location, day, staged, interval, quarantined, started_at)
+
+
+def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path, interval: Interval,
+                     lookback_days: int, timezone: str,
+                     connect: SourceConnector | None = None) -> list[BatchResult]:
+    """Load every batch this interval needs for ``source``, all in one transaction."""
     tz = ZoneInfo(timezone)
     ensure_tables(conn, [source])
+    results: list[BatchResult] = []
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"trebol.load.{source.name}",))
-        files = plan_files(conn, source, sources_dir, interval, lookback_days, tz)
-        return [load_file(conn, source, path, sources_dir, interval, tz) for path in files]
+        if source.kind == "postgres":
+            if connect is None:
+                raise SourceUnavailable(f"source {source.name}: no connector for {source.connection!r}")
+            batch_id = f"{interval.start.isoformat()}/{interval.end.isoformat()}"
+            location = f"{source.connection}:{source.table or 'query'} by {source.cursor}"
+            results.append(_load_batch(
+                conn, source, batch_id, location, None, interval, timezone,
+                lambda: stage_postgres(conn, source, interval, lookback_days, connect)))
+            return results
+        files, notes = plan_files(conn, source, sources_dir, interval, lookback_days, tz)
+        for note in notes:
+            log.warning("%s: %s", source.name, note)
+        stage_file = stage_jsonl if source.format == "jsonl" else stage_csv
+        for path in files:
+            batch_id = _batch_id(path, sources_dir)
+            results.append(_load_batch(
+                conn, source, batch_id, batch_id, file_day(path), interval, timezone,
+                lambda path=path: stage_file(conn, source, path)))
+    return results
+
+
+def iter_results(results: Iterable[BatchResult]) -> Iterator[str]:
+    """One readable line per batch, for task logs."""
+    for r in results:
+        yield (f"{r.source} {r.batch_id}: read {r.rows_read}, loaded {r.rows_loaded}, "
+               f"quarantined {r.rows_quarantined}" + (f" ({r.notes})" if r.notes else ""))
+

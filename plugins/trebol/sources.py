@@ -1,7 +1,19 @@
-"""Source declarations (``config/sources.yml``): what to extract, from where, with which schema."""
+"""Source declarations (``config/sources.yml``): what to extract, from where, with which schema.
+
+Kinds:
+
+- ``files``: dated export files (``format: csv`` or ``jsonl``) matched by a glob under
+  ``TREBOL_SOURCES_DIR``; every file of the interval (plus the lookback) and every earlier file
+  not loaded yet is upserted by primary key, the newest ``version_column`` winning;
+- ``snapshot``: dated full exports; each new snapshot is diffed against the current rows and
+  kept as history (``_valid_from`` / ``_valid_to``);
+- ``postgres``: a table or query of a PostgreSQL database reached through an Airflow connection,
+  extracted by a ``cursor`` column over the interval (plus the lookback).
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -10,8 +22,10 @@ from typing import Any
 import yaml
 
 DEFAULT_CONFIG = Path(__file__).parent / "config" / "sources.yml"
-KINDS = ("files", "snapshot")
-TYPES = ("text", "numeric", "timestamptz", "boolean")
+KINDS = ("files", "snapshot", "postgres")
+FORMATS = ("csv", "jsonl")
+TYPES = ("text", "integer", "numeric", "boolean", "date", "timestamptz", "json")
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 class SourceConfigError(ValueError):
@@ -20,10 +34,11 @@ class SourceConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Column:
-    """One declared column and its checks."""
+    """One declared column: its raw name, where it comes from, its type and its checks."""
 
     name: str
     type: str
+    source_name: str
     required: bool = False
     minimum: Decimal | None = None
     maximum: Decimal | None = None
@@ -36,24 +51,68 @@ class Source:
 
     name: str
     kind: str
-    path: str
-    table: str
+    target: str
     primary_key: tuple[str, ...]
     columns: tuple[Column, ...]
     version_column: str | None = None
+    path: str | None = None
+    format: str = "csv"
+    connection: str | None = None
+    table: str | None = None
+    query: str | None = None
+    cursor: str | None = None
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns)
+
+    def column(self, name: str) -> Column:
+        return next(column for column in self.columns if column.name == name)
 
 
 def _column(where: str, name: str, spec: dict[str, Any]) -> Column:
     kind = spec.get("type")
     if kind not in TYPES:
         raise SourceConfigError(f"{where}.columns.{name}.type: {kind!r} is not one of {TYPES}")
+    if not IDENTIFIER.match(name):
+        raise SourceConfigError(f"{where}.columns.{name}: use lower-case letters, digits and _")
     bounds = {key: Decimal(str(spec[key])) if key in spec else None for key in ("min", "max")}
-    return Column(name, kind, bool(spec.get("required", False)), bounds["min"], bounds["max"],
-                  bool(spec.get("not_after_interval_end", False)))
+    return Column(name, kind, str(spec.get("from", name)), bool(spec.get("required", False)),
+                  bounds["min"], bounds["max"], bool(spec.get("not_after_interval_end", False)))
+
+
+def _require(where: str, spec: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        if not spec.get(key):
+            raise SourceConfigError(f"{where}.{key}: missing")
+
+
+def _source(path: Path, name: str, spec: dict[str, Any]) -> Source:
+    where = f"{path.name}: sources.{name}"
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise SourceConfigError(f"{where}.kind: {kind!r} is not one of {KINDS}")
+    _require(where, spec, "target", "primary_key", "columns")
+    if kind == "postgres":
+        _require(where, spec, "connection", "cursor")
+        if bool(spec.get("table")) == bool(spec.get("query")):
+            raise SourceConfigError(f"{where}: give exactly one of table or query")
+    else:
+        _require(where, spec, "path")
+        if spec.get("format", "csv") not in FORMATS:
+            raise SourceConfigError(f"{where}.format: {spec.get('format')!r} is not one of {FORMATS}")
+    if not IDENTIFIER.match(spec["target"]):
+        raise SourceConfigError(f"{where}.target: {spec['target']!r} is not a plain table name")
+    columns = tuple(_column(where, col, col_spec or {}) for col, col_spec in spec["columns"].items())
+    names = {column.name for column in columns}
+    keys = [*spec["primary_key"], *[spec[k] for k in ("version_column", "cursor") if spec.get(k)]]
+    for key in keys:
+        if key not in names:
+            raise SourceConfigError(f"{where}: key column {key!r} is not among its columns")
+    return Source(name=name, kind=kind, target=spec["target"], primary_key=tuple(spec["primary_key"]),
+                  columns=columns, version_column=spec.get("version_column"), path=spec.get("path"),
+                  format=spec.get("format", "csv"), connection=spec.get("connection"),
+                  table=spec.get("table"), query=spec.get("query"), cursor=spec.get("cursor"))
 
 
 def load_sources(path: Path = DEFAULT_CONFIG) -> dict[str, Source]:
@@ -62,21 +121,8 @@ def load_sources(path: Path = DEFAULT_CONFIG) -> dict[str, Source]:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:
         raise SourceConfigError(f"{path}: cannot read ({error})") from None
-    sources: dict[str, Source] = {}
-    for name, spec in (document.get("sources") or {}).items():
-        where = f"{path.name}: sources.{name}"
-        if spec.get("kind") not in KINDS:
-            raise SourceConfigError(f"{where}.kind: {spec.get('kind')!r} is not one of {KINDS}")
-        for key in ("path", "table", "primary_key", "columns"):
-            if not spec.get(key):
-                raise SourceConfigError(f"{where}.{key}: missing")
-        columns = tuple(_column(where, col, col_spec or {}) for col, col_spec in spec["columns"].items())
-        names = {column.name for column in columns}
-        for key in [*spec["primary_key"], *([spec["version_column"]] if spec.get("version_column") else [])]:
-            if key not in names:
-                raise SourceConfigError(f"{where}: key column {key!r} is not among its columns")
-        sources[name] = Source(name, spec["kind"], spec["path"], spec["table"],
-                               tuple(spec["primary_key"]), columns, spec.get("version_column"))
+    sources = {name: _source(path, name, spec or {})
+               for name, spec in (document.get("sources") or {}).items()}
     if not sources:
         raise SourceConfigError(f"{path}: declares no sources")
     return sources

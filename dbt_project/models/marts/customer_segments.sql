@@ -8,7 +8,7 @@ transactions as (
 
 contacts as (
 
-    select * from {{ ref('stg_crm__contacts') }}
+    select * from {{ ref('int_crm__contacts_as_of') }}
 
 ),
 

@@ -14,7 +14,9 @@ renamed as (
         cast(first_name as varchar) as first_name,
         cast(last_name as varchar) as last_name,
         cast(has_marketing_consent as boolean) as has_marketing_consent,
-        cast(unsubscribed_at as timestamp with time zone) as unsubscribed_at
+        cast(unsubscribed_at as timestamp with time zone) as unsubscribed_at,
+        cast(_valid_from as date) as valid_from,
+        cast(_valid_to as date) as valid_to
 
     from source
 
