@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -19,12 +20,14 @@ import pytest
 from psycopg import sql
 
 from trebol import warehouse
+from trebol.load import SourceConnector
 from trebol.settings import Settings, load_settings
-from trebol.simulate import SimulationResult, SimulationSpec, simulate
+from trebol.simulator import SimulationResult, SimulationSpec, simulate
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 TEST_HOME = PROJECT_DIR / ".trebol" / "test"
 TEST_DATABASE = "trebol_test"
+TEST_POS_DATABASE = "trebol_test_pos"
 DEMO_DATE = date(2026, 6, 30)
 
 QUIET = {
@@ -41,9 +44,10 @@ os.environ.update(QUIET)
 
 @dataclass(frozen=True)
 class SessionWarehouse:
-    """The session's warehouse: its DSN and the settings that reach it."""
+    """The session's warehouse and POS database: their DSNs and the settings that reach them."""
 
     dsn: str
+    pos_dsn: str
     settings: Settings
     env: dict[str, str]
 
@@ -51,14 +55,13 @@ class SessionWarehouse:
         return psycopg.connect(self.dsn, autocommit=True)
 
 
-def _fresh_external_database(dsn: str) -> str:
+def _fresh_external_database(dsn: str, name: str) -> str:
     parts = warehouse.dsn_parts(dsn)
     with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(
-            sql.Identifier(TEST_DATABASE)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(TEST_DATABASE)))
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     return warehouse.build_dsn(warehouse.DsnParts(parts.host, parts.port, parts.user,
-                                                  parts.password, TEST_DATABASE))
+                                                  parts.password, name))
 
 
 @pytest.fixture(scope="session")
@@ -83,9 +86,10 @@ def test_env() -> Iterator[dict[str, str]]:
         for name, value in base.items():
             patch.setenv(name, value)
         if external:
-            patch.setenv("TREBOL_WAREHOUSE_DSN", _fresh_external_database(external))
-        yield {**base, **({"TREBOL_WAREHOUSE_DSN": os.environ["TREBOL_WAREHOUSE_DSN"]}
-                          if external else {})}
+            patch.setenv("TREBOL_WAREHOUSE_DSN", _fresh_external_database(external, TEST_DATABASE))
+            patch.setenv("TREBOL_POS_DSN", _fresh_external_database(external, TEST_POS_DATABASE))
+        yield {**base, **{name: os.environ[name] for name in ("TREBOL_WAREHOUSE_DSN", "TREBOL_POS_DSN")
+                          if name in os.environ}}
         if not external:
             warehouse.stop_embedded(load_settings())
 
@@ -97,13 +101,25 @@ def test_warehouse(test_env: dict[str, str]) -> SessionWarehouse:
     dsn = warehouse.resolve_dsn(settings)
     with psycopg.connect(dsn, autocommit=True) as conn:
         warehouse.bootstrap(conn)
-    return SessionWarehouse(dsn, settings, test_env)
+    return SessionWarehouse(dsn, warehouse.resolve_pos_dsn(settings, dsn), settings, test_env)
 
 
 @pytest.fixture(scope="session")
-def demo_sources(test_env: dict[str, str]) -> SimulationResult:
-    """The session's simulated source exports (seeded), in TREBOL_SOURCES_DIR."""
-    settings = load_settings()
+def demo_sources(test_warehouse: SessionWarehouse) -> SimulationResult:
+    """The session's simulated sources (seeded): files in TREBOL_SOURCES_DIR, POS database."""
+    settings = test_warehouse.settings
     spec = SimulationSpec(settings.demo_customers, settings.demo_days, settings.demo_date,
                           settings.demo_seed, settings.timezone)
-    return simulate(spec, settings.sources_dir)
+    return simulate(spec, settings.sources_dir, test_warehouse.pos_dsn)
+
+
+def source_connector(dsn: str) -> SourceConnector:
+    """A source connector like the DAG's (which goes through Airflow connections) that opens
+    ``dsn`` whatever connection name the source declares."""
+
+    @contextmanager
+    def connect(_name: str) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            yield conn
+
+    return connect

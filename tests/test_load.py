@@ -13,10 +13,10 @@ import pytest
 
 from trebol import load
 from trebol.load import Interval
-from trebol.simulate import SimulationResult
+from trebol.simulator import SimulationResult
 from trebol.sources import Column, Source, load_sources
 
-from .conftest import SessionWarehouse
+from .conftest import SessionWarehouse, source_connector
 
 pytestmark = pytest.mark.integration
 TZ = "Europe/Madrid"
@@ -155,28 +155,50 @@ def test_snapshots_are_diffed_into_history_in_any_run_order(test_warehouse: Sess
 def test_demo_sources_load_idempotently_and_match_ground_truth(
         test_warehouse: SessionWarehouse, demo_sources: SimulationResult) -> None:
     settings = test_warehouse.settings
-    source = load_sources()["shop_transactions"]
+    sources = load_sources()
+    connect = source_connector(test_warehouse.pos_dsn)
     last_day = settings.demo_date
+
+    def load_all(conn: psycopg.Connection, day: date) -> dict[str, list[load.BatchResult]]:
+        return {name: load.extract_and_load(conn, source, settings.sources_dir, _interval(day),
+                                            settings.lookback_days, TZ, connect)
+                for name, source in sources.items()}
+
     with test_warehouse.connect() as conn:
-        first = load.extract_and_load(conn, source, settings.sources_dir, _interval(last_day),
-                                      settings.lookback_days, TZ)
-        checksum = _checksum(conn, source.target)
-        again = load.extract_and_load(conn, source, settings.sources_dir, _interval(last_day),
-                                      settings.lookback_days, TZ)
-        backfill = load.extract_and_load(conn, source, settings.sources_dir,
-                                         _interval(last_day - timedelta(days=20)),
-                                         settings.lookback_days, TZ)
-        assert _checksum(conn, source.target) == checksum, "re-runs and backfills change nothing"
-        audit = conn.execute("""select sum(rows_read), sum(rows_loaded), sum(rows_quarantined)
-            from raw._load_audit where source = %s""", (source.name,)).fetchone()
-        quarantined = {(r[0], r[1]) for r in conn.execute(
-            "select batch_id, line_number from raw._quarantine where source = %s",
-            (source.name,)).fetchall()}
-    assert len(first) == settings.demo_days, "first run loads every file not loaded yet"
-    assert len(again) == settings.lookback_days + 1, "a re-run reloads only its window"
-    assert len(backfill) == settings.lookback_days + 1
-    assert audit[0] == demo_sources.transactions == audit[1] + audit[2]
+        first = load_all(conn, last_day)
+        checksums = {name: _checksum(conn, s.target) for name, s in sources.items()}
+        again = load_all(conn, last_day)
+        load_all(conn, last_day - timedelta(days=20))
+        assert {name: _checksum(conn, s.target) for name, s in sources.items()} == checksums, \
+            "a re-run and an out-of-order backfill change no raw table"
+        quarantined = conn.execute(
+            "select source, batch_id, line_number, payload from raw._quarantine "
+            "where source = any(%s)", (list(sources),)).fetchall()
+        notes = dict(conn.execute("select batch_id, notes from raw._load_audit "
+                                  "where source = 'loyalty_points' and notes is not null").fetchall())
+    assert len(first["ecom_orders"]) == settings.demo_days, "the first run loads every earlier file"
+    assert len(again["ecom_orders"]) == settings.lookback_days + 1, "a re-run reloads its window"
+    assert [b.batch_id.startswith("-infinity/") for b in first["pos_tickets"]] == [True]
+    assert sum(b.rows_read for b in first["crm_contacts"]) == sum(
+        1 for path in settings.sources_dir.glob("crm/contacts/*.csv")
+        for line in path.read_bytes().splitlines()[1:] if line.strip()), "every line is counted"
+
     with (settings.sources_dir / "ground_truth" / "faults.csv").open() as handle:
-        faults = {(row["file"], int(row["line"])) for row in csv.DictReader(handle)}
-    assert faults and len(faults) == demo_sources.faults
-    assert faults == quarantined, "exactly the injected faults are quarantined"
+        faults = list(csv.DictReader(handle))
+    file_faults = {(f["location"], int(f["line"])): f["kind"] for f in faults if f["line"]}
+    in_files = {(batch, line) for source, batch, line, _ in quarantined
+                if sources[source].kind != "postgres"}
+    assert in_files <= set(file_faults), "nothing but injected faults is quarantined"
+    always_caught = {"duplicate", "future_date", "missing_key", "malformed_line", "latin1_bytes",
+                     "invalid_json"}
+    missed = {k: v for k, v in file_faults.items() if v in always_caught and k not in in_files}
+    assert not missed, f"faults not quarantined: {missed}"
+    assert {kind for kind in file_faults.values()} >= always_caught
+    drift = {f["kind"]: f["location"] for f in faults if f["kind"].endswith("_column")}
+    assert notes[drift["extra_column"]] == "extra column(s) source_channel ignored"
+    assert notes[drift["missing_column"]] == "column(s) reference_id missing"
+    pos_keys = {payload.split(",")[0] for source, _, _, payload in quarantined
+                if sources[source].kind == "postgres"}
+    pos_faults = {f["key"] for f in faults if f["source"] == "pos"
+                  and f["kind"] in ("absurd_amount", "future_date")}
+    assert pos_faults and pos_faults <= pos_keys

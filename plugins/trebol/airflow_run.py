@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from trebol.settings import Settings
-from trebol.warehouse import AIRFLOW_CONN_ID, airflow_connection_json
+from trebol.warehouse import AIRFLOW_CONN_ID, POS_CONN_ID, airflow_connection_json
 
 QUIET_ENV = {
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -38,8 +38,8 @@ class DagRunFailed(RuntimeError):
     """The DAG run did not succeed; the message names the failed tasks and the log file."""
 
 
-def airflow_env(settings: Settings, dsn: str) -> dict[str, str]:
-    """Environment for a project-local Airflow that reaches the warehouse ``dsn``."""
+def airflow_env(settings: Settings, dsn: str, pos_dsn: str) -> dict[str, str]:
+    """Environment for a project-local Airflow that reaches the warehouse and the POS database."""
     home = settings.airflow_home
     return {
         **QUIET_ENV,
@@ -49,6 +49,7 @@ def airflow_env(settings: Settings, dsn: str) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         f"AIRFLOW_CONN_{AIRFLOW_CONN_ID.upper()}": airflow_connection_json(dsn),
+        f"AIRFLOW_CONN_{POS_CONN_ID.upper()}": airflow_connection_json(pos_dsn),
         "TREBOL_HOME": str(settings.home),
         "TREBOL_PROJECT_DIR": str(settings.project_dir),
     }
@@ -96,10 +97,10 @@ def _migrate(settings: Settings, env: dict[str, str], log: IO[str], log_file: Pa
     marker.write_text(wanted)
 
 
-def run_dag(settings: Settings, dsn: str, dag_id: str, logical_date: datetime, log_file: Path,
-            progress: Callable[[str], None]) -> None:
+def run_dag(settings: Settings, dsn: str, pos_dsn: str, dag_id: str, logical_date: datetime,
+            log_file: Path, progress: Callable[[str], None]) -> None:
     """Migrate Airflow's metadata DB and run ``dag_id`` for ``logical_date``; raise on failure."""
-    env = {**os.environ, **airflow_env(settings, dsn)}
+    env = {**os.environ, **airflow_env(settings, dsn, pos_dsn)}
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as log:

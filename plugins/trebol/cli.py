@@ -26,8 +26,8 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
-def _ensure_demo_sources(settings: Settings) -> None:
-    from trebol.simulate import SimulationSpec, simulate
+def _ensure_demo_sources(settings: Settings, pos_dsn: str) -> None:
+    from trebol.simulator import SimulationSpec, simulate
 
     own_data = any(settings.sources_dir.iterdir()) if settings.sources_dir.exists() else False
     if own_data and not (settings.sources_dir / "manifest.json").exists():
@@ -35,10 +35,11 @@ def _ensure_demo_sources(settings: Settings) -> None:
         return
     spec = SimulationSpec(settings.demo_customers, settings.demo_days, settings.demo_date,
                           settings.demo_seed, settings.timezone)
-    result = simulate(spec, settings.sources_dir, progress=_progress)
+    result = simulate(spec, settings.sources_dir, pos_dsn, progress=_progress)
     state = "reused" if result.reused else "generated"
-    _progress(f"sources: {state} demo data for {spec.customers:,} customers, "
-              f"{result.transactions:,} transaction rows in {settings.sources_dir}")
+    _progress(f"sources: {state} demo data for {spec.customers:,} people over {spec.days} days "
+              f"({sum(result.counts.values()):,} rows, {result.faults:,} injected faults) in "
+              f"{settings.sources_dir} and the POS database")
 
 
 def command_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -48,14 +49,15 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
 
     run_date: date = args.date or settings.demo_date
     dsn = warehouse.resolve_dsn(settings)
+    pos_dsn = warehouse.resolve_pos_dsn(settings, dsn)
     where = "embedded" if settings.uses_embedded_warehouse else "external"
     _progress(f"warehouse: {where} PostgreSQL at {warehouse.redact(dsn)}")
-    _ensure_demo_sources(settings)
+    _ensure_demo_sources(settings, pos_dsn)
     logical_date = datetime(run_date.year, run_date.month, run_date.day,
                             tzinfo=ZoneInfo(settings.timezone))
     report_dir = settings.reports_dir / run_date.isoformat()
     started = time.monotonic()
-    run_dag(settings, dsn, DAG_ID, logical_date, report_dir / "airflow.log", _progress)
+    run_dag(settings, dsn, pos_dsn, DAG_ID, logical_date, report_dir / "airflow.log", _progress)
     _progress(f"done in {time.monotonic() - started:.0f} s")
     print(summary.render(json.loads((report_dir / "summary.json").read_text())))
     return 0
@@ -63,15 +65,19 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
 
 def command_simulate(settings: Settings, args: argparse.Namespace) -> int:
     """trebol simulate: write demo source data."""
-    from trebol.simulate import SimulationSpec, simulate
+    from trebol import warehouse
+    from trebol.simulator import SimulationSpec, simulate
 
     spec = SimulationSpec(args.customers or settings.demo_customers,
                           args.days or settings.demo_days, args.end or settings.demo_date,
                           settings.demo_seed if args.seed is None else args.seed, settings.timezone)
     out = Path(args.out) if args.out else settings.sources_dir
-    result = simulate(spec, out, progress=_progress)
-    print(f"{result.transactions:,} transaction rows, {result.contacts:,} contacts, "
-          f"{result.faults} injected faults in {out}" + (" (reused)" if result.reused else ""))
+    pos_dsn = warehouse.resolve_pos_dsn(settings, warehouse.resolve_dsn(settings))
+    result = simulate(spec, out, pos_dsn, progress=_progress)
+    for name, rows in sorted(result.counts.items()):
+        print(f"{name:<20} {rows:>10,}")
+    print(f"{result.faults:,} injected faults; files in {out}, POS in {warehouse.redact(pos_dsn)}"
+          + (" (reused)" if result.reused else ""))
     return 0
 
 
@@ -114,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=command_run)
 
     sim = commands.add_parser("simulate", help="generate demo source data",
-                              description="Write seeded, reproducible demo exports (shop "
-                              "transactions, CRM contacts) and their ground truth.")
+                              description="Write seeded, reproducible demo sources: the POS "
+                              "database (TREBOL_POS_DSN), e-commerce, loyalty and CRM exports, and "
+                              "their ground truth (identities, faults, behaviour).")
     sim.add_argument("--customers", type=int, help="people to simulate (default TREBOL_DEMO_CUSTOMERS)")
     sim.add_argument("--days", type=int, help="days of history (default TREBOL_DEMO_DAYS)")
     sim.add_argument("--end", type=_date, help="first day after the history (default TREBOL_DEMO_DATE)")

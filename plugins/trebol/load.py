@@ -51,6 +51,8 @@ PATTERNS = {
                    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,6})?)?)?"
                    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$",
 }
+PREFIXES = {"integer": r"^[+-]?[0-9]", "numeric": r"^[+-]?[.0-9]", "date": r"^[0-9]{4}-",
+            "timestamptz": r"^[0-9]{4}-"}
 TYPE_WORDS = {"integer": "a whole number", "numeric": "a number", "date": "an ISO date",
               "timestamptz": "an ISO timestamp", "boolean": "a boolean"}
 
@@ -231,11 +233,13 @@ def _copy_in(conn: psycopg.Connection, fields: list[str]) -> Any:
 
 
 def stage_csv(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
-    """Read a CSV export into ``_incoming``; malformed lines are rejected, not staged."""
-    staged = Staged(checksum=_sha256(path))
+    """Read a CSV export into ``_incoming``; malformed lines are rejected, not staged.
+
+    One physical line is one record: a line with an unbalanced quote is rejected on its own
+    instead of swallowing the lines after it (so exports must not break fields across lines)."""
+    staged = Staged(checksum=_sha256(path), fields=list(source.column_names))
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        reader = csv.reader(handle)
-        header = [name.strip() for name in next(reader, [])]
+        header = [name.strip() for name in next(csv.reader([handle.readline()]), [])]
         declared = {column.source_name for column in source.columns}
         extra = [name for name in header if name not in declared]
         absent = [c for c in source.columns if c.source_name not in header]
@@ -243,22 +247,34 @@ def stage_csv(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
             staged.notes.append(f"extra column(s) {', '.join(extra)} ignored")
         if absent:
             staged.notes.append(f"column(s) {', '.join(c.source_name for c in absent)} missing")
+        for note in staged.notes:
+            log.warning("%s %s: %s", source.name, path.name, note)
         missing_required = [c.source_name for c in absent if c.required]
         positions = [header.index(c.source_name) if c.source_name in header else None
                      for c in source.columns]
-        staged.fields = list(source.column_names)
-        _create_incoming(conn, staged.fields)
         width = len(header)
-        with _copy_in(conn, staged.fields) as copy:
-            for fields in reader:
-                if not fields:
+        current = [1]
+
+        def balanced_lines() -> Iterator[str]:
+            for number, text in enumerate(handle, start=2):
+                if not text.strip():
                     continue
                 staged.rows_read += 1
-                line = reader.line_num
+                if text.count('"') % 2:
+                    staged.rejected.append(Rejected(number, "malformed CSV line (unbalanced quote)",
+                                                    _printable(text.rstrip("\r\n"))))
+                    continue
+                current[0] = number
+                yield text
+
+        _create_incoming(conn, staged.fields)
+        with _copy_in(conn, staged.fields) as copy:
+            for fields in csv.reader(balanced_lines()):
+                line = current[0]
                 payload = ",".join(fields)
                 if max(payload, default="a") >= "\udc80" and _has_surrogates(payload):
-                    payload = payload.encode("utf-8", "surrogateescape").decode("latin-1")
-                    staged.rejected.append(Rejected(line, "not valid UTF-8 (Latin-1 bytes?)", payload))
+                    staged.rejected.append(Rejected(line, "not valid UTF-8 (Latin-1 bytes?)",
+                                                    _printable(payload)))
                 elif missing_required:
                     staged.rejected.append(Rejected(
                         line, f"column(s) {', '.join(missing_required)} missing from the header",
@@ -270,6 +286,13 @@ def stage_csv(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
                     copy.write_row((line, payload, *(fields[p] if p is not None else None
                                                      for p in positions)))
     return staged
+
+
+def _printable(text: str) -> str:
+    """Text with undecodable bytes shown as Latin-1 (the usual culprit), safe to store."""
+    if not _has_surrogates(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def _has_surrogates(text: str) -> bool:
@@ -298,8 +321,8 @@ def stage_jsonl(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
             staged.rows_read += 1
             payload = text.rstrip("\n")
             if _has_surrogates(payload):
-                payload = payload.encode("utf-8", "surrogateescape").decode("latin-1")
-                staged.rejected.append(Rejected(line, "not valid UTF-8 (Latin-1 bytes?)", payload))
+                staged.rejected.append(Rejected(line, "not valid UTF-8 (Latin-1 bytes?)",
+                                                _printable(payload)))
                 continue
             try:
                 record = json.loads(payload)
@@ -315,9 +338,22 @@ def stage_jsonl(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
     return staged
 
 
+def extraction_start(conn: psycopg.Connection, source: Source, interval: Interval,
+                     lookback_days: int) -> datetime | None:
+    """Lower bound of the cursor for a PostgreSQL source: the interval start less the lookback,
+    moved back to the end of the latest interval loaded when runs were skipped; None (from the
+    beginning) when the source was never loaded."""
+    loaded_until = conn.execute("select max(interval_end) from raw._load_audit where source = %s",
+                                (source.name,)).fetchone()[0]
+    if loaded_until is None:
+        return None
+    return min(interval.start - timedelta(days=lookback_days), loaded_until)
+
+
 def stage_postgres(conn: psycopg.Connection, source: Source, interval: Interval,
-                   lookback_days: int, connect: SourceConnector) -> Staged:
-    """Stream the interval's rows of a PostgreSQL source into ``_incoming`` (COPY to COPY)."""
+                   start: datetime | None, connect: SourceConnector) -> Staged:
+    """Stream the rows of a PostgreSQL source whose cursor is in [start, interval end) into
+    ``_incoming`` (COPY to COPY)."""
     staged = Staged(fields=list(source.column_names))
     _create_incoming(conn, staged.fields)
     relation = (sql.SQL("({}) as q").format(sql.SQL(source.query)) if source.query
@@ -329,7 +365,8 @@ def stage_postgres(conn: psycopg.Connection, source: Source, interval: Interval,
         "where {cur} >= {start} and {cur} < {end} order by {key}) to stdout").format(
         key=_ids(source.column(k).source_name for k in source.primary_key), cols=selected,
         rel=relation, cur=sql.Identifier(source.column(source.cursor or "").source_name),
-        start=sql.Literal(interval.start - timedelta(days=lookback_days)), end=sql.Literal(interval.end))
+        start=sql.Literal(start or datetime(1, 1, 1, tzinfo=interval.end.tzinfo)),
+        end=sql.Literal(interval.end))
     digest = hashlib.sha256()
     try:
         with connect(source.connection or "") as source_conn, source_conn.cursor() as cursor, \
@@ -352,12 +389,16 @@ def _value(column: Column) -> sql.Composable:
     return sql.SQL("btrim({})").format(sql.Identifier(column.name))
 
 
-def _is_valid(column: Column, safe_casts: bool) -> sql.Composable:
+def _is_valid(column: Column, safe_casts: bool, has_input_check: bool) -> sql.Composable:
     value = _value(column)
     if column.type == "boolean":
         return sql.SQL("lower({}) = any({})").format(value, sql.Literal(list(TRUE_WORDS + FALSE_WORDS)))
     if column.type in ("text", "json"):
         return sql.SQL("true")
+    if has_input_check:  # PostgreSQL 16+: exact and faster than a full pattern; the prefix
+        # pattern keeps out the special words PostgreSQL accepts (now, yesterday, NaN, infinity)
+        return sql.SQL("({} ~ {} and pg_input_is_valid({}, {}))").format(
+            value, sql.Literal(PREFIXES[column.type]), value, sql.Literal(PG_TYPES[column.type]))
     test = sql.SQL("{} ~ {}").format(value, sql.Literal(PATTERNS[column.type]))
     if safe_casts:
         test = sql.SQL("({} and raw._is_valid({}, {}))").format(test, value, sql.Literal(column.type))
@@ -373,13 +414,15 @@ def _cast(column: Column) -> sql.Composable:
     return sql.SQL("cast({} as {})").format(value, sql.SQL(PG_TYPES[column.type]))
 
 
-def _reason(column: Column, interval: Interval, safe_casts: bool) -> sql.Composable:
+def _reason(column: Column, interval: Interval, safe_casts: bool,
+            has_input_check: bool) -> sql.Composable:
     name, value = sql.Literal(column.name), _value(column)
     checks = [sql.SQL("when nullif({}, '') is null then {}").format(
         value, sql.Literal(f"{column.name}: missing value") if column.required else sql.NULL)]
     if column.type in TYPE_WORDS:
         checks.append(sql.SQL("when not {} then format('%s: %L is not {}', {}, {})").format(
-            _is_valid(column, safe_casts), sql.SQL(TYPE_WORDS[column.type]), name, value))
+            _is_valid(column, safe_casts, has_input_check), sql.SQL(TYPE_WORDS[column.type]), name,
+            value))
     for bound, word, op in ((column.minimum, "below the plausible minimum", "<"),
                             (column.maximum, "above the plausible maximum", ">")):
         if bound is not None:
@@ -396,8 +439,9 @@ def _reason(column: Column, interval: Interval, safe_casts: bool) -> sql.Composa
 def _check(conn: psycopg.Connection, source: Source, interval: Interval, staged: Staged,
            timezone: str, safe_casts: bool) -> None:
     """Build ``_checked``: every staged row with its reason (or null) and typed values."""
+    has_input_check = conn.info.server_version >= 160000
     reasons = sql.SQL("coalesce({})").format(sql.SQL(", ").join(
-        _reason(c, interval, safe_casts) for c in source.columns))
+        _reason(c, interval, safe_casts, has_input_check) for c in source.columns))
     payload = sql.SQL("coalesce(_payload, concat_ws(',', {}))").format(sql.SQL(", ").join(
         sql.SQL("coalesce({}, '')").format(sql.Identifier(f)) for f in staged.fields))
     typed = sql.SQL(", ").join(
@@ -408,43 +452,68 @@ def _check(conn: psycopg.Connection, source: Source, interval: Interval, staged:
     conn.execute(sql.SQL(
         "create temp table _checked as select _line, _full_payload as _payload, _reason, {typed} "
         "from (select {fields}, _line, {payload} as _full_payload, {reasons} as _reason "
-        "from _incoming) r").format(typed=typed, reasons=reasons, payload=payload,
+        "from _incoming offset 0) r").format(typed=typed, reasons=reasons, payload=payload,
                                     fields=_ids(staged.fields)))
 
 
 def _rank_duplicates(conn: psycopg.Connection, source: Source) -> None:
-    order = [sql.SQL("_line")]
-    if source.version_column:
-        order.insert(0, sql.SQL("{} desc nulls last").format(sql.Identifier(source.version_column)))
+    """Within the batch, per key: the newest version is applied; older versions are loaded but
+    superseded (``_superseded``); more copies of the same version are quarantined as duplicates."""
+    version = sql.Identifier(source.version_column) if source.version_column else None
+    order = [sql.SQL("{} desc nulls last").format(version)] if version else []
+    order.append(sql.SQL("_line"))
     key_text = sql.SQL(", ").join(
         sql.SQL("{} || '=' || coalesce({}::text, '')").format(sql.Literal(k), sql.Identifier(k))
         for k in source.primary_key)
+    same_version = (sql.SQL("d.v is not distinct from d.top") if version else sql.SQL("true"))
+    conn.execute("alter table _checked add column _superseded boolean not null default false")
     conn.execute(sql.SQL("""
-        update _checked c set _reason = format('duplicate key (%s): superseded by line %s', d.k, d.w)
-        from (select _line, concat_ws(', ', {key_text}) as k,
+        update _checked c set
+            _reason = case when {same} then
+                format('duplicate key (%s): superseded by line %s', d.k, d.w) end,
+            _superseded = not ({same})
+        from (select _line, concat_ws(', ', {key_text}) as k, {v} as v,
+                     first_value({v}) over w as top,
                      first_value(_line) over w as w, row_number() over w as n
               from _checked where _reason is null
               window w as (partition by {key} order by {order})) d
         where c._line = d._line and d.n > 1""").format(
-        key_text=key_text, key=_ids(source.primary_key), order=sql.SQL(", ").join(order)))
+        same=same_version, key_text=key_text, v=version or sql.SQL("null::text"),
+        key=_ids(source.primary_key), order=sql.SQL(", ").join(order)))
 
 
 # -- applying -------------------------------------------------------------------------------------
 
 def _merge(conn: psycopg.Connection, source: Source, batch_id: str) -> None:
-    names = [*source.column_names, "_batch_id"]
-    version = [source.version_column] if source.version_column else []
-    order_new = sql.SQL(", ").join([*(sql.SQL("excluded.{}").format(sql.Identifier(v)) for v in version),
-                                    sql.SQL("excluded._batch_id")])
-    order_old = sql.SQL(", ").join([*(sql.SQL("{}.{}").format(_target(source), sql.Identifier(v))
-                                      for v in version), sql.SQL("{}._batch_id").format(_target(source))])
+    """Upsert the good rows by key. A newer version replaces the row; the same version with the
+    same content only keeps the lowest batch id (the first batch that delivered it), so the
+    result does not depend on the order in which batches were loaded."""
+    target = _target(source)
+    values = [c for c in source.column_names if c not in source.primary_key]
+
+    def cols(prefix: sql.Composable, names: list[str]) -> sql.Composable:
+        return sql.SQL(", ").join(sql.SQL("{}.{}").format(prefix, sql.Identifier(n)) for n in names) \
+            or sql.SQL("null")
+
+    new, old = sql.SQL("excluded"), target
+    same_content = sql.SQL("({}) is not distinct from ({})").format(cols(new, values), cols(old, values))
+    if source.version_column:
+        version = sql.Identifier(source.version_column)
+        newer = sql.SQL("excluded.{v} > {t}.{v}").format(v=version, t=target)
+        same_version = sql.SQL("excluded.{v} = {t}.{v}").format(v=version, t=target)
+    else:
+        newer, same_version = sql.SQL("false"), sql.SQL("true")
     conn.execute(sql.SQL(
         "insert into {t} ({c}) select {s}, {b} from _checked where _reason is null "
-        "on conflict ({k}) do update set {u} where ({n}) >= ({o})").format(
-        t=_target(source), c=_ids(names), s=_ids(source.column_names), b=sql.Literal(batch_id),
-        k=_ids(source.primary_key),
-        u=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n)) for n in names),
-        n=order_new, o=order_old))
+        "and not _superseded on conflict ({k}) do update set {u}, _batch_id = case when {same} "
+        "then least({t}._batch_id, excluded._batch_id) else excluded._batch_id end "
+        "where {newer} or ({same_version} and case when {same} "
+        "then excluded._batch_id < {t}._batch_id else excluded._batch_id > {t}._batch_id end)").format(
+        t=target, c=_ids([*source.column_names, "_batch_id"]), s=_ids(source.column_names),
+        b=sql.Literal(batch_id), k=_ids(source.primary_key),
+        u=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n))
+                             for n in source.column_names),
+        same=same_content, newer=newer, same_version=same_version))
 
 
 def _apply_snapshot(conn: psycopg.Connection, source: Source, batch_id: str, day: date) -> str:
@@ -458,11 +527,12 @@ def _apply_snapshot(conn: psycopg.Connection, source: Source, batch_id: str, day
         sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(v)) for v in values) or sql.SQL("null"))
     closed = conn.execute(sql.SQL(
         "update {t} t set _valid_to = {d} where t._valid_to is null and not exists "
-        "(select 1 from _checked n where n._reason is null and {same} and not {differs})").format(
+        "(select 1 from _checked n where n._reason is null and not n._superseded and {same} "
+        "and not {differs})").format(
         t=target, d=sql.Literal(day), same=same_key, differs=differs)).rowcount
     opened = conn.execute(sql.SQL(
         "insert into {t} ({c}, _batch_id, _valid_from) select {c}, {b}, {d} from _checked n "
-        "where n._reason is null and not exists "
+        "where n._reason is null and not n._superseded and not exists "
         "(select 1 from {t} t where t._valid_to is null and {same})").format(
         t=target, c=_ids(source.column_names), b=sql.Literal(batch_id), d=sql.Literal(day),
         same=same_key)).rowcount
@@ -503,7 +573,7 @@ def _audit(conn: psycopg.Connection, source: Source, batch_id: str, location: st
         (source.name, batch_id, location, day, staged.checksum, interval.start, interval.end,
          staged.rows_read, loaded, quarantined, notes or None, started_at))
     for note in staged.notes:
-        log.warning("%s %s: %s", source.name, batch_id, note)
+        log.info("%s %s: %s", source.name, batch_id, note)
     return BatchResult(source.name, batch_id, staged.rows_read, loaded, quarantined, notes)
 
 
@@ -561,11 +631,14 @@ def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path
         if source.kind == "postgres":
             if connect is None:
                 raise SourceUnavailable(f"source {source.name}: no connector for {source.connection!r}")
-            batch_id = f"{interval.start.isoformat()}/{interval.end.isoformat()}"
-            location = f"{source.connection}:{source.table or 'query'} by {source.cursor}"
+            start = extraction_start(conn, source, interval, lookback_days)
+            # the batch is the cursor range read: a re-run with the same range replaces its own
+            # audit and quarantine rows, and never those of a wider earlier range
+            batch_id = f"{start.isoformat() if start else '-infinity'}/{interval.end.isoformat()}"
+            location = f"{source.connection}:{source.table or 'query'} where {source.cursor} in [{batch_id})"
             results.append(_load_batch(
                 conn, source, batch_id, location, None, interval, timezone,
-                lambda: stage_postgres(conn, source, interval, lookback_days, connect)))
+                lambda: stage_postgres(conn, source, interval, start, connect)))
             return results
         files, notes = plan_files(conn, source, sources_dir, interval, lookback_days, tz)
         for note in notes:

@@ -40,8 +40,9 @@ def warehouse_dsn(conn_id: str = AIRFLOW_CONN_ID) -> str:
 
 @contextmanager
 def warehouse_connection(conn_id: str = AIRFLOW_CONN_ID) -> Iterator[psycopg.Connection]:
-    """An autocommit psycopg connection from the provider's PostgresHook; callers open
-    transactions explicitly with ``conn.transaction()``."""
+    """An autocommit psycopg connection for an Airflow connection (the warehouse unless
+    ``conn_id`` names another, e.g. a source database), from the provider's PostgresHook;
+    callers open transactions explicitly with ``conn.transaction()``."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     conn = PostgresHook(postgres_conn_id=conn_id).get_conn()

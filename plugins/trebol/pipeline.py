@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Any
 
@@ -15,6 +16,8 @@ from trebol.orchestration import (
 )
 from trebol.settings import load_settings
 from trebol.sources import load_sources
+
+log = logging.getLogger(__name__)
 
 
 def prepare_warehouse() -> None:
@@ -36,7 +39,10 @@ def extract_load_source(source_name: str, context: Any) -> dict[str, int]:
     source = load_sources()[source_name]
     with warehouse_connection() as conn:
         results = load.extract_and_load(conn, source, settings.sources_dir, interval_from(context),
-                                        settings.lookback_days, settings.timezone)
+                                        settings.lookback_days, settings.timezone,
+                                        connect=warehouse_connection)
+    for line in load.iter_results(results):
+        log.info("%s", line)
     return {
         "files": len(results),
         "rows_read": sum(r.rows_read for r in results),

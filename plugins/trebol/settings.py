@@ -38,13 +38,15 @@ SETTINGS: tuple[SettingDoc, ...] = (
                "state folder: embedded warehouse, demo sources, reports, file drops"),
     SettingDoc("TREBOL_WAREHOUSE_DSN", "(unset: embedded PostgreSQL under TREBOL_HOME)",
                "postgresql://user:password@host:port/database of an external warehouse"),
+    SettingDoc("TREBOL_POS_DSN", "(unset: database trebol_pos on the warehouse server)",
+               "postgresql:// URL of the point-of-sale database (the simulator writes the demo there)"),
     SettingDoc("TREBOL_SOURCES_DIR", "<TREBOL_HOME>/sources", "where source exports land"),
     SettingDoc("TREBOL_REPORTS_DIR", "<TREBOL_HOME>/reports", "run summaries and data-quality reports"),
     SettingDoc("TREBOL_FILE_DROP_DIR", "<TREBOL_HOME>/outbox", "file destination for segment lists"),
     SettingDoc("TREBOL_TIMEZONE", "Europe/Madrid", "business timezone: a day starts at local midnight"),
     SettingDoc("TREBOL_DEMO_DATE", "2026-06-30", "logical date of the demo run (YYYY-MM-DD)"),
     SettingDoc("TREBOL_DEMO_CUSTOMERS", "2000", "people in the simulated demo data"),
-    SettingDoc("TREBOL_DEMO_DAYS", "120", "days of history the simulator generates"),
+    SettingDoc("TREBOL_DEMO_DAYS", "180", "days of history the simulator generates"),
     SettingDoc("TREBOL_DEMO_SEED", "42", "random seed of the simulator"),
     SettingDoc("TREBOL_LOOKBACK_DAYS", "3", "late-arrival lookback added before each data interval"),
 )
@@ -59,6 +61,7 @@ class Settings:
     project_dir: Path
     home: Path
     warehouse_dsn: str | None
+    pos_dsn: str | None
     sources_dir: Path
     reports_dir: Path
     file_drop_dir: Path
@@ -160,17 +163,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                     "point it at the Trébol checkout or unset it")
     home = _path(env, "TREBOL_HOME", project_dir / ".trebol")
     dsn_raw = env.get("TREBOL_WAREHOUSE_DSN", "").strip()
+    pos_raw = env.get("TREBOL_POS_DSN", "").strip()
     return Settings(
         project_dir=project_dir,
         home=home,
         warehouse_dsn=validate_dsn(dsn_raw) if dsn_raw else None,
+        pos_dsn=validate_dsn(pos_raw, "TREBOL_POS_DSN") if pos_raw else None,
         sources_dir=_path(env, "TREBOL_SOURCES_DIR", home / "sources"),
         reports_dir=_path(env, "TREBOL_REPORTS_DIR", home / "reports"),
         file_drop_dir=_path(env, "TREBOL_FILE_DROP_DIR", home / "outbox"),
         timezone=_timezone(env, "TREBOL_TIMEZONE", "Europe/Madrid"),
         demo_date=_date(env, "TREBOL_DEMO_DATE", "2026-06-30"),
         demo_customers=_int(env, "TREBOL_DEMO_CUSTOMERS", 2000, minimum=10),
-        demo_days=_int(env, "TREBOL_DEMO_DAYS", 120, minimum=7),
+        demo_days=_int(env, "TREBOL_DEMO_DAYS", 180, minimum=7),
         demo_seed=_int(env, "TREBOL_DEMO_SEED", 42, minimum=0),
         lookback_days=_int(env, "TREBOL_LOOKBACK_DAYS", 3, minimum=0),
     )

@@ -20,7 +20,9 @@ from psycopg import sql
 from trebol.settings import Settings, SettingsError
 
 EMBEDDED_DATABASE = "trebol"
+POS_DATABASE = "trebol_pos"
 AIRFLOW_CONN_ID = "trebol_warehouse"
+POS_CONN_ID = "trebol_pos"
 SCHEMAS = ("raw", "staging", "intermediate", "marts", "activation")
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,25 @@ def resolve_dsn(settings: Settings) -> str:
         check(settings.warehouse_dsn)
         return settings.warehouse_dsn
     return start_embedded(settings)
+
+
+def resolve_pos_dsn(settings: Settings, warehouse_dsn: str) -> str:
+    """The point-of-sale database: TREBOL_POS_DSN (checked), or database ``trebol_pos`` on the
+    warehouse's server, created when missing."""
+    if settings.pos_dsn is not None:
+        check(settings.pos_dsn, "TREBOL_POS_DSN")
+        return settings.pos_dsn
+    parts = dsn_parts(warehouse_dsn)
+    try:
+        with psycopg.connect(warehouse_dsn, autocommit=True, connect_timeout=5) as conn:
+            if not conn.execute("select 1 from pg_database where datname = %s",
+                                (POS_DATABASE,)).fetchone():
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(POS_DATABASE)))
+    except psycopg.Error as error:
+        raise SettingsError(
+            f"TREBOL_POS_DSN: unset, and database {POS_DATABASE} cannot be created on the warehouse "
+            f"server ({str(error).strip().splitlines()[0]}); set TREBOL_POS_DSN to a database") from None
+    return build_dsn(DsnParts(parts.host, parts.port, parts.user, parts.password, POS_DATABASE))
 
 
 def bootstrap(conn: psycopg.Connection) -> None:

@@ -1,0 +1,25 @@
+with
+
+source as (
+
+    select * from {{ source('ecom', 'ecom_orders') }}
+
+),
+
+unnested as (
+
+    select
+        cast(source.order_id as varchar) as order_id,
+        cast({{ json_field_text('order_line', 'line_number') }} as integer) as line_number,
+        cast({{ json_field_text('order_line', 'sku') }} as varchar) as product_id,
+        cast({{ json_field_text('order_line', 'quantity') }} as integer) as quantity,
+        cast({{ json_field_text('order_line', 'unit_price') }} as numeric(14, 2)) as unit_price,
+        cast({{ json_field_text('order_line', 'discount') }} as numeric(14, 2)) as discount_amount,
+        cast(source._batch_id as varchar) as load_batch_id
+
+    from source
+    {{ unnest_json_array('source.lines', 'order_line') }}
+
+)
+
+select * from unnested

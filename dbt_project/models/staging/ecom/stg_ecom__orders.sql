@@ -1,0 +1,26 @@
+with
+
+source as (
+
+    select * from {{ source('ecom', 'ecom_orders') }}
+
+),
+
+renamed as (
+
+    select
+        cast(order_id as varchar) as order_id,
+        cast(version as integer) as order_version,
+        cast(status as varchar) as order_status,
+        cast(account_id as varchar) as account_id,
+        cast(email as varchar) as email,
+        cast(ordered_at as timestamp with time zone) as ordered_at,
+        cast(shipping_postal_code as varchar) as shipping_postal_code,
+        cast(updated_at as timestamp with time zone) as source_updated_at,
+        cast(_batch_id as varchar) as load_batch_id
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,26 @@
+with
+
+source as (
+
+    select * from {{ source('pos', 'pos_ticket_lines') }}
+
+),
+
+renamed as (
+
+    select
+        cast(ticket_id as varchar) as ticket_id,
+        cast(line_number as integer) as line_number,
+        cast(product_id as varchar) as product_id,
+        cast(quantity as integer) as quantity,
+        cast(unit_price as numeric(14, 2)) as unit_price,
+        cast(discount_amount as numeric(14, 2)) as discount_amount,
+        cast(net_amount as numeric(14, 2)) as net_amount,
+        cast(updated_at as timestamp with time zone) as source_updated_at,
+        cast(_batch_id as varchar) as load_batch_id
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,25 @@
+with
+
+source as (
+
+    select * from {{ source('pos', 'pos_tickets') }}
+
+),
+
+renamed as (
+
+    select
+        cast(ticket_id as varchar) as ticket_id,
+        cast(store_id as varchar) as store_id,
+        cast(loyalty_card_number as varchar) as loyalty_card_number,
+        cast(sold_at as timestamp with time zone) as sold_at,
+        cast(original_ticket_id as varchar) as original_ticket_id,
+        cast(total_amount as numeric(14, 2)) as total_amount,
+        cast(updated_at as timestamp with time zone) as source_updated_at,
+        cast(_batch_id as varchar) as load_batch_id
+
+    from source
+
+)
+
+select * from renamed

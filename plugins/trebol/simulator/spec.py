@@ -1,0 +1,60 @@
+"""The simulator's public value types: what to simulate (``SimulationSpec``) and what came out."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Bump when the generated data changes for the same spec, so stale outputs are not reused.
+GENERATOR_VERSION = 2
+
+
+@dataclass(frozen=True)
+class SimulationSpec:
+    """What to simulate: ``days`` days of history ``[end_date - days, end_date)`` for ``customers`` people."""
+
+    customers: int
+    days: int
+    end_date: date
+    seed: int
+    timezone: str = "Europe/Madrid"
+    fault_rate: float = 0.004
+    correction_rate: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.customers < 1 or self.days < 1:
+            raise ValueError("a simulation needs at least one customer and one day")
+        if self.seed < 0:
+            raise ValueError("the seed must not be negative")
+        if not (0.0 <= self.fault_rate <= 0.5 and 0.0 <= self.correction_rate <= 1.0):
+            raise ValueError("fault_rate must be within [0, 0.5] and correction_rate within [0, 1]")
+
+    @property
+    def start_date(self) -> date:
+        """The first simulated day (``end_date`` itself is not simulated)."""
+        return self.end_date - timedelta(days=self.days)
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as JSON-friendly values, recorded in the manifests."""
+        return {"customers": self.customers, "days": self.days, "end_date": self.end_date.isoformat(),
+                "seed": self.seed, "timezone": self.timezone, "fault_rate": self.fault_rate,
+                "correction_rate": self.correction_rate}
+
+    def rng(self, part: str) -> np.random.Generator:
+        """An independent, reproducible random stream for one part of the simulation."""
+        return np.random.default_rng([self.seed, zlib.crc32(part.encode())])
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Where the data went, how many rows each source entity got, how many faults were injected."""
+
+    out_dir: Path
+    counts: dict[str, int]
+    faults: int
+    reused: bool
