@@ -9,6 +9,9 @@ Kinds:
   kept as history (``_valid_from`` / ``_valid_to``);
 - ``postgres``: a table or query of a PostgreSQL database reached through an Airflow connection,
   extracted by a ``cursor`` column over the interval (plus the lookback).
+
+Besides the checks of each column, ``rules`` hold checks across the columns of a row: a
+``reason`` and a SQL condition ``valid_when`` over the row's (typed) columns.
 """
 
 from __future__ import annotations
@@ -46,6 +49,14 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A check across the columns of one row: a SQL condition the row must satisfy."""
+
+    reason: str
+    valid_when: str
+
+
+@dataclass(frozen=True)
 class Source:
     """One declared source."""
 
@@ -61,6 +72,7 @@ class Source:
     table: str | None = None
     query: str | None = None
     cursor: str | None = None
+    rules: tuple[Rule, ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -109,10 +121,16 @@ def _source(path: Path, name: str, spec: dict[str, Any]) -> Source:
     for key in keys:
         if key not in names:
             raise SourceConfigError(f"{where}: key column {key!r} is not among its columns")
+    rules = []
+    for index, rule in enumerate(spec.get("rules") or []):
+        if not isinstance(rule, dict) or not rule.get("reason") or not rule.get("valid_when"):
+            raise SourceConfigError(f"{where}.rules[{index}]: needs a reason and a valid_when")
+        rules.append(Rule(str(rule["reason"]), str(rule["valid_when"])))
     return Source(name=name, kind=kind, target=spec["target"], primary_key=tuple(spec["primary_key"]),
                   columns=columns, version_column=spec.get("version_column"), path=spec.get("path"),
                   format=spec.get("format", "csv"), connection=spec.get("connection"),
-                  table=spec.get("table"), query=spec.get("query"), cursor=spec.get("cursor"))
+                  table=spec.get("table"), query=spec.get("query"), cursor=spec.get("cursor"),
+                  rules=tuple(rules))
 
 
 def load_sources(path: Path = DEFAULT_CONFIG) -> dict[str, Source]:
