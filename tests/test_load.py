@@ -315,3 +315,34 @@ def test_two_years_then_single_days_equal_one_clean_run(test_warehouse: SessionW
         name = warehouse.dsn_parts(dsn).dbname
         with psycopg.connect(test_warehouse.dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+
+
+def test_an_unreachable_source_fails_naming_the_source(test_warehouse: SessionWarehouse,
+                                                       tmp_path: Path) -> None:
+    source = load_sources()["pos_tickets"]
+    unreachable = source_connector("postgresql://nobody@127.0.0.1:1/pos")
+    with test_warehouse.connect() as conn, pytest.raises(load.SourceUnavailable) as error:
+        load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ, unreachable)
+    assert str(error.value).startswith("source pos_tickets: cannot reach connection 'trebol_pos': ")
+    assert "\n" not in str(error.value)
+
+
+def test_the_readme_example_loads_a_users_own_export(test_warehouse: SessionWarehouse,
+                                                     tmp_path: Path) -> None:
+    readme = (PROJECT_DIR / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "sources.yml"
+    config.write_text("sources:\n" + example)
+    [source] = load_sources(config).values()
+    (tmp_path / "exports/transactions").mkdir(parents=True)
+    (tmp_path / "exports/transactions/2026-06-29.csv").write_text(
+        "customer_id,transaction_id,transacted_at,amount\n"
+        "c1,t1,2026-06-29T10:00:00+02:00,19.90\n"
+        "c2,t2,2026-06-29T11:30:00+02:00,-5.00\n"
+        "c3,t3,2026-06-29T12:00:00+02:00,lots\n")
+    with test_warehouse.connect() as conn:
+        [result] = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 30)), 0, TZ)
+        rows = conn.execute("select transaction_id, amount from raw.my_transactions "
+                            "order by transaction_id").fetchall()
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (3, 2, 1)
+    assert [(t, str(a)) for t, a in rows] == [("t1", "19.90"), ("t2", "-5.00")]

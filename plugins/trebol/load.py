@@ -613,21 +613,25 @@ DIRECT_TYPES = ("text", "integer", "numeric", "date", "timestamptz")
 SPECIAL_MOMENTS = ("now", "today", "yesterday", "tomorrow", "epoch")
 
 
-def _direct_condition(columns: list[Column], interval: Interval) -> sql.Composable:
-    """True for a row the checked path would load unchanged (no reason, no trimming)."""
+def _direct_condition(columns: list[Column], interval: Interval,
+                      special_moments: dict[str, list[Any]]) -> sql.Composable:
+    """True for a row the checked path would load unchanged (no reason, no trimming).
+
+    Only cheap comparisons: the special inputs PostgreSQL accepts for dates and timestamps
+    (now, today, epoch, …) are compared as the values they took in this transaction."""
     conditions = []
     for column in columns:
         name = sql.Identifier(column.name)
         checks: list[sql.Composable] = []
         if column.type == "text":
-            checks.append(sql.SQL("{0} = btrim({0}) and {0} <> ''").format(name))
-        if column.type == "numeric":
-            checks.append(sql.SQL("{} not in ('NaN', 'Infinity', '-Infinity')").format(name))
+            checks.append(sql.SQL("{0} <> '' and {0} = btrim({0})").format(name))
+        if column.type == "numeric":  # NaN sorts above Infinity
+            checks.append(sql.SQL("{} > '-Infinity' and {} < 'Infinity'").format(name, name))
         if column.type in ("date", "timestamptz"):
-            checks.append(sql.SQL("isfinite({0}) and {0} not in ({1})").format(
-                name, sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Literal(word),
-                                                                sql.SQL(PG_TYPES[column.type]))
-                                         for word in SPECIAL_MOMENTS)))
+            kind = sql.SQL(PG_TYPES[column.type])
+            checks.append(sql.SQL("{0} > '-infinity'::{1} and {0} < 'infinity'::{1}").format(name, kind))
+            checks.append(sql.SQL("{} <> all({}::{}[])").format(
+                name, sql.Literal(special_moments[column.type]), kind))
         if column.minimum is not None:
             checks.append(sql.SQL("{} >= {}").format(name, sql.Literal(column.minimum)))
         if column.maximum is not None:
@@ -640,6 +644,12 @@ def _direct_condition(columns: list[Column], interval: Interval) -> sql.Composab
         else:
             conditions.append(sql.SQL("({} is null or ({}))").format(name, test))
     return sql.SQL(" and ").join(conditions)
+
+
+def _special_moments(conn: psycopg.Connection) -> dict[str, list[Any]]:
+    words = ", ".join(f"'{word}'::{{0}}" for word in SPECIAL_MOMENTS)
+    return {kind: list(conn.execute(f"select {words.format(kind)}").fetchone())  # type: ignore[arg-type]
+            for kind in ("date", "timestamptz")}
 
 
 def load_direct(conn: psycopg.Connection, source: Source, path: Path, batch_id: str,
@@ -676,7 +686,8 @@ def load_direct(conn: psycopg.Connection, source: Source, path: Path, batch_id: 
                     target, sql.Identifier(f"{source.target}_pkey")))
             statement = sql.SQL("copy {} ({}) from stdin with (format csv, header true) "
                                 "where {}").format(target, _ids(c.name for c in columns),
-                                                   _direct_condition(columns, interval))
+                                                   _direct_condition(columns, interval,
+                                                                     _special_moments(conn)))
             with conn.cursor() as cursor:
                 with cursor.copy(statement) as copy, path.open("rb") as raw:
                     for block in iter(lambda: raw.read(1 << 20), b""):
