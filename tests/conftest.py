@@ -55,13 +55,21 @@ class SessionWarehouse:
         return psycopg.connect(self.dsn, autocommit=True)
 
 
-def _fresh_external_database(dsn: str, name: str) -> str:
-    parts = warehouse.dsn_parts(dsn)
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+def fresh_database(admin_dsn: str, name: str) -> str:
+    """(Re)create database ``name`` on the server of ``admin_dsn``; its DSN."""
+    parts = warehouse.dsn_parts(admin_dsn)
+    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     return warehouse.build_dsn(warehouse.DsnParts(parts.host, parts.port, parts.user,
                                                   parts.password, name))
+
+
+def drop_database(admin_dsn: str, dsn: str) -> None:
+    """Drop the database ``dsn`` names, from the server of ``admin_dsn``."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(
+            sql.Identifier(warehouse.dsn_parts(dsn).dbname)))
 
 
 @pytest.fixture(scope="session")
@@ -86,8 +94,8 @@ def test_env() -> Iterator[dict[str, str]]:
         for name, value in base.items():
             patch.setenv(name, value)
         if external:
-            patch.setenv("TREBOL_WAREHOUSE_DSN", _fresh_external_database(external, TEST_DATABASE))
-            patch.setenv("TREBOL_POS_DSN", _fresh_external_database(external, TEST_POS_DATABASE))
+            patch.setenv("TREBOL_WAREHOUSE_DSN", fresh_database(external, TEST_DATABASE))
+            patch.setenv("TREBOL_POS_DSN", fresh_database(external, TEST_POS_DATABASE))
         yield {**base, **{name: os.environ[name] for name in ("TREBOL_WAREHOUSE_DSN", "TREBOL_POS_DSN")
                           if name in os.environ}}
         if not external:

@@ -22,7 +22,7 @@ from trebol.load import Interval
 from trebol.simulator import SimulationResult, SimulationSpec, simulate
 from trebol.sources import Column, Source, load_sources
 
-from .conftest import PROJECT_DIR, SessionWarehouse, source_connector
+from .conftest import PROJECT_DIR, SessionWarehouse, drop_database, fresh_database, source_connector
 
 pytestmark = pytest.mark.integration
 TZ = "Europe/Madrid"
@@ -257,15 +257,6 @@ with psycopg.connect(sys.argv[1], autocommit=True, application_name="trebol-kill
 """
 
 
-def _fresh_database(admin_dsn: str, name: str) -> str:
-    parts = warehouse.dsn_parts(admin_dsn)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    return warehouse.build_dsn(warehouse.DsnParts(parts.host, parts.port, parts.user, parts.password,
-                                                  name))
-
-
 def _data_checksums(conn: psycopg.Connection, sources: dict[str, Source]) -> dict[str, str]:
     """Checksum of every raw table's rows without ``_batch_id`` (which extraction delivered a row
     is lineage: a one-shot load and daily loads deliver the same rows in other batches)."""
@@ -283,9 +274,9 @@ def _data_checksums(conn: psycopg.Connection, sources: dict[str, Source]) -> dic
 def test_two_years_then_single_days_equal_one_clean_run(test_warehouse: SessionWarehouse,
                                                         tmp_path: Path) -> None:
     end = date(2026, 6, 30)
-    pos_dsn = _fresh_database(test_warehouse.dsn, "trebol_test_2y_pos")
-    daily_dsn = _fresh_database(test_warehouse.dsn, "trebol_test_2y_daily")
-    once_dsn = _fresh_database(test_warehouse.dsn, "trebol_test_2y_once")
+    pos_dsn = fresh_database(test_warehouse.dsn, "trebol_test_2y_pos")
+    daily_dsn = fresh_database(test_warehouse.dsn, "trebol_test_2y_daily")
+    once_dsn = fresh_database(test_warehouse.dsn, "trebol_test_2y_once")
     result = simulate(SimulationSpec(customers=60, days=730, end_date=end, seed=11), tmp_path, pos_dsn)
     sources = load_sources()
     connect = source_connector(pos_dsn)
@@ -312,9 +303,7 @@ def test_two_years_then_single_days_equal_one_clean_run(test_warehouse: SessionW
                       if not line.startswith("pos,") and not line.endswith("_column"))
     assert quarantined == file_faults and result.faults > file_faults
     for dsn in (pos_dsn, daily_dsn, once_dsn):
-        name = warehouse.dsn_parts(dsn).dbname
-        with psycopg.connect(test_warehouse.dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+        drop_database(test_warehouse.dsn, dsn)
 
 
 def test_an_unreachable_source_fails_naming_the_source(test_warehouse: SessionWarehouse,

@@ -1,17 +1,17 @@
 """The source-system simulator: reproducible, faults exactly where faults.csv says, identities complete.
 
-Runs small simulations against a throw-away database on the local PostgreSQL server (127.0.0.1:5432,
-user postgres); skipped when that server is not reachable.
+Runs small simulations against a throw-away POS database on the test session's PostgreSQL server
+(the embedded one, or the one TREBOL_WAREHOUSE_DSN names).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -25,7 +25,10 @@ from psycopg import sql
 from trebol.simulator import SimulationResult, SimulationSpec, simulate
 from trebol.simulator.faults import KINDS
 
-SERVER = os.environ.get("TREBOL_SIM_TEST_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
+from .conftest import SessionWarehouse, drop_database, fresh_database
+
+pytestmark = pytest.mark.integration
+
 TABLES = ("stores", "products", "tickets", "ticket_lines")
 SPEC = SimulationSpec(customers=150, days=60, end_date=date(2026, 4, 15), seed=7, fault_rate=0.02,
                       correction_rate=0.05)  # crosses the spring DST change of 2026-03-29
@@ -43,19 +46,12 @@ ORDER_KEYS = ["order_id", "version", "status", "account_id", "email", "ordered_a
 
 
 @pytest.fixture(scope="session")
-def pos_dsn() -> Any:
-    """A database of our own on the local server, dropped at the end of the session."""
-    name = f"trebol_sim_test_{os.getpid()}"
-    try:
-        admin = psycopg.connect(SERVER, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as error:
-        pytest.skip(f"no PostgreSQL server for the simulator tests: {error}")
-    with admin:
-        admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    yield SERVER.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(SERVER, autocommit=True) as admin:
-        admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+def pos_dsn(test_warehouse: SessionWarehouse) -> Iterator[str]:
+    """A POS database of the simulator tests' own, on the session's server (embedded by default),
+    dropped at the end of the session."""
+    dsn = fresh_database(test_warehouse.dsn, "trebol_sim_test")
+    yield dsn
+    drop_database(test_warehouse.dsn, dsn)
 
 
 @dataclass

@@ -36,6 +36,7 @@ import psycopg
 from psycopg import sql
 
 from trebol.sources import Column, Source
+from trebol.warehouse import error_line
 
 RAW_SCHEMA = "raw"
 DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -375,9 +376,8 @@ def stage_postgres(conn: psycopg.Connection, source: Source, interval: Interval,
                 staged.rows_read += bytes(chunk).count(b"\n")
                 into.write(chunk)
     except psycopg.OperationalError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SourceUnavailable(f"source {source.name}: cannot reach connection "
-                                f"{source.connection!r}: {first}") from None
+                                f"{source.connection!r}: {error_line(error)}") from None
     staged.checksum = digest.hexdigest()
     return staged
 
@@ -705,8 +705,7 @@ def load_direct(conn: psycopg.Connection, source: Source, path: Path, batch_id: 
                 conn.execute(sql.SQL("alter table {} add constraint {} primary key ({})").format(
                     target, sql.Identifier(f"{source.target}_pkey"), _ids(source.primary_key)))
     except (_NotClean, psycopg.errors.DataError, psycopg.errors.IntegrityError) as reason:
-        log.info("%s %s: checked path (%s)", source.name, batch_id,
-                 str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__)
+        log.info("%s %s: checked path (%s)", source.name, batch_id, error_line(reason))
         return None
     absent = [c.source_name for c in source.columns if c.source_name not in header]
     notes = [f"column(s) {', '.join(absent)} missing"] if absent else []
@@ -721,26 +720,23 @@ def _load_batch(conn: psycopg.Connection, source: Source, batch_id: str, locatio
                 stage: Callable[[], Staged]) -> BatchResult:
     started_at = conn.execute("select clock_timestamp()").fetchone()[0]
     staged = stage()
-    try:
-        with conn.transaction():
-            _check(conn, source, interval, staged, timezone, safe_casts=False)
-            _apply_rules(conn, source)
-            _rank_duplicates(conn, source)
-            if source.kind == "snapshot":
-                staged.notes.append(_apply_snapshot(conn, source, batch_id, day or interval.end.date()))
-            else:
-                _merge(conn, source, batch_id)
-    except (psycopg.errors.DataException, psycopg.errors.DatetimeFieldOverflow):
-        # a value passed the fast pattern check but does not cast (e.g. 2026-02-30): check again
-        # value by value with the slow, exact function
-        ensure_safe_casts(conn)
-        _check(conn, source, interval, staged, timezone, safe_casts=True)
+    def check_and_apply(safe_casts: bool) -> None:
+        _check(conn, source, interval, staged, timezone, safe_casts)
         _apply_rules(conn, source)
         _rank_duplicates(conn, source)
         if source.kind == "snapshot":
             staged.notes.append(_apply_snapshot(conn, source, batch_id, day or interval.end.date()))
         else:
             _merge(conn, source, batch_id)
+
+    try:
+        with conn.transaction():
+            check_and_apply(safe_casts=False)
+    except psycopg.errors.DataException:
+        # a value passed the fast pattern check but does not cast (e.g. 2026-02-30): check again
+        # value by value with the slow, exact function
+        ensure_safe_casts(conn)
+        check_and_apply(safe_casts=True)
     quarantined = _write_quarantine(conn, source, batch_id, staged.rejected)
     return _audit(conn, source, batch_id, location, day, staged, interval, quarantined, started_at)
 

@@ -53,6 +53,12 @@ def dsn_parts(dsn: str) -> DsnParts:
     )
 
 
+def error_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message (psycopg's run over several lines)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 def redact(dsn: str) -> str:
     """The DSN with its password replaced by ***, safe for messages and logs."""
     parts = urlsplit(dsn)
@@ -123,8 +129,7 @@ def check(dsn: str, setting: str = "TREBOL_WAREHOUSE_DSN") -> None:
         with psycopg.connect(dsn, connect_timeout=5) as conn:
             conn.execute("select 1")
     except psycopg.Error as error:
-        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-        reason = lines[0].removeprefix("connection failed: ") if lines else type(error).__name__
+        reason = error_line(error).removeprefix("connection failed: ")
         raise SettingsError(
             f"{setting}: cannot connect to {redact(dsn)} ({reason}); "
             "fix the URL or unset it to use the embedded warehouse"
@@ -154,7 +159,7 @@ def resolve_pos_dsn(settings: Settings, warehouse_dsn: str) -> str:
     except psycopg.Error as error:
         raise SettingsError(
             f"TREBOL_POS_DSN: unset, and database {POS_DATABASE} cannot be created on the warehouse "
-            f"server ({str(error).strip().splitlines()[0]}); set TREBOL_POS_DSN to a database") from None
+            f"server ({error_line(error)}); set TREBOL_POS_DSN to a database") from None
     return build_dsn(DsnParts(parts.host, parts.port, parts.user, parts.password, POS_DATABASE))
 
 

@@ -51,7 +51,7 @@ class CsvTable:
         key = f[self.key]
         match kind:
             case "duplicate":
-                pass
+                pass  # an exact copy of the row: the fields stay as they are
             case "absurd_amount":
                 f[self.amount] = self.absurd
             case "negative_amount":
