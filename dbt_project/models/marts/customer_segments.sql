@@ -6,15 +6,9 @@ transactions as (
 
 ),
 
-customer_emails as (
+customers as (
 
-    select * from {{ ref('int_customer_emails_as_of') }}
-
-),
-
-contacts as (
-
-    select * from {{ ref('int_crm__contacts_as_of') }}
+    select * from {{ ref('dim_customers') }}
 
 ),
 
@@ -24,7 +18,7 @@ lifecycle_stages as (
 
 ),
 
--- anonymous tickets have no customer
+-- anonymous tickets have no customer; lines after the as-of moment (a backfill) do not count yet
 customer_purchases as (
 
     select
@@ -35,7 +29,7 @@ customer_purchases as (
         sum(net_amount) as net_spend
 
     from transactions
-    where customer_key is not null
+    where customer_key is not null and transacted_at < {{ as_of_at() }}
     group by customer_key
 
 ),
@@ -63,56 +57,24 @@ customer_stages as (
 
 ),
 
--- a contact consents when opted in and not unsubscribed before the as-of moment
-contact_consents as (
-
-    select
-        normalized_email,
-        case
-            when has_marketing_consent
-                and (unsubscribed_at is null or unsubscribed_at >= {{ as_of_at() }})
-                then 1
-            else 0
-        end as is_consenting
-
-    from contacts
-    where normalized_email is not null
-
-),
-
--- an email may be marketed to only if every contact holding it consents
-email_consents as (
-
-    select
-        normalized_email,
-        min(is_consenting) = 1 as is_consent_unanimous
-
-    from contact_consents
-    group by normalized_email
-
-),
-
 final as (
 
     select
         cast(customer_stages.customer_key as varchar) as customer_key,
         {{ local_date(as_of_at()) }} as as_of_date,
-        cast(customer_emails.email as varchar) as email,
+        cast(customers.email as varchar) as email,
         customer_stages.first_purchase_at,
         customer_stages.last_purchase_at,
         cast(customer_stages.purchase_days as integer) as purchase_days,
         cast(customer_stages.net_spend as numeric(14, 2)) as net_spend,
         customer_stages.recency_days,
         customer_stages.lifecycle_stage,
-        customer_emails.email is not null
-            and coalesce(email_consents.is_consent_unanimous, false)
+        customers.email is not null and coalesce(customers.has_marketing_consent, false)
             as has_marketing_consent
 
     from customer_stages
-    left join customer_emails
-        on customer_stages.customer_key = customer_emails.customer_key
-    left join email_consents
-        on customer_emails.email = email_consents.normalized_email
+    left join customers
+        on customer_stages.customer_key = customers.customer_key
 
 )
 

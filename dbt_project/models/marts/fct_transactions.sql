@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='transaction_id',
+        on_schema_change='append_new_columns',
+        post_hook=["{{ delete_cancelled_ecom_transactions() }}"]
+    )
+}}
+
+-- depends_on: {{ ref('stg_ecom__orders') }}
+-- depends_on: {{ ref('ecom_order_statuses') }}
 with
 
 pos_transaction_lines as (
@@ -18,6 +30,12 @@ products as (
 
 ),
 
+source_keys as (
+
+    select * from {{ ref('customer_source_keys') }}
+
+),
+
 transaction_lines as (
 
     select * from pos_transaction_lines
@@ -26,41 +44,93 @@ transaction_lines as (
 
 ),
 
+{% if is_incremental() %}
+
+loaded_lines as (
+
+    select * from {{ this }}
+
+),
+
+-- transactions whose customer record now belongs to another customer (a merge or a split)
+rekeyed_transactions as (
+
+    select distinct loaded_lines.transaction_id
+
+    from loaded_lines
+    left join source_keys
+        on loaded_lines.customer_source = source_keys.source
+        and loaded_lines.customer_source_id = source_keys.source_id
+    where loaded_lines.customer_source_id is not null
+        and loaded_lines.customer_key is distinct from source_keys.customer_key
+
+),
+
+-- new and changed transactions: any record changed since shortly before the newest change
+-- already loaded (late and corrected records), and the re-keyed ones
+changed_transaction_lines as (
+
+    select * from transaction_lines
+    where source_updated_at >= (
+            select {{ dbt.dateadd('day', -var('transactions_lookback_days'), 'max(source_updated_at)') }}
+            from loaded_lines
+        )
+        or transaction_id in (select transaction_id from rekeyed_transactions)
+
+),
+
+{% else %}
+
+changed_transaction_lines as (
+
+    select * from transaction_lines
+
+),
+
+{% endif %}
+
 -- an unknown product keeps its line (it was sold) with no category and no cost
 transaction_lines_with_products as (
 
     select
-        transaction_lines.*,
+        changed_transaction_lines.*,
         products.category,
-        transaction_lines.quantity * products.unit_cost as cost_amount
+        changed_transaction_lines.quantity * products.unit_cost as cost_amount
 
-    from transaction_lines
+    from changed_transaction_lines
     left join products
-        on transaction_lines.product_id = products.product_id
+        on changed_transaction_lines.product_id = products.product_id
 
 ),
 
 final as (
 
     select
-        cast(transaction_line_id as varchar) as transaction_line_id,
-        cast(transaction_id as varchar) as transaction_id,
-        cast(channel as varchar) as channel,
-        cast(store_id as varchar) as store_id,
-        cast(product_id as varchar) as product_id,
-        cast(category as varchar) as category,
-        cast(quantity as integer) as quantity,
-        cast(gross_amount as numeric(14, 2)) as gross_amount,
-        cast(discount_amount as numeric(14, 2)) as discount_amount,
-        cast(net_amount as numeric(14, 2)) as net_amount,
-        cast(cost_amount as numeric(14, 2)) as cost_amount,
-        cast(net_amount - cost_amount as numeric(14, 2)) as margin_amount,
-        is_return,
-        transacted_at,
-        {{ local_date('transacted_at') }} as transacted_on,
-        cast(customer_key as varchar) as customer_key
+        cast(transaction_lines_with_products.transaction_line_id as varchar) as transaction_line_id,
+        cast(transaction_lines_with_products.transaction_id as varchar) as transaction_id,
+        cast(transaction_lines_with_products.channel as varchar) as channel,
+        cast(transaction_lines_with_products.store_id as varchar) as store_id,
+        cast(transaction_lines_with_products.product_id as varchar) as product_id,
+        cast(transaction_lines_with_products.category as varchar) as category,
+        cast(transaction_lines_with_products.quantity as integer) as quantity,
+        cast(transaction_lines_with_products.gross_amount as numeric(14, 2)) as gross_amount,
+        cast(transaction_lines_with_products.discount_amount as numeric(14, 2)) as discount_amount,
+        cast(transaction_lines_with_products.net_amount as numeric(14, 2)) as net_amount,
+        cast(transaction_lines_with_products.cost_amount as numeric(14, 2)) as cost_amount,
+        cast(transaction_lines_with_products.net_amount - transaction_lines_with_products.cost_amount
+            as numeric(14, 2)) as margin_amount,
+        transaction_lines_with_products.is_return,
+        transaction_lines_with_products.transacted_at,
+        {{ local_date('transaction_lines_with_products.transacted_at') }} as transacted_on,
+        cast(source_keys.customer_key as varchar) as customer_key,
+        cast(transaction_lines_with_products.customer_source as varchar) as customer_source,
+        cast(transaction_lines_with_products.customer_source_id as varchar) as customer_source_id,
+        transaction_lines_with_products.source_updated_at
 
     from transaction_lines_with_products
+    left join source_keys
+        on transaction_lines_with_products.customer_source = source_keys.source
+        and transaction_lines_with_products.customer_source_id = source_keys.source_id
 
 )
 

@@ -25,6 +25,7 @@ orders_as_of as (
         orders.order_id,
         orders.account_id,
         orders.ordered_at,
+        orders.source_updated_at,
         case when order_statuses.is_cancelled then orders.source_updated_at end as cancelled_at,
         case when order_statuses.is_returned then orders.source_updated_at end as returned_at
 
@@ -57,7 +58,8 @@ sale_lines as (
         order_lines.discount_amount,
         order_lines.quantity * order_lines.unit_price - order_lines.discount_amount as net_amount,
         false as is_return,
-        sold_orders.ordered_at as transacted_at
+        sold_orders.ordered_at as transacted_at,
+        sold_orders.source_updated_at
 
     from sold_orders
     inner join order_lines
@@ -80,7 +82,8 @@ return_lines as (
         -order_lines.discount_amount as discount_amount,
         -(order_lines.quantity * order_lines.unit_price - order_lines.discount_amount) as net_amount,
         true as is_return,
-        sold_orders.returned_at as transacted_at
+        sold_orders.returned_at as transacted_at,
+        sold_orders.source_updated_at
 
     from sold_orders
     inner join order_lines
@@ -112,7 +115,9 @@ final as (
         net_amount,
         is_return,
         transacted_at,
-        'account:' || account_id as customer_key
+        source_updated_at,
+        'ecom' as customer_source,
+        account_id as customer_source_id
 
     from transaction_lines
 

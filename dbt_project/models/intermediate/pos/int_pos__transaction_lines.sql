@@ -26,7 +26,8 @@ ticket_lines_as_of as (
         ticket_lines.quantity,
         ticket_lines.unit_price,
         ticket_lines.discount_amount,
-        ticket_lines.net_amount
+        ticket_lines.net_amount,
+        greatest(tickets.source_updated_at, ticket_lines.source_updated_at) as source_updated_at
 
     from ticket_lines
     inner join tickets
@@ -50,9 +51,9 @@ final as (
         net_amount,
         original_ticket_id is not null as is_return,
         sold_at as transacted_at,
-        case
-            when loyalty_card_number is not null then 'card:' || loyalty_card_number
-        end as customer_key
+        source_updated_at,
+        case when loyalty_card_number is not null then 'loyalty' end as customer_source,
+        loyalty_card_number as customer_source_id
 
     from ticket_lines_as_of
 

@@ -1,0 +1,9 @@
+{#- Only the letters of a text, accents folded, in lower case ("María José" -> "mariajose",
+    "campos.paula1367" -> "campospaula"): how names and email handles are compared. -#}
+{% macro letters_only(text_expression) -%}
+    {{ return(adapter.dispatch('letters_only', 'trebol')(text_expression)) }}
+{%- endmacro %}
+
+{% macro default__letters_only(text_expression) -%}
+    regexp_replace({{ fold_accents(text_expression) }}, '[^a-z]', '', 'g')
+{%- endmacro %}

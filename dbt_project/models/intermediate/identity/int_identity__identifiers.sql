@@ -1,0 +1,188 @@
+{{ config(materialized='table') }}
+
+-- The identifiers each record holds (the edges of the identity graph): the normalised email and
+-- phone of a member or contact, every email a web shop account ordered with, the local part of
+-- each email (the same handle at another provider), the name at a postal code (given name and
+-- first surname without accents: legacy systems drop accents and second surnames), and the handle
+-- at a postal code (an email's letters before the @, or the handles people make of their name:
+-- given name and surname either way round, or initial and surname). Which types join records,
+-- and their guardrails, is the seed identifier_types.
+with
+
+records as (
+
+    select * from {{ ref('int_identity__records') }}
+
+),
+
+orders as (
+
+    select * from {{ ref('stg_ecom__orders') }}
+
+),
+
+record_emails as (
+
+    select
+        record_id,
+        'email' as identifier_type,
+        email as identifier_value
+
+    from records
+    where email is not null and source <> 'ecom'
+
+),
+
+record_phones as (
+
+    select
+        record_id,
+        'phone' as identifier_type,
+        phone as identifier_value
+
+    from records
+    where phone is not null
+
+),
+
+account_emails as (
+
+    select distinct
+        'ecom:' || account_id as record_id,
+        'email' as identifier_type,
+        email as identifier_value
+
+    from orders
+    where email is not null and ordered_at < {{ as_of_at() }}
+
+),
+
+emails as (
+
+    select * from record_emails
+    union all
+    select * from account_emails
+
+),
+
+email_local_parts as (
+
+    select distinct
+        record_id,
+        'email_local_part' as identifier_type,
+        {{ dbt.split_part('identifier_value', "'@'", 1) }} as identifier_value
+
+    from emails
+    where length({{ dbt.split_part('identifier_value', "'@'", 1) }})
+        >= {{ var('identity_min_email_local_part_length') }}
+
+),
+
+record_names_at_postal_codes as (
+
+    select
+        record_id,
+        'name_postal_code' as identifier_type,
+        {{ fold_accents('first_name') }} || '|'
+            || {{ fold_accents(dbt.split_part('last_name', "' '", 1)) }} || '|'
+            || postal_code as identifier_value
+
+    from records
+    where first_name is not null and last_name is not null and postal_code is not null
+
+),
+
+postal_codes as (
+
+    select record_id, postal_code from records
+    where postal_code is not null
+    union
+    select
+        'ecom:' || account_id as record_id,
+        shipping_postal_code as postal_code
+
+    from orders
+    where shipping_postal_code is not null and ordered_at < {{ as_of_at() }}
+
+),
+
+email_handles as (
+
+    select
+        record_id,
+        {{ letters_only(dbt.split_part('identifier_value', "'@'", 1)) }} as handle
+
+    from emails
+
+),
+
+name_parts as (
+
+    select
+        record_id,
+        {{ letters_only('first_name') }} as given_name,
+        {{ letters_only(dbt.split_part('last_name', "' '", 1)) }} as surname
+
+    from records
+    where first_name is not null and last_name is not null
+
+),
+
+name_handles as (
+
+    select record_id, given_name || surname as handle from name_parts
+    union all
+    select record_id, surname || given_name as handle from name_parts
+    union all
+    select record_id, substr(given_name, 1, 1) || surname as handle from name_parts
+
+),
+
+handles_at_postal_codes as (
+
+    select distinct
+        handles.record_id,
+        'handle_postal_code' as identifier_type,
+        handles.handle || '|' || postal_codes.postal_code as identifier_value
+
+    from (
+        select * from email_handles
+        union all
+        select * from name_handles
+    ) as handles
+    inner join postal_codes
+        on handles.record_id = postal_codes.record_id
+    where length(handles.handle) >= {{ var('identity_min_email_local_part_length') }}
+
+),
+
+identifiers as (
+
+    select * from emails
+    union all
+    select * from record_phones
+    union all
+    select * from email_local_parts
+    union all
+    select * from record_names_at_postal_codes
+    union all
+    select * from handles_at_postal_codes
+
+),
+
+identifier_types as (
+
+    select * from {{ ref('identifier_types') }}
+
+),
+
+final as (
+
+    select identifiers.*
+    from identifiers
+    inner join identifier_types
+        on identifiers.identifier_type = identifier_types.identifier_type
+
+)
+
+select * from final

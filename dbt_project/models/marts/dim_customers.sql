@@ -1,0 +1,232 @@
+-- One row per customer: the golden record (survivorship by seed source_trust), the identifiers
+-- per source, purchases, loyalty membership and marketing consent, as of the run's date.
+with
+
+clusters as (
+
+    select * from {{ ref('int_identity__clusters') }}
+
+),
+
+records as (
+
+    select * from {{ ref('int_identity__records') }}
+
+),
+
+source_trust as (
+
+    select * from {{ ref('source_trust') }}
+
+),
+
+members as (
+
+    select * from {{ ref('stg_loyalty__members') }}
+
+),
+
+contacts as (
+
+    select * from {{ ref('int_crm__contacts_as_of') }}
+
+),
+
+contact_versions as (
+
+    select * from {{ ref('stg_crm__contacts') }}
+
+),
+
+transactions as (
+
+    select * from {{ ref('fct_transactions') }}
+
+),
+
+customer_records as (
+
+    select
+        clusters.customer_key,
+        records.*,
+        source_trust.trust_rank
+
+    from clusters
+    inner join records
+        on clusters.record_id = records.record_id
+    inner join source_trust
+        on records.source = source_trust.source
+
+),
+
+-- survivorship: per attribute, the most trusted source that has a value, then its most recently
+-- updated record, then the lowest record id
+attribute_values as (
+
+    {% for attribute in ['first_name', 'last_name', 'email', 'phone', 'postal_code'] %}
+    select
+        customer_key,
+        '{{ attribute }}' as attribute_name,
+        {{ attribute }} as attribute_value,
+        row_number() over (
+            partition by customer_key
+            order by trust_rank, source_updated_at desc, record_id
+        ) as survivorship_rank
+
+    from customer_records
+    where {{ attribute }} is not null
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+),
+
+golden_records as (
+
+    select
+        customer_key,
+        {% for attribute in ['first_name', 'last_name', 'email', 'phone', 'postal_code'] %}
+        max(case when attribute_name = '{{ attribute }}' then attribute_value end) as {{ attribute }}
+        {%- if not loop.last %},{% endif %}
+        {% endfor %}
+
+    from attribute_values
+    where survivorship_rank = 1
+    group by customer_key
+
+),
+
+customer_identifiers as (
+
+    select
+        customer_key,
+        count(*) as source_record_count,
+        min(first_seen_at) as first_seen_at,
+        {% for source, column in [('loyalty', 'loyalty_card_numbers'), ('ecom', 'ecom_account_ids'), ('crm', 'crm_contact_ids')] %}
+        {{ dbt.listagg("case when source = '" ~ source ~ "' then source_id end", "','", "order by source_id") }}
+            as {{ column }}
+        {%- if not loop.last %},{% endif %}
+        {% endfor %}
+
+    from customer_records
+    group by customer_key
+
+),
+
+-- a customer with several cards takes the tier of the most recently enrolled one
+customer_memberships as (
+
+    select
+        customer_records.customer_key,
+        members.enrolled_on,
+        members.loyalty_tier,
+        row_number() over (
+            partition by customer_records.customer_key
+            order by members.enrolled_on desc, members.loyalty_card_number desc
+        ) as membership_rank
+
+    from customer_records
+    inner join members
+        on customer_records.source = 'loyalty'
+        and customer_records.source_id = members.loyalty_card_number
+    where members.enrolled_on < {{ local_date(as_of_at()) }}
+
+),
+
+-- an unsubscribe recorded on any version of any of the customer's contacts wins
+customer_unsubscribes as (
+
+    select
+        customer_records.customer_key,
+        min(contact_versions.unsubscribed_at) as unsubscribed_at
+
+    from customer_records
+    inner join contact_versions
+        on customer_records.source = 'crm'
+        and customer_records.source_id = contact_versions.contact_id
+    where contact_versions.valid_from < {{ local_date(as_of_at()) }}
+        and contact_versions.unsubscribed_at < {{ as_of_at() }}
+    group by customer_records.customer_key
+
+),
+
+-- otherwise consent needs every current contact of the customer to have opted in: when the
+-- customer's records disagree, the most restrictive wins
+customer_consents as (
+
+    select
+        customer_records.customer_key,
+        min(case when contacts.has_marketing_consent then 1 else 0 end) = 1 as has_unanimous_consent
+
+    from customer_records
+    inner join contacts
+        on customer_records.source = 'crm'
+        and customer_records.source_id = contacts.contact_id
+    group by customer_records.customer_key
+
+),
+
+customer_purchases as (
+
+    select
+        customer_key,
+        min(transacted_at) as first_purchase_at,
+        max(transacted_at) as last_purchase_at,
+        max(case when channel = 'store' then 1 else 0 end) = 1 as has_store_purchases,
+        max(case when channel = 'online' then 1 else 0 end) = 1 as has_online_purchases
+
+    from transactions
+    where customer_key is not null and not is_return and transacted_at < {{ as_of_at() }}
+    group by customer_key
+
+),
+
+final as (
+
+    select
+        cast(customer_identifiers.customer_key as varchar) as customer_key,
+        cast(golden_records.first_name as varchar) as first_name,
+        cast(golden_records.last_name as varchar) as last_name,
+        cast(golden_records.email as varchar) as email,
+        cast(golden_records.phone as varchar) as phone,
+        cast(golden_records.postal_code as varchar) as postal_code,
+        cast(customer_identifiers.loyalty_card_numbers as varchar) as loyalty_card_numbers,
+        cast(customer_identifiers.ecom_account_ids as varchar) as ecom_account_ids,
+        cast(customer_identifiers.crm_contact_ids as varchar) as crm_contact_ids,
+        cast(customer_identifiers.source_record_count as integer) as source_record_count,
+        customer_identifiers.first_seen_at,
+        customer_purchases.first_purchase_at,
+        customer_purchases.last_purchase_at,
+        coalesce(customer_purchases.has_store_purchases, false) as has_store_purchases,
+        coalesce(customer_purchases.has_online_purchases, false) as has_online_purchases,
+        cast(case
+            when customer_purchases.has_store_purchases and customer_purchases.has_online_purchases
+                then 'both'
+            when customer_purchases.has_store_purchases then 'store'
+            when customer_purchases.has_online_purchases then 'online'
+            else 'none'
+        end as varchar) as channels_used,
+        customer_memberships.customer_key is not null as is_loyalty_member,
+        cast(customer_memberships.loyalty_tier as varchar) as loyalty_tier,
+        customer_memberships.enrolled_on as loyalty_enrolled_on,
+        coalesce(customer_consents.has_unanimous_consent, false)
+            and customer_unsubscribes.customer_key is null as has_marketing_consent,
+        customer_unsubscribes.customer_key is not null as is_unsubscribed,
+        customer_unsubscribes.unsubscribed_at,
+        {{ local_date(as_of_at()) }} as as_of_date
+
+    from customer_identifiers
+    left join golden_records
+        on customer_identifiers.customer_key = golden_records.customer_key
+    left join customer_memberships
+        on customer_identifiers.customer_key = customer_memberships.customer_key
+        and customer_memberships.membership_rank = 1
+    left join customer_unsubscribes
+        on customer_identifiers.customer_key = customer_unsubscribes.customer_key
+    left join customer_consents
+        on customer_identifiers.customer_key = customer_consents.customer_key
+    left join customer_purchases
+        on customer_identifiers.customer_key = customer_purchases.customer_key
+
+)
+
+select * from final
