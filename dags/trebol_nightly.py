@@ -10,7 +10,8 @@ backfilling a date reproduces that date.
    the interval (plus the late-arrival lookback) are COPY-loaded into `raw`, bad rows quarantined,
    every file audited in `raw._load_audit` (rows read = loaded + quarantined).
 3. **dbt_build**: `dbt build` of `dbt_project/` through Cosmos (models, seeds, data tests and
-   unit tests in one task; see README for why one task).
+   unit tests in one task; see README for why one task): staging (normalised identifiers),
+   identity resolution (stable customer keys), `dim_customers`, `fct_transactions`, segments.
 4. **check_marts**: Great Expectations suites on the marts; a failure stops the run here.
 5. **push_audiences**: consenting customers of each audience in `config/audiences.yml` go to
    their destination (file drop), logged in `activation.push_log`.

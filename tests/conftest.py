@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -131,3 +134,22 @@ def source_connector(dsn: str) -> SourceConnector:
             yield conn
 
     return connect
+
+
+def run_dbt(dsn: str, as_of_at: datetime, *args: str, work_dir: Path) -> None:
+    """``dbt <args>`` on the project against ``dsn`` as of ``as_of_at`` (its own target folder
+    under ``work_dir``, so the project's is untouched); fails the test with dbt's output."""
+    env = {**os.environ, **QUIET, **warehouse.dbt_env(warehouse.dsn_parts(dsn)),
+           "TREBOL_AS_OF_AT": as_of_at.isoformat()}
+    project = PROJECT_DIR / "dbt_project"
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(project),
+         "--profiles-dir", str(project), "--target-path", str(work_dir / "target"),
+         "--log-path", str(work_dir / "logs")],
+        env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def local_midnight(day: date, timezone: str = "Europe/Madrid") -> datetime:
+    """The first moment of ``day`` in ``timezone``: the data interval end of the run for ``day``."""
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone))

@@ -36,6 +36,14 @@ def customers_per_segment(conn: psycopg.Connection, as_of_date: date) -> dict[st
         (as_of_date,)).fetchall())
 
 
+def identity(conn: psycopg.Connection) -> dict[str, int]:
+    """How identity resolution joined the source records: records, customers, shared identifiers."""
+    records, customers = conn.execute(
+        "select count(*), count(distinct customer_key) from marts.customer_source_keys").fetchone()
+    shared = conn.execute("select count(*) from intermediate.int_identity__shared_identifiers").fetchone()[0]
+    return {"source_records": records, "customers": customers, "shared_identifiers": shared}
+
+
 def pushes(conn: psycopg.Connection, as_of_date: date) -> list[dict[str, Any]]:
     """What was pushed where for the date."""
     rows = conn.execute("""
@@ -67,6 +75,7 @@ def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
         "as_of_date": as_of_date.isoformat(),
         "rows_per_layer": rows_per_layer(conn),
         "customers_per_segment": customers_per_segment(conn, as_of_date),
+        "identity": identity(conn),
         "checks": {"passed": quality.get("passed", 0), "failed": quality.get("failed", 0)},
         "pushes": pushes(conn, as_of_date),
         "marts_checksum": marts_checksum(conn),
@@ -83,6 +92,9 @@ def render(summary: dict[str, Any]) -> str:
     for layer, tables in summary["rows_per_layer"].items():
         parts = ", ".join(f"{name} {count:,}" for name, count in tables.items()) or "(empty)"
         lines.append(f"  {layer:<11} {sum(tables.values()):>9,} rows  ({parts})")
+    people = summary["identity"]
+    lines.append(f"  customers   {people['customers']:,} from {people['source_records']:,} source records "
+                 f"({people['shared_identifiers']:,} shared identifiers left unjoined)")
     segments = ", ".join(f"{k} {v:,}" for k, v in summary["customers_per_segment"].items())
     lines.append(f"  segments    {segments}")
     checks = summary["checks"]
