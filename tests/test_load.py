@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +22,7 @@ from psycopg import sql
 from trebol import load, warehouse
 from trebol.load import Interval
 from trebol.simulator import SimulationResult, SimulationSpec, simulate
-from trebol.sources import Column, Source, load_sources
+from trebol.sources import Column, Rule, Source, load_sources
 
 from .conftest import PROJECT_DIR, SessionWarehouse, drop_database, fresh_database, source_connector
 
@@ -97,6 +98,32 @@ def test_every_row_is_loaded_or_quarantined_with_its_reason(test_warehouse: Sess
     assert reasons[8] == "duplicate key (id=a): superseded by line 2"
     assert reasons[9] == "updated_at: 'yesterday' is not an ISO timestamp"
     assert payload == "b,n/a,2026-06-01T10:00:00+02:00"
+
+
+def test_the_direct_and_the_checked_path_leave_the_same_rows(test_warehouse: SessionWarehouse,
+                                                             tmp_path: Path) -> None:
+    direct = _source("t_paths_direct")
+    checked = replace(_source("t_paths_checked"), rules=(Rule("never broken", "true"),))
+    lines = [" a,1,2026-06-01T09:00:00+02:00", "b ,1,2026-06-01T09:00:00+02:00",
+             "c,NaN,2026-06-01T09:00:00+02:00", "d,Infinity,2026-06-01T09:00:00+02:00",
+             "e,-Infinity,2026-06-01T09:00:00+02:00", "f,1,epoch", "g,1,today", "h,1,-infinity",
+             "i,1,infinity", "j, 5 ,2026-06-01 09:00:00+02", "k,1e2,2026-06-01", "l,2,now"]
+    for day, line in enumerate(lines, start=1):  # one file per line: each row takes its own path
+        for source in (direct, checked):
+            _write(tmp_path, source.name, f"2026-05-{day:02d}", [line])
+    with test_warehouse.connect() as conn:
+        for source in (direct, checked):
+            load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+        loaded, reasons = [], []
+        for source in (direct, checked):
+            loaded.append(conn.execute(f"select id, amount, updated_at from raw.{source.target} "
+                                       "order by id").fetchall())
+            reasons.append(conn.execute("select batch_id, reason from raw._quarantine "
+                                        "where source = %s order by batch_id", (source.name,)
+                                        ).fetchall())
+    assert [row[0] for row in loaded[0]] == ["a", "b", "j", "k"]
+    assert loaded[0] == loaded[1]
+    assert [(Path(b).name, r) for b, r in reasons[0]] == [(Path(b).name, r) for b, r in reasons[1]]
 
 
 def test_latin1_bytes_and_missing_columns_are_quarantined(test_warehouse: SessionWarehouse,

@@ -618,21 +618,31 @@ def _direct_condition(columns: list[Column], interval: Interval,
                       special_moments: dict[str, list[Any]]) -> sql.Composable:
     """True for a row the checked path would load unchanged (no reason, no trimming).
 
-    Only cheap comparisons: the special inputs PostgreSQL accepts for dates and timestamps
-    (now, today, epoch, …) are compared as the values they took in this transaction."""
+    Only cheap comparisons (this runs for every row of a bulk load): no leading or trailing
+    space (what ``btrim`` would remove) is two LIKEs; the special inputs PostgreSQL accepts for
+    dates and timestamps (now, today, epoch, …) are compared as the values they took in this
+    transaction; the infinities (and NaN, which sorts above Infinity) are only excluded where a
+    bound does not already exclude them."""
     conditions = []
     for column in columns:
         name = sql.Identifier(column.name)
         checks: list[sql.Composable] = []
         if column.type == "text":
-            checks.append(sql.SQL("{0} <> '' and {0} = btrim({0})").format(name))
-        if column.type == "numeric":  # NaN sorts above Infinity
-            checks.append(sql.SQL("{} > '-Infinity' and {} < 'Infinity'").format(name, name))
+            checks.append(sql.SQL("{0} <> '' and {0} not like ' %' and {0} not like '% '").format(name))
+        if column.type == "numeric":
+            if column.minimum is None:
+                checks.append(sql.SQL("{} > '-Infinity'").format(name))
+            if column.maximum is None:
+                checks.append(sql.SQL("{} < 'Infinity'").format(name))
         if column.type in ("date", "timestamptz"):
             kind = sql.SQL(PG_TYPES[column.type])
-            checks.append(sql.SQL("{0} > '-infinity'::{1} and {0} < 'infinity'::{1}").format(name, kind))
-            checks.append(sql.SQL("{} <> all({}::{}[])").format(
-                name, sql.Literal(special_moments[column.type]), kind))
+            checks.append(sql.SQL("{} > '-infinity'::{}").format(name, kind))
+            if not column.not_after_interval_end:
+                checks.append(sql.SQL("{} < 'infinity'::{}").format(name, kind))
+            checks += [sql.SQL("{} <> {}").format(name, sql.Literal(moment))
+                       for moment in special_moments[column.type]
+                       if not (column.not_after_interval_end and column.type == "timestamptz"
+                               and moment >= interval.end)]  # those fail the check below anyway
         if column.minimum is not None:
             checks.append(sql.SQL("{} >= {}").format(name, sql.Literal(column.minimum)))
         if column.maximum is not None:
