@@ -670,8 +670,9 @@ def load_direct(conn: psycopg.Connection, source: Source, path: Path, batch_id: 
     COPY's own WHERE keeps out every row the checked path would reject or change; if the rows
     copied are fewer than the lines read, a value does not parse, or a key is already there (or
     twice in the file), everything is rolled back and None returned, and the checked path loads
-    the file instead. Into an empty table (a first bulk load) the primary key is built after the
-    COPY, as PostgreSQL's bulk-loading advice goes. Either path leaves the same rows."""
+    the file instead. An empty table (a first bulk load) is truncated first, so that with
+    wal_level minimal its new files skip the WAL, and its primary key is built after the COPY,
+    as PostgreSQL's bulk-loading advice goes. Either path leaves the same rows."""
     if (source.kind != "files" or source.format != "csv" or source.rules
             or source.stored_column_names != source.column_names):
         return None
