@@ -151,7 +151,7 @@ def ensure_tables(conn: psycopg.Connection, sources: Iterable[Source]) -> None:
             )""")
         for source in sources:
             columns = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(PG_TYPES[c.type]))
-                       for c in source.columns]
+                       for c in source.columns if c.stored]
             columns.append(sql.SQL("_batch_id text not null"))
             key = list(source.primary_key)
             if source.kind == "snapshot":
@@ -496,7 +496,8 @@ def _merge(conn: psycopg.Connection, source: Source, batch_id: str) -> None:
     same content only keeps the lowest batch id (the first batch that delivered it), so the
     result does not depend on the order in which batches were loaded."""
     target = _target(source)
-    values = [c for c in source.column_names if c not in source.primary_key]
+    stored = source.stored_column_names
+    values = [c for c in stored if c not in source.primary_key]
 
     def cols(prefix: sql.Composable, names: list[str]) -> sql.Composable:
         return sql.SQL(", ").join(sql.SQL("{}.{}").format(prefix, sql.Identifier(n)) for n in names) \
@@ -516,17 +517,17 @@ def _merge(conn: psycopg.Connection, source: Source, batch_id: str) -> None:
         "then least({t}._batch_id, excluded._batch_id) else excluded._batch_id end "
         "where {newer} or ({same_version} and case when {same} "
         "then excluded._batch_id < {t}._batch_id else excluded._batch_id > {t}._batch_id end)").format(
-        t=target, c=_ids([*source.column_names, "_batch_id"]), s=_ids(source.column_names),
+        t=target, c=_ids([*stored, "_batch_id"]), s=_ids(stored),
         b=sql.Literal(batch_id), k=_ids(source.primary_key),
         u=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n))
-                             for n in source.column_names),
+                             for n in stored),
         same=same_content, newer=newer, same_version=same_version))
 
 
 def _apply_snapshot(conn: psycopg.Connection, source: Source, batch_id: str, day: date) -> str:
     """Diff the snapshot of ``day`` into the history; returns a note with the counts."""
     target = _target(source)
-    values = [c for c in source.column_names if c not in source.primary_key]
+    values = [c for c in source.stored_column_names if c not in source.primary_key]
     same_key = sql.SQL(" and ").join(sql.SQL("n.{0} = t.{0}").format(sql.Identifier(k))
                                      for k in source.primary_key)
     differs = sql.SQL("({}) is distinct from ({})").format(
@@ -541,7 +542,7 @@ def _apply_snapshot(conn: psycopg.Connection, source: Source, batch_id: str, day
         "insert into {t} ({c}, _batch_id, _valid_from) select {c}, {b}, {d} from _checked n "
         "where n._reason is null and not n._superseded and not exists "
         "(select 1 from {t} t where t._valid_to is null and {same})").format(
-        t=target, c=_ids(source.column_names), b=sql.Literal(batch_id), d=sql.Literal(day),
+        t=target, c=_ids(source.stored_column_names), b=sql.Literal(batch_id), d=sql.Literal(day),
         same=same_key)).rowcount
     return f"snapshot diff: {opened} new or changed, {closed} changed or gone"
 
@@ -617,21 +618,31 @@ def _direct_condition(columns: list[Column], interval: Interval,
                       special_moments: dict[str, list[Any]]) -> sql.Composable:
     """True for a row the checked path would load unchanged (no reason, no trimming).
 
-    Only cheap comparisons: the special inputs PostgreSQL accepts for dates and timestamps
-    (now, today, epoch, …) are compared as the values they took in this transaction."""
+    Only cheap comparisons (this runs for every row of a bulk load): no leading or trailing
+    space (what ``btrim`` would remove) is two LIKEs; the special inputs PostgreSQL accepts for
+    dates and timestamps (now, today, epoch, …) are compared as the values they took in this
+    transaction; the infinities (and NaN, which sorts above Infinity) are only excluded where a
+    bound does not already exclude them."""
     conditions = []
     for column in columns:
         name = sql.Identifier(column.name)
         checks: list[sql.Composable] = []
         if column.type == "text":
-            checks.append(sql.SQL("{0} <> '' and {0} = btrim({0})").format(name))
-        if column.type == "numeric":  # NaN sorts above Infinity
-            checks.append(sql.SQL("{} > '-Infinity' and {} < 'Infinity'").format(name, name))
+            checks.append(sql.SQL("{0} <> '' and {0} not like ' %' and {0} not like '% '").format(name))
+        if column.type == "numeric":
+            if column.minimum is None:
+                checks.append(sql.SQL("{} > '-Infinity'").format(name))
+            if column.maximum is None:
+                checks.append(sql.SQL("{} < 'Infinity'").format(name))
         if column.type in ("date", "timestamptz"):
             kind = sql.SQL(PG_TYPES[column.type])
-            checks.append(sql.SQL("{0} > '-infinity'::{1} and {0} < 'infinity'::{1}").format(name, kind))
-            checks.append(sql.SQL("{} <> all({}::{}[])").format(
-                name, sql.Literal(special_moments[column.type]), kind))
+            checks.append(sql.SQL("{} > '-infinity'::{}").format(name, kind))
+            if not column.not_after_interval_end:
+                checks.append(sql.SQL("{} < 'infinity'::{}").format(name, kind))
+            checks += [sql.SQL("{} <> {}").format(name, sql.Literal(moment))
+                       for moment in special_moments[column.type]
+                       if not (column.not_after_interval_end and column.type == "timestamptz"
+                               and moment >= interval.end)]  # those fail the check below anyway
         if column.minimum is not None:
             checks.append(sql.SQL("{} >= {}").format(name, sql.Literal(column.minimum)))
         if column.maximum is not None:
@@ -659,9 +670,11 @@ def load_direct(conn: psycopg.Connection, source: Source, path: Path, batch_id: 
     COPY's own WHERE keeps out every row the checked path would reject or change; if the rows
     copied are fewer than the lines read, a value does not parse, or a key is already there (or
     twice in the file), everything is rolled back and None returned, and the checked path loads
-    the file instead. Into an empty table (a first bulk load) the primary key is built after the
-    COPY, as PostgreSQL's bulk-loading advice goes. Either path leaves the same rows."""
-    if source.kind != "files" or source.format != "csv" or source.rules:
+    the file instead. An empty table (a first bulk load) is truncated first, so that with
+    wal_level minimal its new files skip the WAL, and its primary key is built after the COPY,
+    as PostgreSQL's bulk-loading advice goes. Either path leaves the same rows."""
+    if (source.kind != "files" or source.format != "csv" or source.rules
+            or source.stored_column_names != source.column_names):
         return None
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
         header = [name.strip() for name in next(csv.reader([handle.readline()]), [])]
@@ -682,6 +695,9 @@ def load_direct(conn: psycopg.Connection, source: Source, path: Path, batch_id: 
             empty = conn.execute(sql.SQL("select not exists (select from {})").format(target)
                                  ).fetchone()[0]
             if empty:
+                # a table truncated in this transaction gets new files: with wal_level minimal
+                # (the embedded warehouse) the COPY and the key build skip the WAL
+                conn.execute(sql.SQL("truncate {}").format(target))
                 conn.execute(sql.SQL("alter table {} drop constraint {}").format(
                     target, sql.Identifier(f"{source.target}_pkey")))
             statement = sql.SQL("copy {} ({}) from stdin with (format csv, header true) "

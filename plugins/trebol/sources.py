@@ -11,7 +11,10 @@ Kinds:
   extracted by a ``cursor`` column over the interval (plus the lookback).
 
 Besides the checks of each column, ``rules`` hold checks across the columns of a row: a
-``reason`` and a SQL condition ``valid_when`` over the row's (typed) columns.
+``reason`` and a SQL condition ``valid_when`` over the row's (typed) columns. A column declared
+with ``store: false`` is read and checked like the others (so rules can use it) but not kept in
+the raw table: a query can expose a fact about the row (e.g. whether its product exists) that
+only a rule needs.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Column:
     minimum: Decimal | None = None
     maximum: Decimal | None = None
     not_after_interval_end: bool = False
+    stored: bool = True
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,13 @@ class Source:
 
     @property
     def column_names(self) -> tuple[str, ...]:
+        """Every declared column: what is read and checked."""
         return tuple(column.name for column in self.columns)
+
+    @property
+    def stored_column_names(self) -> tuple[str, ...]:
+        """The columns kept in the raw table (all but those declared ``store: false``)."""
+        return tuple(column.name for column in self.columns if column.stored)
 
     def column(self, name: str) -> Column:
         return next(column for column in self.columns if column.name == name)
@@ -90,7 +100,8 @@ def _column(where: str, name: str, spec: dict[str, Any]) -> Column:
         raise SourceConfigError(f"{where}.columns.{name}: use lower-case letters, digits and _")
     bounds = {key: Decimal(str(spec[key])) if key in spec else None for key in ("min", "max")}
     return Column(name, kind, str(spec.get("from", name)), bool(spec.get("required", False)),
-                  bounds["min"], bounds["max"], bool(spec.get("not_after_interval_end", False)))
+                  bounds["min"], bounds["max"], bool(spec.get("not_after_interval_end", False)),
+                  bool(spec.get("store", True)))
 
 
 def _require(where: str, spec: dict[str, Any], *keys: str) -> None:
@@ -118,9 +129,12 @@ def _source(path: Path, name: str, spec: dict[str, Any]) -> Source:
     columns = tuple(_column(where, col, col_spec or {}) for col, col_spec in spec["columns"].items())
     names = {column.name for column in columns}
     keys = [*spec["primary_key"], *[spec[k] for k in ("version_column", "cursor") if spec.get(k)]]
+    stored = {column.name for column in columns if column.stored}
     for key in keys:
         if key not in names:
             raise SourceConfigError(f"{where}: key column {key!r} is not among its columns")
+        if key not in stored:
+            raise SourceConfigError(f"{where}.columns.{key}: a key column cannot be store: false")
     rules = []
     for index, rule in enumerate(spec.get("rules") or []):
         if not isinstance(rule, dict) or not rule.get("reason") or not rule.get("valid_when"):

