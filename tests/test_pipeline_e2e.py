@@ -46,6 +46,8 @@ def runs(test_warehouse: SessionWarehouse, demo_sources: SimulationResult) -> di
                 "select max(last_purchase_at) from marts.customer_segments").fetchone()[0],
             "customers_as_of": conn.execute(
                 "select distinct as_of_date from marts.dim_customers").fetchall(),
+            "history_dates": conn.execute(
+                "select distinct as_of_date from marts.segment_history order by 1").fetchall(),
         }
     again = _run(DEMO_DATE, test_warehouse)
     return {"first": first, "second": second, "backfill": backfill, "again": again,
@@ -68,6 +70,9 @@ def test_backfill_computes_as_of_its_date_and_rerun_restores(runs: dict[str, dic
     assert state["latest_purchase"] < local_midnight(BACKFILL_DATE)
     assert runs["backfill"]["marts_checksum"] != runs["first"]["marts_checksum"]
     assert runs["again"]["marts_checksum"] == runs["first"]["marts_checksum"]
+    # the history keeps both dates, and the demo date's rows are those of its first run
+    assert runs["again"]["history_checksum"] == runs["first"]["history_checksum"]
+    assert state["history_dates"] == [(BACKFILL_DATE,), (DEMO_DATE,)]
 
 
 def test_nothing_lost_between_sources_and_raw(runs: dict[str, dict],

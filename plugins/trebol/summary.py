@@ -28,12 +28,17 @@ def rows_per_layer(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
     return counts
 
 
-def customers_per_segment(conn: psycopg.Connection, as_of_date: date) -> dict[str, int]:
-    """Customers per lifecycle stage as of the date."""
-    return dict(conn.execute("""
-        select lifecycle_stage, count(*) from marts.customer_segments
-        where as_of_date = %s group by lifecycle_stage order by lifecycle_stage""",
-        (as_of_date,)).fetchall())
+SEGMENTATIONS = ("lifecycle_stage", "rfm_segment", "value_tier")
+
+
+def customers_per_segment(conn: psycopg.Connection, as_of_date: date) -> dict[str, dict[str, int]]:
+    """Customers per segment as of the date, for each segmentation of customer_segments."""
+    sizes: dict[str, dict[str, int]] = {}
+    for column in SEGMENTATIONS:
+        query = sql.SQL("select {0}, count(*) from marts.customer_segments where as_of_date = %s "
+                        "group by {0} order by count(*) desc, {0}").format(sql.Identifier(column))
+        sizes[column] = dict(conn.execute(query, (as_of_date,)).fetchall())
+    return sizes
 
 
 def identity(conn: psycopg.Connection) -> dict[str, int]:
@@ -53,17 +58,31 @@ def pushes(conn: psycopg.Connection, as_of_date: date) -> list[dict[str, Any]]:
             for row in rows]
 
 
+# marts that accumulate across run dates: their content depends on which dates ran before
+HISTORY_TABLES = ("segment_history", "segment_migration")
+ALL_ROWS = sql.SQL("true")
+
+
+def _table_digest(conn: psycopg.Connection, table: str, where: sql.Composable = ALL_ROWS) -> str:
+    query = sql.SQL("select coalesce(md5(string_agg(md5(t::text), '' order by md5(t::text))), '') "
+                    "from marts.{} t where {}").format(sql.Identifier(table), where)
+    return conn.execute(query).fetchone()[0]
+
+
 def marts_checksum(conn: psycopg.Connection) -> str:
-    """One md5 over the sorted rows of every table in ``marts``: equal checksums, equal marts."""
+    """One md5 over the sorted rows of every table in ``marts`` but the history tables: equal
+    checksums, equal marts as of the run's date."""
     tables = [row[0] for row in conn.execute("""
         select table_name from information_schema.tables
-        where table_schema = 'marts' and table_type = 'BASE TABLE' order by table_name""")]
-    digests = []
-    for table in tables:
-        query = sql.SQL("select coalesce(md5(string_agg(md5(t::text), '' order by md5(t::text))), "
-                        "'') from marts.{} t").format(sql.Identifier(table))
-        digests.append(f"{table}:{conn.execute(query).fetchone()[0]}")
+        where table_schema = 'marts' and table_type = 'BASE TABLE' order by table_name""")
+        if row[0] not in HISTORY_TABLES]
+    digests = [f"{table}:{_table_digest(conn, table)}" for table in tables]
     return hashlib.md5("|".join(digests).encode()).hexdigest()
+
+
+def history_checksum(conn: psycopg.Connection, as_of_date: date) -> str:
+    """md5 of the segment_history rows of one as-of date."""
+    return _table_digest(conn, "segment_history", sql.SQL("as_of_date = {}").format(sql.Literal(as_of_date)))
 
 
 def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
@@ -79,6 +98,7 @@ def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
         "checks": {"passed": quality.get("passed", 0), "failed": quality.get("failed", 0)},
         "pushes": pushes(conn, as_of_date),
         "marts_checksum": marts_checksum(conn),
+        "history_checksum": history_checksum(conn, as_of_date),
         "reports": {"folder": str(report_dir), "data_docs": data_docs_dir},
     }
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -95,8 +115,9 @@ def render(summary: dict[str, Any]) -> str:
     people = summary["identity"]
     lines.append(f"  customers   {people['customers']:,} from {people['source_records']:,} source records "
                  f"({people['shared_identifiers']:,} shared identifiers left unjoined)")
-    segments = ", ".join(f"{k} {v:,}" for k, v in summary["customers_per_segment"].items())
-    lines.append(f"  segments    {segments}")
+    for column, sizes in summary["customers_per_segment"].items():
+        label = column.replace("_", " ")
+        lines.append(f"  {label:<15} " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
     checks = summary["checks"]
     lines.append(f"  checks      {checks['passed']} passed, {checks['failed']} failed")
     for push in summary["pushes"]:

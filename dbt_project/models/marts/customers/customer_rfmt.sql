@@ -1,0 +1,133 @@
+-- RFMT per customer as of the run's date: recency, frequency, monetary, tenure, their 1..5
+-- scores (quintiles, ties share a score), the weighted rfmt_score and the named RFM segment.
+with
+
+transactions as (
+
+    select * from {{ ref('fct_transactions') }}
+
+),
+
+rfm_segments as (
+
+    select * from {{ ref('rfm_segments') }}
+
+),
+
+-- lines before the as-of moment (after a backfill, later lines are in the table too)
+customer_lines as (
+
+    select * from transactions
+    where customer_key is not null and transacted_at < {{ as_of_at() }}
+
+),
+
+customer_purchases as (
+
+    select
+        customer_key,
+        min(case when not is_return then transacted_at end) as first_purchase_at,
+        max(case when not is_return then transacted_at end) as last_purchase_at,
+        count(distinct case when not is_return then transacted_on end) as purchase_days,
+        sum(net_amount) as monetary_total
+
+    from customer_lines
+    group by customer_key
+
+),
+
+-- a customer whose lines are all returns (of purchases made as someone else) has no purchase
+customer_measures as (
+
+    select
+        customer_key,
+        first_purchase_at,
+        last_purchase_at,
+        {{ days_between('last_purchase_at', as_of_at()) }} as recency_days,
+        purchase_days - 1 as frequency,
+        monetary_total,
+        cast(monetary_total / purchase_days as numeric(14, 2)) as monetary_average,
+        {{ days_between('first_purchase_at', as_of_at()) }} as tenure_days
+
+    from customer_purchases
+    where purchase_days > 0
+
+),
+
+customer_scores as (
+
+    select
+        customer_measures.*,
+        {{ score_by_rank('recency_days desc') }} as r_score,
+        {{ score_by_rank('frequency') }} as f_score,
+        {{ score_by_rank('monetary_total') }} as m_score,
+        {{ score_by_rank('tenure_days') }} as t_score
+
+    from customer_measures
+
+),
+
+{%- set weights = var('rfmt_weights') %}
+{%- set weight_sum = weights.recency + weights.frequency + weights.monetary + weights.tenure %}
+
+customer_composites as (
+
+    select
+        customer_scores.*,
+        cast((f_score + m_score) / 2.0 as numeric(3, 1)) as fm_score,
+        cast(
+            cast({{ weights.recency }} * r_score + {{ weights.frequency }} * f_score
+                + {{ weights.monetary }} * m_score + {{ weights.tenure }} * t_score as numeric)
+            / {{ weight_sum }}
+            as numeric(6, 4)
+        ) as rfmt_score
+
+    from customer_scores
+
+),
+
+segment_matches as (
+
+    select
+        customer_composites.customer_key,
+        rfm_segments.rfm_segment,
+        row_number() over (
+            partition by customer_composites.customer_key
+            order by rfm_segments.priority
+        ) as match_rank
+
+    from customer_composites
+    inner join rfm_segments
+        on customer_composites.r_score between rfm_segments.min_r_score and rfm_segments.max_r_score
+        and customer_composites.fm_score between rfm_segments.min_fm_score and rfm_segments.max_fm_score
+
+),
+
+final as (
+
+    select
+        cast(customer_composites.customer_key as varchar) as customer_key,
+        {{ local_date(as_of_at()) }} as as_of_date,
+        customer_composites.first_purchase_at,
+        customer_composites.last_purchase_at,
+        cast(customer_composites.recency_days as integer) as recency_days,
+        cast(customer_composites.frequency as integer) as frequency,
+        cast(customer_composites.monetary_total as numeric(14, 2)) as monetary_total,
+        customer_composites.monetary_average,
+        cast(customer_composites.tenure_days as integer) as tenure_days,
+        customer_composites.r_score,
+        customer_composites.f_score,
+        customer_composites.m_score,
+        customer_composites.t_score,
+        customer_composites.fm_score,
+        customer_composites.rfmt_score,
+        cast(segment_matches.rfm_segment as varchar) as rfm_segment
+
+    from customer_composites
+    left join segment_matches
+        on customer_composites.customer_key = segment_matches.customer_key
+        and segment_matches.match_rank = 1
+
+)
+
+select * from final

@@ -1,0 +1,221 @@
+-- Current profitability per customer over the 12 months before the as-of moment: revenue, margin,
+-- discounts, returns, cost to serve (seed cost_to_serve), net value, and the value tier.
+with
+
+transactions as (
+
+    select * from {{ ref('fct_transactions') }}
+
+),
+
+customers as (
+
+    select * from {{ ref('customer_rfmt') }}
+
+),
+
+source_keys as (
+
+    select * from {{ ref('customer_source_keys') }}
+
+),
+
+cases as (
+
+    select * from {{ ref('stg_crm__cases') }}
+
+),
+
+cost_to_serve as (
+
+    select * from {{ ref('cost_to_serve') }}
+
+),
+
+window_lines as (
+
+    select * from transactions
+    where customer_key is not null
+        and transacted_at >= {{ dbt.dateadd('month', -12, as_of_at()) }}
+        and transacted_at < {{ as_of_at() }}
+
+),
+
+-- a line of an unknown product has no cost: it counts no margin (the conservative reading)
+customer_sales as (
+
+    select
+        customer_key,
+        sum(case when not is_return then net_amount else 0 end) as revenue_12m,
+        sum(case when not is_return then discount_amount else 0 end) as discounts_12m,
+        -sum(case when is_return then net_amount else 0 end) as returns_12m,
+        sum(coalesce(margin_amount, 0)) as margin_12m,
+        count(distinct case when not is_return and channel = 'store' then transaction_id end)
+            as store_orders_12m,
+        count(distinct case when not is_return and channel = 'online' then transaction_id end)
+            as online_orders_12m,
+        count(distinct case when is_return then transaction_id end) as returns_count_12m
+
+    from window_lines
+    group by customer_key
+
+),
+
+window_cases as (
+
+    select
+        source_keys.customer_key,
+        cases.case_id,
+        cases.compensation_amount
+
+    from cases
+    inner join source_keys
+        on source_keys.source = 'crm'
+        and cases.contact_id = source_keys.source_id
+    where cases.opened_at >= {{ dbt.dateadd('month', -12, as_of_at()) }}
+        and cases.opened_at < {{ as_of_at() }}
+
+),
+
+customer_service as (
+
+    select
+        customer_key,
+        count(*) as service_contacts_12m,
+        sum(coalesce(compensation_amount, 0)) as compensation_12m
+
+    from window_cases
+    group by customer_key
+
+),
+
+unit_costs as (
+
+    select
+        {% for driver in ['store_order', 'online_order', 'return', 'service_contact', 'marketing_year'] %}
+        max(case when cost_driver = '{{ driver }}' then unit_cost end) as {{ driver }}_cost
+        {%- if not loop.last %},{% endif %}
+        {% endfor %}
+
+    from cost_to_serve
+
+),
+
+customer_activity as (
+
+    select
+        customers.customer_key,
+        customers.tenure_days,
+        coalesce(customer_sales.revenue_12m, 0) as revenue_12m,
+        coalesce(customer_sales.discounts_12m, 0) as discounts_12m,
+        coalesce(customer_sales.returns_12m, 0) as returns_12m,
+        coalesce(customer_sales.margin_12m, 0) as margin_12m,
+        coalesce(customer_sales.store_orders_12m, 0) as store_orders_12m,
+        coalesce(customer_sales.online_orders_12m, 0) as online_orders_12m,
+        coalesce(customer_sales.returns_count_12m, 0) as returns_count_12m,
+        coalesce(customer_service.service_contacts_12m, 0) as service_contacts_12m,
+        coalesce(customer_service.compensation_12m, 0) as compensation_12m
+
+    from customers
+    left join customer_sales
+        on customers.customer_key = customer_sales.customer_key
+    left join customer_service
+        on customers.customer_key = customer_service.customer_key
+
+),
+
+-- marketing is a cost of the customers who bought in the window
+customer_costs as (
+
+    select
+        customer_activity.*,
+        customer_activity.store_orders_12m * unit_costs.store_order_cost
+            + customer_activity.online_orders_12m * unit_costs.online_order_cost
+            + customer_activity.returns_count_12m * unit_costs.return_cost
+            + customer_activity.service_contacts_12m * unit_costs.service_contact_cost
+            + case
+                when customer_activity.store_orders_12m + customer_activity.online_orders_12m > 0
+                    then unit_costs.marketing_year_cost
+                else 0
+            end
+            + customer_activity.compensation_12m as cost_to_serve_12m
+
+    from customer_activity
+    cross join unit_costs
+
+),
+
+customer_net_values as (
+
+    select
+        customer_costs.*,
+        margin_12m - cost_to_serve_12m as net_value_12m,
+        -- a customer younger than a year, at the pace of their first months
+        (margin_12m - cost_to_serve_12m) * 365.0 / least(tenure_days + 1, 365) as net_value_run_rate
+
+    from customer_costs
+
+),
+
+customer_ranks as (
+
+    select
+        customer_net_values.*,
+        rank() over (order by net_value_12m desc) as net_value_rank,
+        count(*) over () as customer_count
+
+    from customer_net_values
+
+),
+
+high_performer_flags as (
+
+    select
+        customer_ranks.*,
+        net_value_rank <= {{ var('value_high_performer_top_share') }} * customer_count
+            and net_value_12m > 0 as is_high_performer
+
+    from customer_ranks
+
+),
+
+high_performer_thresholds as (
+
+    select min(net_value_12m) as high_performer_threshold
+    from high_performer_flags
+    where is_high_performer
+
+),
+
+final as (
+
+    select
+        cast(high_performer_flags.customer_key as varchar) as customer_key,
+        {{ local_date(as_of_at()) }} as as_of_date,
+        cast(high_performer_flags.revenue_12m as numeric(14, 2)) as revenue_12m,
+        cast(high_performer_flags.discounts_12m as numeric(14, 2)) as discounts_12m,
+        cast(high_performer_flags.returns_12m as numeric(14, 2)) as returns_12m,
+        cast(high_performer_flags.margin_12m as numeric(14, 2)) as margin_12m,
+        cast(high_performer_flags.store_orders_12m as integer) as store_orders_12m,
+        cast(high_performer_flags.online_orders_12m as integer) as online_orders_12m,
+        cast(high_performer_flags.returns_count_12m as integer) as returns_count_12m,
+        cast(high_performer_flags.service_contacts_12m as integer) as service_contacts_12m,
+        cast(high_performer_flags.compensation_12m as numeric(14, 2)) as compensation_12m,
+        cast(high_performer_flags.cost_to_serve_12m as numeric(14, 2)) as cost_to_serve_12m,
+        cast(high_performer_flags.net_value_12m as numeric(14, 2)) as net_value_12m,
+        cast(high_performer_flags.net_value_run_rate as numeric(14, 2)) as net_value_run_rate,
+        high_performer_flags.is_high_performer,
+        cast(case
+            when high_performer_flags.is_high_performer then 'high_performer'
+            when high_performer_flags.net_value_12m < 0 then 'below_zero'
+            when high_performer_flags.net_value_run_rate
+                >= high_performer_thresholds.high_performer_threshold then 'high_potential'
+            else 'standard'
+        end as varchar) as value_tier
+
+    from high_performer_flags
+    cross join high_performer_thresholds
+
+)
+
+select * from final
