@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,10 +22,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from trebol import warehouse
+from trebol import load, warehouse
 from trebol.load import SourceConnector
 from trebol.settings import Settings, load_settings
 from trebol.simulator import SimulationResult, SimulationSpec, simulate
+from trebol.sources import load_sources
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 TEST_HOME = PROJECT_DIR / ".trebol" / "test"
@@ -134,6 +135,16 @@ def source_connector(dsn: str) -> SourceConnector:
             yield conn
 
     return connect
+
+
+def load_sources_until(conn: psycopg.Connection, pos_dsn: str, sources_dir: Path, day: date,
+                       timezone: str = "Europe/Madrid") -> None:
+    """Extract and load every declared source into ``conn``'s ``raw``, as the DAG's
+    ``extract_load`` does for the data interval that ends as ``day`` starts."""
+    end = local_midnight(day, timezone)
+    interval = load.Interval(end - timedelta(days=1), end)
+    for source in load_sources().values():
+        load.extract_and_load(conn, source, sources_dir, interval, 3, timezone, source_connector(pos_dsn))
 
 
 def run_dbt(dsn: str, as_of_at: datetime, *args: str, work_dir: Path) -> None:

@@ -21,16 +21,15 @@ from psycopg import sql
 
 from trebol import load, warehouse
 from trebol.simulator import SimulationSpec, simulate
-from trebol.sources import load_sources
 
 from .conftest import (
     DEMO_DATE,
     SessionWarehouse,
     drop_database,
     fresh_database,
+    load_sources_until,
     local_midnight,
     run_dbt,
-    source_connector,
 )
 
 pytestmark = pytest.mark.integration
@@ -63,13 +62,6 @@ def _crosswalk(conn: psycopg.Connection) -> Crosswalk:
 def _fct_checksum(conn: psycopg.Connection) -> str:
     return conn.execute("select count(*) || ':' || md5(string_agg(t::text, '|' order by "
                         "t.transaction_line_id)) from marts.fct_transactions t").fetchone()[0]
-
-
-def _load_until(conn: psycopg.Connection, pos_dsn: str, sources_dir: Path, day) -> None:
-    end = local_midnight(day)
-    interval = load.Interval(end - timedelta(days=1), end)
-    for source in load_sources().values():
-        load.extract_and_load(conn, source, sources_dir, interval, 3, TZ, source_connector(pos_dsn))
 
 
 BRIDGE_CONTACT = "C9999999"
@@ -117,11 +109,11 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             warehouse.bootstrap(conn)
-            _load_until(conn, pos_dsn, work / "sources", MIDDLE_DATE)
+            load_sources_until(conn, pos_dsn, work / "sources", MIDDLE_DATE)
             run_dbt(dsn, local_midnight(MIDDLE_DATE), "build", work_dir=work)
             after_30 = _crosswalk(conn)
             bridged = _bridge_two_customers(conn, work / "sources")
-            _load_until(conn, pos_dsn, work / "sources", DEMO_DATE)
+            load_sources_until(conn, pos_dsn, work / "sources", DEMO_DATE)
             run_dbt(dsn, local_midnight(DEMO_DATE), "build", work_dir=work)
             after_60 = _crosswalk(conn)
             first_seen = {(s, i): str(t) for s, i, t in conn.execute(
