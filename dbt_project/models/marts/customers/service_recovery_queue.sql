@@ -1,0 +1,112 @@
+-- Open complaints as of the run's date, in the order front-line staff should act: customers who
+-- matter most first (value tier, seed value_tiers), those at risk of leaving before the others,
+-- then by net value; with the compensation limit of the customer's loyalty tier.
+with
+
+cases as (
+
+    select * from {{ ref('stg_crm__cases') }}
+
+),
+
+source_keys as (
+
+    select * from {{ ref('customer_source_keys') }}
+
+),
+
+customer_segments as (
+
+    select * from {{ ref('customer_segments') }}
+
+),
+
+customers as (
+
+    select * from {{ ref('dim_customers') }}
+
+),
+
+value_tiers as (
+
+    select * from {{ ref('value_tiers') }}
+
+),
+
+tier_privileges as (
+
+    select * from {{ ref('loyalty_tier_privileges') }}
+
+),
+
+-- raw keeps a case's latest version: one resolved after the as-of moment was open then
+open_cases as (
+
+    select * from cases
+    where opened_at < {{ as_of_at() }}
+        and (resolved_at is null or resolved_at >= {{ as_of_at() }})
+
+),
+
+cases_with_customers as (
+
+    select
+        open_cases.case_id,
+        open_cases.contact_id,
+        open_cases.opened_at,
+        open_cases.case_channel,
+        open_cases.case_reason,
+        source_keys.customer_key,
+        customer_segments.value_tier,
+        customer_segments.lifecycle_stage,
+        customer_segments.net_value_12m,
+        customers.loyalty_tier,
+        coalesce(value_tiers.service_priority, 99) as service_priority,
+        coalesce(customer_segments.lifecycle_stage in ('at_risk', 'lapsed'), false) as is_at_risk_of_churn,
+        coalesce(
+            tier_privileges.service_compensation_limit,
+            {{ var('service_compensation_limit_non_member') }}
+        ) as compensation_limit
+
+    from open_cases
+    left join source_keys
+        on source_keys.source = 'crm'
+        and open_cases.contact_id = source_keys.source_id
+    left join customer_segments
+        on source_keys.customer_key = customer_segments.customer_key
+    left join customers
+        on source_keys.customer_key = customers.customer_key
+    left join value_tiers
+        on customer_segments.value_tier = value_tiers.value_tier
+    left join tier_privileges
+        on customers.loyalty_tier = tier_privileges.tier
+
+),
+
+final as (
+
+    select
+        cast(row_number() over (
+            order by service_priority, is_at_risk_of_churn desc, net_value_12m desc nulls last,
+                opened_at, case_id
+        ) as integer) as queue_position,
+        cast(case_id as varchar) as case_id,
+        cast(contact_id as varchar) as contact_id,
+        cast(customer_key as varchar) as customer_key,
+        opened_at,
+        cast({{ days_between('opened_at', as_of_at()) }} as integer) as days_open,
+        cast(case_channel as varchar) as case_channel,
+        cast(case_reason as varchar) as case_reason,
+        cast(value_tier as varchar) as value_tier,
+        cast(lifecycle_stage as varchar) as lifecycle_stage,
+        is_at_risk_of_churn,
+        cast(net_value_12m as numeric(14, 2)) as net_value_12m,
+        cast(loyalty_tier as varchar) as loyalty_tier,
+        cast(compensation_limit as numeric(10, 2)) as compensation_limit,
+        {{ local_date(as_of_at()) }} as as_of_date
+
+    from cases_with_customers
+
+)
+
+select * from final
