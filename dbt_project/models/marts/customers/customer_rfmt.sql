@@ -68,7 +68,6 @@ customer_scores as (
 ),
 
 {%- set weights = var('rfmt_weights') %}
-{%- set weight_sum = weights.recency + weights.frequency + weights.monetary + weights.tenure %}
 
 customer_composites as (
 
@@ -78,7 +77,8 @@ customer_composites as (
         cast(
             cast({{ weights.recency }} * r_score + {{ weights.frequency }} * f_score
                 + {{ weights.monetary }} * m_score + {{ weights.tenure }} * t_score as numeric)
-            / {{ weight_sum }}
+            -- the sum in SQL: exact decimal arithmetic, not Jinja's floats
+            / ({{ weights.recency }} + {{ weights.frequency }} + {{ weights.monetary }} + {{ weights.tenure }})
             as numeric(6, 4)
         ) as rfmt_score
 
