@@ -86,20 +86,29 @@ customer_composites as (
 
 ),
 
+-- the segment of each (r_score, fm_score) pair present (at most 45): the first match by priority
+score_pairs as (
+
+    select distinct r_score, fm_score
+    from customer_composites
+
+),
+
 segment_matches as (
 
     select
-        customer_composites.customer_key,
+        score_pairs.r_score,
+        score_pairs.fm_score,
         rfm_segments.rfm_segment,
         row_number() over (
-            partition by customer_composites.customer_key
+            partition by score_pairs.r_score, score_pairs.fm_score
             order by rfm_segments.priority
         ) as match_rank
 
-    from customer_composites
+    from score_pairs
     inner join rfm_segments
-        on customer_composites.r_score between rfm_segments.min_r_score and rfm_segments.max_r_score
-        and customer_composites.fm_score between rfm_segments.min_fm_score and rfm_segments.max_fm_score
+        on score_pairs.r_score between rfm_segments.min_r_score and rfm_segments.max_r_score
+        and score_pairs.fm_score between rfm_segments.min_fm_score and rfm_segments.max_fm_score
 
 ),
 
@@ -125,7 +134,8 @@ final as (
 
     from customer_composites
     left join segment_matches
-        on customer_composites.customer_key = segment_matches.customer_key
+        on customer_composites.r_score = segment_matches.r_score
+        and customer_composites.fm_score = segment_matches.fm_score
         and segment_matches.match_rank = 1
 
 )

@@ -19,61 +19,71 @@ dates as (
 
 ),
 
-snapshots as (
+previous_snapshot as (
 
     select segment_history.*
     from segment_history
     inner join dates
-        on segment_history.as_of_date in (dates.from_as_of_date, dates.to_as_of_date)
+        on segment_history.as_of_date = dates.from_as_of_date
+
+),
+
+current_snapshot as (
+
+    select segment_history.*
+    from segment_history
+    inner join dates
+        on segment_history.as_of_date = dates.to_as_of_date
 
 ),
 
 {% set segmentations = ['lifecycle_stage', 'rfm_segment', 'value_tier'] %}
 
-customer_segment_values as (
+-- the two snapshots joined once by customer: each customer's move in the three segmentations
+customer_moves as (
 
-    {% for segmentation in segmentations %}
     select
-        as_of_date,
-        customer_key,
-        '{{ segmentation }}' as segmentation,
-        {{ segmentation }} as segment
+        {% for segmentation in segmentations %}
+        coalesce(previous_snapshot.{{ segmentation }}, '(none)') as from_{{ segmentation }},
+        coalesce(current_snapshot.{{ segmentation }}, '(none)') as to_{{ segmentation }}
+        {%- if not loop.last %},{% endif %}
+        {% endfor %}
 
-    from snapshots
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
-
-),
-
-previous_segments as (
-
-    select customer_segment_values.*
-    from customer_segment_values
-    inner join dates
-        on customer_segment_values.as_of_date = dates.from_as_of_date
+    from previous_snapshot
+    full outer join current_snapshot
+        on previous_snapshot.customer_key = current_snapshot.customer_key
 
 ),
 
-current_segments as (
+move_combinations as (
 
-    select customer_segment_values.*
-    from customer_segment_values
-    inner join dates
-        on customer_segment_values.as_of_date = dates.to_as_of_date
+    select
+        {% for segmentation in segmentations %}
+        from_{{ segmentation }},
+        to_{{ segmentation }},
+        {% endfor %}
+        count(*) as customers
+
+    from customer_moves
+    group by
+        {% for segmentation in segmentations %}
+        from_{{ segmentation }}, to_{{ segmentation }}{% if not loop.last %},{% endif %}
+        {% endfor %}
 
 ),
 
 moves as (
 
+    {% for segmentation in segmentations %}
     select
-        coalesce(previous_segments.segmentation, current_segments.segmentation) as segmentation,
-        coalesce(previous_segments.segment, '(none)') as from_segment,
-        coalesce(current_segments.segment, '(none)') as to_segment
+        '{{ segmentation }}' as segmentation,
+        from_{{ segmentation }} as from_segment,
+        to_{{ segmentation }} as to_segment,
+        customers
 
-    from previous_segments
-    full outer join current_segments
-        on previous_segments.customer_key = current_segments.customer_key
-        and previous_segments.segmentation = current_segments.segmentation
+    from move_combinations
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 
 ),
 
@@ -85,7 +95,7 @@ final as (
         cast(segmentation as varchar) as segmentation,
         cast(from_segment as varchar) as from_segment,
         cast(to_segment as varchar) as to_segment,
-        cast(count(*) as integer) as customers
+        cast(sum(customers) as integer) as customers
 
     from moves
     cross join dates
