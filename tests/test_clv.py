@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib.resources
+import json
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from trebol import clv
+from trebol import cli, clv
 from trebol.simulator import people
 
 CALIBRATION_END = date(1997, 9, 30)
@@ -181,3 +183,43 @@ def test_guard_rails_raise_a_clear_error() -> None:
     # every repeat customer buys at the same time and spends the same: the spread is not identified
     with pytest.raises(clv.CLVFitError):
         clv.fit_gamma_gamma(np.ones(200), np.full(200, 10.0))
+
+
+def write_cdnow_csv(path: Path) -> Path:
+    frame = cdnow_transactions()
+    frame.assign(date=frame["date"].dt.strftime("%Y-%m-%d"))[["customer", "date", "amount"]].rename(
+        columns={"customer": "cust", "date": "day", "amount": "dollars"}).to_csv(path, index=False)
+    return path
+
+
+def test_clv_fit_command_prints_the_fit_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = write_cdnow_csv(tmp_path / "cdnow.csv")
+    code = cli.main(["clv", "fit", "--transactions", str(csv), "--customer-col", "cust",
+                     "--date-col", "day", "--amount-col", "dollars",
+                     "--calibration-end", "1997-09-30", "--holdout-end", "1998-06-30"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["bgnbd"]["r"] == pytest.approx(0.243, rel=0.01)
+    assert result["bgnbd"]["b"] == pytest.approx(2.426, rel=0.01)
+    assert result["gamma_gamma"]["v"] == pytest.approx(15.44, rel=0.01)
+    assert result["holdout"]["actual_repeat_purchases"] == 1882
+    assert result["holdout"]["predicted_repeat_purchases"] == pytest.approx(1653, rel=0.01)
+
+
+@pytest.mark.parametrize(("content", "args", "expected"), [
+    ("cust,day,dollars\n1,1997-01-01,3\n", ["--amount-col", "amount"], "no column 'amount'"),
+    ("cust,day,dollars\n1,1997-01-01,3\n1,yesterday,4\n", [], "'yesterday' on data row 2 is not a date"),
+    ("cust,day,dollars\n1,1997-01-01,three\n", [], "'three' on data row 1 is not a number"),
+])
+def test_clv_fit_command_rejects_bad_input_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, args: list[str],
+        expected: str) -> None:
+    csv = tmp_path / "bad.csv"
+    csv.write_text(content)
+    options = {"--transactions": str(csv), "--customer-col": "cust", "--date-col": "day",
+               "--amount-col": "dollars", "--calibration-end": "1997-09-30"}
+    options.update(dict(zip(args[::2], args[1::2], strict=True)))
+    code = cli.main(["clv", "fit", *(item for pair in options.items() for item in pair)])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert expected in error and error.count("\n") == 1
