@@ -56,6 +56,7 @@ from scipy import optimize, special
 LOG_BOUND = np.log(1e6)  # every parameter lives in [1e-6, 1e6]
 AT_BOUND = 1e-3  # a log-parameter within this of a bound counts as "at the bound"
 DAYS_PER_MONTH = 365.25 / 12
+GRADIENT_TOLERANCE = 1e-5  # largest |d mean log-likelihood / d log-parameter| of a converged fit
 
 
 class CLVFitError(RuntimeError):
@@ -151,9 +152,14 @@ def _minimize(objective: Callable[[np.ndarray], tuple[float, np.ndarray]], start
     bounds = [(-LOG_BOUND, LOG_BOUND)] * len(start)
     result = optimize.minimize(objective, np.clip(start, -LOG_BOUND + 1, LOG_BOUND - 1), jac=True,
                                method="L-BFGS-B", bounds=bounds,
-                               options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9})
-    if not (result.success and np.all(np.isfinite(result.x)) and np.isfinite(result.fun)):
-        raise CLVFitError(f"{model} fit did not converge: {result.message}")
+                               options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9})
+    # L-BFGS-B stops "ABNORMAL" when the line search cannot improve at machine precision: a
+    # converged fit then still has a vanishing gradient (the objective is a mean per customer)
+    gradient = np.max(np.abs(objective(result.x)[1])) if np.all(np.isfinite(result.x)) else np.inf
+    converged = (result.success or gradient < GRADIENT_TOLERANCE) and np.isfinite(result.fun)
+    if not converged:
+        raise CLVFitError(f"{model} fit did not converge: {result.message} "
+                          f"(largest gradient {gradient:.2g})")
     at_bound = [name for name, value in zip(names, result.x, strict=True)
                 if abs(abs(value) - LOG_BOUND) < AT_BOUND]
     if at_bound:
