@@ -68,6 +68,8 @@ def test_fit_clv_writes_finite_predictions_idempotently(clv_warehouse: psycopg.C
     query = "select * from marts.customer_clv where as_of_date = %s order by customer_key"
     first = _rows(clv_warehouse, query, DEMO_DATE)
     assert len(first) == summary["customers"] > 0
+    for name in ("clv_holdout_by_frequency.png", "clv_cumulative_repeat_purchases.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     for row in first:
         for value in row[5:13]:
             assert value is None or math.isfinite(float(value)), row

@@ -214,4 +214,13 @@ def run_clv(conn: psycopg.Connection, as_of: date, settings: Settings,
     run = fit_and_predict(customer_statistics(conn, as_of), as_of, settings)
     write_run(conn, run, settings)
     log.info("CLV as of %s: %s", as_of, json.dumps(run.summary()))
-    return run.summary()
+    result = run.summary()
+    if report_dir is not None:
+        from trebol import clv_plots
+
+        try:  # validation only: a backtest that cannot be fitted does not fail the run
+            backtest = clv_plots.backtest(clv_plots.purchase_days(conn, as_of), as_of)
+            result["plots"] = [str(path) for path in clv_plots.write_plots(backtest, report_dir)]
+        except clv.CLVFitError as error:
+            log.warning("CLV validation plots skipped: %s", error)
+    return result
