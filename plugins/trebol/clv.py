@@ -56,6 +56,7 @@ from scipy import optimize, special
 LOG_BOUND = np.log(1e6)  # every parameter lives in [1e-6, 1e6]
 AT_BOUND = 1e-3  # a log-parameter within this of a bound counts as "at the bound"
 DAYS_PER_MONTH = 365.25 / 12
+WARM_START_ROWS = 200_000
 GRADIENT_TOLERANCE = 1e-5  # largest |d mean log-likelihood / d log-parameter| of a converged fit
 
 
@@ -190,43 +191,69 @@ def fit_bgnbd(frequency: np.ndarray, recency: np.ndarray, T: np.ndarray,
     if n_repeat < max(min_repeat_customers, 1):
         raise CLVFitError(f"BG/NBD needs at least {max(min_repeat_customers, 1)} repeat customers, "
                           f"got {n_repeat}")
-    rows, inverse = np.unique(np.column_stack([x, t_x, T_]), axis=0, return_inverse=True)
-    gw = np.bincount(inverse.ravel(), weights=w, minlength=len(rows))
-    gx, gtx, gT = rows[:, 0], rows[:, 1], rows[:, 2]
-    xs, x_index = np.unique(gx, return_inverse=True)  # lgamma/digamma terms per distinct x
-    repeat = gx > 0
+    # hash grouping (pandas) is ~20x faster than np.unique(axis=0) at a million rows
+    inverse = pd.DataFrame({"x": x, "t_x": t_x, "T": T_}).groupby(
+        ["x", "t_x", "T"], sort=False).ngroup().to_numpy()
+    n_groups = int(inverse.max()) + 1
+    gw = np.bincount(inverse, weights=w, minlength=n_groups)
+    gx, gtx, gT = (np.empty(n_groups) for _ in range(3))
+    gx[inverse], gtx[inverse], gT[inverse] = x, t_x, T_
+    # customers without repeat purchase (x = 0, t_x = 0) contribute r log(alpha / (alpha + T)):
+    # grouped by T alone; for the others the lgamma/digamma terms depend on x alone
+    zero = gx == 0
+    T0, w0 = gT[zero], gw[zero]
+    W0 = float(w0.sum())
+    rx_, rtx, rT, rw = gx[~zero], gtx[~zero], gT[~zero], gw[~zero]
+    xs, x_index = np.unique(rx_, return_inverse=True)
+    Wx = np.bincount(x_index, weights=rw, minlength=len(xs))
+    Wr = float(Wx.sum())
+    w_rx = rw * rx_
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         r, alpha, a, b = np.exp(theta)
-        rx = r + gx
-        lgx = special.gammaln(r + xs) - special.gammaln(r) + special.gammaln(a + b) \
+        log_alpha = np.log(alpha)
+        # x = 0
+        l0 = np.log(alpha + T0)
+        ll = r * (W0 * log_alpha - w0 @ l0)
+        g_r = W0 * log_alpha - w0 @ l0
+        g_alpha = r * (W0 / alpha - w0 @ (1.0 / (alpha + T0)))
+        # x > 0: log L = A1 + A2 + A3 + softplus(z), z = A4 - A3, pi4 = expit(z)
+        la_T = np.log(alpha + rT)
+        la_tx = np.log(alpha + rtx)
+        gap = la_T - la_tx
+        z = (np.log(a) - np.log(b + xs - 1))[x_index] + (r + rx_) * gap
+        pi4 = special.expit(z)
+        lg = special.gammaln(r + xs) - special.gammaln(r) + special.gammaln(a + b) \
             + special.gammaln(b + xs) - special.gammaln(b) - special.gammaln(a + b + xs)
-        la_T = np.log(alpha + gT)
-        la_tx = np.log(alpha + gtx)
-        a3 = -rx * la_T
-        bx1 = np.where(repeat, b + gx - 1, 1.0)
-        a4 = np.where(repeat, np.log(a) - np.log(bx1) - rx * la_tx, -np.inf)
-        mix = np.logaddexp(a3, a4)
-        ll = lgx[x_index] + r * np.log(alpha) + mix
-        pi4 = np.exp(a4 - mix)
-        pi3 = 1 - pi4
-        dig_r = (special.digamma(r + xs) - special.digamma(r))[x_index]
-        dig_a = (special.digamma(a + b) - special.digamma(a + b + xs))[x_index]
-        dig_b = (special.digamma(b + xs) - special.digamma(b))[x_index]
-        d_r = dig_r + np.log(alpha) - pi3 * la_T - pi4 * la_tx
-        d_alpha = r / alpha - pi3 * rx / (alpha + gT) - pi4 * rx / (alpha + gtx)
-        d_a = dig_a + pi4 / a
-        d_b = dig_a + dig_b - pi4 / bx1
-        grad = np.array([r * (gw @ d_r), alpha * (gw @ d_alpha), a * (gw @ d_a), b * (gw @ d_b)])
-        return -float(gw @ ll) / n, -grad / n
+        ll += (Wx @ lg + r * log_alpha * Wr - r * (rw @ la_T) - w_rx @ la_T
+               + rw @ np.logaddexp(0.0, z))
+        wpi = rw * pi4
+        P = np.bincount(x_index, weights=wpi, minlength=len(xs))
+        inv_T, inv_tx = 1.0 / (alpha + rT), 1.0 / (alpha + rtx)
+        dig_ab = special.digamma(a + b) - special.digamma(a + b + xs)
+        g_r += (Wx @ (special.digamma(r + xs) - special.digamma(r)) + log_alpha * Wr - rw @ la_T
+                + wpi @ gap)
+        g_alpha += (r * Wr / alpha - r * (rw @ inv_T) - w_rx @ inv_T
+                    + r * (wpi @ (inv_T - inv_tx)) + (wpi * rx_) @ (inv_T - inv_tx))
+        g_a = Wx @ dig_ab + P.sum() / a
+        g_b = Wx @ (dig_ab + special.digamma(b + xs) - special.digamma(b)) - P @ (1.0 / (b + xs - 1))
+        grad = np.array([r * g_r, alpha * g_alpha, a * g_a, b * g_b])
+        return -float(ll) / n, -grad / n
 
     rate = max(float(w @ x) / max(float(w @ T_), 1e-9), 1e-6)
     start = np.log([1.0, 1.0 / rate, 1.0, 1.0])
+    if len(x) > WARM_START_ROWS:  # start from a fit on a fixed random subsample: fewer full passes
+        pick = np.random.default_rng(0).choice(len(x), WARM_START_ROWS // 2, replace=False)
+        try:
+            warm = fit_bgnbd(x[pick], t_x[pick], T_[pick], w[pick])
+            start = np.log([warm.r, warm.alpha, warm.a, warm.b])
+        except CLVFitError:
+            pass
     params, mean_ll, iterations = _minimize(objective, start, ("r", "alpha", "a", "b"), "BG/NBD")
     r, alpha, a, b = params
     return BGNBDFit(r=float(r), alpha=float(alpha), a=float(a), b=float(b),
                     log_likelihood=mean_ll * n, n=round(n), n_repeat=n_repeat,
-                    n_groups=len(rows), converged=True,
+                    n_groups=n_groups, converged=True,
                     fit_seconds=time.perf_counter() - started, iterations=iterations)
 
 
@@ -248,21 +275,29 @@ def fit_gamma_gamma(frequency: np.ndarray, mean_spend: np.ndarray, *,
         raise CLVFitError(f"Gamma-Gamma needs at least {max(min_customers, 1)} repeat customers with "
                           f"a positive mean repeat spend, got {n} ({excluded} left out with a mean "
                           f"repeat spend <= 0)")
+    # the lgamma/digamma terms depend on x alone: per distinct x; per row only log(x m + v)
     log_m, log_x = np.log(m), np.log(x)
     xm = x * m
+    xs, x_index = np.unique(x, return_inverse=True)
+    count = np.bincount(x_index, minlength=len(xs)).astype(float)
+    sum_x_log_m, sum_log_m, sum_x_log_x = float(x @ log_m), float(log_m.sum()), float(x @ log_x)
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         p, q, v = np.exp(theta)
-        px = p * x
-        log_xmv = np.log(xm + v)
-        ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(v)
-              + (px - 1) * log_m + px * log_x - (px + q) * log_xmv)
-        dpq = special.digamma(px + q)
-        d_p = x * (dpq - special.digamma(px) + log_m + log_x - log_xmv)
-        d_q = dpq - special.digamma(q) + np.log(v) - log_xmv
-        d_v = q / v - (px + q) / (xm + v)
-        grad = np.array([p * d_p.sum(), q * d_q.sum(), v * d_v.sum()])
-        return -float(ll.sum()) / n, -grad / n
+        pxs = p * xs
+        shifted = xm + v
+        log_xmv = np.log(shifted)
+        inv = 1.0 / shifted
+        sum_log_xmv, sum_x_log_xmv = float(log_xmv.sum()), float(x @ log_xmv)
+        ll = (count @ (special.gammaln(pxs + q) - special.gammaln(pxs)) - n * special.gammaln(q)
+              + n * q * np.log(v) + p * sum_x_log_m - sum_log_m + p * sum_x_log_x
+              - p * sum_x_log_xmv - q * sum_log_xmv)
+        dpq = special.digamma(pxs + q)
+        d_p = (count * xs) @ (dpq - special.digamma(pxs)) + sum_x_log_m + sum_x_log_x - sum_x_log_xmv
+        d_q = count @ dpq - n * special.digamma(q) + n * np.log(v) - sum_log_xmv
+        d_v = n * q / v - p * float(x @ inv) - q * float(inv.sum())
+        grad = np.array([p * d_p, q * d_q, v * d_v])
+        return -float(ll) / n, -grad / n
 
     start = np.log([1.0, 2.0, float(np.mean(m))])
     params, mean_ll, iterations = _minimize(objective, start, ("p", "q", "v"), "Gamma-Gamma")
