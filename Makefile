@@ -37,6 +37,7 @@ lint: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python -m tests.bench.load_throughput
 	$(BIN)/python -m tests.bench.value_marts
+	$(BIN)/python -m tests.bench.clv_fit
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \

@@ -13,8 +13,12 @@ backfilling a date reproduces that date.
    unit tests in one task; see README for why one task): staging (normalised identifiers),
    identity resolution (stable customer keys), `dim_customers`, `fct_transactions`, segments.
 4. **check_marts**: Great Expectations suites on the marts; a failure stops the run here.
-5. **push_audiences**: consenting customers of each audience in `config/audiences.yml` go to
-   their destination (file drop), logged in `activation.push_log`.
+   **fit_clv** (beside it): BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases
+   as of the run's date: `marts.customer_clv` (p_alive, expected purchases, predicted CLV as
+   discounted margin, churn risk) and `marts.clv_model_runs`; a failed guard rail fails the task
+   and leaves the previous predictions in place.
+5. **push_audiences**: after both; consenting customers of each audience in
+   `config/audiences.yml` go to their destination (file drop), logged in `activation.push_log`.
 6. **summarize**: rows per layer, customers per segment, checks, pushes: `summary.json` in the
    run's report folder.
 
@@ -86,6 +90,14 @@ def trebol_nightly() -> None:
         return check_marts(get_current_context())
 
     @task
+    def fit_clv() -> dict[str, object]:
+        from airflow.sdk import get_current_context
+
+        from trebol.pipeline import fit_clv
+
+        return fit_clv(get_current_context())
+
+    @task
     def push_audiences() -> list[dict[str, object]]:
         from airflow.sdk import get_current_context
 
@@ -102,7 +114,8 @@ def trebol_nightly() -> None:
         return summarize(get_current_context())
 
     loaded = extract_load.expand(source_name=list_sources())
-    prepare_warehouse() >> loaded >> dbt_build >> check_marts() >> push_audiences() >> summarize()
+    gated = [check_marts(), fit_clv()]
+    prepare_warehouse() >> loaded >> dbt_build >> gated >> push_audiences() >> summarize()
 
 
 trebol_nightly()

@@ -88,6 +88,7 @@ def test_env() -> Iterator[dict[str, str]]:
         "TREBOL_DEMO_DAYS": "90",
         "TREBOL_DEMO_SEED": "7",
         "TREBOL_TIMEZONE": "Europe/Madrid",
+        "TREBOL_CLV_MIN_REPEAT_CUSTOMERS": "20",  # a 400-person, 90-day demo has few repeat buyers
     }
     if not external:
         settings = load_settings({**os.environ, **base, "TREBOL_WAREHOUSE_DSN": ""})

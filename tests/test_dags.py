@@ -50,6 +50,8 @@ def test_push_only_after_the_quality_gate(dag_bag: DagBag) -> None:
     assert push.trigger_rule == "all_success"
     assert "check_marts" in push.upstream_task_ids
     assert "dbt_build" in dag.get_task("check_marts").upstream_task_ids
+    assert "fit_clv" in push.upstream_task_ids
+    assert "dbt_build" in dag.get_task("fit_clv").upstream_task_ids
     assert {"extract_load"} <= dag.get_task("dbt_build").upstream_task_ids
 
 

@@ -72,6 +72,10 @@ def test_backfill_computes_as_of_its_date_and_rerun_restores(runs: dict[str, dic
     assert runs["again"]["marts_checksum"] == runs["first"]["marts_checksum"]
     # the history keeps both dates, and the demo date's rows are those of its first run
     assert runs["again"]["history_checksum"] == runs["first"]["history_checksum"]
+    # the CLV predictions of the demo date are those of its first run, the backfill has its own
+    clv = [runs[name]["predicted_value"] for name in ("first", "second", "backfill", "again")]
+    assert clv[0]["checksum"] and clv[0]["checksum"] == clv[1]["checksum"] == clv[3]["checksum"]
+    assert clv[2]["checksum"] != clv[0]["checksum"]
     assert state["history_dates"] == [(BACKFILL_DATE,), (DEMO_DATE,)]
 
 

@@ -33,6 +33,11 @@ def test_defaults_point_inside_the_project() -> None:
     ("TREBOL_WAREHOUSE_DSN", "postgresql://u@h:port/db", "port is not a number"),
     ("TREBOL_PROJECT_DIR", "/nonexistent", "holds no dbt_project"),
     ("TREBOL_LOOKBACK_DAYS", "-1", "below 0"),
+    ("TREBOL_CLV_HORIZON_MONTHS", "0", "below 1"),
+    ("TREBOL_CLV_DISCOUNT_RATE", "ten", "not a number"),
+    ("TREBOL_CLV_DISCOUNT_RATE", "1.5", "outside [0, 1)"),
+    ("TREBOL_CLV_MIN_REPEAT_CUSTOMERS", "0", "below 1"),
+    ("TREBOL_CLV_CHURN_BANDS", "0.9,0.2", "not 0 < medium < high < 1"),
 ])
 def test_wrong_value_names_the_setting_in_one_line(name: str, value: str, expected: str) -> None:
     with pytest.raises(SettingsError) as error:

@@ -104,6 +104,68 @@ def command_settings(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def command_clv_fit(settings: Settings, args: argparse.Namespace) -> int:
+    """trebol clv fit: BG/NBD and Gamma-Gamma on a transaction export, printed as JSON."""
+    import pandas as pd
+
+    from trebol import clv
+
+    def bad(message: str) -> int:
+        print(f"trebol clv fit: {message}", file=sys.stderr)
+        return 2
+
+    if args.holdout_end is not None and args.holdout_end <= args.calibration_end:
+        return bad("--holdout-end must be after --calibration-end")
+    try:
+        frame = pd.read_csv(args.transactions, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as error:
+        return bad(f"cannot read {args.transactions}: {error}")
+    columns = (args.customer_col, args.date_col, args.amount_col)
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        return bad(f"{args.transactions} has no column {', '.join(map(repr, missing))} "
+                   f"(columns: {', '.join(frame.columns)})")
+    dates = pd.to_datetime(frame[args.date_col], errors="coerce", format="mixed")
+    if dates.isna().any():
+        row = int(dates.isna().to_numpy().argmax())
+        return bad(f"column {args.date_col!r}: {frame[args.date_col].iloc[row]!r} on data row "
+                   f"{row + 1} is not a date")
+    amounts = pd.to_numeric(frame[args.amount_col], errors="coerce")
+    if amounts.isna().any():
+        row = int(amounts.isna().to_numpy().argmax())
+        return bad(f"column {args.amount_col!r}: {frame[args.amount_col].iloc[row]!r} on data row "
+                   f"{row + 1} is not a number")
+    frame = frame.assign(**{args.date_col: dates, args.amount_col: amounts})
+    unit_days = 7.0 if args.time_unit == "week" else 1.0
+    summary = clv.summarize_transactions(frame, *columns, args.calibration_end, args.holdout_end,
+                                         unit_days=unit_days)
+    try:
+        bg = clv.fit_bgnbd(summary["frequency"], summary["recency"], summary["T"])
+        gg = clv.fit_gamma_gamma(summary["frequency"], summary["monetary_value"])
+    except clv.CLVFitError as error:
+        print(f"trebol clv fit: {error}", file=sys.stderr)
+        return 1
+    result: dict[str, object] = {
+        "customers": len(summary), "time_unit": args.time_unit,
+        "calibration_end": args.calibration_end.isoformat(),
+        "bgnbd": {"r": bg.r, "alpha": bg.alpha, "a": bg.a, "b": bg.b,
+                  "log_likelihood": bg.log_likelihood, "n": bg.n, "repeat_customers": bg.n_repeat,
+                  "fit_seconds": round(bg.fit_seconds, 4)},
+        "gamma_gamma": {"p": gg.p, "q": gg.q, "v": gg.v, "log_likelihood": gg.log_likelihood,
+                        "n": gg.n, "excluded_non_positive": gg.excluded_non_positive,
+                        "fit_seconds": round(gg.fit_seconds, 4)},
+    }
+    if args.holdout_end is not None:
+        length = (args.holdout_end - args.calibration_end).days / unit_days
+        predicted = bg.expected_purchases(length, summary["frequency"], summary["recency"],
+                                          summary["T"])
+        result["holdout"] = {"end": args.holdout_end.isoformat(), "length": length,
+                             "predicted_repeat_purchases": float(predicted.sum()),
+                             "actual_repeat_purchases": int(summary["holdout_frequency"].sum())}
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with help for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -139,6 +201,27 @@ def build_parser() -> argparse.ArgumentParser:
     st = commands.add_parser("settings", help="list every setting with its default",
                              description="List the environment settings Trébol reads.")
     st.set_defaults(handler=command_settings)
+
+    clv_parser = commands.add_parser("clv", help="customer lifetime value models",
+                                     description="Customer lifetime value (BG/NBD and Gamma-Gamma).")
+    clv_commands = clv_parser.add_subparsers(dest="clv_command", required=True, metavar="ACTION")
+    fit = clv_commands.add_parser(
+        "fit", help="fit BG/NBD and Gamma-Gamma on a transaction CSV",
+        description="Read a transaction export (CSV with a header), summarise each customer "
+        "(frequency = repeat purchase days: several purchases on one day are one occasion; "
+        "recency and age T as fractional time units), fit BG/NBD and Gamma-Gamma by maximum "
+        "likelihood and print one JSON object; with --holdout-end, also the predicted and "
+        "actual repeat purchases in the holdout.")
+    fit.add_argument("--transactions", required=True, help="CSV file of transactions")
+    fit.add_argument("--customer-col", required=True, help="column of the customer id")
+    fit.add_argument("--date-col", required=True, help="column of the transaction date")
+    fit.add_argument("--amount-col", required=True, help="column of the amount")
+    fit.add_argument("--calibration-end", required=True, type=_date,
+                     help="last day of the calibration period (inclusive), YYYY-MM-DD")
+    fit.add_argument("--holdout-end", type=_date, help="last day of the holdout period, YYYY-MM-DD")
+    fit.add_argument("--time-unit", choices=("week", "day"), default="week",
+                     help="time unit of recency, T and alpha (default week: days / 7)")
+    fit.set_defaults(handler=command_clv_fit)
     return parser
 
 

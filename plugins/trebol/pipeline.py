@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from trebol import activation, load, quality, summary, warehouse
+from trebol import activation, clv_marts, load, quality, summary, warehouse
 from trebol.orchestration import (
     as_of_date,
     interval_from,
@@ -58,6 +58,15 @@ def check_marts(context: Any) -> dict[str, int]:
     report = quality.run_mart_checks(warehouse_dsn(), settings.expectations_dir,
                                      report_dir(settings, day))
     return {"passed": report.passed, "failed": report.failed}
+
+
+def fit_clv(context: Any) -> dict[str, Any]:
+    """Fit BG/NBD and Gamma-Gamma as of the run's date and write marts.customer_clv and
+    marts.clv_model_runs; a guard-rail failure raises and leaves the previous predictions."""
+    settings = load_settings()
+    day = as_of_date(interval_from(context), settings.timezone)
+    with warehouse_connection() as conn:
+        return clv_marts.run_clv(conn, day, settings, report_dir(settings, day))
 
 
 def push_audiences(context: Any) -> list[dict[str, Any]]:

@@ -49,6 +49,10 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc("TREBOL_DEMO_DAYS", "180", "days of history the simulator generates"),
     SettingDoc("TREBOL_DEMO_SEED", "42", "random seed of the simulator"),
     SettingDoc("TREBOL_LOOKBACK_DAYS", "3", "late-arrival lookback added before each data interval"),
+    SettingDoc("TREBOL_CLV_HORIZON_MONTHS", "36", "months of expected margin summed into predicted_clv"),
+    SettingDoc("TREBOL_CLV_DISCOUNT_RATE", "0.10", "annual discount rate of predicted_clv (0.10 = 10%)"),
+    SettingDoc("TREBOL_CLV_MIN_REPEAT_CUSTOMERS", "100", "fewer repeat customers fail the CLV fit"),
+    SettingDoc("TREBOL_CLV_CHURN_BANDS", "0.5,0.8", "churn_risk from which the band is medium, high"),
 )
 
 KNOWN_SETTING_NAMES = frozenset(doc.name for doc in SETTINGS)
@@ -71,6 +75,10 @@ class Settings:
     demo_days: int
     demo_seed: int
     lookback_days: int
+    clv_horizon_months: int = 36
+    clv_discount_rate: float = 0.10
+    clv_min_repeat_customers: int = 100
+    clv_churn_bands: tuple[float, float] = (0.5, 0.8)
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -112,6 +120,30 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     if value < minimum:
         raise _fail(name, f"{value} is below {minimum}", f"set it to an integer >= {minimum}")
     return value
+
+
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _fail(name, f"{raw!r} is not a number", "set a rate like 0.10 for 10% a year") from None
+    if not 0 <= value < 1:
+        raise _fail(name, f"{value} is outside [0, 1)", "set a rate like 0.10 for 10% a year")
+    return value
+
+
+def _bands(env: Mapping[str, str], name: str, default: str) -> tuple[float, float]:
+    raw = env.get(name, "").strip() or default
+    try:
+        medium, high = (float(part) for part in raw.split(","))
+    except ValueError:
+        raise _fail(name, f"{raw!r} is not two numbers", "use medium,high like 0.5,0.8") from None
+    if not 0 < medium < high < 1:
+        raise _fail(name, f"{raw!r} is not 0 < medium < high < 1", "use medium,high like 0.5,0.8")
+    return medium, high
 
 
 def _date(env: Mapping[str, str], name: str, default: str) -> date:
@@ -178,4 +210,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         demo_days=_int(env, "TREBOL_DEMO_DAYS", 180, minimum=7),
         demo_seed=_int(env, "TREBOL_DEMO_SEED", 42, minimum=0),
         lookback_days=_int(env, "TREBOL_LOOKBACK_DAYS", 3, minimum=0),
+        clv_horizon_months=_int(env, "TREBOL_CLV_HORIZON_MONTHS", 36, minimum=1),
+        clv_discount_rate=_rate(env, "TREBOL_CLV_DISCOUNT_RATE", 0.10),
+        clv_min_repeat_customers=_int(env, "TREBOL_CLV_MIN_REPEAT_CUSTOMERS", 100, minimum=1),
+        clv_churn_bands=_bands(env, "TREBOL_CLV_CHURN_BANDS", "0.5,0.8"),
     )

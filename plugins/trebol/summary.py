@@ -59,7 +59,8 @@ def pushes(conn: psycopg.Connection, as_of_date: date) -> list[dict[str, Any]]:
 
 
 # marts that accumulate across run dates: their content depends on which dates ran before
-HISTORY_TABLES = ("segment_history", "segment_migration")
+# (clv_model_runs also records fit times, which no two runs share)
+HISTORY_TABLES = ("segment_history", "segment_migration", "customer_clv", "clv_model_runs")
 ALL_ROWS = sql.SQL("true")
 
 
@@ -85,6 +86,20 @@ def history_checksum(conn: psycopg.Connection, as_of_date: date) -> str:
     return _table_digest(conn, "segment_history", sql.SQL("as_of_date = {}").format(sql.Literal(as_of_date)))
 
 
+def predicted_value(conn: psycopg.Connection, as_of_date: date) -> dict[str, Any]:
+    """The CLV run of ``as_of_date``: customers per churn-risk band, total predicted CLV and the
+    md5 of its customer_clv rows (empty when there is none)."""
+    if conn.execute("select to_regclass('marts.customer_clv')").fetchone()[0] is None:
+        return {}
+    bands = dict(conn.execute("""select churn_risk_band, count(*) from marts.customer_clv
+        where as_of_date = %s group by 1 order by 2 desc, 1""", (as_of_date,)).fetchall())
+    total = conn.execute("select coalesce(sum(predicted_clv), 0) from marts.customer_clv "
+                         "where as_of_date = %s", (as_of_date,)).fetchone()[0]
+    where = sql.SQL("as_of_date = {}").format(sql.Literal(as_of_date))
+    return {"churn_risk_band": bands, "predicted_clv_total": float(total),
+            "checksum": _table_digest(conn, "customer_clv", where)}
+
+
 def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
                   data_docs_dir: str) -> dict[str, Any]:
     """Collect the summary of the run for ``as_of_date`` and write it as summary.json."""
@@ -99,6 +114,7 @@ def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
         "pushes": pushes(conn, as_of_date),
         "marts_checksum": marts_checksum(conn),
         "history_checksum": history_checksum(conn, as_of_date),
+        "predicted_value": predicted_value(conn, as_of_date),
         "reports": {"folder": str(report_dir), "data_docs": data_docs_dir},
     }
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +139,10 @@ def render(summary: dict[str, Any]) -> str:
     for push in summary["pushes"]:
         lines.append(f"  pushed      {push['audience']}: {push['rows']:,} customers "
                      f"-> {push['destination']} {push['target']}")
+    clv = summary.get("predicted_value") or {}
+    if clv.get("churn_risk_band"):
+        lines.append("  churn risk  " + ", ".join(f"{k} {v:,}" for k, v in clv["churn_risk_band"].items())
+                     + f"; predicted CLV (margin) {clv['predicted_clv_total']:,.0f}")
     lines.append(f"  marts md5   {summary['marts_checksum']}")
     lines.append(f"  reports     {summary['reports']['folder']}")
     lines.append(f"  data docs   {summary['reports']['data_docs']}/index.html")
