@@ -165,3 +165,30 @@ def run_dbt(dsn: str, as_of_at: datetime, *args: str, work_dir: Path) -> None:
 def local_midnight(day: date, timezone: str = "Europe/Madrid") -> datetime:
     """The first moment of ``day`` in ``timezone``: the data interval end of the run for ``day``."""
     return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone))
+
+
+@dataclass(frozen=True)
+class DemoMarts:
+    """A database of its own holding the session's demo sources, loaded and built by dbt as of
+    DEMO_DATE (outside the e2e DAG runs), and the work folder its dbt runs use."""
+
+    dsn: str
+    work_dir: Path
+
+
+@pytest.fixture(scope="session")
+def demo_marts(test_warehouse: SessionWarehouse, demo_sources: SimulationResult,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoMarts]:
+    """Built once per session for the mart tests that read the demo data (CLV, loyalty); a test
+    that rebuilds some marts as of another date must leave the others alone."""
+    work = tmp_path_factory.mktemp("demo-marts")
+    dsn = fresh_database(test_warehouse.dsn, "trebol_test_marts")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            warehouse.bootstrap(conn)
+            load_sources_until(conn, test_warehouse.pos_dsn, test_warehouse.settings.sources_dir,
+                               DEMO_DATE)
+        run_dbt(dsn, local_midnight(DEMO_DATE), "build", work_dir=work)
+        yield DemoMarts(dsn, work)
+    finally:
+        drop_database(test_warehouse.dsn, dsn)

@@ -12,36 +12,17 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from trebol import clv, clv_marts, warehouse
-from trebol.simulator import SimulationResult
+from trebol import clv, clv_marts
 
-from .conftest import (
-    DEMO_DATE,
-    SessionWarehouse,
-    drop_database,
-    fresh_database,
-    load_sources_until,
-    local_midnight,
-    run_dbt,
-)
+from .conftest import DEMO_DATE, DemoMarts, SessionWarehouse
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def clv_warehouse(test_warehouse: SessionWarehouse, demo_sources: SimulationResult,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[psycopg.Connection]:
-    work = tmp_path_factory.mktemp("clv")
-    dsn = fresh_database(test_warehouse.dsn, "trebol_test_clv")
-    try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            warehouse.bootstrap(conn)
-            load_sources_until(conn, test_warehouse.pos_dsn, test_warehouse.settings.sources_dir,
-                               DEMO_DATE)
-            run_dbt(dsn, local_midnight(DEMO_DATE), "build", work_dir=work)
-            yield conn
-    finally:
-        drop_database(test_warehouse.dsn, dsn)
+def clv_warehouse(demo_marts: DemoMarts) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(demo_marts.dsn, autocommit=True) as conn:
+        yield conn
 
 
 def _rows(conn: psycopg.Connection, query: str, *params: object) -> list[tuple]:

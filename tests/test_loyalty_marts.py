@@ -23,19 +23,7 @@ import psycopg
 import pytest
 import yaml
 
-from trebol import warehouse
-from trebol.simulator import SimulationResult
-
-from .conftest import (
-    DEMO_DATE,
-    PROJECT_DIR,
-    SessionWarehouse,
-    drop_database,
-    fresh_database,
-    load_sources_until,
-    local_midnight,
-    run_dbt,
-)
+from .conftest import DEMO_DATE, PROJECT_DIR, DemoMarts, local_midnight, run_dbt
 
 pytestmark = pytest.mark.integration
 TZ = ZoneInfo("Europe/Madrid")
@@ -65,37 +53,32 @@ def _rows(conn: psycopg.Connection, query: str) -> Rows:
 
 
 @pytest.fixture(scope="module")
-def marts(test_warehouse: SessionWarehouse, demo_sources: SimulationResult,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoyaltyMarts]:
-    work = tmp_path_factory.mktemp("loyalty")
-    dsn = fresh_database(test_warehouse.dsn, "trebol_test_loyalty")
-    try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            warehouse.bootstrap(conn)
-            load_sources_until(conn, test_warehouse.pos_dsn, test_warehouse.settings.sources_dir,
-                               DEMO_DATE)
-            run_dbt(dsn, local_midnight(DEMO_DATE), "build", work_dir=work)
-            members = {DEMO_DATE: _rows(conn, "select * from marts.loyalty_members")}
-            liability = {DEMO_DATE: _rows(conn, "select * from marts.loyalty_liability")}
-            transactions = _rows(conn, """select transaction_id, customer_key, category, is_return,
-                transacted_at from marts.fct_transactions""")
-            affinity = _rows(conn, "select * from marts.product_affinity")
-            next_best = _rows(conn, "select * from marts.customer_next_best_category")
-            run_dbt(dsn, local_midnight(EARLIER_DATE), "run", "--select", "loyalty_members",
-                    "loyalty_liability", work_dir=work)
-            members[EARLIER_DATE] = _rows(conn, "select * from marts.loyalty_members")
-            liability[EARLIER_DATE] = _rows(conn, "select * from marts.loyalty_liability")
-            yield LoyaltyMarts(
-                ledger=_rows(conn, "select card_number, entry_type, points, occurred_at "
-                                   "from raw.loyalty_points"),
-                member_cards=dict(conn.execute(
-                    "select card_number, enrolled_on from raw.loyalty_members").fetchall()),
-                crosswalk=dict(conn.execute("""select source_id, customer_key
-                    from marts.customer_source_keys where source = 'loyalty'""").fetchall()),
-                members=members, liability=liability, transactions=transactions,
-                affinity=affinity, next_best=next_best)
-    finally:
-        drop_database(test_warehouse.dsn, dsn)
+def marts(demo_marts: DemoMarts) -> Iterator[LoyaltyMarts]:
+    dsn, work = demo_marts.dsn, demo_marts.work_dir
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        members = {DEMO_DATE: _rows(conn, "select * from marts.loyalty_members")}
+        liability = {DEMO_DATE: _rows(conn, "select * from marts.loyalty_liability")}
+        transactions = _rows(conn, """select transaction_id, customer_key, category, is_return,
+            transacted_at from marts.fct_transactions""")
+        affinity = _rows(conn, "select * from marts.product_affinity")
+        next_best = _rows(conn, "select * from marts.customer_next_best_category")
+        # only the loyalty marts are rebuilt as of the earlier date (no other test reads them),
+        # then again as of DEMO_DATE, so the shared database is left as it was
+        run_dbt(dsn, local_midnight(EARLIER_DATE), "run", "--select", "loyalty_members",
+                "loyalty_liability", work_dir=work)
+        members[EARLIER_DATE] = _rows(conn, "select * from marts.loyalty_members")
+        liability[EARLIER_DATE] = _rows(conn, "select * from marts.loyalty_liability")
+        run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select", "loyalty_members",
+                "loyalty_liability", work_dir=work)
+        yield LoyaltyMarts(
+            ledger=_rows(conn, "select card_number, entry_type, points, occurred_at "
+                               "from raw.loyalty_points"),
+            member_cards=dict(conn.execute(
+                "select card_number, enrolled_on from raw.loyalty_members").fetchall()),
+            crosswalk=dict(conn.execute("""select source_id, customer_key
+                from marts.customer_source_keys where source = 'loyalty'""").fetchall()),
+            members=members, liability=liability, transactions=transactions,
+            affinity=affinity, next_best=next_best)
 
 
 def _months_back(day: date, months: int) -> date:

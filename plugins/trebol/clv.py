@@ -249,7 +249,7 @@ def fit_bgnbd(frequency: np.ndarray, recency: np.ndarray, T: np.ndarray,
             warm = fit_bgnbd(x[pick], t_x[pick], T_[pick], w[pick])
             start = np.log([warm.r, warm.alpha, warm.a, warm.b])
         except CLVFitError:
-            pass
+            pass  # the subsample alone could not be fitted: the full fit starts from the defaults
     params, mean_ll, iterations = _minimize(objective, start, ("r", "alpha", "a", "b"), "BG/NBD")
     r, alpha, a, b = params
     return BGNBDFit(r=float(r), alpha=float(alpha), a=float(a), b=float(b),

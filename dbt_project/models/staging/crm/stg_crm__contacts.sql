@@ -6,26 +6,16 @@ source as (
 
 ),
 
-placeholder_emails as (
-
-    select * from {{ ref('placeholder_emails') }}
-
-),
-
-placeholder_phones as (
-
-    select * from {{ ref('placeholder_phones') }}
-
-),
-
 renamed as (
 
     select
         cast(contact_id as varchar) as contact_id,
         cast({{ normalize_name('first_name') }} as varchar) as first_name,
         cast({{ normalize_name('last_name') }} as varchar) as last_name,
-        cast({{ normalize_email('email') }} as varchar) as email,
-        cast({{ normalize_phone('phone') }} as varchar) as phone,
+        cast({{ unless_placeholder(normalize_email('email'), 'placeholder_emails', 'email') }}
+            as varchar) as email,
+        cast({{ unless_placeholder(normalize_phone('phone'), 'placeholder_phones', 'phone') }}
+            as varchar) as phone,
         cast(nullif(trim(postal_code), '') as varchar) as postal_code,
         cast(marketing_consent as boolean) as has_marketing_consent,
         cast(consent_updated_at as timestamp with time zone) as consent_updated_at,
@@ -37,31 +27,6 @@ renamed as (
 
     from source
 
-),
-
-final as (
-
-    select
-        renamed.contact_id,
-        renamed.first_name,
-        renamed.last_name,
-        case when placeholder_emails.email is null then renamed.email end as email,
-        case when placeholder_phones.phone is null then renamed.phone end as phone,
-        renamed.postal_code,
-        renamed.has_marketing_consent,
-        renamed.consent_updated_at,
-        renamed.unsubscribed_at,
-        renamed.source_updated_at,
-        renamed.valid_from,
-        renamed.valid_to,
-        renamed.load_batch_id
-
-    from renamed
-    left join placeholder_emails
-        on renamed.email = placeholder_emails.email
-    left join placeholder_phones
-        on renamed.phone = placeholder_phones.phone
-
 )
 
-select * from final
+select * from renamed

@@ -6,12 +6,6 @@ source as (
 
 ),
 
-placeholder_emails as (
-
-    select * from {{ ref('placeholder_emails') }}
-
-),
-
 renamed as (
 
     select
@@ -19,7 +13,8 @@ renamed as (
         cast(version as integer) as order_version,
         cast(status as varchar) as order_status,
         cast(account_id as varchar) as account_id,
-        cast({{ normalize_email('email') }} as varchar) as email,
+        cast({{ unless_placeholder(normalize_email('email'), 'placeholder_emails', 'email') }}
+            as varchar) as email,
         cast(ordered_at as timestamp with time zone) as ordered_at,
         cast(nullif(trim(shipping_postal_code), '') as varchar) as shipping_postal_code,
         cast(updated_at as timestamp with time zone) as source_updated_at,
@@ -27,25 +22,6 @@ renamed as (
 
     from source
 
-),
-
-final as (
-
-    select
-        renamed.order_id,
-        renamed.order_version,
-        renamed.order_status,
-        renamed.account_id,
-        case when placeholder_emails.email is null then renamed.email end as email,
-        renamed.ordered_at,
-        renamed.shipping_postal_code,
-        renamed.source_updated_at,
-        renamed.load_batch_id
-
-    from renamed
-    left join placeholder_emails
-        on renamed.email = placeholder_emails.email
-
 )
 
-select * from final
+select * from renamed
