@@ -5,22 +5,31 @@ The nightly batch for one data interval (the day before the logical date, in the
 timezone `TREBOL_TIMEZONE`); every step computes "as of" the interval end, so re-running or
 backfilling a date reproduces that date.
 
-1. **prepare_warehouse**: layer schemas exist (idempotent).
+1. **prepare_warehouse**: layer schemas and Trébol's own tables exist (idempotent).
 2. **extract_load**: one mapped task per source in `plugins/trebol/config/sources.yml`: files of
    the interval (plus the late-arrival lookback) are COPY-loaded into `raw`, bad rows quarantined,
    every file audited in `raw._load_audit` (rows read = loaded + quarantined).
-3. **dbt_build**: `dbt build` of `dbt_project/` through Cosmos (models, seeds, data tests and
+3. **check_raw_batches**: Great Expectations suites on the rows the run's batches loaded, per
+   source (schema, keys, dates, values, plausible amounts), and on each source's batches (share
+   quarantined, the day's volume against the previous days).
+4. **dbt_build**: `dbt build` of `dbt_project/` through Cosmos (models, seeds, data tests and
    unit tests in one task; see README for why one task): staging (normalised identifiers),
    identity resolution (stable customer keys), `dim_customers`, `fct_transactions`, segments.
-4. **check_marts**: Great Expectations suites on the marts; a failure stops the run here.
-   **fit_clv** (beside it): BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases
-   as of the run's date: `marts.customer_clv` (p_alive, expected purchases, predicted CLV as
-   discounted margin, churn risk) and `marts.clv_model_runs`; a failed guard rail fails the task
-   and leaves the previous predictions in place.
-5. **push_audiences**: after both; consenting customers of each audience in
-   `config/audiences.yml` go to their destination (file drop), logged in `activation.push_log`.
-6. **summarize**: rows per layer, customers per segment, checks, pushes: `summary.json` in the
-   run's report folder.
+   **fit_clv** (after it): BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases
+   as of the run's date: `marts.customer_clv` and `marts.clv_model_runs`; a failed guard rail
+   fails the task and leaves the previous predictions in place.
+5. **stage_audiences**: the members of each audience of `config/audiences.yml` for the date
+   (consenting customers with an email) into `activation.audience_members`.
+6. **check_marts**: Great Expectations suites on the marts (one row per customer, scores in
+   range, one tier and segment each, finite CLV), segment sizes against the previous run, and
+   consent in every staged audience.
+7. **push_audiences**: only when both check tasks passed (an expectation of severity error
+   fails its task, and the push does not run): the staged members go to their destination
+   (file drop), logged in `activation.push_log`.
+8. **summarize** (always, whatever failed): rows per layer, customers per segment, the checks of
+   the run (`marts.data_quality_results`) with each failure and whether activation ran, pushes:
+   `summary.json` in the run's report folder, beside the run's Data Docs (`data_docs/`).
+   **fail_run** runs only if a task failed, so that the DAG run is marked failed.
 
 Warehouse: Airflow connection `trebol_warehouse`. Owner: data engineering.
 """
@@ -81,7 +90,24 @@ def trebol_nightly() -> None:
         emit_datasets=False,
     )
 
+    # the checks are deterministic: a retry would find the same data, so a failure is final
+    @task(retries=0)
+    def check_raw_batches() -> dict[str, int]:
+        from airflow.sdk import get_current_context
+
+        from trebol.pipeline import check_raw_batches
+
+        return check_raw_batches(get_current_context())
+
     @task
+    def stage_audiences() -> dict[str, int]:
+        from airflow.sdk import get_current_context
+
+        from trebol.pipeline import stage_audiences
+
+        return stage_audiences(get_current_context())
+
+    @task(retries=0)
     def check_marts() -> dict[str, int]:
         from airflow.sdk import get_current_context
 
@@ -105,7 +131,7 @@ def trebol_nightly() -> None:
 
         return push_audiences(get_current_context())
 
-    @task
+    @task(trigger_rule="all_done")
     def summarize() -> dict[str, object]:
         from airflow.sdk import get_current_context
 
@@ -113,9 +139,27 @@ def trebol_nightly() -> None:
 
         return summarize(get_current_context())
 
+    @task(trigger_rule="one_failed", retries=0)
+    def fail_run() -> None:
+        """Runs only when a task failed: fails the DAG run, which the summary alone would not."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("a task of this run failed (see summary.json for the checks)")
+
     loaded = extract_load.expand(source_name=list_sources())
-    gated = [check_marts(), fit_clv()]
-    prepare_warehouse() >> loaded >> dbt_build >> gated >> push_audiences() >> summarize()
+    raw_checked = check_raw_batches()
+    marts_checked = check_marts()
+    push = push_audiences()
+    prepared = prepare_warehouse()
+    fitted = fit_clv()
+    staged = stage_audiences()
+    summarized = summarize()
+    prepared >> loaded >> [raw_checked, dbt_build]
+    dbt_build >> fitted >> staged >> marts_checked
+    [raw_checked, marts_checked] >> push
+    every_task = [prepared, loaded, raw_checked, dbt_build, fitted, staged, marts_checked, push]
+    every_task >> summarized
+    [*every_task, summarized] >> fail_run()
 
 
 trebol_nightly()

@@ -10,6 +10,8 @@ from airflow.dag_processing.dagbag import DagBag
 from .conftest import PROJECT_DIR
 
 DAGS_DIR = PROJECT_DIR / "dags"
+# deterministic tasks: a retry would meet the same data, so their failure is final
+NOT_RETRIED = {"check_raw_batches", "check_marts", "fail_run"}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,10 @@ def test_dags_have_owner_retries_tags_and_docs(dag_bag: DagBag) -> None:
         assert dag.doc_md and len(dag.doc_md) > 200, f"{dag_id} is not documented"
         for task in dag.tasks:
             assert task.owner not in ("", "airflow"), f"{dag_id}.{task.task_id} has no owner"
-            assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+            if task.task_id in NOT_RETRIED:
+                assert task.retries == 0, f"{dag_id}.{task.task_id} would retry a final answer"
+            else:
+                assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
 def test_dags_have_no_cycles(dag_bag: DagBag) -> None:
@@ -48,11 +53,24 @@ def test_push_only_after_the_quality_gate(dag_bag: DagBag) -> None:
     dag = dag_bag.dags["trebol_nightly"]
     push = dag.get_task("push_audiences")
     assert push.trigger_rule == "all_success"
-    assert "check_marts" in push.upstream_task_ids
-    assert "dbt_build" in dag.get_task("check_marts").upstream_task_ids
-    assert "fit_clv" in push.upstream_task_ids
+    assert push.upstream_task_ids == {"check_raw_batches", "check_marts"}
+    assert dag.get_task("check_raw_batches").upstream_task_ids == {"extract_load"}
+    # the mart checks see the CLV rows and the staged audiences they validate
+    assert dag.get_task("check_marts").upstream_task_ids == {"stage_audiences"}
+    assert dag.get_task("stage_audiences").upstream_task_ids == {"fit_clv"}
     assert "dbt_build" in dag.get_task("fit_clv").upstream_task_ids
     assert {"extract_load"} <= dag.get_task("dbt_build").upstream_task_ids
+
+
+def test_the_summary_always_runs_and_a_failure_fails_the_run(dag_bag: DagBag) -> None:
+    dag = dag_bag.dags["trebol_nightly"]
+    summarize, fail_run = dag.get_task("summarize"), dag.get_task("fail_run")
+    assert summarize.trigger_rule == "all_done"
+    assert fail_run.trigger_rule == "one_failed"
+    every_task = set(dag.task_ids) - {"summarize", "fail_run", "list_sources"}
+    assert summarize.upstream_task_ids == every_task
+    assert fail_run.upstream_task_ids == every_task | {"summarize"}
+    assert [task.task_id for task in dag.leaves] == ["fail_run"]
 
 
 def test_schedule_is_daily_in_the_business_timezone(dag_bag: DagBag) -> None:

@@ -1,7 +1,9 @@
 """The nightly DAG end to end with real Airflow, dbt, Great Expectations and PostgreSQL.
 
 Runs ``trebol run`` for the demo date twice, then a backfill of an earlier date, then the demo
-date again: the marts must be identical after every run of the same date.
+date again: the marts must be identical after every run of the same date. Before the backfill, a
+late loyalty export dated all next year arrives: the backfill's raw-batch checks fail, and the
+push of that run must not happen while the rest of the run (marts, CLV, summary) does.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import pytest
 
-from trebol import cli, quality
+from trebol import cli
+from trebol.quality import gate, results
+from trebol.quality.rules import load_rules
 from trebol.simulator import SimulationResult
 from trebol.summary import marts_checksum
 
@@ -24,8 +28,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 BACKFILL_DATE = DEMO_DATE - timedelta(days=10)
 
 
-def _run(run_date: date, warehouse: SessionWarehouse) -> dict:
-    assert cli.main(["run", "--date", run_date.isoformat()]) == 0
+def _run(run_date: date, warehouse: SessionWarehouse, exit_code: int = 0) -> dict:
+    assert cli.main(["run", "--date", run_date.isoformat()]) == exit_code
     summary = json.loads((warehouse.settings.reports_dir / run_date.isoformat() /
                           "summary.json").read_text())
     with warehouse.connect() as conn:
@@ -33,11 +37,28 @@ def _run(run_date: date, warehouse: SessionWarehouse) -> dict:
     return summary
 
 
+LATE_ROWS = 30
+
+
+def _write_late_future_export(sources_dir: Path, day: date) -> Path:
+    """A second loyalty points export for ``day`` whose entries are all dated next year."""
+    late = sources_dir / "loyalty" / "points" / f"{day.isoformat()}-late.csv"
+    with late.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("entry_id", "card_number", "entry_type", "points", "reference_id",
+                         "occurred_at"))
+        for i in range(LATE_ROWS):
+            writer.writerow((f"LATE{i:06d}", "9900000001", "earn", 10, "",
+                             f"{day.year + 1}-{day.month:02d}-{day.day:02d}T12:00:00+02:00"))
+    return late
+
+
 @pytest.fixture(scope="module")
 def runs(test_warehouse: SessionWarehouse, demo_sources: SimulationResult) -> dict[str, dict]:
     first = _run(DEMO_DATE, test_warehouse)
     second = _run(DEMO_DATE, test_warehouse)
-    backfill = _run(BACKFILL_DATE, test_warehouse)
+    _write_late_future_export(test_warehouse.settings.sources_dir, BACKFILL_DATE - timedelta(days=1))
+    backfill = _run(BACKFILL_DATE, test_warehouse, exit_code=1)
     with test_warehouse.connect() as conn:
         backfill_state = {
             "segments_as_of": conn.execute(
@@ -98,14 +119,17 @@ def test_nothing_lost_between_sources_and_raw(runs: dict[str, dict],
 def test_quality_checks_and_dbt_tests_all_passed(runs: dict[str, dict],
                                                  test_warehouse: SessionWarehouse) -> None:
     report = test_warehouse.settings.reports_dir / DEMO_DATE.isoformat()
-    assert runs["again"]["checks"]["failed"] == 0
-    assert runs["again"]["checks"]["passed"] >= 9
+    for name in ("first", "second", "again"):
+        assert runs[name]["checks"]["errors"] == [], runs[name]["checks"]
+        assert runs[name]["activation"] == "allowed"
+    assert runs["again"]["checks"]["passed"] >= 150
     dbt_results = json.loads((report / "dbt_run_results.json").read_text())["results"]
     statuses = {result["unique_id"]: result["status"] for result in dbt_results}
     assert any(uid.startswith("unit_test.") for uid in statuses)
     assert any(uid.startswith("model.trebol.stg_") for uid in statuses)
     assert set(statuses.values()) <= {"success", "pass", "warn"}, statuses
-    assert (Path(runs["again"]["reports"]["data_docs"]) / "index.html").exists()
+    docs = Path(runs["again"]["reports"]["data_docs"])
+    assert docs.name == "index.html" and docs.parent.parent == report and docs.exists()
 
 
 def test_every_task_ran_in_airflow(runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
@@ -116,9 +140,46 @@ def test_every_task_ran_in_airflow(runs: dict[str, dict], test_warehouse: Sessio
             where run_id = (select max(run_id) from dag_run where dag_id = 'trebol_nightly')
         """).fetchall()
     tasks = {task for task, _ in states}
-    assert {"prepare_warehouse", "extract_load", "dbt_build", "check_marts",
-            "push_audiences", "summarize"} <= tasks
-    assert {state for _, state in states} == {"success"}
+    assert {"prepare_warehouse", "extract_load", "check_raw_batches", "dbt_build", "fit_clv",
+            "stage_audiences", "check_marts", "push_audiences", "summarize", "fail_run"} <= tasks
+    # nothing failed, so the task that fails a run was skipped
+    assert {state for task, state in states if task != "fail_run"} == {"success"}
+    assert dict(states)["fail_run"] == "skipped"
+
+
+def test_a_failed_raw_check_stops_that_runs_push_and_says_why(
+        runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
+    backfill = runs["backfill"]
+    assert backfill["activation"] == "stopped by the quality gate"
+    [error] = backfill["checks"]["errors"]
+    assert error.startswith("raw_batches: expect_column_values_to_be_between(quarantined_share)")
+    assert "source=loyalty_points; quarantined_share=1" in error
+    # the run went on as far as the gate: marts and CLV as of the backfill date, and the summary
+    assert backfill["customers_per_segment"]["lifecycle_stage"]
+    assert backfill["predicted_value"]["checksum"]
+    logical = local_midnight(BACKFILL_DATE).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    db = test_warehouse.settings.airflow_home / "airflow.db"
+    with sqlite3.connect(db) as conn:
+        states = dict(conn.execute("""
+            select task_id, state from task_instance where run_id = (
+                select run_id from dag_run where dag_id = 'trebol_nightly' and logical_date like ?)
+            and map_index < 1""", (logical + "%",)).fetchall())
+    assert states["check_raw_batches"] == "failed"
+    assert states["push_audiences"] == "upstream_failed"
+    assert states["check_marts"] == states["dbt_build"] == states["summarize"] == "success"
+    assert states["fail_run"] == "failed"
+    with test_warehouse.connect() as conn:
+        pushed = conn.execute("select count(*) from activation.push_log where as_of_date = %s",
+                              (BACKFILL_DATE,)).fetchone()[0]
+        late = conn.execute("""select count(*), min(reason) from raw._quarantine
+            where source = 'loyalty_points' and batch_id like '%%-late.csv'""").fetchone()
+        recorded = conn.execute("""select count(*) from marts.data_quality_results
+            where as_of_date = %s and not success and severity = 'error'""",
+                                (BACKFILL_DATE,)).fetchone()[0]
+    assert pushed == 0
+    # nothing lost: the late export's rows are in quarantine with the loader's reason
+    assert late[0] == LATE_ROWS and "occurred_at" in late[1]
+    assert recorded == 1
 
 
 def test_pushed_list_holds_only_consenting_at_risk_customers(
@@ -171,18 +232,22 @@ def test_identity_resolution_matches_the_ground_truth(runs: dict[str, dict],
 def test_quality_gate_fails_on_bad_mart_rows(runs: dict[str, dict],
                                              test_warehouse: SessionWarehouse,
                                              tmp_path: Path) -> None:
+    run = gate.QualityRun(dsn=test_warehouse.dsn, as_of_date=DEMO_DATE,
+                          interval_end=local_midnight(DEMO_DATE), run_id="test__bad_mart_rows",
+                          timezone="Europe/Madrid",
+                          expectations_dir=test_warehouse.settings.expectations_dir,
+                          report_dir=tmp_path)
     with test_warehouse.connect() as conn:
         key, recency = conn.execute("""select customer_key, recency_days from marts.customer_segments
             order by customer_key limit 1""").fetchone()
         conn.execute("update marts.customer_segments set recency_days = -1 where customer_key = %s",
                      (key,))
         try:
-            with pytest.raises(quality.QualityGateError, match="recency_days"):
-                quality.run_mart_checks(test_warehouse.dsn, test_warehouse.settings.expectations_dir,
-                                        tmp_path)
+            with pytest.raises(gate.QualityGateError,
+                               match=rf"marts_customer_segments: .*\(recency_days\).*customer_key={key}"):
+                gate.check_marts(conn, run, load_rules())
         finally:
             conn.execute("update marts.customer_segments set recency_days = %s "
                          "where customer_key = %s", (recency, key))
         assert marts_checksum(conn) == runs["again"]["marts_checksum"]
-    report = json.loads((tmp_path / "quality.json").read_text())
-    assert report["failed"] == 1
+        assert results.run_outcome(conn, "test__bad_mart_rows")["failed"] == 1

@@ -1,8 +1,11 @@
 """Push audiences (segment lists) to destinations, with consent enforced and an audit trail.
 
-Only the ``file`` destination exists so far: a CSV per audience and as-of date written
-atomically (temporary file, then rename), recorded in ``activation.push_log``. Pushing the same
-date again rewrites the same file and the same log row.
+Two steps, with the quality gate between them: ``stage_audiences`` writes each audience's
+members for the as-of date into ``activation.audience_members`` (consenting customers with an
+email only), the ``activation_audiences`` suite validates that table, and ``push_audience`` sends
+exactly the staged rows. Only the ``file`` destination exists so far: a CSV per audience and
+as-of date written atomically (temporary file, then rename), recorded in
+``activation.push_log``. Staging or pushing the same date again rewrites the same rows.
 """
 
 from __future__ import annotations
@@ -76,17 +79,43 @@ def ensure_tables(conn: psycopg.Connection) -> None:
                 pushed_at timestamptz not null default now(),
                 primary key (audience, destination, as_of_date)
             )""")
+        conn.execute("""
+            create table if not exists activation.audience_members (
+                as_of_date date not null,
+                audience text not null,
+                customer_key text not null,
+                email text not null,
+                primary key (as_of_date, audience, customer_key)
+            )""")
+
+
+def stage_audiences(conn: psycopg.Connection, audiences: list[Audience],
+                    as_of_date: date) -> dict[str, int]:
+    """Write the members of every audience for the date (consenting customers with an email)
+    into ``activation.audience_members``, replacing the date's rows; members per audience."""
+    ensure_tables(conn)
+    with conn.transaction():
+        conn.execute("delete from activation.audience_members where as_of_date = %s", (as_of_date,))
+        for audience in audiences:
+            conn.execute("""
+                insert into activation.audience_members (as_of_date, audience, customer_key, email)
+                select as_of_date, %s, customer_key, email
+                from marts.customer_segments
+                where as_of_date = %s and lifecycle_stage = %s
+                  and has_marketing_consent and email is not null""",
+                (audience.name, as_of_date, audience.lifecycle_stage))
+    return {audience.name: conn.execute(
+        "select count(*) from activation.audience_members where as_of_date = %s and audience = %s",
+        (as_of_date, audience.name)).fetchone()[0] for audience in audiences}
 
 
 def select_audience(conn: psycopg.Connection, audience: Audience,
                     as_of_date: date) -> list[tuple[str, str]]:
-    """(customer_key, email) of consenting customers in the audience, ordered by key."""
+    """(customer_key, email) of the audience's staged members, ordered by key."""
     return conn.execute("""
-        select customer_key, email
-        from marts.customer_segments
-        where as_of_date = %s and lifecycle_stage = %s
-          and has_marketing_consent and email is not null
-        order by customer_key""", (as_of_date, audience.lifecycle_stage)).fetchall()
+        select customer_key, email from activation.audience_members
+        where as_of_date = %s and audience = %s
+        order by customer_key""", (as_of_date, audience.name)).fetchall()
 
 
 def _write_atomically(path: Path, rows: list[tuple[str, str]]) -> str:

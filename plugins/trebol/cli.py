@@ -57,9 +57,14 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
                             tzinfo=ZoneInfo(settings.timezone))
     report_dir = settings.reports_dir / run_date.isoformat()
     started = time.monotonic()
-    run_dag(settings, dsn, pos_dsn, DAG_ID, logical_date, report_dir / "airflow.log", _progress)
+    (report_dir / "summary.json").unlink(missing_ok=True)
+    try:
+        run_dag(settings, dsn, pos_dsn, DAG_ID, logical_date, report_dir / "airflow.log", _progress)
+    finally:
+        # the summary task runs whatever the checks found: print it before any failure
+        if (report_dir / "summary.json").exists():
+            print(summary.render(json.loads((report_dir / "summary.json").read_text())))
     _progress(f"done in {time.monotonic() - started:.0f} s")
-    print(summary.render(json.loads((report_dir / "summary.json").read_text())))
     return 0
 
 

@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from trebol import activation, clv_marts, load, quality, summary, warehouse
+from trebol import activation, clv_marts, load, summary, warehouse
 from trebol.orchestration import (
     as_of_date,
     interval_from,
@@ -14,6 +14,8 @@ from trebol.orchestration import (
     warehouse_connection,
     warehouse_dsn,
 )
+from trebol.quality import gate, results
+from trebol.quality.rules import load_rules
 from trebol.settings import load_settings
 from trebol.sources import load_sources
 
@@ -26,6 +28,7 @@ def prepare_warehouse() -> None:
         warehouse.bootstrap(conn)
         load.ensure_tables(conn, load_sources().values())
         activation.ensure_tables(conn)
+        results.ensure_table(conn)
 
 
 def source_names() -> list[str]:
@@ -51,13 +54,38 @@ def extract_load_source(source_name: str, context: Any) -> dict[str, int]:
     }
 
 
-def check_marts(context: Any) -> dict[str, int]:
-    """Run the Great Expectations mart suites; a failure raises and stops the push."""
+def _quality_run(context: Any) -> gate.QualityRun:
+    settings = load_settings()
+    interval = interval_from(context)
+    day = as_of_date(interval, settings.timezone)
+    return gate.QualityRun(dsn=warehouse_dsn(), as_of_date=day, interval_end=interval.end,
+                           run_id=context["run_id"], timezone=settings.timezone,
+                           expectations_dir=settings.expectations_dir,
+                           report_dir=report_dir(settings, day))
+
+
+def check_raw_batches(context: Any) -> dict[str, int]:
+    """Great Expectations suites on the batches the run loaded; an error raises and stops the push."""
+    with warehouse_connection() as conn:
+        report = gate.check_raw_batches(conn, _quality_run(context), list(load_sources().values()),
+                                        load_rules())
+    return report.counts()
+
+
+def stage_audiences(context: Any) -> dict[str, int]:
+    """Write the members of every audience for the run's date, for the gate to validate."""
     settings = load_settings()
     day = as_of_date(interval_from(context), settings.timezone)
-    report = quality.run_mart_checks(warehouse_dsn(), settings.expectations_dir,
-                                     report_dir(settings, day))
-    return {"passed": report.passed, "failed": report.failed}
+    with warehouse_connection() as conn:
+        return activation.stage_audiences(conn, activation.load_audiences(), day)
+
+
+def check_marts(context: Any) -> dict[str, int]:
+    """Great Expectations suites on the marts and the staged audiences; an error raises and stops
+    the push."""
+    with warehouse_connection() as conn:
+        report = gate.check_marts(conn, _quality_run(context), load_rules())
+    return report.counts()
 
 
 def fit_clv(context: Any) -> dict[str, Any]:
@@ -79,9 +107,8 @@ def push_audiences(context: Any) -> list[dict[str, Any]]:
 
 
 def summarize(context: Any) -> dict[str, Any]:
-    """Write the run summary (summary.json) and return it."""
+    """Write the run summary (summary.json) and return it; runs whatever the checks found."""
     settings = load_settings()
     day = as_of_date(interval_from(context), settings.timezone)
-    docs = quality.data_docs_dir(settings.expectations_dir)
     with warehouse_connection() as conn:
-        return summary.build_summary(conn, day, report_dir(settings, day), str(docs))
+        return summary.build_summary(conn, day, report_dir(settings, day), context["run_id"])

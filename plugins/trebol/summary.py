@@ -11,6 +11,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from trebol.quality import gx_project, results
+
 LAYERS = ("raw", "staging", "marts", "activation")
 
 
@@ -59,8 +61,9 @@ def pushes(conn: psycopg.Connection, as_of_date: date) -> list[dict[str, Any]]:
 
 
 # marts that accumulate across run dates: their content depends on which dates ran before
-# (clv_model_runs also records fit times, which no two runs share)
-HISTORY_TABLES = ("segment_history", "segment_migration", "customer_clv", "clv_model_runs")
+# (clv_model_runs also records fit times, data_quality_results the Airflow run ids)
+HISTORY_TABLES = ("segment_history", "segment_migration", "customer_clv", "clv_model_runs",
+                  "data_quality_results")
 ALL_ROWS = sql.SQL("true")
 
 
@@ -101,21 +104,22 @@ def predicted_value(conn: psycopg.Connection, as_of_date: date) -> dict[str, Any
 
 
 def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
-                  data_docs_dir: str) -> dict[str, Any]:
-    """Collect the summary of the run for ``as_of_date`` and write it as summary.json."""
-    quality_file = report_dir / "quality.json"
-    quality = json.loads(quality_file.read_text()) if quality_file.exists() else {}
+                  run_id: str) -> dict[str, Any]:
+    """Collect the summary of the run ``run_id`` for ``as_of_date`` and write it as summary.json."""
+    checks = results.run_outcome(conn, run_id)
     summary = {
         "as_of_date": as_of_date.isoformat(),
         "rows_per_layer": rows_per_layer(conn),
         "customers_per_segment": customers_per_segment(conn, as_of_date),
         "identity": identity(conn),
-        "checks": {"passed": quality.get("passed", 0), "failed": quality.get("failed", 0)},
+        "checks": checks,
+        "activation": ("stopped by the quality gate" if checks["errors"] else "allowed"),
         "pushes": pushes(conn, as_of_date),
         "marts_checksum": marts_checksum(conn),
         "history_checksum": history_checksum(conn, as_of_date),
         "predicted_value": predicted_value(conn, as_of_date),
-        "reports": {"folder": str(report_dir), "data_docs": data_docs_dir},
+        "reports": {"folder": str(report_dir),
+                    "data_docs": str(gx_project.data_docs_dir(report_dir) / "index.html")},
     }
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -135,7 +139,11 @@ def render(summary: dict[str, Any]) -> str:
         label = column.replace("_", " ")
         lines.append(f"  {label:<15} " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
     checks = summary["checks"]
-    lines.append(f"  checks      {checks['passed']} passed, {checks['failed']} failed")
+    lines.append(f"  checks      {checks['passed']} passed, {checks['failed']} failed "
+                 f"({len(checks['errors'])} errors, {len(checks['warnings'])} warnings); "
+                 f"activation {summary['activation']}")
+    lines += [f"    error     {message}" for message in checks["errors"]]
+    lines += [f"    warning   {message}" for message in checks["warnings"]]
     for push in summary["pushes"]:
         lines.append(f"  pushed      {push['audience']}: {push['rows']:,} customers "
                      f"-> {push['destination']} {push['target']}")
@@ -145,5 +153,5 @@ def render(summary: dict[str, Any]) -> str:
                      + f"; predicted CLV (margin) {clv['predicted_clv_total']:,.0f}")
     lines.append(f"  marts md5   {summary['marts_checksum']}")
     lines.append(f"  reports     {summary['reports']['folder']}")
-    lines.append(f"  data docs   {summary['reports']['data_docs']}/index.html")
+    lines.append(f"  data docs   {summary['reports']['data_docs']}")
     return "\n".join(lines)

@@ -1,0 +1,7 @@
+"""Data quality with Great Expectations: suites on the raw batches and the marts, their record in
+``marts.data_quality_results``, Data Docs in the run's report folder, and the gate before the push.
+
+Modules: ``rules`` (config/quality.yml), ``views`` (the ``quality`` schema the suites read),
+``gx_project`` (running the GX file project of ``expectations/gx``), ``results`` (the results
+table) and ``gate`` (the two check tasks' bodies).
+"""
