@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 INSTALLED := $(VENV)/.installed
+# Offline copies of the Data Docs' CDN assets (npm, optional): see expectations/data_docs_assets.
+DOCS_ASSETS := expectations/data_docs_assets
+DOCS_ASSETS_INSTALLED := $(DOCS_ASSETS)/node_modules/.installed
 
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
@@ -16,7 +19,7 @@ export TQDM_DISABLE := 1
 
 .PHONY: install run test lint bench lock clean stop
 
-install: $(INSTALLED)
+install: $(INSTALLED) $(DOCS_ASSETS_INSTALLED)
 
 $(INSTALLED): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,10 +28,18 @@ $(INSTALLED): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(INSTALLED)
 
-run: $(INSTALLED)
+$(DOCS_ASSETS_INSTALLED): $(DOCS_ASSETS)/package-lock.json $(DOCS_ASSETS)/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(DOCS_ASSETS) --no-audit --no-fund --no-update-notifier --legacy-peer-deps \
+			--loglevel=error && touch $@; \
+	else \
+		echo "npm not found: Data Docs will load their web assets from CDNs (online only)"; \
+	fi
+
+run: $(INSTALLED) $(DOCS_ASSETS_INSTALLED)
 	@$(BIN)/trebol run $(if $(DATE),--date $(DATE))
 
-test: $(INSTALLED)
+test: $(INSTALLED) $(DOCS_ASSETS_INSTALLED)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(INSTALLED)

@@ -136,7 +136,7 @@ def _validate(conn: psycopg.Connection, run: QualityRun, stage: str,
             continue
         checks += gx_project.run_validation(context, validation, run.as_of_date, parameters,
                                             run.interval_end)
-    gx_project.build_data_docs(context)
+    gx_project.build_data_docs(context, run.report_dir)
     results.ensure_table(conn)
     results.record(conn, run.as_of_date, run.run_id, [v.suite for v in validations], checks)
     report = QualityReport(checks, gx_project.data_docs_dir(run.report_dir))

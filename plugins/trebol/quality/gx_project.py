@@ -6,7 +6,8 @@ The project is a GX 1.x file data context: suites are reviewable JSON files in
 on its ``as_of_date`` column. Three settings reach the project through GX's config substitution,
 so nothing run-specific or secret is written to it: ``TREBOL_GX_WAREHOUSE_URL`` (the data
 source), ``TREBOL_GX_RESULTS_DIR`` (validation results) and ``TREBOL_GX_DATA_DOCS_DIR`` (the Data
-Docs site): both folders are in the run's report folder.
+Docs site): both folders are in the run's report folder. The site is made to open offline
+(``data_docs.localize``).
 
 Validation definitions are run one by one rather than through a checkpoint: a checkpoint runs
 all of its definitions, and GX raises ``NoAvailableBatchesError`` for a batch without rows (a
@@ -16,12 +17,14 @@ mart. The Data Docs are built after the runs, as a checkpoint's ``UpdateDataDocs
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from trebol.quality import data_docs
 from trebol.warehouse import dsn_parts
 
 DATASOURCE = "warehouse"
@@ -31,6 +34,8 @@ ENV_RESULTS = "TREBOL_GX_RESULTS_DIR"
 ENV_DOCS = "TREBOL_GX_DATA_DOCS_DIR"
 SEVERITIES = {"critical": "error", "warning": "warning", "info": "warning"}
 SAMPLE = 3
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,11 @@ def run_validation(context: Any, validation: Validation, as_of_date: date,
     return checks
 
 
-def build_data_docs(context: Any) -> None:
-    """Rebuild the run's Data Docs site from the validation results stored so far."""
+def build_data_docs(context: Any, report_dir: Path) -> None:
+    """Rebuild the run's Data Docs site from the validation results stored so far, with local
+    copies of the web assets its pages would load from CDNs (so it opens offline)."""
     context.build_data_docs()
+    left = data_docs.localize(data_docs_dir(report_dir))
+    if left:
+        log.warning("Data Docs still load %d asset(s) from the internet (run make install with npm "
+                    "for offline copies): %s", len(left), ", ".join(left[:3]))
