@@ -50,8 +50,8 @@ DAY = date(2026, 6, 30)
 DATABASE = "trebol_bench_value"
 GENERATOR_VERSION = 2
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
-SELECTION = ("customer_rfmt", "customer_value", "customer_segments", "segment_history",
-             "segment_migration")
+SELECTION = ("int_customers__transaction_totals", "customer_rfmt", "customer_value",
+             "customer_segments", "segment_history", "segment_migration")
 SERVER_SETTINGS = ("server_version", "work_mem", "hash_mem_multiplier", "shared_buffers",
                    "max_parallel_workers_per_gather")
 FLOOR_QUERY = ("select customer_key, max(transacted_at) as last_transacted_at, count(*) as lines,"

@@ -2,15 +2,9 @@
 -- discounts, returns, cost to serve (seed cost_to_serve), net value, and the value tier.
 with
 
-transactions as (
+customer_totals as (
 
-    select * from {{ ref('fct_transactions') }}
-
-),
-
-customers as (
-
-    select * from {{ ref('customer_rfmt') }}
+    select * from {{ ref('int_customers__transaction_totals') }}
 
 ),
 
@@ -29,35 +23,6 @@ cases as (
 cost_to_serve as (
 
     select * from {{ ref('cost_to_serve') }}
-
-),
-
-window_lines as (
-
-    select * from transactions
-    where customer_key is not null
-        and transacted_at >= {{ dbt.dateadd('month', -12, as_of_at()) }}
-        and transacted_at < {{ as_of_at() }}
-
-),
-
--- a line of an unknown product has no cost: it counts no margin (the conservative reading)
-customer_sales as (
-
-    select
-        customer_key,
-        sum(case when not is_return then net_amount else 0 end) as revenue_12m,
-        sum(case when not is_return then discount_amount else 0 end) as discounts_12m,
-        -sum(case when is_return then net_amount else 0 end) as returns_12m,
-        sum(coalesce(margin_amount, 0)) as margin_12m,
-        count(distinct case when not is_return and channel = 'store' then transaction_id end)
-            as store_orders_12m,
-        count(distinct case when not is_return and channel = 'online' then transaction_id end)
-            as online_orders_12m,
-        count(distinct case when is_return then transaction_id end) as returns_count_12m
-
-    from window_lines
-    group by customer_key
 
 ),
 
@@ -104,23 +69,21 @@ unit_costs as (
 customer_activity as (
 
     select
-        customers.customer_key,
-        customers.tenure_days,
-        coalesce(customer_sales.revenue_12m, 0) as revenue_12m,
-        coalesce(customer_sales.discounts_12m, 0) as discounts_12m,
-        coalesce(customer_sales.returns_12m, 0) as returns_12m,
-        coalesce(customer_sales.margin_12m, 0) as margin_12m,
-        coalesce(customer_sales.store_orders_12m, 0) as store_orders_12m,
-        coalesce(customer_sales.online_orders_12m, 0) as online_orders_12m,
-        coalesce(customer_sales.returns_count_12m, 0) as returns_count_12m,
+        customer_totals.customer_key,
+        customer_totals.tenure_days,
+        customer_totals.revenue_12m,
+        customer_totals.discounts_12m,
+        customer_totals.returns_12m,
+        customer_totals.margin_12m,
+        customer_totals.store_orders_12m,
+        customer_totals.online_orders_12m,
+        customer_totals.returns_count_12m,
         coalesce(customer_service.service_contacts_12m, 0) as service_contacts_12m,
         coalesce(customer_service.compensation_12m, 0) as compensation_12m
 
-    from customers
-    left join customer_sales
-        on customers.customer_key = customer_sales.customer_key
+    from customer_totals
     left join customer_service
-        on customers.customer_key = customer_service.customer_key
+        on customer_totals.customer_key = customer_service.customer_key
 
 ),
 
