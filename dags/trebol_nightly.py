@@ -10,16 +10,22 @@ backfilling a date reproduces that date.
    the interval (plus the late-arrival lookback) are COPY-loaded into `raw`, bad rows quarantined,
    every file audited in `raw._load_audit` (rows read = loaded + quarantined).
 3. **dbt_build**: `dbt build` of `dbt_project/` through Cosmos (models, seeds, data tests and
-   unit tests in one task; see README for why one task): staging (normalised identifiers),
-   identity resolution (stable customer keys), `dim_customers`, `fct_transactions`, segments.
-4. **check_marts**: Great Expectations suites on the marts; a failure stops the run here.
-   **fit_clv** (beside it): BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases
-   as of the run's date: `marts.customer_clv` (p_alive, expected purchases, predicted CLV as
-   discounted margin, churn risk) and `marts.clv_model_runs`; a failed guard rail fails the task
-   and leaves the previous predictions in place.
-5. **push_audiences**: after both; consenting customers of each audience in
+   unit tests in one task; see README for why one task) but for what reads the CLV
+   predictions: staging (normalised identifiers), identity resolution (stable customer keys),
+   `dim_customers`, `fct_transactions`, RFMT.
+4. **fit_clv**: BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases as of the
+   run's date: `marts.customer_clv` (p_alive, expected purchases, predicted CLV as discounted
+   margin, churn risk) and `marts.clv_model_runs`; a failed guard rail fails the task and leaves
+   the previous predictions in place.
+5. **dbt_build_value**: `dbt build` of the models that read `customer_clv` and their descendants
+   (`source:clv+`: customer value tiers, segments and their history, the service recovery
+   queue). It runs once dbt_build succeeded, whether or not the fit did: without predictions
+   for the date the models fall back to their documented rules (`value_tier_basis`,
+   `churn_risk_basis`), so the marts stay those of the run's date.
+6. **check_marts**: Great Expectations suites on the marts; a failure stops the run here.
+7. **push_audiences**: after check_marts and fit_clv; consenting customers of each audience in
    `config/audiences.yml` go to their destination (file drop), logged in `activation.push_log`.
-6. **summarize**: rows per layer, customers per segment, checks, pushes: `summary.json` in the
+8. **summarize**: rows per layer, customers per segment, checks, pushes: `summary.json` in the
    run's report folder.
 
 Warehouse: Airflow connection `trebol_warehouse`. Owner: data engineering.
@@ -31,7 +37,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from trebol.orchestration import WarehouseDbtBuildOperator, dbt_profile, keep_dbt_artifacts
+from trebol.orchestration import CLV_DEPENDENT_NODES, dbt_build_operator
 from trebol.settings import load_settings
 
 SETTINGS = load_settings()
@@ -69,17 +75,9 @@ def trebol_nightly() -> None:
 
         return extract_load_source(source_name, get_current_context())
 
-    dbt_build = WarehouseDbtBuildOperator(
-        task_id="dbt_build",
-        project_dir=str(SETTINGS.dbt_project_dir),
-        profile_config=dbt_profile(SETTINGS),
-        install_deps=False,
-        env={"TREBOL_AS_OF_AT": "{{ data_interval_end.isoformat() }}",
-             "TREBOL_TIMEZONE": SETTINGS.timezone,
-             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"},
-        callback=keep_dbt_artifacts,
-        emit_datasets=False,
-    )
+    dbt_build = dbt_build_operator("dbt_build", SETTINGS, exclude=CLV_DEPENDENT_NODES)
+    dbt_build_value = dbt_build_operator("dbt_build_value", SETTINGS, select=CLV_DEPENDENT_NODES,
+                                         trigger_rule="all_done_min_one_success")
 
     @task
     def check_marts() -> dict[str, int]:
@@ -114,8 +112,11 @@ def trebol_nightly() -> None:
         return summarize(get_current_context())
 
     loaded = extract_load.expand(source_name=list_sources())
-    gated = [check_marts(), fit_clv()]
-    prepare_warehouse() >> loaded >> dbt_build >> gated >> push_audiences() >> summarize()
+    clv = fit_clv()
+    prepare_warehouse() >> loaded >> dbt_build >> clv >> dbt_build_value
+    dbt_build >> dbt_build_value  # its trigger rule: dbt_build succeeded, fit_clv done
+    gated = [dbt_build_value >> check_marts(), clv]
+    gated >> push_audiences() >> summarize()
 
 
 trebol_nightly()
