@@ -13,23 +13,30 @@ backfilling a date reproduces that date.
    source (schema, keys, dates, values, plausible amounts), and on each source's batches (share
    quarantined, the day's volume against the previous days).
 4. **dbt_build**: `dbt build` of `dbt_project/` through Cosmos (models, seeds, data tests and
-   unit tests in one task; see README for why one task): staging (normalised identifiers),
-   identity resolution (stable customer keys), `dim_customers`, `fct_transactions`, segments.
-   **fit_clv** (after it): BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases
-   as of the run's date: `marts.customer_clv` and `marts.clv_model_runs`; a failed guard rail
-   fails the task and leaves the previous predictions in place.
-5. **stage_audiences**: the members of each audience of `config/audiences.yml` for the date
+   unit tests in one task; see README for why one task) but for what reads the CLV
+   predictions: staging (normalised identifiers), identity resolution (stable customer keys),
+   `dim_customers`, `fct_transactions`, RFMT.
+5. **fit_clv**: BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases as of the
+   run's date: `marts.customer_clv` (p_alive, expected purchases, predicted CLV as discounted
+   margin, churn risk) and `marts.clv_model_runs`; a failed guard rail fails the task and leaves
+   the previous predictions in place.
+6. **dbt_build_value**: `dbt build` of the models that read `customer_clv` and their descendants
+   (`source:clv+`: customer value tiers, segments and their history, the service recovery
+   queue). It runs once dbt_build succeeded, whether or not the fit did: without predictions
+   for the date the models fall back to their documented rules (`value_tier_basis`,
+   `churn_risk_basis`), so the marts stay those of the run's date.
+7. **stage_audiences**: the members of each audience of `config/audiences.yml` for the date
    (consenting customers with an email) into `activation.audience_members`.
-6. **check_marts**: Great Expectations suites on the marts (one row per customer, scores in
+8. **check_marts**: Great Expectations suites on the marts (one row per customer, scores in
    range, one tier and segment each, finite CLV), segment sizes against the previous run, and
    consent in every staged audience.
-7. **push_audiences**: only when both check tasks passed (an expectation of severity error
-   fails its task, and the push does not run): the staged members go to their destination
-   (file drop), logged in `activation.push_log`.
-8. **summarize** (always, whatever failed): rows per layer, customers per segment, the checks of
-   the run (`marts.data_quality_results`) with each failure and whether activation ran, pushes:
-   `summary.json` in the run's report folder, beside the run's Data Docs (`data_docs/`).
-   **fail_run** runs only if a task failed, so that the DAG run is marked failed.
+9. **push_audiences**: only when both check tasks and the fit passed (an expectation of
+   severity error fails its task, and the push does not run): the staged members go to their
+   destination (file drop), logged in `activation.push_log`.
+10. **summarize** (always, whatever failed): rows per layer, customers per segment, the checks
+    of the run (`marts.data_quality_results`) with each failure and whether activation ran,
+    pushes: `summary.json` in the run's report folder, beside the run's Data Docs (`data_docs/`).
+    **fail_run** runs only if a task failed, so that the DAG run is marked failed.
 
 Warehouse: Airflow connection `trebol_warehouse`. Owner: data engineering.
 """
@@ -40,7 +47,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from trebol.orchestration import WarehouseDbtBuildOperator, dbt_profile, keep_dbt_artifacts
+from trebol.orchestration import CLV_DEPENDENT_NODES, dbt_build_operator
 from trebol.settings import load_settings
 
 SETTINGS = load_settings()
@@ -78,17 +85,9 @@ def trebol_nightly() -> None:
 
         return extract_load_source(source_name, get_current_context())
 
-    dbt_build = WarehouseDbtBuildOperator(
-        task_id="dbt_build",
-        project_dir=str(SETTINGS.dbt_project_dir),
-        profile_config=dbt_profile(SETTINGS),
-        install_deps=False,
-        env={"TREBOL_AS_OF_AT": "{{ data_interval_end.isoformat() }}",
-             "TREBOL_TIMEZONE": SETTINGS.timezone,
-             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"},
-        callback=keep_dbt_artifacts,
-        emit_datasets=False,
-    )
+    dbt_build = dbt_build_operator("dbt_build", SETTINGS, exclude=CLV_DEPENDENT_NODES)
+    dbt_build_value = dbt_build_operator("dbt_build_value", SETTINGS, select=CLV_DEPENDENT_NODES,
+                                         trigger_rule="all_done_min_one_success")
 
     # the checks are deterministic: a retry would find the same data, so a failure is final
     @task(retries=0)
@@ -155,9 +154,12 @@ def trebol_nightly() -> None:
     staged = stage_audiences()
     summarized = summarize()
     prepared >> loaded >> [raw_checked, dbt_build]
-    dbt_build >> fitted >> staged >> marts_checked
-    [raw_checked, marts_checked] >> push
-    every_task = [prepared, loaded, raw_checked, dbt_build, fitted, staged, marts_checked, push]
+    dbt_build >> fitted >> dbt_build_value
+    dbt_build >> dbt_build_value  # its trigger rule: dbt_build succeeded, fit_clv done
+    dbt_build_value >> staged >> marts_checked
+    [raw_checked, marts_checked, fitted] >> push
+    every_task = [prepared, loaded, raw_checked, dbt_build, fitted, dbt_build_value, staged,
+                  marts_checked, push]
     every_task >> summarized
     [*every_task, summarized] >> fail_run()
 

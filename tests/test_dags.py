@@ -53,12 +53,11 @@ def test_push_only_after_the_quality_gate(dag_bag: DagBag) -> None:
     dag = dag_bag.dags["trebol_nightly"]
     push = dag.get_task("push_audiences")
     assert push.trigger_rule == "all_success"
-    assert push.upstream_task_ids == {"check_raw_batches", "check_marts"}
+    assert push.upstream_task_ids == {"check_raw_batches", "check_marts", "fit_clv"}
     assert dag.get_task("check_raw_batches").upstream_task_ids == {"extract_load"}
-    # the mart checks see the CLV rows and the staged audiences they validate
+    # the mart checks see the CLV rows, the marts built on them and the staged audiences
     assert dag.get_task("check_marts").upstream_task_ids == {"stage_audiences"}
-    assert dag.get_task("stage_audiences").upstream_task_ids == {"fit_clv"}
-    assert "dbt_build" in dag.get_task("fit_clv").upstream_task_ids
+    assert dag.get_task("stage_audiences").upstream_task_ids == {"dbt_build_value"}
     assert {"extract_load"} <= dag.get_task("dbt_build").upstream_task_ids
 
 
@@ -73,6 +72,20 @@ def test_the_summary_always_runs_and_a_failure_fails_the_run(dag_bag: DagBag) ->
     assert [task.task_id for task in dag.leaves] == ["fail_run"]
 
 
+def test_clv_dependent_models_are_built_after_the_fit(dag_bag: DagBag) -> None:
+    """dbt_build builds all but what reads the CLV predictions, fit_clv reads its
+    fct_transactions, dbt_build_value the rest: also when the fit failed (fallback rules), never
+    when dbt_build did."""
+    dag = dag_bag.dags["trebol_nightly"]
+    dbt_build, fit, value = (dag.get_task(task_id) for task_id in
+                             ("dbt_build", "fit_clv", "dbt_build_value"))
+    assert fit.upstream_task_ids == {"dbt_build"}
+    assert value.upstream_task_ids == {"dbt_build", "fit_clv"}
+    assert value.trigger_rule == "all_done_min_one_success"
+    assert dbt_build.exclude == value.select == "source:clv+"
+    assert dbt_build.select is None and value.exclude is None
+
+
 def test_schedule_is_daily_in_the_business_timezone(dag_bag: DagBag) -> None:
     dag = dag_bag.dags["trebol_nightly"]
     assert dag.timetable.expression == "0 0 * * *"
@@ -82,9 +95,10 @@ def test_schedule_is_daily_in_the_business_timezone(dag_bag: DagBag) -> None:
     assert dag.catchup is False
 
 
-def test_no_secret_is_templated_into_the_dbt_task(dag_bag: DagBag) -> None:
-    dbt_build = dag_bag.dags["trebol_nightly"].get_task("dbt_build")
-    templated = {name: getattr(dbt_build, name) for name in dbt_build.template_fields}
-    assert "TREBOL_AS_OF_AT" in templated["env"]
-    assert not any("PASSWORD" in key or "DSN" in key for key in templated["env"])
-    assert "password" not in repr(templated).lower()
+def test_no_secret_is_templated_into_the_dbt_tasks(dag_bag: DagBag) -> None:
+    for task_id in ("dbt_build", "dbt_build_value"):
+        dbt_task = dag_bag.dags["trebol_nightly"].get_task(task_id)
+        templated = {name: getattr(dbt_task, name) for name in dbt_task.template_fields}
+        assert "TREBOL_AS_OF_AT" in templated["env"]
+        assert not any("PASSWORD" in key or "DSN" in key for key in templated["env"])
+        assert "password" not in repr(templated).lower()

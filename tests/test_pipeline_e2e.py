@@ -125,10 +125,17 @@ def test_quality_checks_and_dbt_tests_all_passed(runs: dict[str, dict],
         assert runs[name]["checks"]["errors"] == [], runs[name]["checks"]
         assert runs[name]["activation"] == "allowed"
     assert runs["again"]["checks"]["passed"] >= 150
-    dbt_results = json.loads((report / "dbt_run_results.json").read_text())["results"]
-    statuses = {result["unique_id"]: result["status"] for result in dbt_results}
+    statuses = {}
+    for task_id in ("dbt_build", "dbt_build_value"):
+        dbt_results = json.loads((report / f"{task_id}_run_results.json").read_text())["results"]
+        built = {result["unique_id"]: result["status"] for result in dbt_results}
+        assert not set(built) & set(statuses) - {"operation.trebol.trebol-on-run-start-0",
+                                                 "operation.trebol.trebol-on-run-end-0"}
+        statuses.update(built)
     assert any(uid.startswith("unit_test.") for uid in statuses)
     assert any(uid.startswith("model.trebol.stg_") for uid in statuses)
+    assert {"model.trebol.customer_rfmt", "model.trebol.customer_value",
+            "model.trebol.service_recovery_queue"} <= set(statuses)
     assert set(statuses.values()) <= {"success", "pass", "warn"}, statuses
     docs = Path(runs["again"]["reports"]["data_docs"])
     assert docs.name == "index.html" and docs.parent.parent == report and docs.exists()
@@ -143,7 +150,8 @@ def test_every_task_ran_in_airflow(runs: dict[str, dict], test_warehouse: Sessio
         """).fetchall()
     tasks = {task for task, _ in states}
     assert {"prepare_warehouse", "extract_load", "check_raw_batches", "dbt_build", "fit_clv",
-            "stage_audiences", "check_marts", "push_audiences", "summarize", "fail_run"} <= tasks
+            "dbt_build_value", "stage_audiences", "check_marts", "push_audiences", "summarize",
+            "fail_run"} <= tasks
     # nothing failed, so the task that fails a run was skipped
     assert {state for task, state in states if task != "fail_run"} == {"success"}
     assert dict(states)["fail_run"] == "skipped"
@@ -168,7 +176,8 @@ def test_a_failed_raw_check_stops_that_runs_push_and_says_why(
             and map_index < 1""", (logical + "%",)).fetchall())
     assert states["check_raw_batches"] == "failed"
     assert states["push_audiences"] == "upstream_failed"
-    assert states["check_marts"] == states["dbt_build"] == states["summarize"] == "success"
+    assert states["check_marts"] == states["dbt_build"] == states["dbt_build_value"] == "success"
+    assert states["summarize"] == "success"
     assert states["fail_run"] == "failed"
     with test_warehouse.connect() as conn:
         pushed = conn.execute("select count(*) from activation.push_log where as_of_date = %s",
@@ -182,6 +191,42 @@ def test_a_failed_raw_check_stops_that_runs_push_and_says_why(
     # nothing lost: the late export's rows are in quarantine with the loader's reason
     assert late[0] == LATE_ROWS and "occurred_at" in late[1]
     assert recorded == 1
+
+
+def test_value_tiers_and_churn_risk_come_from_the_predictions(
+        runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
+    """After fit_clv, high potential is the top share by predicted CLV of the run's date, and the
+    service queue's churn risk is the fit's for repeat buyers (the lifecycle rule for the
+    others)."""
+    with test_warehouse.connect() as conn:
+        customers = conn.execute("""
+            select v.customer_key, v.value_tier, v.value_tier_basis, v.predicted_clv,
+                   c.predicted_clv, v.is_high_performer, v.net_value_12m
+            from marts.customer_value v
+            left join marts.customer_clv c
+                on c.customer_key = v.customer_key and c.as_of_date = v.as_of_date""").fetchall()
+        queue = conn.execute("""
+            select q.churn_risk_basis, q.churn_risk, c.churn_risk, c.frequency
+            from marts.service_recovery_queue q
+            left join marts.customer_clv c
+                on c.customer_key = q.customer_key and c.as_of_date = q.as_of_date""").fetchall()
+    assert customers and {row[2] for row in customers} == {"predicted_clv"}
+    assert all(row[3] == row[4] for row in customers)
+    # the top 20 % by predicted CLV (ties sharing a rank), above zero, unless already high
+    # performers or below zero
+    ranked = sorted((row[4] for row in customers), reverse=True)
+    top = {row[0] for row in customers
+           if ranked.index(row[4]) + 1 <= 0.2 * len(ranked) and row[4] > 0}
+    potential = {row[0] for row in customers if row[1] == "high_potential"}
+    assert potential == {row[0] for row in customers
+                         if row[0] in top and not row[5] and row[6] >= 0}
+    assert potential
+    assert queue
+    for basis, churn_risk, predicted_risk, frequency in queue:
+        if frequency:
+            assert basis == "predicted_clv" and float(churn_risk) == pytest.approx(predicted_risk, abs=5e-5)
+        else:
+            assert basis == "lifecycle_stage" and churn_risk is None
 
 
 def test_pushed_list_holds_only_consenting_at_risk_customers(

@@ -22,6 +22,10 @@ from trebol.load import Interval
 from trebol.settings import Settings
 from trebol.warehouse import AIRFLOW_CONN_ID, DsnParts, build_dsn, dbt_env
 
+# The dbt nodes that read the CLV fit's predictions (source clv.customer_clv) and everything
+# downstream of them: the nightly DAG builds them after fit_clv, the rest before it.
+CLV_DEPENDENT_NODES = "source:clv+"
+
 
 def warehouse_parts(conn_id: str = AIRFLOW_CONN_ID) -> DsnParts:
     """The warehouse's address from the Airflow connection (secrets stay out of XCom and logs)."""
@@ -70,7 +74,7 @@ def report_dir(settings: Settings, day: date) -> Path:
 
 def keep_dbt_artifacts(project_dir: str, context: Any, **_: Any) -> None:
     """Cosmos callback: copy dbt's run_results.json out of Cosmos's temporary project copy
-    into the run's report folder."""
+    into the run's report folder, as ``<task_id>_run_results.json``."""
     from trebol.settings import load_settings
 
     settings = load_settings()
@@ -79,7 +83,7 @@ def keep_dbt_artifacts(project_dir: str, context: Any, **_: Any) -> None:
     source = Path(project_dir) / "target" / "run_results.json"
     if source.exists():
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(source, target / "dbt_run_results.json")
+        shutil.copy(source, target / f"{context['ti'].task_id}_run_results.json")
 
 
 class WarehouseDbtBuildOperator(DbtBuildLocalOperator):
@@ -99,3 +103,20 @@ def dbt_profile(settings: Settings) -> ProfileConfig:
     """The dbt profile Cosmos hands to dbt."""
     return ProfileConfig(profile_name="trebol", target_name="warehouse",
                          profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml")
+
+
+def dbt_build_operator(task_id: str, settings: Settings, **kwargs: Any) -> WarehouseDbtBuildOperator:
+    """A ``dbt build`` task of the project as of the run's data interval end (``kwargs``: the
+    selection, e.g. ``select`` or ``exclude``, and other operator arguments)."""
+    return WarehouseDbtBuildOperator(
+        task_id=task_id,
+        project_dir=str(settings.dbt_project_dir),
+        profile_config=dbt_profile(settings),
+        install_deps=False,
+        env={"TREBOL_AS_OF_AT": "{{ data_interval_end.isoformat() }}",
+             "TREBOL_TIMEZONE": settings.timezone,
+             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"},
+        callback=keep_dbt_artifacts,
+        emit_datasets=False,
+        **kwargs,
+    )

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def prepare_warehouse() -> None:
-    """Create the layer schemas, raw tables and activation tables (idempotent)."""
+    """Create the layer schemas, raw tables, the CLV tables (dbt's source clv) and activation
+    tables (idempotent)."""
     with warehouse_connection() as conn:
         warehouse.bootstrap(conn)
         load.ensure_tables(conn, load_sources().values())

@@ -199,10 +199,15 @@ def resolve_pos_dsn(settings: Settings, warehouse_dsn: str) -> str:
 
 
 def bootstrap(conn: psycopg.Connection) -> None:
-    """Create the layer schemas; idempotent."""
+    """Create the layer schemas, and the tables dbt reads but does not build (the CLV
+    predictions, dbt source ``clv``: empty until the first fit), so that dbt never meets a
+    missing table; idempotent."""
+    from trebol import clv_marts  # numpy and pandas: not for every importer of this module
+
     with conn.transaction():
         for schema in SCHEMAS:
             conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+        clv_marts.ensure_tables(conn)
 
 
 def airflow_connection_json(dsn: str) -> str:

@@ -7,18 +7,21 @@ marts.dim_customers and marts.customer_source_keys, BENCH_TRANSACTIONS lines (de
 in marts.fct_transactions over the two years before the as-of date (tickets of 2 or 3 lines,
 deterministic pseudo-random values from hashes: customers drawn with a power-law skew, so many
 one-off buyers and a few heavy repeaters; 70 % store, 30 % online; 3 % returns; 3 % anonymous
-store tickets), a few CRM cases in staging.stg_crm__cases, and the seeds (`dbt seed`). The data is
-reused by the next run when its size and generator are the same.
+store tickets), a few CRM cases in staging.stg_crm__cases, the CLV predictions of the day in
+marts.customer_clv (pseudo-random, one per customer with a purchase: what fit_clv writes before
+the value marts are built, so customer_value ranks them), and the seeds (`dbt seed`). The data
+is reused by the next run when its size and generator are the same.
 
 It then measures on that data:
 
 - the floor: ``select customer_key, max(transacted_at), count(*), sum(net_amount) from
   marts.fct_transactions group by customer_key``, streamed to the client (COPY, discarded) and
   materialized (create table as, like dbt's table materialization); best of two each;
-- ``dbt run`` of customer_rfmt, customer_value, customer_segments, segment_history and
-  segment_migration (models only): once as of the day before (segment_history starts), then as of
-  the day twice (the nightly steady state: segment_history replaces its day's rows, and
-  segment_migration compares with the day before);
+- ``dbt run`` of int_customers__transaction_totals (the one pass over the lines), customer_rfmt,
+  customer_value, customer_segments, segment_history and segment_migration (models only): once
+  as of the day before (segment_history starts), then as of the day twice (the nightly steady
+  state: segment_history replaces its day's rows, and segment_migration compares with the day
+  before);
 - ``dbt build`` of the same selection (models, their data tests and unit tests) as of the day,
   twice.
 
@@ -48,10 +51,10 @@ from trebol.settings import load_settings
 
 DAY = date(2026, 6, 30)
 DATABASE = "trebol_bench_value"
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
-SELECTION = ("customer_rfmt", "customer_value", "customer_segments", "segment_history",
-             "segment_migration")
+SELECTION = ("int_customers__transaction_totals", "customer_rfmt", "customer_value",
+             "customer_segments", "segment_history", "segment_migration")
 SERVER_SETTINGS = ("server_version", "work_mem", "hash_mem_multiplier", "shared_buffers",
                    "max_parallel_workers_per_gather")
 FLOOR_QUERY = ("select customer_key, max(transacted_at) as last_transacted_at, count(*) as lines,"
@@ -208,10 +211,36 @@ def generation_statements(customers: int, lines: int, as_of_at: datetime, timezo
         from generate_series(1::bigint, {customers}::bigint) as n
         where {uniform('n', 24)} < 0.60 and {uniform('n', 32)} < 0.02
         """,
+        # Predictions of the CLV fit for the day (what fit_clv writes before customer_value is
+        # built), one per customer with a purchase: pseudo-random values within the table's
+        # checks; predicted CLV skewed like spend.
+        f"delete from marts.customer_clv where as_of_date = date '{as_of_at.date().isoformat()}'",
+        f"""
+        insert into marts.customer_clv
+        select
+            customer_key, date '{as_of_at.date().isoformat()}', frequency, 0, 0, null, 0.45,
+            p_alive, 4 * p_alive, 12 * p_alive, 50, round((2000 * power(u, 3))::numeric, 2),
+            1 - p_alive,
+            case when 1 - p_alive >= 0.8 then 'high' when 1 - p_alive >= 0.5 then 'medium'
+                 else 'low' end
+        from (
+            select customer_key, least(lines / 3, 20)::integer as frequency,
+                   case when lines < 3 then 1.0 else {uniform('h', 41)} end as p_alive,
+                   {uniform('h', 42)} as u
+            from (
+                select customer_key, count(*) as lines, hashtext(customer_key)::bigint as h
+                from marts.fct_transactions
+                where customer_key is not null and not is_return
+                    and transacted_at < timestamptz '{as_of_at.isoformat()}'
+                group by customer_key
+            ) as customers
+        ) as predictions
+        """,
         "vacuum (analyze) marts.fct_transactions",
         "vacuum (analyze) marts.dim_customers",
         "vacuum (analyze) marts.customer_source_keys",
         "vacuum (analyze) staging.stg_crm__cases",
+        "vacuum (analyze) marts.customer_clv",
     ]
 
 

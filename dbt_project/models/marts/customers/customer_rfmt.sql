@@ -2,9 +2,9 @@
 -- scores (quintiles, ties share a score), the weighted rfmt_score and the named RFM segment.
 with
 
-transactions as (
+customer_totals as (
 
-    select * from {{ ref('fct_transactions') }}
+    select * from {{ ref('int_customers__transaction_totals') }}
 
 ),
 
@@ -14,43 +14,19 @@ rfm_segments as (
 
 ),
 
--- lines before the as-of moment (after a backfill, later lines are in the table too)
-customer_lines as (
-
-    select * from transactions
-    where customer_key is not null and transacted_at < {{ as_of_at() }}
-
-),
-
-customer_purchases as (
-
-    select
-        customer_key,
-        min(case when not is_return then transacted_at end) as first_purchase_at,
-        max(case when not is_return then transacted_at end) as last_purchase_at,
-        count(distinct case when not is_return then transacted_on end) as purchase_days,
-        sum(net_amount) as monetary_total
-
-    from customer_lines
-    group by customer_key
-
-),
-
--- a customer whose lines are all returns (of purchases made as someone else) has no purchase
 customer_measures as (
 
     select
         customer_key,
         first_purchase_at,
         last_purchase_at,
-        {{ days_between('last_purchase_at', as_of_at()) }} as recency_days,
+        recency_days,
         purchase_days - 1 as frequency,
         monetary_total,
         cast(monetary_total / purchase_days as numeric(14, 2)) as monetary_average,
-        {{ days_between('first_purchase_at', as_of_at()) }} as tenure_days
+        tenure_days
 
-    from customer_purchases
-    where purchase_days > 0
+    from customer_totals
 
 ),
 

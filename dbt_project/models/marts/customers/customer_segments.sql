@@ -27,22 +27,31 @@ lifecycle_stages as (
 
 ),
 
+-- the stage of each (recency, tenure) pair present: the first match by sort_order
+customer_days as (
+
+    select distinct recency_days, tenure_days
+    from customer_rfmt
+
+),
+
 stage_matches as (
 
     select
-        customer_rfmt.customer_key,
+        customer_days.recency_days,
+        customer_days.tenure_days,
         lifecycle_stages.lifecycle_stage,
         row_number() over (
-            partition by customer_rfmt.customer_key
+            partition by customer_days.recency_days, customer_days.tenure_days
             order by lifecycle_stages.sort_order
         ) as match_rank
 
-    from customer_rfmt
+    from customer_days
     inner join lifecycle_stages
-        on customer_rfmt.recency_days
+        on customer_days.recency_days
             between lifecycle_stages.min_recency_days and lifecycle_stages.max_recency_days
         and (lifecycle_stages.max_tenure_days is null
-            or customer_rfmt.tenure_days <= lifecycle_stages.max_tenure_days)
+            or customer_days.tenure_days <= lifecycle_stages.max_tenure_days)
 
 ),
 
@@ -72,7 +81,8 @@ final as (
     inner join customer_value
         on customer_rfmt.customer_key = customer_value.customer_key
     left join stage_matches
-        on customer_rfmt.customer_key = stage_matches.customer_key
+        on customer_rfmt.recency_days = stage_matches.recency_days
+        and customer_rfmt.tenure_days = stage_matches.tenure_days
         and stage_matches.match_rank = 1
     left join customers
         on customer_rfmt.customer_key = customers.customer_key

@@ -1,16 +1,12 @@
 -- Current profitability per customer over the 12 months before the as-of moment: revenue, margin,
--- discounts, returns, cost to serve (seed cost_to_serve), net value, and the value tier.
+-- discounts, returns, cost to serve (seed cost_to_serve), net value, and the value tier, whose
+-- high potential is the predicted CLV's top share when the CLV fit ran for the date (a run rate
+-- heuristic before that).
 with
 
-transactions as (
+customer_totals as (
 
-    select * from {{ ref('fct_transactions') }}
-
-),
-
-customers as (
-
-    select * from {{ ref('customer_rfmt') }}
+    select * from {{ ref('int_customers__transaction_totals') }}
 
 ),
 
@@ -32,32 +28,9 @@ cost_to_serve as (
 
 ),
 
-window_lines as (
+customer_clv as (
 
-    select * from transactions
-    where customer_key is not null
-        and transacted_at >= {{ dbt.dateadd('month', -12, as_of_at()) }}
-        and transacted_at < {{ as_of_at() }}
-
-),
-
--- a line of an unknown product has no cost: it counts no margin (the conservative reading)
-customer_sales as (
-
-    select
-        customer_key,
-        sum(case when not is_return then net_amount else 0 end) as revenue_12m,
-        sum(case when not is_return then discount_amount else 0 end) as discounts_12m,
-        -sum(case when is_return then net_amount else 0 end) as returns_12m,
-        sum(coalesce(margin_amount, 0)) as margin_12m,
-        count(distinct case when not is_return and channel = 'store' then transaction_id end)
-            as store_orders_12m,
-        count(distinct case when not is_return and channel = 'online' then transaction_id end)
-            as online_orders_12m,
-        count(distinct case when is_return then transaction_id end) as returns_count_12m
-
-    from window_lines
-    group by customer_key
+    select * from {{ source('clv', 'customer_clv') }}
 
 ),
 
@@ -104,23 +77,21 @@ unit_costs as (
 customer_activity as (
 
     select
-        customers.customer_key,
-        customers.tenure_days,
-        coalesce(customer_sales.revenue_12m, 0) as revenue_12m,
-        coalesce(customer_sales.discounts_12m, 0) as discounts_12m,
-        coalesce(customer_sales.returns_12m, 0) as returns_12m,
-        coalesce(customer_sales.margin_12m, 0) as margin_12m,
-        coalesce(customer_sales.store_orders_12m, 0) as store_orders_12m,
-        coalesce(customer_sales.online_orders_12m, 0) as online_orders_12m,
-        coalesce(customer_sales.returns_count_12m, 0) as returns_count_12m,
+        customer_totals.customer_key,
+        customer_totals.tenure_days,
+        customer_totals.revenue_12m,
+        customer_totals.discounts_12m,
+        customer_totals.returns_12m,
+        customer_totals.margin_12m,
+        customer_totals.store_orders_12m,
+        customer_totals.online_orders_12m,
+        customer_totals.returns_count_12m,
         coalesce(customer_service.service_contacts_12m, 0) as service_contacts_12m,
         coalesce(customer_service.compensation_12m, 0) as compensation_12m
 
-    from customers
-    left join customer_sales
-        on customers.customer_key = customer_sales.customer_key
+    from customer_totals
     left join customer_service
-        on customers.customer_key = customer_service.customer_key
+        on customer_totals.customer_key = customer_service.customer_key
 
 ),
 
@@ -187,34 +158,75 @@ high_performer_thresholds as (
 
 ),
 
-final as (
+-- the CLV fit's predictions for the run's date: none when it has not run for it, or failed
+predicted_values as (
 
     select
-        cast(high_performer_flags.customer_key as varchar) as customer_key,
-        {{ local_date(as_of_at()) }} as as_of_date,
-        cast(high_performer_flags.revenue_12m as numeric(14, 2)) as revenue_12m,
-        cast(high_performer_flags.discounts_12m as numeric(14, 2)) as discounts_12m,
-        cast(high_performer_flags.returns_12m as numeric(14, 2)) as returns_12m,
-        cast(high_performer_flags.margin_12m as numeric(14, 2)) as margin_12m,
-        cast(high_performer_flags.store_orders_12m as integer) as store_orders_12m,
-        cast(high_performer_flags.online_orders_12m as integer) as online_orders_12m,
-        cast(high_performer_flags.returns_count_12m as integer) as returns_count_12m,
-        cast(high_performer_flags.service_contacts_12m as integer) as service_contacts_12m,
-        cast(high_performer_flags.compensation_12m as numeric(14, 2)) as compensation_12m,
-        cast(high_performer_flags.cost_to_serve_12m as numeric(14, 2)) as cost_to_serve_12m,
-        cast(high_performer_flags.net_value_12m as numeric(14, 2)) as net_value_12m,
-        cast(high_performer_flags.net_value_run_rate as numeric(14, 2)) as net_value_run_rate,
-        high_performer_flags.is_high_performer,
-        cast(case
-            when high_performer_flags.is_high_performer then 'high_performer'
-            when high_performer_flags.net_value_12m < 0 then 'below_zero'
-            when high_performer_flags.net_value_run_rate
-                >= high_performer_thresholds.high_performer_threshold then 'high_potential'
-            else 'standard'
-        end as varchar) as value_tier
+        customer_key,
+        predicted_clv,
+        rank() over (order by predicted_clv desc) as predicted_clv_rank,
+        count(*) over () as predicted_customer_count
+
+    from customer_clv
+    where as_of_date = {{ local_date(as_of_at()) }}
+
+),
+
+-- high potential: the top share by predicted CLV (above zero) where the customer has a
+-- prediction; else a net value run rate reaching the lowest high performer's net value
+high_potential_flags as (
+
+    select
+        high_performer_flags.*,
+        predicted_values.predicted_clv,
+        predicted_values.customer_key is not null as has_predicted_clv,
+        case
+            when predicted_values.customer_key is not null
+                then predicted_values.predicted_clv_rank
+                    <= {{ var('value_high_potential_top_share') }} * predicted_values.predicted_customer_count
+                    and predicted_values.predicted_clv > 0
+            else high_performer_flags.net_value_run_rate
+                >= high_performer_thresholds.high_performer_threshold
+        end as is_high_potential
 
     from high_performer_flags
     cross join high_performer_thresholds
+    left join predicted_values
+        on high_performer_flags.customer_key = predicted_values.customer_key
+
+),
+
+final as (
+
+    select
+        cast(high_potential_flags.customer_key as varchar) as customer_key,
+        {{ local_date(as_of_at()) }} as as_of_date,
+        cast(high_potential_flags.revenue_12m as numeric(14, 2)) as revenue_12m,
+        cast(high_potential_flags.discounts_12m as numeric(14, 2)) as discounts_12m,
+        cast(high_potential_flags.returns_12m as numeric(14, 2)) as returns_12m,
+        cast(high_potential_flags.margin_12m as numeric(14, 2)) as margin_12m,
+        cast(high_potential_flags.store_orders_12m as integer) as store_orders_12m,
+        cast(high_potential_flags.online_orders_12m as integer) as online_orders_12m,
+        cast(high_potential_flags.returns_count_12m as integer) as returns_count_12m,
+        cast(high_potential_flags.service_contacts_12m as integer) as service_contacts_12m,
+        cast(high_potential_flags.compensation_12m as numeric(14, 2)) as compensation_12m,
+        cast(high_potential_flags.cost_to_serve_12m as numeric(14, 2)) as cost_to_serve_12m,
+        cast(high_potential_flags.net_value_12m as numeric(14, 2)) as net_value_12m,
+        cast(high_potential_flags.net_value_run_rate as numeric(14, 2)) as net_value_run_rate,
+        high_potential_flags.is_high_performer,
+        cast(high_potential_flags.predicted_clv as numeric(14, 2)) as predicted_clv,
+        cast(case
+            when high_potential_flags.is_high_performer then 'high_performer'
+            when high_potential_flags.net_value_12m < 0 then 'below_zero'
+            when high_potential_flags.is_high_potential then 'high_potential'
+            else 'standard'
+        end as varchar) as value_tier,
+        cast(case
+            when high_potential_flags.has_predicted_clv then 'predicted_clv'
+            else 'run_rate_heuristic'
+        end as varchar) as value_tier_basis
+
+    from high_potential_flags
 
 )
 

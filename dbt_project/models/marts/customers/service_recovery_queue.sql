@@ -1,6 +1,7 @@
 -- Open complaints as of the run's date, in the order front-line staff should act: customers who
--- matter most first (value tier, seed value_tiers), those at risk of leaving before the others,
--- then by net value; with the compensation limit of the customer's loyalty tier.
+-- matter most first (value tier, seed value_tiers), those at risk of leaving before the others
+-- (the CLV fit's churn risk band for the date, else the lifecycle stage), then by net value; with
+-- the compensation limit of the customer's loyalty tier.
 with
 
 cases as (
@@ -39,12 +40,29 @@ tier_privileges as (
 
 ),
 
+customer_clv as (
+
+    select * from {{ source('clv', 'customer_clv') }}
+
+),
+
 -- raw keeps a case's latest version: one resolved after the as-of moment was open then
 open_cases as (
 
     select * from cases
     where opened_at < {{ as_of_at() }}
         and (resolved_at is null or resolved_at >= {{ as_of_at() }})
+
+),
+
+-- churn risk from the CLV fit of the run's date, for customers with a repeat purchase: BG/NBD
+-- holds a one-off buyer alive for sure (p_alive 1), which says nothing of their risk
+churn_predictions as (
+
+    select customer_key, churn_risk, churn_risk_band
+    from customer_clv
+    where as_of_date = {{ local_date(as_of_at()) }}
+        and frequency > 0
 
 ),
 
@@ -62,7 +80,18 @@ cases_with_customers as (
         customer_segments.net_value_12m,
         customers.loyalty_tier,
         coalesce(value_tiers.service_priority, 99) as service_priority,
-        coalesce(customer_segments.lifecycle_stage in ('at_risk', 'lapsed'), false) as is_at_risk_of_churn,
+        churn_predictions.churn_risk,
+        case
+            when churn_predictions.customer_key is not null
+                then churn_predictions.churn_risk_band
+                    in ('{{ var("service_churn_risk_bands") | join("', '") }}')
+            else coalesce(customer_segments.lifecycle_stage
+                in ('{{ var("service_churn_risk_lifecycle_stages") | join("', '") }}'), false)
+        end as is_at_risk_of_churn,
+        case
+            when churn_predictions.customer_key is not null then 'predicted_clv'
+            else 'lifecycle_stage'
+        end as churn_risk_basis,
         coalesce(
             tier_privileges.service_compensation_limit,
             {{ var('service_compensation_limit_non_member') }}
@@ -80,6 +109,8 @@ cases_with_customers as (
         on customer_segments.value_tier = value_tiers.value_tier
     left join tier_privileges
         on customers.loyalty_tier = tier_privileges.tier
+    left join churn_predictions
+        on source_keys.customer_key = churn_predictions.customer_key
 
 ),
 
@@ -100,6 +131,8 @@ final as (
         cast(value_tier as varchar) as value_tier,
         cast(lifecycle_stage as varchar) as lifecycle_stage,
         is_at_risk_of_churn,
+        cast(churn_risk as numeric(5, 4)) as churn_risk,
+        cast(churn_risk_basis as varchar) as churn_risk_basis,
         cast(net_value_12m as numeric(14, 2)) as net_value_12m,
         cast(loyalty_tier as varchar) as loyalty_tier,
         cast(compensation_limit as numeric(10, 2)) as compensation_limit,

@@ -1,0 +1,82 @@
+{{ config(materialized='table') }}
+
+-- Each customer's transaction totals as of the run's date, in one pass over fct_transactions:
+-- what customer_rfmt scores (the whole history) and what customer_value prices (the 12 months
+-- before the as-of moment), for every customer with a purchase before the as-of moment.
+with
+
+transactions as (
+
+    select * from {{ ref('fct_transactions') }}
+
+),
+
+-- lines before the as-of moment (after a backfill, later lines are in the table too)
+customer_lines as (
+
+    select
+        transactions.*,
+        transacted_at >= {{ dbt.dateadd('month', -12, as_of_at()) }} as is_in_last_12_months
+
+    from transactions
+    where customer_key is not null and transacted_at < {{ as_of_at() }}
+
+),
+
+-- grouped by the key's bytes (macro byte_order): one sort of the lines, not a linguistic one;
+-- a line of an unknown product has no cost: it counts no margin (the conservative reading)
+customer_totals as (
+
+    select
+        {{ byte_order('customer_key') }} as customer_key,
+        min(case when not is_return then transacted_at end) as first_purchase_at,
+        max(case when not is_return then transacted_at end) as last_purchase_at,
+        count(distinct case when not is_return then transacted_on end) as purchase_days,
+        sum(net_amount) as monetary_total,
+        sum(case when is_in_last_12_months and not is_return then net_amount else 0 end)
+            as revenue_12m,
+        sum(case when is_in_last_12_months and not is_return then discount_amount else 0 end)
+            as discounts_12m,
+        -sum(case when is_in_last_12_months and is_return then net_amount else 0 end)
+            as returns_12m,
+        sum(case when is_in_last_12_months then coalesce(margin_amount, 0) else 0 end)
+            as margin_12m,
+        count(distinct case
+            when is_in_last_12_months and not is_return and channel = 'store' then transaction_id
+        end) as store_orders_12m,
+        count(distinct case
+            when is_in_last_12_months and not is_return and channel = 'online' then transaction_id
+        end) as online_orders_12m,
+        count(distinct case when is_in_last_12_months and is_return then transaction_id end)
+            as returns_count_12m
+
+    from customer_lines
+    group by {{ byte_order('customer_key') }}
+    -- a customer whose lines are all returns (of purchases made as someone else) has no purchase
+    having count(distinct case when not is_return then transacted_on end) > 0
+
+),
+
+final as (
+
+    select
+        cast({{ default_order('customer_key') }} as varchar) as customer_key,
+        first_purchase_at,
+        last_purchase_at,
+        cast({{ days_between('last_purchase_at', as_of_at()) }} as integer) as recency_days,
+        cast({{ days_between('first_purchase_at', as_of_at()) }} as integer) as tenure_days,
+        cast(purchase_days as integer) as purchase_days,
+        cast(monetary_total as numeric(14, 2)) as monetary_total,
+        cast(coalesce(revenue_12m, 0) as numeric(14, 2)) as revenue_12m,
+        cast(coalesce(discounts_12m, 0) as numeric(14, 2)) as discounts_12m,
+        cast(coalesce(returns_12m, 0) as numeric(14, 2)) as returns_12m,
+        cast(coalesce(margin_12m, 0) as numeric(14, 2)) as margin_12m,
+        cast(store_orders_12m as integer) as store_orders_12m,
+        cast(online_orders_12m as integer) as online_orders_12m,
+        cast(returns_count_12m as integer) as returns_count_12m
+
+    from customer_totals
+
+)
+
+select * from final
