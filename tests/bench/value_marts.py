@@ -18,9 +18,10 @@ It then measures on that data:
   marts.fct_transactions group by customer_key``, streamed to the client (COPY, discarded) and
   materialized (create table as, like dbt's table materialization); best of two each;
 - ``dbt run`` of int_customers__transaction_totals (the one pass over the lines), customer_rfmt,
-  customer_value, customer_segments, segment_history and segment_migration (models only): once as of the day before (segment_history starts), then as of
-  the day twice (the nightly steady state: segment_history replaces its day's rows, and
-  segment_migration compares with the day before);
+  customer_value, customer_segments, segment_history and segment_migration (models only): once
+  as of the day before (segment_history starts), then as of the day twice (the nightly steady
+  state: segment_history replaces its day's rows, and segment_migration compares with the day
+  before);
 - ``dbt build`` of the same selection (models, their data tests and unit tests) as of the day,
   twice.
 
