@@ -86,3 +86,19 @@ def test_failed_guard_rail_keeps_the_previous_predictions(clv_warehouse: psycopg
     dates = [row[0] for row in _rows(clv_warehouse, "select as_of_date from marts.clv_model_runs "
                                                     "order by 1")]
     assert dates == [earlier, DEMO_DATE]
+
+
+def test_value_marts_fall_back_without_predictions(demo_marts: DemoMarts) -> None:
+    """The session's demo marts were built by dbt alone, before any fit: customer_clv exists
+    (empty), customer_value's high potential is the run-rate heuristic and the service queue's
+    churn risk the lifecycle rule."""
+    with psycopg.connect(demo_marts.dsn, autocommit=True) as conn:
+        value = _rows(conn, """select value_tier_basis, count(*), count(predicted_clv),
+            count(*) filter (where value_tier = 'high_potential') from marts.customer_value
+            group by 1""")
+        queue = _rows(conn, """select distinct churn_risk_basis, churn_risk
+            from marts.service_recovery_queue""")
+    [(basis, customers, predicted, high_potential)] = value
+    assert basis == "run_rate_heuristic" and customers > 100 and predicted == 0
+    assert high_potential > 0
+    assert set(queue) <= {("lifecycle_stage", None)}
