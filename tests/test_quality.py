@@ -28,6 +28,7 @@ from trebol.sources import load_sources
 
 from .conftest import (
     DEMO_DATE,
+    PROJECT_DIR,
     DemoMarts,
     SessionWarehouse,
     drop_database,
@@ -263,3 +264,16 @@ def test_a_wrong_rules_file_names_the_key(tmp_path: Path) -> None:
                                                         "business_opened_on: soon"))
     with pytest.raises(QualityRulesError, match="business_opened_on: 'soon' is not a date"):
         load_rules(broken)
+
+
+def test_every_suite_file_is_run_by_a_stored_validation_definition() -> None:
+    """The project is complete as committed: a run only reads it (nothing to create or save)."""
+    project = PROJECT_DIR / "expectations" / "gx"
+    validations = [*gate.raw_validations(list(load_sources().values())), *gate.MART_VALIDATIONS]
+    suites = {path.stem for path in (project / "expectations").glob("*.json")}
+    assert suites == {validation.suite for validation in validations}
+    for validation in validations:
+        stored = json.loads((project / "validation_definitions" /
+                             f"validate_{validation.suite}.json").read_text())
+        assert stored["suite"]["name"] == validation.suite
+        assert stored["data"]["asset"]["name"] == f"{validation.schema}.{validation.table}"

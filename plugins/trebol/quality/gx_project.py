@@ -111,7 +111,7 @@ def _validation_definition(context: Any, validation: Validation) -> Any:
     try:
         return context.validation_definitions.get(name)
     except (DataContextError, KeyError, ValueError):
-        pass
+        pass  # a suite new to the project: its asset, batch and definition are made and saved below
     source = context.data_sources.get(DATASOURCE)
     asset_name = f"{validation.schema}.{validation.table}"
     asset = next((a for a in source.assets if a.name == asset_name), None) or \
