@@ -12,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from trebol.quality.data_docs import DEFAULT_ASSETS, external_urls, localize, rendered_dom, screenshot
+from trebol.quality.data_docs import DEFAULT_ASSETS, external_urls, localize
+
+from .browser import rendered_dom, screenshot
 
 os.environ["GX_ANALYTICS_ENABLED"] = "False"  # before great_expectations is first imported
 SUITE = "trebol_docs_suite"

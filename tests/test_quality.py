@@ -21,11 +21,12 @@ import psycopg
 import pytest
 
 from trebol import activation, clv_marts, load, warehouse
-from trebol.quality import data_docs, gate
+from trebol.quality import gate
 from trebol.quality.rules import DEFAULT_RULES, QualityRulesError, load_rules
 from trebol.simulator import SimulationSpec, simulate
 from trebol.sources import load_sources
 
+from .browser import rendered_dom, screenshot
 from .conftest import (
     DEMO_DATE,
     PROJECT_DIR,
@@ -205,11 +206,11 @@ def test_clean_marts_pass_and_are_recorded_with_data_docs(
     assert recorded[0] >= 30 and recorded[1] == len(gate.MART_VALIDATIONS) and recorded[2]
     # the run's Data Docs open offline in a real browser and list this run's validations
     index = run.report_dir / "data_docs" / "index.html"
-    dom = data_docs.rendered_dom(index)
+    dom = rendered_dom(index)
     for validation in gate.MART_VALIDATIONS:
         assert re.search(rf"<td[^>]*>[^<]*{validation.suite}</td>", dom), validation.suite
     picture = run.report_dir / "data_docs.png"
-    data_docs.screenshot(index, picture)
+    screenshot(index, picture)
     assert picture.stat().st_size > 20_000
 
 

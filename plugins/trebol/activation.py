@@ -94,19 +94,18 @@ def stage_audiences(conn: psycopg.Connection, audiences: list[Audience],
     """Write the members of every audience for the date (consenting customers with an email)
     into ``activation.audience_members``, replacing the date's rows; members per audience."""
     ensure_tables(conn)
+    members: dict[str, int] = {}
     with conn.transaction():
         conn.execute("delete from activation.audience_members where as_of_date = %s", (as_of_date,))
         for audience in audiences:
-            conn.execute("""
+            members[audience.name] = conn.execute("""
                 insert into activation.audience_members (as_of_date, audience, customer_key, email)
                 select as_of_date, %s, customer_key, email
                 from marts.customer_segments
                 where as_of_date = %s and lifecycle_stage = %s
                   and has_marketing_consent and email is not null""",
-                (audience.name, as_of_date, audience.lifecycle_stage))
-    return {audience.name: conn.execute(
-        "select count(*) from activation.audience_members where as_of_date = %s and audience = %s",
-        (as_of_date, audience.name)).fetchone()[0] for audience in audiences}
+                (audience.name, as_of_date, audience.lifecycle_stage)).rowcount
+    return members
 
 
 def select_audience(conn: psycopg.Connection, audience: Audience,

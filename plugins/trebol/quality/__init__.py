@@ -3,6 +3,6 @@
 
 Modules: ``rules`` (config/quality.yml), ``views`` (the ``quality`` schema the suites read),
 ``gx_project`` (running the GX file project of ``expectations/gx``), ``results`` (the results
-table), ``gate`` (the two check tasks' bodies) and ``data_docs`` (offline Data Docs assets and
-headless-chromium screenshots).
+table), ``gate`` (the two check tasks' bodies) and ``data_docs`` (local copies of the Data Docs' web
+assets, so the site opens offline).
 """

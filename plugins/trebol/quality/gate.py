@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg import sql
 
 from trebol.quality import gx_project, results, views
 from trebol.quality.gx_project import CheckResult, Validation
@@ -112,8 +113,6 @@ def _parameters(conn: psycopg.Connection, run: QualityRun, rules: QualityRules,
 
 
 def _has_rows(conn: psycopg.Connection, validation: Validation, as_of_date: date) -> bool:
-    from psycopg import sql
-
     query = sql.SQL("select exists (select from {} where as_of_date = %s)").format(
         sql.Identifier(validation.schema, validation.table))
     return bool(conn.execute(query, (as_of_date,)).fetchone()[0])
