@@ -27,34 +27,6 @@ lifecycle_stages as (
 
 ),
 
--- the stage of each (recency, tenure) pair present: the first match by sort_order
-customer_days as (
-
-    select distinct recency_days, tenure_days
-    from customer_rfmt
-
-),
-
-stage_matches as (
-
-    select
-        customer_days.recency_days,
-        customer_days.tenure_days,
-        lifecycle_stages.lifecycle_stage,
-        row_number() over (
-            partition by customer_days.recency_days, customer_days.tenure_days
-            order by lifecycle_stages.sort_order
-        ) as match_rank
-
-    from customer_days
-    inner join lifecycle_stages
-        on customer_days.recency_days
-            between lifecycle_stages.min_recency_days and lifecycle_stages.max_recency_days
-        and (lifecycle_stages.max_tenure_days is null
-            or customer_days.tenure_days <= lifecycle_stages.max_tenure_days)
-
-),
-
 final as (
 
     select
@@ -80,10 +52,18 @@ final as (
     from customer_rfmt
     inner join customer_value
         on customer_rfmt.customer_key = customer_value.customer_key
-    left join stage_matches
-        on customer_rfmt.recency_days = stage_matches.recency_days
-        and customer_rfmt.tenure_days = stage_matches.tenure_days
-        and stage_matches.match_rank = 1
+    -- the first stage by sort_order whose bands hold the customer (a handful of seed rows)
+    left join lateral (
+        select lifecycle_stages.lifecycle_stage
+
+        from lifecycle_stages
+        where customer_rfmt.recency_days
+                between lifecycle_stages.min_recency_days and lifecycle_stages.max_recency_days
+            and (lifecycle_stages.max_tenure_days is null
+                or customer_rfmt.tenure_days <= lifecycle_stages.max_tenure_days)
+        order by lifecycle_stages.sort_order
+        limit 1
+    ) as stage_matches on true
     left join customers
         on customer_rfmt.customer_key = customers.customer_key
 

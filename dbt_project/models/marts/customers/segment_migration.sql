@@ -3,7 +3,9 @@
 -- segment, value tier). A customer without a row on one of the dates counts as '(none)'.
 with
 
-segment_history as (
+-- not materialized: each use reads only its dates (through the index on as_of_date), not a copy
+-- of every snapshot kept
+segment_history as not materialized (
 
     select * from {{ ref('segment_history') }}
 
