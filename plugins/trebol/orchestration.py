@@ -107,7 +107,9 @@ def dbt_profile(settings: Settings) -> ProfileConfig:
 
 def dbt_build_operator(task_id: str, settings: Settings, **kwargs: Any) -> WarehouseDbtBuildOperator:
     """A ``dbt build`` task of the project as of the run's data interval end (``kwargs``: the
-    selection, e.g. ``select`` or ``exclude``, and other operator arguments)."""
+    selection, e.g. ``select`` or ``exclude``, and other operator arguments). Models, seeds and
+    data tests: the unit tests check the SQL on fixed inputs, so they run in development and CI
+    (``make test``), not every night, as dbt Labs recommends for production builds."""
     return WarehouseDbtBuildOperator(
         task_id=task_id,
         project_dir=str(settings.dbt_project_dir),
@@ -115,6 +117,7 @@ def dbt_build_operator(task_id: str, settings: Settings, **kwargs: Any) -> Wareh
         install_deps=False,
         env={"TREBOL_AS_OF_AT": "{{ data_interval_end.isoformat() }}",
              "TREBOL_TIMEZONE": settings.timezone,
+             "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
              "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"},
         callback=keep_dbt_artifacts,
         emit_datasets=False,
