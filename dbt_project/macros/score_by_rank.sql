@@ -25,23 +25,9 @@
     from (
         select
             value,
-            cast(1 + 5 * (values_up_to - value_count) / row_count as integer) as score
+            cast(1 + 5 * (value_rank - 1) / row_count as integer) as score
 
-        from (
-            select
-                value,
-                value_count,
-                cast(sum(value_count) over (
-                    order by value {{ 'desc' if descending }} rows unbounded preceding
-                ) as bigint) as values_up_to,
-                cast(sum(value_count) over () as bigint) as row_count
-
-            from (
-                select {{ column }} as value, count(*) as value_count
-                from {{ relation }}
-                group by {{ column }}
-            ) as value_counts
-        ) as value_ranks
+        from ({{ distinct_value_ranks(relation, column, descending) }}) as value_ranks
     ) as value_scores
 {%- endmacro %}
 
@@ -62,19 +48,24 @@
 {% macro top_share_threshold(relation, column, share) -%}
     select min(value) as threshold_value
 
-    from (
-        select
-            value,
-            cast(sum(value_count) over (order by value desc rows unbounded preceding) as bigint)
-                - value_count + 1 as value_rank,
-            cast(sum(value_count) over () as bigint) as row_count
-
-        from (
-            select {{ column }} as value, count(*) as value_count
-            from {{ relation }}
-            group by {{ column }}
-        ) as value_counts
-    ) as value_ranks
-
+    from ({{ distinct_value_ranks(relation, column, descending=true) }}) as value_ranks
     where value_rank <= {{ share }} * row_count and value > 0
+{%- endmacro %}
+
+{#- The select of each distinct value of `column` in `relation` with its
+    rank(): 1 + the number of rows before it in the order (by the value, `descending` or not),
+    and row_count, the number of rows. -#}
+{% macro distinct_value_ranks(relation, column, descending=false) -%}
+    select
+        value,
+        cast(sum(value_count) over (
+            order by value {{ 'desc' if descending }} rows unbounded preceding
+        ) as bigint) - value_count + 1 as value_rank,
+        cast(sum(value_count) over () as bigint) as row_count
+
+    from (
+        select {{ column }} as value, count(*) as value_count
+        from {{ relation }}
+        group by {{ column }}
+    ) as value_counts
 {%- endmacro %}
