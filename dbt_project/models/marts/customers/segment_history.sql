@@ -1,10 +1,7 @@
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='as_of_date',
-        full_refresh=false,
-        on_schema_change='append_new_columns',
+        materialized='partitioned_snapshot',
+        partition_by='as_of_date',
         post_hook=["{{ prune_segment_history() }}"]
     )
 }}

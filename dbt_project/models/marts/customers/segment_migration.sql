@@ -3,46 +3,47 @@
 -- segment, value tier). A customer without a row on one of the dates counts as '(none)'.
 with
 
--- not materialized: each use reads only its dates (through the index on as_of_date), not a copy
--- of every snapshot kept
+-- not materialized: each use reads only its dates, not a copy of every snapshot kept
 segment_history as not materialized (
 
     select * from {{ ref('segment_history') }}
 
 ),
 
+-- the newest snapshot before the run's date (null when there is none): the partitions' keys
+-- (as_of_date first) find it without reading the snapshots
 dates as (
 
     select
         {{ local_date(as_of_at()) }} as to_as_of_date,
-        max(case when as_of_date < {{ local_date(as_of_at()) }} then as_of_date end) as from_as_of_date
+        max(as_of_date) as from_as_of_date
 
     from segment_history
+    where as_of_date < {{ local_date(as_of_at()) }}
 
 ),
 
+-- each snapshot is one partition of segment_history: the run's date is known when the query is
+-- planned, the previous one when it starts
 previous_snapshot as (
 
-    select segment_history.*
-    from segment_history
-    inner join dates
-        on segment_history.as_of_date = dates.from_as_of_date
+    select * from segment_history
+    where as_of_date = (select from_as_of_date from dates)
 
 ),
 
 current_snapshot as (
 
-    select segment_history.*
-    from segment_history
-    inner join dates
-        on segment_history.as_of_date = dates.to_as_of_date
+    select * from segment_history
+    where as_of_date = {{ local_date(as_of_at()) }}
 
 ),
 
 {% set segmentations = ['lifecycle_stage', 'rfm_segment', 'value_tier'] %}
 
 -- the two snapshots joined once by customer: each customer's move in the three segmentations
-customer_moves as (
+-- (materialized: read once per segmentation below)
+customer_moves as materialized (
 
     select
         {% for segmentation in segmentations %}
@@ -57,23 +58,7 @@ customer_moves as (
 
 ),
 
-move_combinations as (
-
-    select
-        {% for segmentation in segmentations %}
-        from_{{ segmentation }},
-        to_{{ segmentation }},
-        {% endfor %}
-        count(*) as customers
-
-    from customer_moves
-    group by
-        {% for segmentation in segmentations %}
-        from_{{ segmentation }}, to_{{ segmentation }}{% if not loop.last %},{% endif %}
-        {% endfor %}
-
-),
-
+-- counted per segmentation: a few dozen (from, to) pairs each
 moves as (
 
     {% for segmentation in segmentations %}
@@ -81,9 +66,10 @@ moves as (
         '{{ segmentation }}' as segmentation,
         from_{{ segmentation }} as from_segment,
         to_{{ segmentation }} as to_segment,
-        customers
+        count(*) as customers
 
-    from move_combinations
+    from customer_moves
+    group by from_{{ segmentation }}, to_{{ segmentation }}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
@@ -97,12 +83,11 @@ final as (
         cast(segmentation as varchar) as segmentation,
         cast(from_segment as varchar) as from_segment,
         cast(to_segment as varchar) as to_segment,
-        cast(sum(customers) as integer) as customers
+        cast(moves.customers as integer) as customers
 
     from moves
     cross join dates
     where dates.from_as_of_date is not null
-    group by dates.from_as_of_date, dates.to_as_of_date, segmentation, from_segment, to_segment
 
 )
 
