@@ -48,7 +48,7 @@
   {%- endcall -%}
 
   {#- the snapshot's value, from its first row: attaching the partition checks every row holds it -#}
-  {%- set first_row = run_query('select ' ~ adapter.quote(partition_by) ~ '::text from '
+  {%- set first_row = run_query('select ' ~ partitioned_snapshot_value_text(partition_by) ~ ' from '
                                 ~ staging_relation ~ ' limit 1') -%}
   {%- set value = first_row.rows[0][0] if first_row.rows | length > 0 else none -%}
 
@@ -94,6 +94,13 @@
 {%- endmacro %}
 
 
+{#- A date column's value as ISO text (YYYY-MM-DD whatever the session's DateStyle): the
+    partition's bound and the digits of its name. -#}
+{% macro partitioned_snapshot_value_text(partition_by) -%}
+    to_char({{ adapter.quote(partition_by) }}, 'YYYY-MM-DD')
+{%- endmacro %}
+
+
 {#- The partition of one value: `<model>_<value's digits>` in the partitions schema. -#}
 {% macro partitioned_snapshot_partition(relation, partitions_schema, value) -%}
   {{ return(api.Relation.create(database=relation.database, schema=partitions_schema,
@@ -116,8 +123,8 @@
     {%- call statement('create_history') -%}
       {{ partitioned_snapshot_history_sql(relation, partition_by) }}
     {%- endcall -%}
-    {%- set held = run_query('select distinct ' ~ adapter.quote(partition_by) ~ '::text from '
-                             ~ legacy_relation ~ ' order by 1') -%}
+    {%- set held = run_query('select distinct ' ~ partitioned_snapshot_value_text(partition_by)
+                             ~ ' from ' ~ legacy_relation ~ ' order by 1') -%}
     {%- for row in held.rows -%}
       {%- call statement('create_partition') -%}
         create table {{ partitioned_snapshot_partition(relation, partitions_schema, row[0]) }}
