@@ -24,8 +24,8 @@ RECENT_DAILY = DEMO_DATE - timedelta(days=10)
 
 @pytest.fixture
 def history(demo_marts: DemoMarts) -> Iterator[psycopg.Connection]:
-    """The demo marts' connection; the snapshots a test adds are dropped afterwards, and the run's
-    date is built again so the history holds what the session built."""
+    """The demo marts' connection; the snapshots a test adds are dropped afterwards (a test that
+    changes the run's snapshot builds it again itself)."""
     with psycopg.connect(demo_marts.dsn, autocommit=True) as conn:
         yield conn
         for day in (MONTH_START, OLD_DAILY, RECENT_DAILY):

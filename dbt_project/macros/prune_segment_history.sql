@@ -30,6 +30,7 @@
     {%- for partition_name in expired %}
     drop table {{ partition_name }};
     {%- else %}
+    {#- a hook must run a statement: with nothing to drop, one that says so #}
     select 'no daily snapshot past its retention' as pruned
     {%- endfor %}
 {%- endmacro %}
