@@ -148,9 +148,11 @@ def load_sources_until(conn: psycopg.Connection, pos_dsn: str, sources_dir: Path
         load.extract_and_load(conn, source, sources_dir, interval, 3, timezone, source_connector(pos_dsn))
 
 
-def run_dbt(dsn: str, as_of_at: datetime, *args: str, work_dir: Path) -> None:
+def run_dbt(dsn: str, as_of_at: datetime, *args: str, work_dir: Path,
+            should_fail: bool = False) -> str:
     """``dbt <args>`` on the project against ``dsn`` as of ``as_of_at`` (its own target folder
-    under ``work_dir``, so the project's is untouched); fails the test with dbt's output."""
+    under ``work_dir``, so the project's is untouched); its output. Fails the test with dbt's
+    output when dbt fails, or, ``should_fail``, when it succeeds."""
     env = {**os.environ, **QUIET, **warehouse.dbt_env(warehouse.dsn_parts(dsn)),
            "TREBOL_AS_OF_AT": as_of_at.isoformat()}
     project = PROJECT_DIR / "dbt_project"
@@ -159,7 +161,8 @@ def run_dbt(dsn: str, as_of_at: datetime, *args: str, work_dir: Path) -> None:
          "--profiles-dir", str(project), "--target-path", str(work_dir / "target"),
          "--log-path", str(work_dir / "logs")],
         env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert (done.returncode != 0) == should_fail, done.stdout[-4000:] + done.stderr[-2000:]
+    return done.stdout
 
 
 def local_midnight(day: date, timezone: str = "Europe/Madrid") -> datetime:

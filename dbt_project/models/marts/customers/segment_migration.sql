@@ -41,24 +41,29 @@ current_snapshot as (
 
 {% set segmentations = ['lifecycle_stage', 'rfm_segment', 'value_tier'] %}
 
--- the two snapshots joined once by customer: each customer's move in the three segmentations
--- (materialized: read once per segmentation below)
-customer_moves as materialized (
+-- the two snapshots joined once by customer and counted by the customers' moves in the three
+-- segmentations at once: a few hundred combinations, not a row per customer to read again
+move_combinations as (
 
     select
         {% for segmentation in segmentations %}
         coalesce(previous_snapshot.{{ segmentation }}, '(none)') as from_{{ segmentation }},
-        coalesce(current_snapshot.{{ segmentation }}, '(none)') as to_{{ segmentation }}
-        {%- if not loop.last %},{% endif %}
+        coalesce(current_snapshot.{{ segmentation }}, '(none)') as to_{{ segmentation }},
         {% endfor %}
+        count(*) as customers
 
     from previous_snapshot
     full outer join current_snapshot
         on previous_snapshot.customer_key = current_snapshot.customer_key
+    group by
+        {% for segmentation in segmentations %}
+        from_{{ segmentation }},
+        to_{{ segmentation }}{{ ',' if not loop.last }}
+        {% endfor %}
 
 ),
 
--- counted per segmentation: a few dozen (from, to) pairs each
+-- summed per segmentation: a few dozen (from, to) pairs each
 moves as (
 
     {% for segmentation in segmentations %}
@@ -66,9 +71,9 @@ moves as (
         '{{ segmentation }}' as segmentation,
         from_{{ segmentation }} as from_segment,
         to_{{ segmentation }} as to_segment,
-        count(*) as customers
+        sum(customers) as customers
 
-    from customer_moves
+    from move_combinations
     group by from_{{ segmentation }}, to_{{ segmentation }}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
