@@ -21,7 +21,8 @@ It then measures on that data:
   marts.fct_transactions group by customer_key`` materialized (create table as, as dbt's table
   materialization writes a model: the stricter floor, the one the ratios below use) and the same
   query with its rows streamed to the client (COPY, discarded: the query as a client runs it);
-- ``dbt run`` of int_customers__transaction_totals (the one pass over the lines), customer_rfmt,
+- ``dbt run`` of int_customers__transaction_totals (the one pass over the lines),
+  int_customers__high_potential_thresholds (the day's predicted CLV threshold), customer_rfmt,
   customer_value, customer_segments, segment_history and segment_migration (models only), first
   as of the day before (segment_history starts);
 - then BENCH_ROUNDS rounds (default 3) of: both floors, ``dbt run`` of the selection as of the
@@ -62,7 +63,8 @@ DAY = date(2026, 6, 30)
 DATABASE = "trebol_bench_value"
 GENERATOR_VERSION = 4
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
-SELECTION = ("int_customers__transaction_totals", "customer_rfmt", "customer_value",
+SELECTION = ("int_customers__transaction_totals", "int_customers__high_potential_thresholds",
+             "customer_rfmt", "customer_value",
              "customer_segments", "segment_history", "segment_migration")
 SERVER_SETTINGS = ("server_version", "work_mem", "hash_mem_multiplier", "shared_buffers",
                    "max_parallel_workers_per_gather")

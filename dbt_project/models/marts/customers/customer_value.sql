@@ -34,6 +34,12 @@ customer_clv as (
 
 ),
 
+high_potential_thresholds as (
+
+    select * from {{ ref('int_customers__high_potential_thresholds') }}
+
+),
+
 window_cases as (
 
     select
@@ -163,16 +169,9 @@ predictions_of_the_day as (
 
 ),
 
--- the lowest predicted CLV in the top share of the predictions, above zero
-predicted_value_thresholds as (
-
-    {{ top_share_threshold('predictions_of_the_day', 'predicted_clv',
-                           var('value_high_potential_top_share')) }}
-
-),
-
--- high potential: the top share by predicted CLV (above zero) where the customer has a
--- prediction; else a net value run rate reaching the lowest high performer's net value
+-- high potential: the top share by predicted CLV (above zero: a prediction reaching the
+-- date's threshold) where the customer has a prediction; else a net value run rate reaching
+-- the lowest high performer's net value
 high_potential_flags as (
 
     select
@@ -183,7 +182,7 @@ high_potential_flags as (
             when predictions_of_the_day.customer_key is not null
                 then coalesce(
                     predictions_of_the_day.predicted_clv
-                        >= predicted_value_thresholds.threshold_value,
+                        >= high_potential_thresholds.min_high_potential_predicted_clv,
                     false
                 )
             else high_performer_flags.net_value_run_rate
@@ -191,7 +190,7 @@ high_potential_flags as (
         end as is_high_potential
 
     from high_performer_flags
-    cross join predicted_value_thresholds
+    cross join high_potential_thresholds
     left join predictions_of_the_day
         on high_performer_flags.customer_key = predictions_of_the_day.customer_key
 
