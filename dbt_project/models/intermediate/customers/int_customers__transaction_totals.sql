@@ -13,8 +13,9 @@ transactions as (
 
 -- lines before the as-of moment (after a backfill, later lines are in the table too); the start
 -- of the 12 months in a scalar subquery, computed once (timestamp plus months is not constant
--- folded: inline it would be computed again for every line)
-customer_lines as (
+-- folded: inline it would be computed again for every line). Not materialized: each key range
+-- below reads its own lines.
+customer_lines as not materialized (
 
     select
         transactions.*,
@@ -25,12 +26,17 @@ customer_lines as (
 
 ),
 
--- grouped by the key's bytes (macro byte_order): one sort of the lines, not a linguistic one.
--- Each aggregate reads only the lines its filter keeps (a filter rather than a case inside the
--- aggregate: the other lines cost no call, which halves the time of this pass at scale). A line
--- of an unknown product has no cost: it counts no margin (the conservative reading).
+-- grouped by the key's bytes (macro byte_order): read in that order from fct_transactions'
+-- index, no sort. Each aggregate reads only the lines its filter keeps (a filter rather than a
+-- case inside the aggregate: the other lines cost no call, which halves the time of this pass at
+-- scale). A line of an unknown product has no cost: it counts no margin (the conservative
+-- reading). The customers are split into var('transaction_totals_key_ranges') key ranges, one
+-- aggregation each, all appended: PostgreSQL runs them side by side, one per parallel worker
+-- (the distinct counts keep it from splitting one aggregation), each reading its part of the
+-- index.
+{%- set key_bounds = customer_key_range_bounds(var('transaction_totals_key_ranges')) %}
 customer_totals as (
-
+    {% for range_index in range(key_bounds | length + 1) %}
     select
         {{ byte_order('customer_key') }} as customer_key,
         min(transacted_at) filter (where not is_return) as first_purchase_at,
@@ -52,8 +58,18 @@ customer_totals as (
             as returns_count_12m
 
     from customer_lines
+    where true
+        {%- if not loop.first %}
+        and {{ byte_order('customer_key') }} >= '{{ key_bounds[range_index - 1] }}'
+        {%- endif %}
+        {%- if not loop.last %}
+        and {{ byte_order('customer_key') }} < '{{ key_bounds[range_index] }}'
+        {%- endif %}
     group by {{ byte_order('customer_key') }}
-
+    {% if not loop.last %}
+    union all
+    {% endif %}
+    {%- endfor %}
 ),
 
 -- a customer whose lines are all returns (of purchases made as someone else) has no purchase

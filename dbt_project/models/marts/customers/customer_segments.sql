@@ -49,12 +49,13 @@ final as (
         customer_rfmt.rfm_segment,
         customer_value.net_value_12m,
         customer_value.value_tier,
-        coalesce(customers.is_loyalty_member, false) as is_loyalty_member,
+        customers.is_loyalty_member,
         cast(customers.loyalty_tier as varchar) as loyalty_tier,
         customers.email is not null and coalesce(customers.has_marketing_consent, false)
             as has_marketing_consent
 
-    -- full join: a customer missing from either mart gets nulls the contract rejects
+    -- full join: a customer missing from either mart gets nulls the contract rejects, as does
+    -- one missing from dim_customers (is_loyalty_member, never null there)
     from customer_rfmt
     full outer join customer_value
         on customer_rfmt.customer_key = customer_value.customer_key

@@ -101,10 +101,11 @@ customer_activity as (
 
 ),
 
--- marketing is a cost of the customers who bought in the window. Materialized: the cost is
--- computed once per customer; inlined, PostgreSQL would compute it again in every expression
--- below that uses it (net value, run rate), which at scale takes longer than keeping the rows.
-customer_costs as materialized (
+-- marketing is a cost of the customers who bought in the window. `offset 0` keeps PostgreSQL
+-- from merging this query into the ones below: the cost is computed once per customer, not again
+-- in every expression that uses it (net value, run rate), and the rows are not written aside
+-- as a materialized CTE's would be.
+customer_costs as (
 
     select
         customer_activity.*,
@@ -121,6 +122,7 @@ customer_costs as materialized (
 
     from customer_activity
     cross join unit_costs
+    offset 0
 
 ),
 
