@@ -25,3 +25,14 @@ def test_dbt_unit_tests_pass(demo_marts: DemoMarts, tmp_path: Path) -> None:
     assert len(declared) >= 20
     assert set(statuses) == declared
     assert set(statuses.values()) == {"pass"}, statuses
+
+
+@pytest.mark.parametrize("ranges", ["0", "2.5", "many"])
+def test_a_wrong_number_of_key_ranges_stops_the_build_naming_the_var(
+        demo_marts: DemoMarts, tmp_path: Path, ranges: str) -> None:
+    output = run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "compile", "--select",
+                     "int_customers__transaction_totals", "--vars",
+                     f"{{transaction_totals_key_ranges: {ranges}}}", work_dir=tmp_path,
+                     should_fail=True)
+    assert (f"customer key ranges must be a whole number from 1 to 256, not {ranges}"
+            " (var transaction_totals_key_ranges)") in output

@@ -11,6 +11,10 @@
     (macro byte_order). Any string falls in exactly one range: below the first bound, between
     two, or from the last one up. -#}
 {% macro customer_key_range_bounds(ranges) -%}
+    {%- if ranges is not number or ranges != ranges | int or ranges < 1 or ranges > 256 -%}
+        {{ exceptions.raise_compiler_error('customer key ranges must be a whole number from 1 to 256, not '
+                                           ~ ranges ~ ' (var transaction_totals_key_ranges)') }}
+    {%- endif -%}
     {%- set bounds = [] -%}
     {%- for range_index in range(1, ranges) -%}
         {%- do bounds.append('C' ~ '%02x' % (range_index * 256 // ranges)) -%}
