@@ -12,8 +12,8 @@
 }}
 
 -- The index holds the lines in customer order with every column the per-customer pass
--- (int_customers__transaction_totals) reads, so that pass reads it in order (an index-only scan)
--- instead of sorting all the lines every night; the incremental runs keep it up to date. Keyed
+-- (int_customers__transaction_totals) reads, so that pass reads it in order (index-only scans,
+-- one per customer key range) instead of sorting all the lines every night; the incremental runs keep it up to date. Keyed
 -- on the customer key's bytes, as that pass groups (macro byte_order). dbt creates it with the
 -- table (first run, full refresh).
 
