@@ -6,16 +6,16 @@ timezone `TREBOL_TIMEZONE`); every step computes "as of" the interval end, so re
 backfilling a date reproduces that date.
 
 1. **prepare_warehouse**: layer schemas and Trébol's own tables exist (idempotent).
-2. **extract_load**: one mapped task per source in `plugins/trebol/config/sources.yml`: files of
+2. **extract_load**: one mapped task per source in `$TREBOL_CONFIG_DIR/sources.yml`: files of
    the interval (plus the late-arrival lookback) are COPY-loaded into `raw`, bad rows quarantined,
    every file audited in `raw._load_audit` (rows read = loaded + quarantined).
 3. **check_raw_batches**: Great Expectations suites on the rows the run's batches loaded, per
    source (schema, keys, dates, values, plausible amounts), and on each source's batches (share
    quarantined, the day's volume against the previous days).
-4. **dbt_build**: `dbt build` of `dbt_project/` through Cosmos (models, seeds, data tests and
-   unit tests in one task; see README for why one task) but for what reads the CLV
-   predictions: staging (normalised identifiers), identity resolution (stable customer keys),
-   `dim_customers`, `fct_transactions`, RFMT.
+4. **dbt_build**: `dbt build` of `dbt_project/` through Cosmos (models, seeds and data tests
+   in one task; the dbt unit tests check the SQL on fixed inputs and run in CI, not nightly)
+   but for what reads the CLV predictions: staging (normalised identifiers), identity
+   resolution (stable customer keys), `dim_customers`, `fct_transactions`, RFMT.
 5. **fit_clv**: BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases as of the
    run's date: `marts.customer_clv` (p_alive, expected purchases, predicted CLV as discounted
    margin, churn risk) and `marts.clv_model_runs`; a failed guard rail fails the task and leaves
@@ -25,7 +25,7 @@ backfilling a date reproduces that date.
    queue). It runs once dbt_build succeeded, whether or not the fit did: without predictions
    for the date the models fall back to their documented rules (`value_tier_basis`,
    `churn_risk_basis`), so the marts stay those of the run's date.
-7. **stage_audiences**: the members of each audience of `config/audiences.yml` for the date
+7. **stage_audiences**: the members of each audience of `$TREBOL_CONFIG_DIR/audiences.yml` for the date
    (consenting customers with an email) into `activation.audience_members`.
 8. **check_marts**: Great Expectations suites on the marts (one row per customer, scores in
    range, one tier and segment each, finite CLV), segment sizes against the previous run, and
@@ -38,6 +38,9 @@ backfilling a date reproduces that date.
     pushes: `summary.json` in the run's report folder, beside the run's Data Docs (`data_docs/`).
     **fail_run** runs only if a task failed, so that the DAG run is marked failed.
 
+Every task calls one typed function of `trebol.airflow.tasks` with the run's data interval
+(and run id where results are recorded); no business logic lives in this file.
+
 Warehouse: Airflow connection `trebol_warehouse`. Owner: data engineering.
 """
 
@@ -47,10 +50,17 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from trebol.orchestration import CLV_DEPENDENT_NODES, dbt_build_operator
+from trebol.airflow.dbt_build import CLV_DEPENDENT_NODES, dbt_build_operator
+from trebol.interval import Interval
 from trebol.settings import load_settings
 
 SETTINGS = load_settings()
+
+
+def _interval(data_interval_start: datetime | None, data_interval_end: datetime | None) -> Interval:
+    """The run's data interval from the values Airflow passes to a task's keyword arguments."""
+    assert data_interval_start is not None and data_interval_end is not None
+    return Interval(data_interval_start, data_interval_end)
 
 
 @dag(
@@ -65,25 +75,26 @@ SETTINGS = load_settings()
     doc_md=__doc__,
 )
 def trebol_nightly() -> None:
+    # Airflow fills the keyword arguments named like context values (data_interval_start,
+    # data_interval_end, run_id) when the task runs.
     @task
-    def prepare_warehouse() -> None:
-        from trebol.pipeline import prepare_warehouse
+    def prepare_warehouse() -> list[int]:
+        from trebol.airflow import tasks
 
-        prepare_warehouse()
+        return tasks.prepare_warehouse()
 
     @task
     def list_sources() -> list[str]:
-        from trebol.pipeline import source_names
+        from trebol.airflow import tasks
 
-        return source_names()
+        return tasks.source_names()
 
     @task(map_index_template="{{ source_name }}")
-    def extract_load(source_name: str) -> dict[str, int]:
-        from airflow.sdk import get_current_context
+    def extract_load(source_name: str, data_interval_start: datetime | None = None,
+                     data_interval_end: datetime | None = None) -> dict[str, int]:
+        from trebol.airflow import tasks
 
-        from trebol.pipeline import extract_load_source
-
-        return extract_load_source(source_name, get_current_context())
+        return tasks.extract_load_source(source_name, _interval(data_interval_start, data_interval_end))
 
     dbt_build = dbt_build_operator("dbt_build", SETTINGS, exclude=CLV_DEPENDENT_NODES)
     dbt_build_value = dbt_build_operator("dbt_build_value", SETTINGS, select=CLV_DEPENDENT_NODES,
@@ -91,52 +102,49 @@ def trebol_nightly() -> None:
 
     # the checks are deterministic: a retry would find the same data, so a failure is final
     @task(retries=0)
-    def check_raw_batches() -> dict[str, int]:
-        from airflow.sdk import get_current_context
+    def check_raw_batches(data_interval_start: datetime | None = None,
+                          data_interval_end: datetime | None = None,
+                          run_id: str | None = None) -> dict[str, int]:
+        from trebol.airflow import tasks
 
-        from trebol.pipeline import check_raw_batches
-
-        return check_raw_batches(get_current_context())
+        return tasks.check_raw_batches(_interval(data_interval_start, data_interval_end), str(run_id))
 
     @task
-    def stage_audiences() -> dict[str, int]:
-        from airflow.sdk import get_current_context
+    def stage_audiences(data_interval_start: datetime | None = None,
+                        data_interval_end: datetime | None = None) -> dict[str, int]:
+        from trebol.airflow import tasks
 
-        from trebol.pipeline import stage_audiences
-
-        return stage_audiences(get_current_context())
+        return tasks.stage_audiences(_interval(data_interval_start, data_interval_end))
 
     @task(retries=0)
-    def check_marts() -> dict[str, int]:
-        from airflow.sdk import get_current_context
+    def check_marts(data_interval_start: datetime | None = None,
+                    data_interval_end: datetime | None = None,
+                    run_id: str | None = None) -> dict[str, int]:
+        from trebol.airflow import tasks
 
-        from trebol.pipeline import check_marts
-
-        return check_marts(get_current_context())
-
-    @task
-    def fit_clv() -> dict[str, object]:
-        from airflow.sdk import get_current_context
-
-        from trebol.pipeline import fit_clv
-
-        return fit_clv(get_current_context())
+        return tasks.check_marts(_interval(data_interval_start, data_interval_end), str(run_id))
 
     @task
-    def push_audiences() -> list[dict[str, object]]:
-        from airflow.sdk import get_current_context
+    def fit_clv(data_interval_start: datetime | None = None,
+                data_interval_end: datetime | None = None) -> dict[str, object]:
+        from trebol.airflow import tasks
 
-        from trebol.pipeline import push_audiences
+        return tasks.fit_clv(_interval(data_interval_start, data_interval_end))
 
-        return push_audiences(get_current_context())
+    @task
+    def push_audiences(data_interval_start: datetime | None = None,
+                       data_interval_end: datetime | None = None) -> list[dict[str, object]]:
+        from trebol.airflow import tasks
+
+        return tasks.push_audiences(_interval(data_interval_start, data_interval_end))
 
     @task(trigger_rule="all_done")
-    def summarize() -> dict[str, object]:
-        from airflow.sdk import get_current_context
+    def summarize(data_interval_start: datetime | None = None,
+                  data_interval_end: datetime | None = None,
+                  run_id: str | None = None) -> dict[str, object]:
+        from trebol.airflow import tasks
 
-        from trebol.pipeline import summarize
-
-        return summarize(get_current_context())
+        return tasks.summarize(_interval(data_interval_start, data_interval_end), str(run_id))
 
     @task(trigger_rule="one_failed", retries=0)
     def fail_run() -> None:

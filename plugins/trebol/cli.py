@@ -27,7 +27,7 @@ def _date(text: str) -> date:
 
 
 def _ensure_demo_sources(settings: Settings, pos_dsn: str) -> None:
-    from trebol.simulator import SimulationSpec, simulate
+    from trebol.demo import SimulationSpec, simulate
 
     own_data = any(settings.sources_dir.iterdir()) if settings.sources_dir.exists() else False
     if own_data and not (settings.sources_dir / "manifest.json").exists():
@@ -44,14 +44,15 @@ def _ensure_demo_sources(settings: Settings, pos_dsn: str) -> None:
 
 def command_run(settings: Settings, args: argparse.Namespace) -> int:
     """trebol run: the nightly DAG for one logical date, then the summary."""
-    from trebol import summary, warehouse
-    from trebol.airflow_run import run_dag
+    from trebol import summary
+    from trebol.airflow.local_runner import run_dag
+    from trebol.warehouse import address, embedded
 
     run_date: date = args.date or settings.demo_date
-    dsn = warehouse.resolve_dsn(settings)
-    pos_dsn = warehouse.resolve_pos_dsn(settings, dsn)
+    dsn = embedded.resolve_dsn(settings)
+    pos_dsn = embedded.resolve_pos_dsn(settings, dsn)
     where = "embedded" if settings.uses_embedded_warehouse else "external"
-    _progress(f"warehouse: {where} PostgreSQL at {warehouse.redact(dsn)}")
+    _progress(f"warehouse: {where} PostgreSQL at {address.redact(dsn)}")
     _ensure_demo_sources(settings, pos_dsn)
     logical_date = datetime(run_date.year, run_date.month, run_date.day,
                             tzinfo=ZoneInfo(settings.timezone))
@@ -70,35 +71,35 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
 
 def command_simulate(settings: Settings, args: argparse.Namespace) -> int:
     """trebol simulate: write demo source data."""
-    from trebol import warehouse
-    from trebol.simulator import SimulationSpec, simulate
+    from trebol.demo import SimulationSpec, simulate
+    from trebol.warehouse import address, embedded
 
     spec = SimulationSpec(args.customers or settings.demo_customers,
                           args.days or settings.demo_days, args.end or settings.demo_date,
                           settings.demo_seed if args.seed is None else args.seed, settings.timezone)
     out = Path(args.out) if args.out else settings.sources_dir
-    pos_dsn = warehouse.resolve_pos_dsn(settings, warehouse.resolve_dsn(settings))
+    pos_dsn = embedded.resolve_pos_dsn(settings, embedded.resolve_dsn(settings))
     result = simulate(spec, out, pos_dsn, progress=_progress)
     for name, rows in sorted(result.counts.items()):
         print(f"{name:<20} {rows:>10,}")
-    print(f"{result.faults:,} injected faults; files in {out}, POS in {warehouse.redact(pos_dsn)}"
+    print(f"{result.faults:,} injected faults; files in {out}, POS in {address.redact(pos_dsn)}"
           + (" (reused)" if result.reused else ""))
     return 0
 
 
 def command_warehouse(settings: Settings, args: argparse.Namespace) -> int:
     """trebol warehouse start|stop|url."""
-    from trebol import warehouse
+    from trebol.warehouse import address, embedded
 
     if args.action == "stop":
         if settings.uses_embedded_warehouse:
-            stopped = warehouse.stop_embedded(settings)
+            stopped = embedded.stop_embedded(settings)
             print("embedded warehouse stopped" if stopped else "embedded warehouse was not running")
         else:
             print("TREBOL_WAREHOUSE_DSN names an external warehouse: nothing to stop")
         return 0
-    dsn = warehouse.resolve_dsn(settings)
-    print(warehouse.redact(dsn) if args.action == "url" else f"warehouse ready: {warehouse.redact(dsn)}")
+    dsn = embedded.resolve_dsn(settings)
+    print(address.redact(dsn) if args.action == "url" else f"warehouse ready: {address.redact(dsn)}")
     return 0
 
 
@@ -113,7 +114,7 @@ def command_clv_fit(settings: Settings, args: argparse.Namespace) -> int:
     """trebol clv fit: BG/NBD and Gamma-Gamma on a transaction export, printed as JSON."""
     import pandas as pd
 
-    from trebol import clv
+    from trebol.clv import fitting
 
     def bad(message: str) -> int:
         print(f"trebol clv fit: {message}", file=sys.stderr)
@@ -142,12 +143,12 @@ def command_clv_fit(settings: Settings, args: argparse.Namespace) -> int:
                    f"{row + 1} is not a number")
     frame = frame.assign(**{args.date_col: dates, args.amount_col: amounts})
     unit_days = 7.0 if args.time_unit == "week" else 1.0
-    summary = clv.summarize_transactions(frame, *columns, args.calibration_end, args.holdout_end,
+    summary = fitting.summarize_transactions(frame, *columns, args.calibration_end, args.holdout_end,
                                          unit_days=unit_days)
     try:
-        bg = clv.fit_bgnbd(summary["frequency"], summary["recency"], summary["T"])
-        gg = clv.fit_gamma_gamma(summary["frequency"], summary["monetary_value"])
-    except clv.CLVFitError as error:
+        bg = fitting.fit_bgnbd(summary["frequency"], summary["recency"], summary["T"])
+        gg = fitting.fit_gamma_gamma(summary["frequency"], summary["monetary_value"])
+    except fitting.CLVFitError as error:
         print(f"trebol clv fit: {error}", file=sys.stderr)
         return 1
     result: dict[str, object] = {
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trebol: {error}", file=sys.stderr)
         return 2
     except Exception as error:
-        from trebol.airflow_run import DagRunFailed
+        from trebol.airflow.local_runner import DagRunFailed
 
         if isinstance(error, DagRunFailed):
             print(f"trebol: {error}", file=sys.stderr)

@@ -22,6 +22,14 @@ class SettingsError(ValueError):
     """A setting is missing or wrong; the message is one line that names it and the fix."""
 
 
+class ConfigError(ValueError):
+    """A configuration file (in TREBOL_CONFIG_DIR) is missing or wrong; the message is one line
+    naming the file and the key."""
+
+
+CONFIG_FILES = ("sources.yml", "quality.yml", "audiences.yml")
+
+
 @dataclass(frozen=True)
 class SettingDoc:
     """Name, default and meaning of one environment setting."""
@@ -34,6 +42,8 @@ class SettingDoc:
 SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc("TREBOL_PROJECT_DIR", "the checkout holding dags/ and dbt_project/",
                "project folder (dags, dbt project, expectations)"),
+    SettingDoc("TREBOL_CONFIG_DIR", "<project>/config (the demo's configuration)",
+               "the company's configuration: sources.yml, quality.yml, audiences.yml"),
     SettingDoc("TREBOL_HOME", "<project>/.trebol",
                "state folder: embedded warehouse, demo sources, reports, file drops"),
     SettingDoc("TREBOL_WAREHOUSE_DSN", "(unset: embedded PostgreSQL under TREBOL_HOME)",
@@ -63,6 +73,7 @@ class Settings:
     """Validated settings; build with :func:`load_settings`."""
 
     project_dir: Path
+    config_dir: Path
     home: Path
     warehouse_dsn: str | None
     pos_dsn: str | None
@@ -79,6 +90,18 @@ class Settings:
     clv_discount_rate: float = 0.10
     clv_min_repeat_customers: int = 100
     clv_churn_bands: tuple[float, float] = (0.5, 0.8)
+
+    def config_file(self, name: str) -> Path:
+        """A file of the configuration folder; a one-line ConfigError when it is missing."""
+        path = self.config_dir / name
+        if not path.is_file():
+            raise ConfigError(f"{path}: missing (TREBOL_CONFIG_DIR={self.config_dir} must hold "
+                              f"{', '.join(CONFIG_FILES)})")
+        return path
+
+    def report_dir(self, as_of_date: date) -> Path:
+        """Folder of the reports of the run as of ``as_of_date``."""
+        return self.reports_dir / as_of_date.isoformat()
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -193,11 +216,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not (project_dir / "dbt_project" / "dbt_project.yml").is_file():
         raise _fail("TREBOL_PROJECT_DIR", f"{project_dir} holds no dbt_project/dbt_project.yml",
                     "point it at the Trébol checkout or unset it")
+    config_dir = _path(env, "TREBOL_CONFIG_DIR", project_dir / "config")
+    if not config_dir.is_dir():
+        raise _fail("TREBOL_CONFIG_DIR", f"{config_dir} is not a folder",
+                    f"point it at the folder holding {', '.join(CONFIG_FILES)}")
     home = _path(env, "TREBOL_HOME", project_dir / ".trebol")
     dsn_raw = env.get("TREBOL_WAREHOUSE_DSN", "").strip()
     pos_raw = env.get("TREBOL_POS_DSN", "").strip()
     return Settings(
         project_dir=project_dir,
+        config_dir=config_dir,
         home=home,
         warehouse_dsn=validate_dsn(dsn_raw) if dsn_raw else None,
         pos_dsn=validate_dsn(pos_raw, "TREBOL_POS_DSN") if pos_raw else None,

@@ -19,8 +19,8 @@ import tracemalloc
 
 import numpy as np
 
-from trebol import clv
-from trebol.simulator import people
+from trebol.clv import fitting
+from trebol.demo import people
 
 
 def draw(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -45,10 +45,10 @@ def main() -> None:
     draw_seconds = time.perf_counter() - started
     tracemalloc.start()
     started = time.perf_counter()
-    bg = clv.fit_bgnbd(x, t_x, T)
+    bg = fitting.fit_bgnbd(x, t_x, T)
     bg_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    gg = clv.fit_gamma_gamma(x, spend)
+    gg = fitting.fit_gamma_gamma(x, spend)
     gg_seconds = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -32,9 +32,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from trebol import load, warehouse
+from trebol.extract import load
+from trebol.extract.sources import Column, Source
 from trebol.settings import load_settings
-from trebol.sources import Column, Source
+from trebol.warehouse import ddl, embedded
 
 DAY = date(2026, 6, 29)
 SERVER_SETTINGS = ("server_version", "wal_level", "shared_buffers", "max_wal_size",
@@ -120,11 +121,11 @@ def main() -> None:
     first, second = folder / f"{DAY.isoformat()}.csv", folder / f"{(DAY + timedelta(days=1)).isoformat()}.csv"
     write_export(first, rows)
     write_export(second, rows, first_id=rows)
-    dsn = warehouse.resolve_dsn(settings)
+    dsn = embedded.resolve_dsn(settings)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        warehouse.bootstrap(conn)
+        ddl.bootstrap(conn)
         conn.execute("drop table if exists raw.bench_transactions")
-        load.ensure_tables(conn, [SOURCE])
+        ddl.ensure_raw_tables(conn, [SOURCE])
         conn.execute("delete from raw._load_audit where source = %s", (SOURCE.name,))
         conn.execute("delete from raw._quarantine where source = %s", (SOURCE.name,))
         server = {name: conn.execute(f"show {name}").fetchone()[0] for name in SERVER_SETTINGS}

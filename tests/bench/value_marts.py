@@ -56,8 +56,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from trebol import warehouse
 from trebol.settings import load_settings
+from trebol.warehouse import address, ddl, embedded
 
 DAY = date(2026, 6, 30)
 DATABASE = "trebol_bench_value"
@@ -72,7 +72,7 @@ FLOOR_QUERY = ("select customer_key, max(transacted_at) as last_transacted_at, c
                " sum(net_amount) as net_amount from marts.fct_transactions group by customer_key")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 QUIET = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "False", "DO_NOT_TRACK": "1"}
-# as the nightly DAG builds (trebol.orchestration.dbt_build_operator): unit tests run in CI
+# as the nightly DAG builds (trebol.airflow.dbt_build.dbt_build_operator): unit tests run in CI
 NIGHTLY = {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"}
 
 # u(t, k): the k-th uniform pseudo-random number in [0, 1) of the integer t (a hash, so the same
@@ -280,18 +280,18 @@ def generation_statements(customers: int, lines: int, as_of_at: datetime, timezo
 
 def bench_database(dsn: str) -> str:
     """The DSN of the benchmark's database on the server of ``dsn`` (created when missing)."""
-    parts = warehouse.dsn_parts(dsn)
+    parts = address.dsn_parts(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         if not conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone():
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
-    return warehouse.build_dsn(warehouse.DsnParts(parts.host, parts.port, parts.user, parts.password,
+    return address.build_dsn(address.DsnParts(parts.host, parts.port, parts.user, parts.password,
                                                   DATABASE))
 
 
 def prepare_inputs(conn: psycopg.Connection, customers: int, lines: int, as_of_at: datetime,
                    timezone: str, fct_indexes: list[list[str]]) -> float | None:
     """Create the inputs unless the same ones are there; seconds taken, None when reused."""
-    warehouse.bootstrap(conn)
+    ddl.bootstrap(conn)
     conn.execute("create table if not exists public.bench_spec (spec text)")
     spec = json.dumps({"customers": customers, "lines": lines, "as_of_at": as_of_at.isoformat(),
                        "timezone": timezone, "generator": GENERATOR_VERSION,
@@ -342,7 +342,7 @@ def dbt(dsn: str, as_of_at: datetime, timezone: str, work_dir: Path, *args: str,
     reports per node (its own target and log folders under ``work_dir``); without the unit tests,
     as the nightly DAG runs it, unless ``unit_tests``."""
     env = {**os.environ, **QUIET, **({} if unit_tests else NIGHTLY),
-           **warehouse.dbt_env(warehouse.dsn_parts(dsn)),
+           **address.dbt_env(address.dsn_parts(dsn)),
            "TREBOL_AS_OF_AT": as_of_at.isoformat(), "TREBOL_TIMEZONE": timezone}
     started = time.perf_counter()
     done = subprocess.run(
@@ -380,7 +380,7 @@ def main() -> None:
     lines = int(os.environ.get("BENCH_TRANSACTIONS", "10000000"))
     as_of_at = datetime.combine(DAY, datetime.min.time(), ZoneInfo(settings.timezone))
     work_dir = settings.home / "value_marts"
-    dsn = bench_database(warehouse.resolve_dsn(settings))
+    dsn = bench_database(embedded.resolve_dsn(settings))
     run_dbt = [dsn, as_of_at, settings.timezone, work_dir]
     dbt(*run_dbt, "seed")
     dbt(*run_dbt, "parse")

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
+from trebol.extract.sources import Source
 from trebol.quality import gx_project, results, views
 from trebol.quality.gx_project import CheckResult, Validation
 from trebol.quality.rules import QualityRules
-from trebol.sources import Source
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,6 @@ def _validate(conn: psycopg.Connection, run: QualityRun, stage: str,
         checks += gx_project.run_validation(context, validation, run.as_of_date, parameters,
                                             run.interval_end)
     gx_project.build_data_docs(context, run.report_dir)
-    results.ensure_table(conn)
     results.record(conn, run.as_of_date, run.run_id, [v.suite for v in validations], checks)
     report = QualityReport(checks, gx_project.data_docs_dir(run.report_dir))
     for check in report.warnings:

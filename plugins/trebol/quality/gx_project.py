@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from trebol.quality import data_docs
-from trebol.warehouse import dsn_parts
+from trebol.warehouse.address import dsn_parts
 
 DATASOURCE = "warehouse"
 BATCH_DEFINITION = "as_of_date"

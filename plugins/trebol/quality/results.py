@@ -13,31 +13,6 @@ COLUMNS = ("as_of_date", "run_id", "suite", "expectation", "expectation_id", "co
            "severity", "success", "observed_value")
 
 
-def ensure_table(conn: psycopg.Connection) -> None:
-    """Create the results table when missing; BI readers may select it (when the role exists)."""
-    with conn.transaction():
-        conn.execute("create schema if not exists marts")
-        conn.execute("""
-            create table if not exists marts.data_quality_results (
-                as_of_date date not null,
-                run_id text not null,
-                suite text not null,
-                expectation text not null,
-                expectation_id text not null,
-                column_name text,
-                severity text not null check (severity in ('error', 'warning')),
-                success boolean not null,
-                observed_value text not null,
-                primary key (run_id, suite, expectation_id)
-            )""")
-        conn.execute("""
-            do $$ begin
-                if exists (select from pg_roles where rolname = 'bi_reader') then
-                    grant select on marts.data_quality_results to bi_reader;
-                end if;
-            end $$""")
-
-
 def record(conn: psycopg.Connection, as_of_date: date, run_id: str, suites: Iterable[str],
            checks: list[CheckResult]) -> None:
     """Replace the run's results of ``suites`` with ``checks`` (a retried task rewrites its rows)."""

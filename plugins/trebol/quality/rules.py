@@ -9,10 +9,10 @@ from typing import Any
 
 import yaml
 
-DEFAULT_RULES = Path(__file__).resolve().parents[1] / "config" / "quality.yml"
+from trebol.settings import ConfigError, load_settings
 
 
-class QualityRulesError(ValueError):
+class QualityRulesError(ConfigError):
     """The rules file is wrong; the message names the file and the key."""
 
 
@@ -53,8 +53,9 @@ def _number(document: dict[str, Any], path: str, where: Path, *, whole: bool = F
     return value
 
 
-def load_rules(path: Path = DEFAULT_RULES) -> QualityRules:
-    """Parse and check the rules file."""
+def load_rules(path: Path | None = None) -> QualityRules:
+    """Parse and check the rules file. Default: the file in TREBOL_CONFIG_DIR."""
+    path = path or load_settings().config_file("quality.yml")
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:

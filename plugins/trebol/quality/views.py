@@ -24,8 +24,8 @@ from collections.abc import Iterable
 import psycopg
 from psycopg import sql
 
+from trebol.extract.sources import Source
 from trebol.quality.rules import QualityRules, QualityRulesError
-from trebol.sources import Source
 
 SCHEMA = "quality"
 SEGMENTATIONS = ("lifecycle_stage", "rfm_segment", "value_tier")

@@ -1,0 +1,143 @@
+"""Run a Trébol DAG for one logical date with real Airflow, from the command line.
+
+The parent (``run_dag``) prepares a project-local Airflow (SQLite metadata under
+``TREBOL_HOME/airflow``, no example DAGs, the warehouse as connection ``trebol_warehouse`` in the
+environment), migrates the metadata database, then starts a child process
+(``python -m trebol.airflow.local_runner DAG_ID LOGICAL_DATE``) that executes every task of one DAG run
+with ``dag.test()``. While the child works, the parent reads task states from the metadata
+database and reports them as progress.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from trebol.settings import Settings
+from trebol.warehouse.address import AIRFLOW_CONN_ID, POS_CONN_ID, airflow_connection_json
+
+QUIET_ENV = {
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    "DO_NOT_TRACK": "1",
+    "GX_ANALYTICS_ENABLED": "False",
+    "TQDM_DISABLE": "1",
+}
+
+
+class DagRunFailed(RuntimeError):
+    """The DAG run did not succeed; the message names the failed tasks and the log file."""
+
+
+def airflow_env(settings: Settings, dsn: str, pos_dsn: str) -> dict[str, str]:
+    """Environment for a project-local Airflow that reaches the warehouse and the POS database."""
+    home = settings.airflow_home
+    return {
+        **QUIET_ENV,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_dir),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.project_dir / "plugins"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        f"AIRFLOW_CONN_{AIRFLOW_CONN_ID.upper()}": airflow_connection_json(dsn),
+        f"AIRFLOW_CONN_{POS_CONN_ID.upper()}": airflow_connection_json(pos_dsn),
+        "TREBOL_HOME": str(settings.home),
+        "TREBOL_PROJECT_DIR": str(settings.project_dir),
+    }
+
+
+def _airflow_binary() -> str:
+    return str(Path(sys.executable).with_name("airflow"))
+
+
+def _query(db_path: Path, query: str, parameters: tuple[object, ...]) -> list[tuple]:
+    if not db_path.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute(query, parameters).fetchall()
+    except sqlite3.Error:
+        return []
+
+
+def _task_states(db_path: Path, dag_id: str, since: datetime) -> dict[str, str]:
+    """Task states of the runs of ``dag_id`` created since ``since`` (dag.test names a run
+    ``manual__<creation time in UTC>``)."""
+    rows = _query(db_path, """
+        select task_id, map_index, state from task_instance
+        where dag_id = ? and run_id >= ?""", (dag_id, f"manual__{since.isoformat()}"))
+    return {(task if index < 0 else f"{task}[{index}]"): state or "scheduled"
+            for task, index, state in rows}
+
+
+def _migrate(settings: Settings, env: dict[str, str], log: IO[str], log_file: Path,
+             progress: Callable[[str], None]) -> None:
+    """``airflow db migrate``, skipped when this Airflow version already migrated the DB."""
+    from importlib.metadata import version
+
+    marker = settings.airflow_home / "migrated-version"
+    db_file = settings.airflow_home / "airflow.db"
+    wanted = version("apache-airflow-core")
+    if db_file.exists() and marker.exists() and marker.read_text() == wanted:
+        return
+    progress("airflow: migrating the metadata database")
+    migrated = subprocess.run([_airflow_binary(), "db", "migrate"], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, check=False)
+    if migrated.returncode != 0:
+        raise DagRunFailed(f"airflow db migrate failed; see {log_file}")
+    marker.write_text(wanted)
+
+
+def run_dag(settings: Settings, dsn: str, pos_dsn: str, dag_id: str, logical_date: datetime,
+            log_file: Path, progress: Callable[[str], None]) -> None:
+    """Migrate Airflow's metadata DB and run ``dag_id`` for ``logical_date``; raise on failure."""
+    env = {**os.environ, **airflow_env(settings, dsn, pos_dsn)}
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("w") as log:
+        _migrate(settings, env, log, log_file, progress)
+        progress(f"airflow: running {dag_id} for {logical_date.isoformat()}")
+        db_path = settings.airflow_home / "airflow.db"
+        started = datetime.now(UTC).replace(microsecond=0)
+        child = subprocess.Popen([sys.executable, "-m", "trebol.airflow.local_runner", dag_id,
+                                  logical_date.isoformat()], env=env, stdout=log,
+                                 stderr=subprocess.STDOUT)
+        seen: dict[str, str] = {}
+        while child.poll() is None:
+            time.sleep(1)
+            for task, state in _task_states(db_path, dag_id, started).items():
+                if seen.get(task) != state and state in ("running", "success", "failed",
+                                                         "upstream_failed", "up_for_retry"):
+                    progress(f"  {task}: {state}")
+                    seen[task] = state
+    if child.returncode != 0:
+        failed = [t for t, s in seen.items() if s in ("failed", "upstream_failed", "up_for_retry")]
+        raise DagRunFailed(f"DAG run {dag_id} {logical_date.date()} failed "
+                           f"({', '.join(failed) or 'see log'}); log: {log_file}")
+
+
+def _child(dag_id: str, logical_date: str) -> int:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    if bag.import_errors:
+        print(f"DAG import errors: {bag.import_errors}", file=sys.stderr)
+        return 2
+    dag = bag.get_dag(dag_id)
+    dag_run = dag.test(logical_date=datetime.fromisoformat(logical_date))
+    state = str(getattr(dag_run.state, "value", dag_run.state))
+    print(f"trebol: dag run {dag_run.run_id} finished: {state}")
+    return 0 if state == "success" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,117 @@
+"""The bodies of the nightly DAG's tasks, one typed function per task.
+
+Each takes what its task needs from the run (the data interval, the run id, a source name), never
+the Airflow context: the DAG file reads those from Airflow and passes them in, and tests call the
+same functions. Each opens the warehouse through the Airflow connection and returns a small
+JSON-able summary for XCom (counts, never data or secrets).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from trebol import summary
+from trebol.activation import audiences
+from trebol.airflow.connections import warehouse_connection, warehouse_dsn
+from trebol.clv import predictions
+from trebol.extract import load
+from trebol.extract.sources import load_sources
+from trebol.interval import Interval
+from trebol.quality import gate
+from trebol.quality.rules import load_rules
+from trebol.settings import load_settings
+from trebol.warehouse import ddl
+
+log = logging.getLogger(__name__)
+
+
+def prepare_warehouse() -> list[int]:
+    """Apply the warehouse's pending migrations and create the declared sources' raw tables;
+    the migration versions applied (idempotent)."""
+    with warehouse_connection() as conn:
+        applied = ddl.bootstrap(conn)
+        ddl.ensure_raw_tables(conn, load_sources().values())
+    return applied
+
+
+def source_names() -> list[str]:
+    """Names of the declared sources, one mapped extract task each."""
+    return sorted(load_sources())
+
+
+def extract_load_source(source_name: str, interval: Interval) -> dict[str, int]:
+    """Extract and load one source for the run's interval; returns the audit totals."""
+    settings = load_settings()
+    source = load_sources()[source_name]
+    with warehouse_connection() as conn:
+        results = load.extract_and_load(conn, source, settings.sources_dir, interval,
+                                        settings.lookback_days, settings.timezone,
+                                        connect=warehouse_connection)
+    for line in load.iter_results(results):
+        log.info("%s", line)
+    return {
+        "files": len(results),
+        "rows_read": sum(r.rows_read for r in results),
+        "rows_loaded": sum(r.rows_loaded for r in results),
+        "rows_quarantined": sum(r.rows_quarantined for r in results),
+    }
+
+
+def _quality_run(interval: Interval, run_id: str) -> gate.QualityRun:
+    settings = load_settings()
+    day = interval.as_of_date(settings.timezone)
+    return gate.QualityRun(dsn=warehouse_dsn(), as_of_date=day, interval_end=interval.end,
+                           run_id=run_id, timezone=settings.timezone,
+                           expectations_dir=settings.expectations_dir,
+                           report_dir=settings.report_dir(day))
+
+
+def check_raw_batches(interval: Interval, run_id: str) -> dict[str, int]:
+    """Great Expectations suites on the batches the run loaded; an error raises and stops the push."""
+    with warehouse_connection() as conn:
+        report = gate.check_raw_batches(conn, _quality_run(interval, run_id),
+                                        list(load_sources().values()), load_rules())
+    return report.counts()
+
+
+def stage_audiences(interval: Interval) -> dict[str, int]:
+    """Write the members of every audience for the run's date, for the gate to validate."""
+    day = interval.as_of_date(load_settings().timezone)
+    with warehouse_connection() as conn:
+        return audiences.stage_audiences(conn, audiences.load_audiences(), day)
+
+
+def check_marts(interval: Interval, run_id: str) -> dict[str, int]:
+    """Great Expectations suites on the marts and the staged audiences; an error raises and stops
+    the push."""
+    with warehouse_connection() as conn:
+        report = gate.check_marts(conn, _quality_run(interval, run_id), load_rules())
+    return report.counts()
+
+
+def fit_clv(interval: Interval) -> dict[str, Any]:
+    """Fit BG/NBD and Gamma-Gamma as of the run's date and write marts.customer_clv and
+    marts.clv_model_runs; a guard-rail failure raises and leaves the previous predictions."""
+    settings = load_settings()
+    day = interval.as_of_date(settings.timezone)
+    with warehouse_connection() as conn:
+        return predictions.run_clv(conn, day, settings, settings.report_dir(day))
+
+
+def push_audiences(interval: Interval) -> list[dict[str, Any]]:
+    """Push every configured audience for the run's as-of date."""
+    settings = load_settings()
+    day = interval.as_of_date(settings.timezone)
+    with warehouse_connection() as conn:
+        return [asdict(audiences.push_audience(conn, audience, day, settings.file_drop_dir))
+                for audience in audiences.load_audiences()]
+
+
+def summarize(interval: Interval, run_id: str) -> dict[str, Any]:
+    """Write the run summary (summary.json) and return it; runs whatever the checks found."""
+    settings = load_settings()
+    day = interval.as_of_date(settings.timezone)
+    with warehouse_connection() as conn:
+        return summary.build_summary(conn, day, settings.report_dir(day), run_id)

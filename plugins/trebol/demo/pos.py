@@ -1,0 +1,197 @@
+"""The point-of-sale system: an OLTP PostgreSQL schema ``pos`` (stores, products, tickets, ticket lines)
+holding the current state of every ticket, loaded with COPY through psycopg 3.
+
+Returns are tickets of their own, pointing at the original ticket, with negative quantities and
+amounts. Corrected tickets keep only their corrected state, with ``updated_at`` 1-3 days after the
+sale. Faults are extra one-line tickets: absurd amounts, a negative quantity on a sale, a sale dated
+2099, a line for a product that does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from trebol.demo.behaviour import Sales
+from trebol.demo.clock import Clock
+from trebol.demo.faults import FUTURE_YEAR, FaultLog, plan_faults
+from trebol.demo.reference import STORES, Catalogue
+
+POS_FAULT_KINDS = ("absurd_amount", "negative_amount", "future_date", "unknown_product")
+ABSURD_CENTS = 9_999_999
+SCHEMA_SQL = """
+drop schema if exists pos cascade;
+create schema pos;
+create table pos.stores (store_id text primary key, store_name text not null, city text not null,
+    opened_on date not null, updated_at timestamptz not null);
+create table pos.products (product_id text primary key, product_name text not null, category text not null,
+    unit_price numeric(10,2) not null, unit_cost numeric(10,2) not null, updated_at timestamptz not null);
+create table pos.tickets (ticket_id text not null, store_id text not null, loyalty_card_number text,
+    sold_at timestamptz not null, original_ticket_id text, total_amount numeric(12,2) not null,
+    updated_at timestamptz not null);
+create table pos.ticket_lines (ticket_id text not null, line_number int not null, product_id text not null,
+    quantity int not null, unit_price numeric(10,2) not null, discount_amount numeric(10,2) not null,
+    net_amount numeric(12,2) not null, updated_at timestamptz not null);
+create table pos._simulator_manifest (manifest jsonb not null);
+"""
+CONSTRAINTS_SQL = """
+alter table pos.tickets add primary key (ticket_id);
+alter table pos.ticket_lines add primary key (ticket_id, line_number);
+create index tickets_updated_at on pos.tickets (updated_at);
+create index ticket_lines_updated_at on pos.ticket_lines (updated_at);
+analyze pos.stores; analyze pos.products; analyze pos.tickets; analyze pos.ticket_lines;
+"""
+
+
+def money(cents: np.ndarray | list[int]) -> list[str]:
+    """Cents as ``-12.34`` text."""
+    values = cents.tolist() if isinstance(cents, np.ndarray) else cents
+    return [f"-{-c // 100}.{-c % 100:02d}" if c < 0 else f"{c // 100}.{c % 100:02d}" for c in values]
+
+
+@dataclass
+class PosData:
+    """The POS rows as COPY text lines, plus what the other systems need to know about tickets."""
+
+    stores: list[str] = field(default_factory=list)
+    products: list[str] = field(default_factory=list)
+    tickets: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    sale_ticket: dict[int, str] = field(default_factory=dict)  # occasion -> its ticket id
+    return_ticket: dict[int, str] = field(default_factory=dict)  # occasion -> its return's ticket id
+    return_total: dict[int, int] = field(default_factory=dict)  # occasion -> refunded cents (> 0)
+
+
+def build_pos(sales: Sales, catalogue: Catalogue, card_of: dict[int, str], clock: Clock,
+              rng: np.random.Generator, fault_rate: float, log: FaultLog) -> PosData:
+    """Tickets for the store occasions, their returns and the fault tickets, in time order."""
+    data = PosData()
+    opening = clock.stamp(clock.start_ts)
+    data.stores = [f"{s.store_id}\t{s.store_name}\t{s.city}\t{s.opened_on.isoformat()}\t{opening}\n"
+                   for s in STORES]
+    data.products = [f"{pid}\t{name}\t{cat}\t{price}\t{cost}\t{opening}\n" for pid, name, cat, price, cost in
+                     zip(catalogue.product_id, catalogue.product_name, catalogue.category,
+                         money(catalogue.price), money(catalogue.cost), strict=True)]
+
+    store_sales = np.flatnonzero(~sales.online)
+    returns = store_sales[sales.return_ts[store_sales] >= 0]
+    plan = plan_faults(rng, [store_sales.size], POS_FAULT_KINDS, fault_rate)[0]
+    fault_base = store_sales[np.array([row for row, _ in plan], dtype=np.int64)]
+    fault_kind = [kind for _, kind in plan]
+    # one timeline: (instant, type, index) with type 0 sale, 1 return, 2 fault
+    key_ts = np.concatenate((sales.ts[store_sales], sales.return_ts[returns], sales.ts[fault_base] + 1))
+    kind = np.concatenate((np.zeros(store_sales.size), np.ones(returns.size), np.full(fault_base.size, 2)))
+    index = np.concatenate((store_sales, returns, np.arange(fault_base.size)))
+    order = np.lexsort((index, kind, key_ts))
+    width = max(9, len(str(order.size)))
+    ids = [f"T{i + 1:0{width}d}" for i in range(order.size)]
+    ticket_id: dict[tuple[int, int], str] = {}
+    for tid, o in zip(ids, order.tolist(), strict=True):
+        ticket_id[(int(kind[o]), int(index[o]))] = tid
+    data.sale_ticket = {i: ticket_id[(0, i)] for i in store_sales.tolist()}
+    data.return_ticket = {i: ticket_id[(1, i)] for i in returns.tolist()}
+
+    net = sales.net()
+    totals = sales.totals()
+    updated = np.where(sales.correction_ts >= 0, sales.correction_ts, sales.ts)
+    sold_text = dict(zip(store_sales.tolist(), clock.stamps(sales.ts[store_sales]), strict=True))
+    updated_text = dict(zip(store_sales.tolist(), clock.stamps(updated[store_sales]), strict=True))
+    returned_text = dict(zip(returns.tolist(), clock.stamps(sales.return_ts[returns]), strict=True))
+    total_text = money(totals)
+    net_text, price_text, disc_text = money(net), money(sales.price), money(sales.discount)
+    neg_net_text, neg_disc_text = money(-net), money(-sales.discount)
+    start, pid = sales.line_start.tolist(), catalogue.product_id
+    line_no, product, qty = sales.line_number.tolist(), sales.product.tolist(), sales.qty.tolist()
+    returned, store = sales.line_returned.tolist(), sales.store.tolist()
+    return_store = sales.return_store.tolist()
+    for tid, o in zip(ids, order.tolist(), strict=True):
+        t, i = int(kind[o]), int(index[o])
+        if t == 0:
+            card = card_of.get(i, "\\N")
+            ticket = (f"{tid}\t{STORES[store[i]].store_id}\t{card}\t{sold_text[i]}\t\\N\t"
+                      f"{total_text[i]}\t{updated_text[i]}\n")
+            when = updated_text[i]
+            lines = [f"{tid}\t{line_no[j]}\t{pid[product[j]]}\t{qty[j]}\t{price_text[j]}\t"
+                     f"{disc_text[j]}\t{net_text[j]}\t{when}\n" for j in range(start[i], start[i + 1])]
+        elif t == 1:
+            card = card_of.get(i, "\\N")
+            back = [j for j in range(start[i], start[i + 1]) if returned[j]]
+            amount = -int(net[back].sum())  # negative: money going back
+            when = returned_text[i]
+            ticket = (f"{tid}\t{STORES[return_store[i]].store_id}\t{card}\t{when}\t"
+                      f"{data.sale_ticket[i]}\t{money([amount])[0]}\t{when}\n")
+            data.return_total[i] = -amount
+            lines = [f"{tid}\t{n}\t{pid[product[j]]}\t{-qty[j]}\t{price_text[j]}\t"
+                     f"{neg_disc_text[j]}\t{neg_net_text[j]}\t{when}\n" for n, j in enumerate(back, 1)]
+        else:
+            ticket, lines = _fault_ticket(tid, int(fault_base[i]), fault_kind[i], sales, catalogue, card_of,
+                                          clock, rng, log)
+        data.tickets.append(ticket)
+        data.lines.extend(lines)
+    return data
+
+
+def _fault_ticket(tid: str, base: int, kind: str, sales: Sales, catalogue: Catalogue, card_of: dict[int, str],
+                  clock: Clock, rng: np.random.Generator, log: FaultLog) -> tuple[str, list[str]]:
+    """An extra one-line ticket cloned from a real sale, wrong in one way; logged per faulty row."""
+    j = int(sales.line_start[base])
+    product = catalogue.product_id[sales.product[j]]
+    qty, price, disc = int(sales.qty[j]), int(sales.price[j]), 0
+    sold = clock.stamp(int(sales.ts[base]) + 1)
+    updated = sold
+    if kind == "absurd_amount":
+        qty, price = 1, ABSURD_CENTS
+        log.add("pos", "pos.tickets", None, tid, kind)
+        log.add("pos", "pos.ticket_lines", None, tid, kind)
+    elif kind == "negative_amount":
+        qty = -int(rng.integers(1, 4))
+        log.add("pos", "pos.tickets", None, tid, kind)
+        log.add("pos", "pos.ticket_lines", None, tid, kind)
+    elif kind == "future_date":
+        sold = FUTURE_YEAR + sold[4:]
+        log.add("pos", "pos.tickets", None, tid, kind)
+    else:
+        product = f"P9{int(rng.integers(0, 1000)):03d}"
+        log.add("pos", "pos.ticket_lines", None, tid, kind)
+    net = qty * price - disc
+    card = card_of.get(base, "\\N")
+    amount, price_text, disc_text = money([net, price, disc])
+    ticket = f"{tid}\t{STORES[sales.store[base]].store_id}\t{card}\t{sold}\t\\N\t{amount}\t{updated}\n"
+    return ticket, [f"{tid}\t1\t{product}\t{qty}\t{price_text}\t{disc_text}\t{amount}\t{updated}\n"]
+
+
+def _copy(cur: psycopg.Cursor, table: str, columns: str, lines: list[str]) -> None:
+    with cur.copy(f"copy {table} ({columns}) from stdin") as copy:
+        for chunk in range(0, len(lines), 50_000):
+            copy.write("".join(lines[chunk: chunk + 50_000]).encode("utf-8"))
+
+
+def load_pos(dsn: str, data: PosData, manifest: dict[str, Any]) -> None:
+    """(Re)create schema ``pos`` and load it, in one transaction; the manifest row goes in last."""
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("set local client_min_messages = warning")
+        cur.execute(SCHEMA_SQL)
+        _copy(cur, "pos.stores", "store_id, store_name, city, opened_on, updated_at", data.stores)
+        _copy(cur, "pos.products", "product_id, product_name, category, unit_price, unit_cost, updated_at",
+              data.products)
+        _copy(cur, "pos.tickets", "ticket_id, store_id, loyalty_card_number, sold_at, original_ticket_id, "
+              "total_amount, updated_at", data.tickets)
+        _copy(cur, "pos.ticket_lines", "ticket_id, line_number, product_id, quantity, unit_price, "
+              "discount_amount, net_amount, updated_at", data.lines)
+        cur.execute(CONSTRAINTS_SQL)
+        cur.execute("insert into pos._simulator_manifest (manifest) values (%s::jsonb)",
+                    (json.dumps(manifest),))
+
+
+def read_manifest(dsn: str) -> dict[str, Any] | None:
+    """The manifest the POS database holds, or None (no schema, no row, or no server)."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            row = conn.execute("select manifest from pos._simulator_manifest limit 1").fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] if row else None

@@ -1,0 +1,162 @@
+"""Source declarations (``config/sources.yml``): what to extract, from where, with which schema.
+
+Kinds:
+
+- ``files``: dated export files (``format: csv`` or ``jsonl``) matched by a glob under
+  ``TREBOL_SOURCES_DIR``; every file of the interval (plus the lookback) and every earlier file
+  not loaded yet is upserted by primary key, the newest ``version_column`` winning;
+- ``snapshot``: dated full exports; each new snapshot is diffed against the current rows and
+  kept as history (``_valid_from`` / ``_valid_to``);
+- ``postgres``: a table or query of a PostgreSQL database reached through an Airflow connection,
+  extracted by a ``cursor`` column over the interval (plus the lookback).
+
+Besides the checks of each column, ``rules`` hold checks across the columns of a row: a
+``reason`` and a SQL condition ``valid_when`` over the row's (typed) columns. A column declared
+with ``store: false`` is read and checked like the others (so rules can use it) but not kept in
+the raw table: a query can expose a fact about the row (e.g. whether its product exists) that
+only a rule needs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trebol.settings import ConfigError, load_settings
+
+KINDS = ("files", "snapshot", "postgres")
+FORMATS = ("csv", "jsonl")
+TYPES = ("text", "integer", "numeric", "boolean", "date", "timestamptz", "json")
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class SourceConfigError(ConfigError):
+    """The sources file is wrong; the message names the file, the source and the key."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One declared column: its raw name, where it comes from, its type and its checks."""
+
+    name: str
+    type: str
+    source_name: str
+    required: bool = False
+    minimum: Decimal | None = None
+    maximum: Decimal | None = None
+    not_after_interval_end: bool = False
+    stored: bool = True
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check across the columns of one row: a SQL condition the row must satisfy."""
+
+    reason: str
+    valid_when: str
+
+
+@dataclass(frozen=True)
+class Source:
+    """One declared source."""
+
+    name: str
+    kind: str
+    target: str
+    primary_key: tuple[str, ...]
+    columns: tuple[Column, ...]
+    version_column: str | None = None
+    path: str | None = None
+    format: str = "csv"
+    connection: str | None = None
+    table: str | None = None
+    query: str | None = None
+    cursor: str | None = None
+    rules: tuple[Rule, ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Every declared column: what is read and checked."""
+        return tuple(column.name for column in self.columns)
+
+    @property
+    def stored_column_names(self) -> tuple[str, ...]:
+        """The columns kept in the raw table (all but those declared ``store: false``)."""
+        return tuple(column.name for column in self.columns if column.stored)
+
+    def column(self, name: str) -> Column:
+        return next(column for column in self.columns if column.name == name)
+
+
+def _column(where: str, name: str, spec: dict[str, Any]) -> Column:
+    kind = spec.get("type")
+    if kind not in TYPES:
+        raise SourceConfigError(f"{where}.columns.{name}.type: {kind!r} is not one of {TYPES}")
+    if not IDENTIFIER.match(name):
+        raise SourceConfigError(f"{where}.columns.{name}: use lower-case letters, digits and _")
+    bounds = {key: Decimal(str(spec[key])) if key in spec else None for key in ("min", "max")}
+    return Column(name, kind, str(spec.get("from", name)), bool(spec.get("required", False)),
+                  bounds["min"], bounds["max"], bool(spec.get("not_after_interval_end", False)),
+                  bool(spec.get("store", True)))
+
+
+def _require(where: str, spec: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        if not spec.get(key):
+            raise SourceConfigError(f"{where}.{key}: missing")
+
+
+def _source(path: Path, name: str, spec: dict[str, Any]) -> Source:
+    where = f"{path.name}: sources.{name}"
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise SourceConfigError(f"{where}.kind: {kind!r} is not one of {KINDS}")
+    _require(where, spec, "target", "primary_key", "columns")
+    if kind == "postgres":
+        _require(where, spec, "connection", "cursor")
+        if bool(spec.get("table")) == bool(spec.get("query")):
+            raise SourceConfigError(f"{where}: give exactly one of table or query")
+    else:
+        _require(where, spec, "path")
+        if spec.get("format", "csv") not in FORMATS:
+            raise SourceConfigError(f"{where}.format: {spec.get('format')!r} is not one of {FORMATS}")
+    if not IDENTIFIER.match(spec["target"]):
+        raise SourceConfigError(f"{where}.target: {spec['target']!r} is not a plain table name")
+    columns = tuple(_column(where, col, col_spec or {}) for col, col_spec in spec["columns"].items())
+    names = {column.name for column in columns}
+    keys = [*spec["primary_key"], *[spec[k] for k in ("version_column", "cursor") if spec.get(k)]]
+    stored = {column.name for column in columns if column.stored}
+    for key in keys:
+        if key not in names:
+            raise SourceConfigError(f"{where}: key column {key!r} is not among its columns")
+        if key not in stored:
+            raise SourceConfigError(f"{where}.columns.{key}: a key column cannot be store: false")
+    rules = []
+    for index, rule in enumerate(spec.get("rules") or []):
+        if not isinstance(rule, dict) or not rule.get("reason") or not rule.get("valid_when"):
+            raise SourceConfigError(f"{where}.rules[{index}]: needs a reason and a valid_when")
+        rules.append(Rule(str(rule["reason"]), str(rule["valid_when"])))
+    return Source(name=name, kind=kind, target=spec["target"], primary_key=tuple(spec["primary_key"]),
+                  columns=columns, version_column=spec.get("version_column"), path=spec.get("path"),
+                  format=spec.get("format", "csv"), connection=spec.get("connection"),
+                  table=spec.get("table"), query=spec.get("query"), cursor=spec.get("cursor"),
+                  rules=tuple(rules))
+
+
+def load_sources(path: Path | None = None) -> dict[str, Source]:
+    """Parse and check the sources file. Default: the file in TREBOL_CONFIG_DIR."""
+    path = path or load_settings().config_file("sources.yml")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise SourceConfigError(f"{path}: cannot read ({error})") from None
+    sources = {name: _source(path, name, spec or {})
+               for name, spec in (document.get("sources") or {}).items()}
+    if not sources:
+        raise SourceConfigError(f"{path}: declares no sources")
+    return sources

@@ -1,0 +1,85 @@
+"""Warehouse addresses: PostgreSQL URLs split and rebuilt, redacted for messages, and turned into
+the forms Airflow connections and dbt's profile read. No I/O."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+AIRFLOW_CONN_ID = "trebol_warehouse"
+POS_CONN_ID = "trebol_pos"
+
+
+@dataclass(frozen=True)
+class DsnParts:
+    """The pieces of a PostgreSQL URL, as dbt profiles and Airflow connections want them."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+
+def dsn_parts(dsn: str) -> DsnParts:
+    """Split a postgresql:// URL; a ``?host=/dir`` query names a unix-socket folder."""
+    parts = urlsplit(dsn)
+    query = parse_qs(parts.query)
+    host = query.get("host", [parts.hostname or "localhost"])[0]
+    return DsnParts(
+        host=host,
+        port=parts.port or int(query.get("port", ["5432"])[0]),
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password or ""),
+        dbname=unquote(parts.path.lstrip("/")),
+    )
+
+
+def error_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message (psycopg's run over several lines)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def redact(dsn: str) -> str:
+    """The DSN with its password replaced by ***, safe for messages and logs."""
+    parts = urlsplit(dsn)
+    if not parts.password:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def build_dsn(parts: DsnParts) -> str:
+    """Inverse of :func:`dsn_parts`."""
+    auth = quote(parts.user, safe="")
+    if parts.password:
+        auth += ":" + quote(parts.password, safe="")
+    if parts.host.startswith("/"):
+        return f"postgresql://{auth}@/{parts.dbname}?host={parts.host}&port={parts.port}"
+    return f"postgresql://{auth}@{parts.host}:{parts.port}/{parts.dbname}"
+
+
+def airflow_connection_json(dsn: str) -> str:
+    """The Airflow connection (``AIRFLOW_CONN_TREBOL_WAREHOUSE``) for a DSN, as JSON."""
+    parts = dsn_parts(dsn)
+    return json.dumps({
+        "conn_type": "postgres",
+        "host": parts.host,
+        "port": parts.port,
+        "login": parts.user,
+        "password": parts.password,
+        "schema": parts.dbname,
+    })
+
+
+def dbt_env(parts: DsnParts) -> dict[str, str]:
+    """Environment read by ``dbt_project/profiles.yml`` for a warehouse."""
+    return {
+        "TREBOL_DBT_HOST": parts.host,
+        "TREBOL_DBT_PORT": str(parts.port),
+        "TREBOL_DBT_USER": parts.user,
+        "TREBOL_DBT_PASSWORD": parts.password,
+        "TREBOL_DBT_DBNAME": parts.dbname,
+    }

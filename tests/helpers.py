@@ -1,0 +1,124 @@
+"""What the tests share besides fixtures: the session's constants, databases of their own on
+the session's server, loading the demo sources as the DAG does, and dbt runs against a database.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+
+from trebol.extract import load
+from trebol.extract.load import SourceConnector
+from trebol.extract.sources import load_sources
+from trebol.settings import Settings
+from trebol.warehouse import address
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+DEMO_CONFIG_DIR = PROJECT_DIR / "config"
+TEST_HOME = PROJECT_DIR / ".trebol" / "test"
+TEST_DATABASE = "trebol_test"
+TEST_POS_DATABASE = "trebol_test_pos"
+DEMO_DATE = date(2026, 6, 30)
+
+QUIET = {
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    "GX_ANALYTICS_ENABLED": "False",
+    "TQDM_DISABLE": "1",
+}
+
+
+@dataclass(frozen=True)
+class SessionWarehouse:
+    """The session's warehouse and POS database: their DSNs and the settings that reach them."""
+
+    dsn: str
+    pos_dsn: str
+    settings: Settings
+    env: dict[str, str]
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.dsn, autocommit=True)
+
+
+def fresh_database(admin_dsn: str, name: str) -> str:
+    """(Re)create database ``name`` on the server of ``admin_dsn``; its DSN."""
+    parts = address.dsn_parts(admin_dsn)
+    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return address.build_dsn(address.DsnParts(parts.host, parts.port, parts.user,
+                                                  parts.password, name))
+
+
+def drop_database(admin_dsn: str, dsn: str) -> None:
+    """Drop the database ``dsn`` names, from the server of ``admin_dsn``."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(
+            sql.Identifier(address.dsn_parts(dsn).dbname)))
+
+
+def source_connector(dsn: str) -> SourceConnector:
+    """A source connector like the DAG's (which goes through Airflow connections) that opens
+    ``dsn`` whatever connection name the source declares."""
+
+    @contextmanager
+    def connect(_name: str) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            yield conn
+
+    return connect
+
+
+def load_sources_until(conn: psycopg.Connection, pos_dsn: str, sources_dir: Path, day: date,
+                       timezone: str = "Europe/Madrid") -> None:
+    """Extract and load every declared source into ``conn``'s ``raw``, as the DAG's
+    ``extract_load`` does for the data interval that ends as ``day`` starts."""
+    end = local_midnight(day, timezone)
+    interval = load.Interval(end - timedelta(days=1), end)
+    for source in load_sources().values():
+        load.extract_and_load(conn, source, sources_dir, interval, 3, timezone, source_connector(pos_dsn))
+
+
+def run_dbt(dsn: str, as_of_at: datetime, *args: str, work_dir: Path,
+            should_fail: bool = False) -> str:
+    """``dbt <args>`` on the project against ``dsn`` as of ``as_of_at`` (its own target folder
+    under ``work_dir``, so the project's is untouched); its output. Fails the test with dbt's
+    output when dbt fails, or, ``should_fail``, when it succeeds."""
+    env = {**os.environ, **QUIET, **address.dbt_env(address.dsn_parts(dsn)),
+           "TREBOL_AS_OF_AT": as_of_at.isoformat()}
+    project = PROJECT_DIR / "dbt_project"
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(project),
+         "--profiles-dir", str(project), "--target-path", str(work_dir / "target"),
+         "--log-path", str(work_dir / "logs")],
+        env=env, capture_output=True, text=True, check=False)
+    assert (done.returncode != 0) == should_fail, done.stdout[-4000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def local_midnight(day: date, timezone: str = "Europe/Madrid") -> datetime:
+    """The first moment of ``day`` in ``timezone``: the data interval end of the run for ``day``."""
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone))
+
+
+@dataclass(frozen=True)
+class DemoMarts:
+    """A database of its own holding the session's demo sources, loaded and built by dbt as of
+    DEMO_DATE (outside the e2e DAG runs), and the work folder its dbt runs use."""
+
+    dsn: str
+    work_dir: Path
+
+

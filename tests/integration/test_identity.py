@@ -1,0 +1,183 @@
+"""Identity resolution with real dbt on a real PostgreSQL: stable customer keys across runs and
+merges, full rebuilds that reproduce them, an incremental fct_transactions equal to a rebuild,
+and least privilege for BI readers.
+
+Runs on a database and a simulation of its own (not the session's demo), loaded in two steps:
+the first 30 days, then the next 30, in which customers gain records and a new CRM contact
+bridges two customers of the first month (their clusters merge).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from trebol.demo import SimulationSpec, simulate
+from trebol.extract import load
+from trebol.warehouse import address, ddl
+
+from ..helpers import (
+    DEMO_DATE,
+    SessionWarehouse,
+    drop_database,
+    fresh_database,
+    load_sources_until,
+    local_midnight,
+    run_dbt,
+)
+
+pytestmark = pytest.mark.integration
+TZ = "Europe/Madrid"
+MIDDLE_DATE = DEMO_DATE - timedelta(days=30)
+Crosswalk = dict[tuple[str, str], str]
+
+
+@dataclass(frozen=True)
+class TwoSteps:
+    """The crosswalk after 30 days, after 60 days, after a full rebuild, and what else was read."""
+
+    dsn: str
+    bridged: tuple[str, str]
+    after_30: Crosswalk
+    after_60: Crosswalk
+    first_seen: dict[tuple[str, str], str]
+    register: dict[str, tuple[str, str, str | None]]
+    fct_incremental: str
+    after_rebuild: Crosswalk
+    fct_rebuilt: str
+    register_after_rebuild: int
+
+
+def _crosswalk(conn: psycopg.Connection) -> Crosswalk:
+    return {(source, source_id): key for source, source_id, key in conn.execute(
+        "select source, source_id, customer_key from marts.customer_source_keys")}
+
+
+def _fct_checksum(conn: psycopg.Connection) -> str:
+    return conn.execute("select count(*) || ':' || md5(string_agg(t::text, '|' order by "
+                        "t.transaction_line_id)) from marts.fct_transactions t").fetchone()[0]
+
+
+BRIDGE_CONTACT = "C9999999"
+
+
+def _bridge_two_customers(conn: psycopg.Connection, sources_dir: Path) -> tuple[str, str]:
+    """Add, to every CRM snapshot from MIDDLE_DATE on, a contact holding the email of a web-only
+    customer (per the ground truth: no card, no CRM contact, an email of their own) and the phone
+    of another customer: the two keys it will merge."""
+    truth = sources_dir / "ground_truth"
+    with (truth / "people.csv").open(newline="") as handle:
+        web_only = {row["person_id"] for row in csv.DictReader(handle)
+                    if row["is_loyalty_member"] == row["has_crm_contact"] == "false"
+                    and not row["shares_email_with"]}
+    with (truth / "identities.csv").open(newline="") as handle:
+        web_only_accounts = sorted(row["source_id"] for row in csv.DictReader(handle)
+                                   if row["source"] == "ecom" and row["person_id"] in web_only)
+    email_key, email = conn.execute("""
+        select k.customer_key, r.email from marts.customer_source_keys k
+        inner join intermediate.int_identity__records r on (r.source, r.source_id) = (k.source, k.source_id)
+        where k.source = 'ecom' and k.source_id = any(%s) and r.email is not null
+        order by k.source_id limit 1""", (web_only_accounts,)).fetchone()
+    phone_key, phone = conn.execute("""
+        select k.customer_key, r.phone from marts.customer_source_keys k
+        inner join intermediate.int_identity__records r on (r.source, r.source_id) = (k.source, k.source_id)
+        where r.phone is not null and k.customer_key <> %s
+        order by k.customer_key, r.record_id limit 1""", (email_key,)).fetchone()
+    for path in sorted((sources_dir / "crm" / "contacts").glob("*.csv")):
+        day = load.file_day(path)
+        if day is not None and day >= MIDDLE_DATE:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(f"{BRIDGE_CONTACT},Zoe,Puente,{email},{phone},00000,false,,,"
+                             f"{MIDDLE_DATE.isoformat()}T12:00:00+02:00\n")
+    return email_key, phone_key
+
+
+@pytest.fixture(scope="module")
+def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[TwoSteps]:
+    work = tmp_path_factory.mktemp("identity")
+    dsn = fresh_database(test_warehouse.dsn, "trebol_test_identity")
+    pos_dsn = fresh_database(test_warehouse.dsn, "trebol_test_identity_pos")
+    spec = SimulationSpec(customers=600, days=60, end_date=DEMO_DATE, seed=11, timezone=TZ)
+    simulate(spec, work / "sources", pos_dsn)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            ddl.bootstrap(conn)
+            load_sources_until(conn, pos_dsn, work / "sources", MIDDLE_DATE)
+            run_dbt(dsn, local_midnight(MIDDLE_DATE), "build", work_dir=work)
+            after_30 = _crosswalk(conn)
+            bridged = _bridge_two_customers(conn, work / "sources")
+            load_sources_until(conn, pos_dsn, work / "sources", DEMO_DATE)
+            run_dbt(dsn, local_midnight(DEMO_DATE), "build", work_dir=work)
+            after_60 = _crosswalk(conn)
+            first_seen = {(s, i): str(t) for s, i, t in conn.execute(
+                "select source, source_id, first_seen_at from marts.customer_source_keys")}
+            register = {key: (source, source_id, merged) for key, source, source_id, merged in conn.execute(
+                "select customer_key, key_source, key_source_id, merged_into_customer_key "
+                "from marts.customer_keys")}
+            fct_incremental = _fct_checksum(conn)
+            run_dbt(dsn, local_midnight(DEMO_DATE), "build", "--full-refresh", work_dir=work)
+            yield TwoSteps(dsn, bridged, after_30, after_60, first_seen, register, fct_incremental,
+                           _crosswalk(conn), _fct_checksum(conn),
+                           conn.execute("select count(*) from marts.customer_keys").fetchone()[0])
+    finally:
+        drop_database(test_warehouse.dsn, dsn)
+        drop_database(test_warehouse.dsn, pos_dsn)
+
+
+def test_customers_keep_their_keys_and_a_merge_keeps_the_older_key(two_steps: TwoSteps) -> None:
+    before, after, register = two_steps.after_30, two_steps.after_60, two_steps.register
+    assert len(after) > len(before) > 300
+    # the bridged customers are one now, under the key of the older one; the other is retired
+    first, second = (after[register[key][:2]] for key in two_steps.bridged)
+    assert first == second
+    survivor = first
+    [retired] = [key for key in two_steps.bridged if key != survivor]
+    assert register[retired][2] == survivor
+    assert two_steps.first_seen[register[survivor][:2]] <= two_steps.first_seen[register[retired][:2]]
+    # every key of the first month is still in use, or was merged into an older one
+    for key in set(before.values()):
+        source, source_id, merged_into = register[key]
+        now = after[(source, source_id)]
+        assert now == key or (now == merged_into and two_steps.first_seen[register[now][:2]]
+                              <= two_steps.first_seen[(source, source_id)]), key
+    # a record changed key only by such a merge, or by leaving its cluster when an identifier it
+    # was joined by turned out to be shared (a split: the cluster it left keeps its key)
+    active = set(after.values())
+    for record, old_key in before.items():
+        if after[record] != old_key:
+            assert register[old_key][2] == after[record] or old_key in active, record
+    grown = {after[r] for r in after if r not in before} & set(before.values())
+    assert grown, "some customers should gain new records and keep their key"
+
+
+def test_a_full_rebuild_reproduces_keys_and_transactions(two_steps: TwoSteps) -> None:
+    assert two_steps.after_rebuild == two_steps.after_60
+    assert two_steps.fct_rebuilt == two_steps.fct_incremental
+    assert two_steps.register_after_rebuild == len(two_steps.register)
+
+
+def test_bi_reader_reads_marts_only(two_steps: TwoSteps) -> None:
+    user = "trebol_test_analyst"
+    with psycopg.connect(two_steps.dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(user)))
+        admin.execute(sql.SQL("create role {} login in role bi_reader").format(sql.Identifier(user)))
+    parts = address.dsn_parts(two_steps.dsn)
+    analyst_dsn = address.build_dsn(address.DsnParts(parts.host, parts.port, user, "", parts.dbname))
+    try:
+        with psycopg.connect(analyst_dsn, autocommit=True) as analyst:
+            assert analyst.execute("select count(*) from marts.dim_customers").fetchone()[0] > 0
+            for relation in ("raw.crm_contacts", "staging.stg_crm__contacts",
+                             "intermediate.int_identity__records"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    analyst.execute(f"select 1 from {relation} limit 1")
+    finally:
+        with psycopg.connect(two_steps.dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("drop role {}").format(sql.Identifier(user)))

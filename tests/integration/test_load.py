@@ -1,0 +1,388 @@
+"""Extraction and COPY loading into raw: nothing lost, idempotent, newest version wins."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from trebol.demo import SimulationResult, SimulationSpec, simulate
+from trebol.extract import load
+from trebol.extract.sources import Column, Rule, Source, load_sources
+from trebol.interval import Interval
+from trebol.warehouse import ddl
+
+from ..helpers import PROJECT_DIR, SessionWarehouse, drop_database, fresh_database, source_connector
+
+pytestmark = pytest.mark.integration
+TZ = "Europe/Madrid"
+
+
+def _interval(day: date) -> Interval:
+    """The interval of the run whose logical date is ``day`` (it covers the day before)."""
+    end = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(TZ))
+    return Interval(end - timedelta(days=1), end)
+
+
+def _source(name: str, kind: str = "files") -> Source:
+    return Source(
+        name=name, kind=kind, path=f"{name}/*.csv", target=name, primary_key=("id",),
+        version_column="updated_at" if kind == "files" else None,
+        columns=(Column("id", "text", "id", required=True),
+                 Column("amount", "numeric", "amount", required=True, minimum=Decimal(-10),
+                        maximum=Decimal(1000)),
+                 Column("updated_at", "timestamptz", "updated_at", required=True,
+                        not_after_interval_end=True)))
+
+
+def _write(folder: Path, name: str, day: str, lines: list[str] | bytes) -> Path:
+    path = folder / name / f"{day}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(lines, bytes):
+        path.write_bytes(lines)
+    else:
+        path.write_text("\n".join(["id,amount,updated_at", *lines]) + "\n", encoding="utf-8")
+    return path
+
+
+def _rows(conn: psycopg.Connection, table: str) -> list[tuple]:
+    return conn.execute(f"select * from raw.{table} order by id").fetchall()
+
+
+def _checksum(conn: psycopg.Connection, table: str) -> str:
+    return conn.execute(f"select md5(string_agg(t::text, '|' order by t::text)) from raw.{table} t"
+                        ).fetchone()[0]
+
+
+def test_every_row_is_loaded_or_quarantined_with_its_reason(test_warehouse: SessionWarehouse,
+                                                            tmp_path: Path) -> None:
+    source = _source("t_faults")
+    _write(tmp_path, source.name, "2026-06-01", [
+        "a,10.50,2026-06-01T10:00:00+02:00",
+        "b,n/a,2026-06-01T10:00:00+02:00",
+        ",3,2026-06-01T10:00:00+02:00",
+        "c,5000,2026-06-01T10:00:00+02:00",
+        "d,1,2099-01-01T00:00:00+00:00",
+        "e,1",
+        "a,10.50,2026-06-01T10:00:00+02:00",
+        "f,2,yesterday",
+    ])
+    with test_warehouse.connect() as conn:
+        [result] = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+        assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (8, 1, 7)
+        reasons = dict(conn.execute(
+            "select line_number, reason from raw._quarantine where source = %s",
+            (source.name,)).fetchall())
+        audit = conn.execute("select rows_read, rows_loaded, rows_quarantined from raw._load_audit "
+                             "where source = %s", (source.name,)).fetchone()
+        payload = conn.execute("select payload from raw._quarantine where source = %s and "
+                               "line_number = 3", (source.name,)).fetchone()[0]
+    assert audit == (8, 1, 7)
+    assert reasons[3] == "amount: 'n/a' is not a number"
+    assert reasons[4] == "id: missing value"
+    assert reasons[5] == "amount: 5000 is above the plausible maximum 1000"
+    assert reasons[6].startswith("updated_at: 2099-01-01T00:00:00+00:00 is after the data interval end")
+    assert reasons[7] == "expected 3 fields as in the header, got 2"
+    assert reasons[8] == "duplicate key (id=a): superseded by line 2"
+    assert reasons[9] == "updated_at: 'yesterday' is not an ISO timestamp"
+    assert payload == "b,n/a,2026-06-01T10:00:00+02:00"
+
+
+def test_the_direct_and_the_checked_path_leave_the_same_rows(test_warehouse: SessionWarehouse,
+                                                             tmp_path: Path) -> None:
+    direct = _source("t_paths_direct")
+    checked = replace(_source("t_paths_checked"), rules=(Rule("never broken", "true"),))
+    lines = [" a,1,2026-06-01T09:00:00+02:00", "b ,1,2026-06-01T09:00:00+02:00",
+             "c,NaN,2026-06-01T09:00:00+02:00", "d,Infinity,2026-06-01T09:00:00+02:00",
+             "e,-Infinity,2026-06-01T09:00:00+02:00", "f,1,epoch", "g,1,today", "h,1,-infinity",
+             "i,1,infinity", "j, 5 ,2026-06-01 09:00:00+02", "k,1e2,2026-06-01", "l,2,now"]
+    for day, line in enumerate(lines, start=1):  # one file per line: each row takes its own path
+        for source in (direct, checked):
+            _write(tmp_path, source.name, f"2026-05-{day:02d}", [line])
+    with test_warehouse.connect() as conn:
+        for source in (direct, checked):
+            load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+        loaded, reasons = [], []
+        for source in (direct, checked):
+            loaded.append(conn.execute(f"select id, amount, updated_at from raw.{source.target} "
+                                       "order by id").fetchall())
+            reasons.append(conn.execute("select batch_id, reason from raw._quarantine "
+                                        "where source = %s order by batch_id", (source.name,)
+                                        ).fetchall())
+    assert [row[0] for row in loaded[0]] == ["a", "b", "j", "k"]
+    assert loaded[0] == loaded[1]
+    assert [(Path(b).name, r) for b, r in reasons[0]] == [(Path(b).name, r) for b, r in reasons[1]]
+
+
+def test_latin1_bytes_and_missing_columns_are_quarantined(test_warehouse: SessionWarehouse,
+                                                          tmp_path: Path) -> None:
+    source = _source("t_encoding")
+    _write(tmp_path, source.name, "2026-06-01",
+           "id,amount,updated_at\nok,1,2026-06-01T09:00:00+02:00\n"
+           "Mu\xf1oz,2,2026-06-01T09:00:00+02:00\n".encode("latin-1"))
+    other = _source("t_header")
+    _write(tmp_path, other.name, "2026-06-01", b"id,updated_at\nx,2026-06-01T09:00:00+02:00\n")
+    with test_warehouse.connect() as conn:
+        [encoding] = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+        [header] = load.extract_and_load(conn, other, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+        reasons = conn.execute("select source, reason, payload from raw._quarantine "
+                               "where source in ('t_encoding', 't_header') order by source").fetchall()
+    assert (encoding.rows_loaded, encoding.rows_quarantined) == (1, 1)
+    assert (header.rows_loaded, header.rows_quarantined) == (0, 1)
+    assert reasons[0] == ("t_encoding", "not valid UTF-8 (Latin-1 bytes?)",
+                          "Muñoz,2,2026-06-01T09:00:00+02:00")
+    assert reasons[1][1] == "column(s) amount missing from the header"
+
+
+def test_newest_version_wins_whatever_the_load_order(test_warehouse: SessionWarehouse,
+                                                     tmp_path: Path) -> None:
+    for name, order in (("t_order_a", (2, 3)), ("t_order_b", (3, 2))):
+        source = _source(name)
+        _write(tmp_path, name, "2026-06-01", ["x,1,2026-06-01T09:00:00+02:00",
+                                              "y,5,2026-06-01T09:00:00+02:00"])
+        _write(tmp_path, name, "2026-06-02", ["x,2,2026-06-02T09:00:00+02:00"])
+        with test_warehouse.connect() as conn:
+            for day in order:
+                load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, day)), 0, TZ)
+            assert [(r[0], str(r[1])) for r in _rows(conn, name)] == [("x", "2"), ("y", "5")]
+    with test_warehouse.connect() as conn:
+        loaded = [[(*row[:3], Path(row[3]).name) for row in _rows(conn, name)]
+                  for name in ("t_order_a", "t_order_b")]
+    assert loaded[0] == loaded[1], "same rows, same batch files, whatever the order"
+
+
+def test_snapshots_are_diffed_into_history_in_any_run_order(test_warehouse: SessionWarehouse,
+                                                            tmp_path: Path) -> None:
+    histories = []
+    for name, run_days in (("t_snap_in_order", (2, 3, 2)), ("t_snap_latest_only", (3,))):
+        source = _source(name, kind="snapshot")
+        _write(tmp_path, name, "2026-06-01", ["a,1,2026-06-01T09:00:00+02:00",
+                                              "b,1,2026-06-01T09:00:00+02:00"])
+        _write(tmp_path, name, "2026-06-02", ["a,2,2026-06-02T09:00:00+02:00"])
+        with test_warehouse.connect() as conn:
+            batches = [load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, day)), 0, TZ)
+                       for day in run_days]
+            histories.append(conn.execute(
+                f"select id, amount, _valid_from, _valid_to from raw.{name} "
+                "order by id, _valid_from").fetchall())
+        assert batches[-1] == [] or len(run_days) == 1, "a re-run applies nothing again"
+    assert histories[0] == histories[1]
+    assert [(r[0], str(r[1]), r[2].isoformat(), r[3] and r[3].isoformat()) for r in histories[0]] == [
+        ("a", "1", "2026-06-01", "2026-06-02"),
+        ("a", "2", "2026-06-02", None),
+        ("b", "1", "2026-06-01", "2026-06-02"),
+    ]
+
+
+def test_demo_sources_load_idempotently_and_match_ground_truth(
+        test_warehouse: SessionWarehouse, demo_sources: SimulationResult) -> None:
+    settings = test_warehouse.settings
+    sources = load_sources()
+    connect = source_connector(test_warehouse.pos_dsn)
+    last_day = settings.demo_date
+
+    def load_all(conn: psycopg.Connection, day: date) -> dict[str, list[load.BatchResult]]:
+        return {name: load.extract_and_load(conn, source, settings.sources_dir, _interval(day),
+                                            settings.lookback_days, TZ, connect)
+                for name, source in sources.items()}
+
+    with test_warehouse.connect() as conn:
+        first = load_all(conn, last_day)
+        checksums = {name: _checksum(conn, s.target) for name, s in sources.items()}
+        again = load_all(conn, last_day)
+        load_all(conn, last_day - timedelta(days=20))
+        assert {name: _checksum(conn, s.target) for name, s in sources.items()} == checksums, \
+            "a re-run and an out-of-order backfill change no raw table"
+        quarantined = conn.execute(
+            "select source, batch_id, line_number, payload, reason from raw._quarantine "
+            "where source = any(%s)", (list(sources),)).fetchall()
+        notes = dict(conn.execute("select batch_id, notes from raw._load_audit "
+                                  "where source = 'loyalty_points' and notes is not null").fetchall())
+        line_columns = [row[0] for row in conn.execute(
+            "select column_name from information_schema.columns where table_schema = 'raw' "
+            "and table_name = 'pos_ticket_lines' order by ordinal_position").fetchall()]
+    assert line_columns == ["ticket_id", "line_number", "product_id", "quantity", "unit_price",
+                            "discount_amount", "net_amount", "updated_at", "_batch_id"], \
+        "columns read only for rules (store: false) are not kept in raw"
+    assert len(first["ecom_orders"]) == settings.demo_days, "the first run loads every earlier file"
+    assert all(again[name] == [] for name, source in sources.items() if source.kind != "postgres"), \
+        "a re-run finds every file already loaded with the same content"
+    assert [b.batch_id.startswith("-infinity/") for b in first["pos_tickets"]] == [True]
+    assert sum(b.rows_read for b in first["crm_contacts"]) == sum(
+        1 for path in settings.sources_dir.glob("crm/contacts/*.csv")
+        for line in path.read_bytes().splitlines()[1:] if line.strip()), "every line is counted"
+
+    with (settings.sources_dir / "ground_truth" / "faults.csv").open() as handle:
+        faults = list(csv.DictReader(handle))
+    file_faults = {(f["location"], int(f["line"])): f["kind"] for f in faults if f["line"]}
+    in_files = {(batch, line) for source, batch, line, _, _ in quarantined
+                if sources[source].kind != "postgres"}
+    assert in_files == set(file_faults), "exactly the injected faults are quarantined"
+    assert set(file_faults.values()) == {"duplicate", "future_date", "missing_key", "malformed_line",
+                                         "latin1_bytes", "invalid_json", "absurd_amount",
+                                         "negative_amount"}
+    drift = {f["kind"]: f["location"] for f in faults if f["kind"].endswith("_column")}
+    assert notes[drift["extra_column"]] == "extra column(s) source_channel ignored"
+    assert notes[drift["missing_column"]] == "column(s) reference_id missing"
+    # every POS fault, and nothing else from POS, is quarantined with the reason of its kind
+    # (a backfill re-reads some rows in another cursor range: the same row, the same reason)
+    pos_table = {"pos_tickets": "pos.tickets", "pos_ticket_lines": "pos.ticket_lines"}
+    in_pos = {(pos_table[source], payload.split(",")[0]): reason
+              for source, _, _, payload, reason in quarantined if sources[source].kind == "postgres"}
+    pos_faults = {(f["location"], f["key"]): f["kind"] for f in faults if f["source"] == "pos"}
+    assert {(table, kind) for (table, _), kind in pos_faults.items()} == set(POS_REASONS), \
+        "every POS fault kind, in every table it touches"
+    assert set(in_pos) == set(pos_faults), "exactly the POS fault rows are quarantined"
+    for (table, key), kind in pos_faults.items():
+        assert re.fullmatch(POS_REASONS[table, kind], in_pos[table, key]), (table, key, kind)
+
+
+POS_REASONS = {  # (table, fault kind) -> the reason its rows are quarantined with
+    ("pos.tickets", "absurd_amount"): r"total_amount: 99999\.99 is above the plausible maximum 10000",
+    ("pos.ticket_lines", "absurd_amount"): r"unit_price: 99999\.99 is above the plausible maximum 10000",
+    ("pos.tickets", "negative_amount"):
+        r"total_amount: negative on a sale \(only returns, with an original_ticket_id, are negative\)",
+    ("pos.ticket_lines", "negative_amount"):
+        r"quantity: negative on a sale line \(only returns are negative\)",
+    ("pos.tickets", "future_date"): r"sold_at: 2099-.+ is after the data interval end \S+",
+    ("pos.ticket_lines", "unknown_product"): r"product_id: not in the POS product catalogue",
+}
+
+
+def test_a_load_killed_during_copy_leaves_no_trace(test_warehouse: SessionWarehouse,
+                                                   tmp_path: Path) -> None:
+    source = _source("t_killed")
+    _write(tmp_path, source.name, "2026-06-01", ["base,1,2026-06-01T09:00:00+02:00"])
+    lines = [f"k{n:07d},{n % 500}.25,2026-06-02T09:00:00+02:00" for n in range(400_000)]
+    _write(tmp_path, source.name, "2026-06-02", lines)
+    with test_warehouse.connect() as conn:
+        load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+        before = _checksum(conn, source.target)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_LOAD, test_warehouse.dsn, str(tmp_path)],
+        cwd=PROJECT_DIR, env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)})
+    with test_warehouse.connect() as conn:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not conn.execute(
+                "select 1 from pg_stat_activity where application_name = 'trebol-killed-load' "
+                "and query ilike 'copy%'").fetchone():
+            time.sleep(0.05)
+        assert child.poll() is None, "the load finished before it could be killed"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        while conn.execute("select 1 from pg_stat_activity "
+                           "where application_name = 'trebol-killed-load'").fetchone():
+            time.sleep(0.05)
+        assert _checksum(conn, source.target) == before
+        assert conn.execute("select count(*) from raw._load_audit where source = %s",
+                            (source.name,)).fetchone()[0] == 1, "only the first batch is audited"
+        [result] = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 3)), 0, TZ)
+        assert (result.rows_read, result.rows_loaded) == (400_000, 400_000)
+        assert conn.execute(f"select count(*) from raw.{source.target}").fetchone()[0] == 400_001
+
+
+KILLED_LOAD = """
+import sys
+from datetime import date
+from pathlib import Path
+import psycopg
+from trebol.extract import load
+from trebol.warehouse import ddl
+from tests.test_load import TZ, _interval, _source
+with psycopg.connect(sys.argv[1], autocommit=True, application_name="trebol-killed-load") as conn:
+    load.extract_and_load(conn, _source("t_killed"), Path(sys.argv[2]), _interval(date(2026, 6, 3)),
+                          0, TZ)
+"""
+
+
+def _data_checksums(conn: psycopg.Connection, sources: dict[str, Source]) -> dict[str, str]:
+    """Checksum of every raw table's rows without ``_batch_id`` (which extraction delivered a row
+    is lineage: a one-shot load and daily loads deliver the same rows in other batches)."""
+    sums = {}
+    for source in sources.values():
+        columns = sql.SQL(", ").join(map(sql.Identifier, [*source.stored_column_names,
+                                                          *(["_valid_from", "_valid_to"]
+                                                            if source.kind == "snapshot" else [])]))
+        sums[source.name] = conn.execute(sql.SQL(
+            "select md5(string_agg(r::text, '|' order by r::text)) from (select {} from raw.{}) r"
+        ).format(columns, sql.Identifier(source.target))).fetchone()[0]
+    return sums
+
+
+def test_two_years_then_single_days_equal_one_clean_run(test_warehouse: SessionWarehouse,
+                                                        tmp_path: Path) -> None:
+    end = date(2026, 6, 30)
+    pos_dsn = fresh_database(test_warehouse.dsn, "trebol_test_2y_pos")
+    daily_dsn = fresh_database(test_warehouse.dsn, "trebol_test_2y_daily")
+    once_dsn = fresh_database(test_warehouse.dsn, "trebol_test_2y_once")
+    result = simulate(SimulationSpec(customers=60, days=730, end_date=end, seed=11), tmp_path, pos_dsn)
+    sources = load_sources()
+    connect = source_connector(pos_dsn)
+
+    def run(dsn: str, day: date) -> dict[str, list[load.BatchResult]]:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            ddl.bootstrap(conn)
+            return {name: load.extract_and_load(conn, source, tmp_path, _interval(day), 3, TZ, connect)
+                    for name, source in sources.items()}
+
+    history = run(daily_dsn, end - timedelta(days=7))
+    days = [run(daily_dsn, end - timedelta(days=n)) for n in range(6, -1, -1)]
+    run(once_dsn, end)
+    assert len(history["ecom_orders"]) == 730 - 7, "the first run loads two years of files"
+    assert all(len(day["ecom_orders"]) == 1 for day in days), "then one file a day"
+    with psycopg.connect(daily_dsn) as daily, psycopg.connect(once_dsn) as once:
+        assert _data_checksums(daily, sources) == _data_checksums(once, sources)
+        read, loaded, quarantined = daily.execute(
+            "select sum(rows_read), sum(rows_loaded), sum(rows_quarantined) from raw._load_audit "
+            "where source <> all(%s)", ([n for n, s in sources.items() if s.kind == "postgres"],)
+        ).fetchone()
+    assert read == loaded + quarantined > 0
+    file_faults = sum(1 for line in (tmp_path / "ground_truth" / "faults.csv").read_text().splitlines()[1:]
+                      if not line.startswith("pos,") and not line.endswith("_column"))
+    assert quarantined == file_faults and result.faults > file_faults
+    for dsn in (pos_dsn, daily_dsn, once_dsn):
+        drop_database(test_warehouse.dsn, dsn)
+
+
+def test_an_unreachable_source_fails_naming_the_source(test_warehouse: SessionWarehouse,
+                                                       tmp_path: Path) -> None:
+    source = load_sources()["pos_tickets"]
+    unreachable = source_connector("postgresql://nobody@127.0.0.1:1/pos")
+    with test_warehouse.connect() as conn, pytest.raises(load.SourceUnavailable) as error:
+        load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ, unreachable)
+    assert str(error.value).startswith("source pos_tickets: cannot reach connection 'trebol_pos': ")
+    assert "\n" not in str(error.value)
+
+
+def test_the_readme_example_loads_a_users_own_export(test_warehouse: SessionWarehouse,
+                                                     tmp_path: Path) -> None:
+    readme = (PROJECT_DIR / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "sources.yml"
+    config.write_text("sources:\n" + example)
+    [source] = load_sources(config).values()
+    (tmp_path / "exports/transactions").mkdir(parents=True)
+    (tmp_path / "exports/transactions/2026-06-29.csv").write_text(
+        "customer_id,transaction_id,transacted_at,amount\n"
+        "c1,t1,2026-06-29T10:00:00+02:00,19.90\n"
+        "c2,t2,2026-06-29T11:30:00+02:00,-5.00\n"
+        "c3,t3,2026-06-29T12:00:00+02:00,lots\n")
+    with test_warehouse.connect() as conn:
+        [result] = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 30)), 0, TZ)
+        rows = conn.execute("select transaction_id, amount from raw.my_transactions "
+                            "order by transaction_id").fetchall()
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (3, 2, 1)
+    assert [(t, str(a)) for t, a in rows] == [("t1", "19.90"), ("t2", "-5.00")]

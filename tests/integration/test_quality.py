@@ -1,0 +1,283 @@
+"""The Great Expectations gate on real data: a clean simulator run passes every suite, and each
+fault of the issue makes its intended suite fail with a message naming what and where.
+
+Raw batches: a simulated world of its own (own warehouse and POS databases), loaded day by day
+as the DAG does; three days carry one fault each in their e-commerce export (30 % of the orders
+with negative amounts, every date a year ahead, a tenth of the usual volume). Marts: the
+session's demo marts (dbt-built), with the CLV step and the staged audiences, then a duplicated
+customer key and an audience member without consent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from trebol.activation import audiences
+from trebol.clv import predictions
+from trebol.demo import SimulationSpec, simulate
+from trebol.extract.sources import load_sources
+from trebol.quality import gate
+from trebol.quality.rules import QualityRulesError, load_rules
+from trebol.warehouse import ddl
+
+from ..browser import rendered_dom, screenshot
+from ..helpers import (
+    DEMO_CONFIG_DIR,
+    DEMO_DATE,
+    PROJECT_DIR,
+    DemoMarts,
+    SessionWarehouse,
+    drop_database,
+    fresh_database,
+    load_sources_until,
+    local_midnight,
+)
+
+pytestmark = pytest.mark.integration
+END = date(2026, 3, 2)
+TIMEZONE = "Europe/Madrid"
+# the day whose export carries each fault, and the as-of date of the run that loads it
+NEGATIVE_DAY, FUTURE_DAY, THIN_DAY = END - timedelta(days=3), END - timedelta(days=2), END - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the raw-batch check of one run found: its error (if raised) and its failed checks."""
+
+    error: str | None
+    failed: list[tuple[str, str, str | None, str, str]]  # suite, expectation, column, severity, observed
+    suites: set[str]
+
+
+def _failed(conn: psycopg.Connection, run_id: str) -> tuple[list[tuple], set[str]]:
+    rows = conn.execute("""
+        select suite, expectation, column_name, severity, observed_value, success
+        from marts.data_quality_results where run_id = %s order by suite, expectation, column_name""",
+        (run_id,)).fetchall()
+    return [row[:5] for row in rows if not row[5]], {row[0] for row in rows}
+
+
+def _check(run: gate.QualityRun, conn: psycopg.Connection, check) -> Outcome:
+    try:
+        check(conn, run)
+        error = None
+    except gate.QualityGateError as raised:
+        error = str(raised)
+    failed, suites = _failed(conn, run.run_id)
+    return Outcome(error, failed, suites)
+
+
+def _quality_run(dsn: str, day: date, settings, report_dir: Path) -> gate.QualityRun:
+    return gate.QualityRun(dsn=dsn, as_of_date=day, interval_end=local_midnight(day),
+                           run_id=f"test__{day.isoformat()}", timezone=TIMEZONE,
+                           expectations_dir=settings.expectations_dir,
+                           report_dir=report_dir / day.isoformat())
+
+
+def _rewrite_orders(path: Path, change) -> int:
+    """Rewrite a JSONL export line by line (``change(index, order)`` returns the order or None to
+    drop it); the number of orders the file held."""
+    orders = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    kept = [changed for i, order in enumerate(orders) if (changed := change(i, order)) is not None]
+    path.write_text("".join(json.dumps(order) + "\n" for order in kept), encoding="utf-8")
+    return len(orders)
+
+
+def _negative_amounts(i: int, order: dict) -> dict:
+    if i % 10 < 3:
+        for line in order["lines"]:
+            line["unit_price"] = -abs(line["unit_price"]) or -1.0
+    return order
+
+
+def _next_year(_i: int, order: dict) -> dict:
+    for field in ("ordered_at", "updated_at"):
+        moment = order[field]
+        order[field] = f"{int(moment[:4]) + 1}{moment[4:]}"
+    return order
+
+
+def _a_tenth(i: int, order: dict) -> dict | None:
+    return order if i % 10 == 0 else None
+
+
+@pytest.fixture(scope="module")
+def raw_outcomes(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[dict[str, Outcome]]:
+    """A clean first load, then one faulty day after another, each checked as the DAG would."""
+    work = tmp_path_factory.mktemp("quality")
+    dsn = fresh_database(test_warehouse.dsn, "trebol_test_quality")
+    pos_dsn = fresh_database(test_warehouse.dsn, "trebol_test_quality_pos")
+    settings = test_warehouse.settings
+    sources = list(load_sources().values())
+    rules = load_rules()
+    try:
+        simulate(SimulationSpec(customers=3000, days=24, end_date=END, seed=23), work / "sources",
+                 pos_dsn)
+        orders = work / "sources" / "ecom" / "orders"
+        sizes = {
+            "negative": _rewrite_orders(orders / f"{NEGATIVE_DAY}.jsonl", _negative_amounts),
+            "future": _rewrite_orders(orders / f"{FUTURE_DAY}.jsonl", _next_year),
+            "thin": _rewrite_orders(orders / f"{THIN_DAY}.jsonl", _a_tenth),
+        }
+        # the rules judge shares and volumes only on days big enough to mean something
+        assert min(sizes.values()) >= 2 * rules.min_rows_for_share, sizes
+        outcomes = {}
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            ddl.bootstrap(conn)
+            ddl.ensure_raw_tables(conn, sources)
+            for name, day in (("clean", NEGATIVE_DAY), ("negative", FUTURE_DAY),
+                              ("future", THIN_DAY), ("thin", END)):
+                load_sources_until(conn, pos_dsn, work / "sources", day)
+                run = _quality_run(dsn, day, settings, work / "reports")
+                outcomes[name] = _check(run, conn, lambda c, r: gate.check_raw_batches(
+                    c, r, sources, rules))
+        yield outcomes
+    finally:
+        drop_database(test_warehouse.dsn, dsn)
+        drop_database(test_warehouse.dsn, pos_dsn)
+
+
+def test_a_clean_run_passes_every_raw_suite(raw_outcomes: dict[str, Outcome]) -> None:
+    clean = raw_outcomes["clean"]
+    assert clean.error is None, clean.error
+    assert [f for f in clean.failed if f[3] == "error"] == []
+    # every source's batch was validated, and the batch-level suite
+    assert clean.suites == {f"raw_{name}" for name in load_sources()} | {"raw_batches"}
+
+
+def _errors(outcome: Outcome) -> list[tuple]:
+    return [f for f in outcome.failed if f[3] == "error"]
+
+
+@pytest.mark.parametrize("case, column, share", [("negative", "quarantined_share", "0.3"),
+                                                 ("future", "quarantined_share", "1.0"),
+                                                 ("thin", "volume_ratio", "0.1")])
+def test_each_faulty_batch_fails_its_suite_naming_the_source(raw_outcomes: dict[str, Outcome],
+                                                             case: str, column: str,
+                                                             share: str) -> None:
+    outcome = raw_outcomes[case]
+    [(suite, expectation, failed_column, _severity, observed)] = _errors(outcome)
+    assert (suite, expectation, failed_column) == ("raw_batches", "expect_column_values_to_be_between",
+                                                   column)
+    assert "1 of" in observed and "source=ecom_orders" in observed, observed
+    value = float(observed.split(f"{column}=")[1].split()[0].rstrip(";|"))
+    assert abs(value - float(share)) < 0.06, observed
+    # the task's error names the suite, the check, the source: what stops the push
+    assert outcome.error and "activation stopped" in outcome.error
+    assert f"raw_batches: expect_column_values_to_be_between({column})" in outcome.error
+    assert "source=ecom_orders" in outcome.error
+
+
+@pytest.fixture(scope="module")
+def mart_world(demo_marts: DemoMarts, test_warehouse: SessionWarehouse,
+               tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[tuple[psycopg.Connection, gate.QualityRun]]:
+    """The demo marts with the CLV step's rows and the staged audiences of DEMO_DATE."""
+    reports = tmp_path_factory.mktemp("quality-marts")
+    with psycopg.connect(demo_marts.dsn, autocommit=True) as conn:
+        predictions.run_clv(conn, DEMO_DATE, test_warehouse.settings)
+        audiences.stage_audiences(conn, audiences.load_audiences(), DEMO_DATE)
+        yield conn, _quality_run(demo_marts.dsn, DEMO_DATE, test_warehouse.settings, reports)
+
+
+def _check_marts(conn: psycopg.Connection, run: gate.QualityRun, run_id: str) -> Outcome:
+    run = gate.QualityRun(**{**run.__dict__, "run_id": run_id})
+    return _check(run, conn, lambda c, r: gate.check_marts(c, r, load_rules()))
+
+
+def test_clean_marts_pass_and_are_recorded_with_data_docs(
+        mart_world: tuple[psycopg.Connection, gate.QualityRun]) -> None:
+    conn, run = mart_world
+    outcome = _check_marts(conn, run, "test__marts_clean")
+    assert outcome.error is None, outcome.error
+    assert outcome.suites == {v.suite for v in gate.MART_VALIDATIONS}
+    staged = conn.execute("select count(*) from audiences.audience_members where as_of_date = %s",
+                          (DEMO_DATE,)).fetchone()[0]
+    assert staged > 0
+    recorded = conn.execute("""
+        select count(*), count(distinct suite), bool_and(severity in ('error', 'warning'))
+        from marts.data_quality_results where run_id = 'test__marts_clean'""").fetchone()
+    assert recorded[0] >= 30 and recorded[1] == len(gate.MART_VALIDATIONS) and recorded[2]
+    # the run's Data Docs open offline in a real browser and list this run's validations
+    index = run.report_dir / "data_docs" / "index.html"
+    dom = rendered_dom(index)
+    for validation in gate.MART_VALIDATIONS:
+        assert re.search(rf"<td[^>]*>[^<]*{validation.suite}</td>", dom), validation.suite
+    picture = run.report_dir / "data_docs.png"
+    screenshot(index, picture)
+    assert picture.stat().st_size > 20_000
+
+
+def test_a_duplicated_customer_key_fails_the_dim_customers_suite(
+        mart_world: tuple[psycopg.Connection, gate.QualityRun]) -> None:
+    conn, run = mart_world
+    key = conn.execute("select min(customer_key) from marts.dim_customers").fetchone()[0]
+    [constraint] = conn.execute("""select conname from pg_constraint
+        where conrelid = 'marts.dim_customers'::regclass and contype = 'p'""").fetchone()
+    # the contract's primary key would refuse the row: the suite guards a mart built without it
+    conn.execute(f'alter table marts.dim_customers drop constraint "{constraint}"')
+    conn.execute("insert into marts.dim_customers select * from marts.dim_customers "
+                 "where customer_key = %s", (key,))
+    try:
+        outcome = _check_marts(conn, run, "test__marts_duplicate")
+    finally:
+        conn.execute("delete from marts.dim_customers where ctid in (select max(ctid) "
+                     "from marts.dim_customers where customer_key = %s)", (key,))
+        conn.execute(f'alter table marts.dim_customers add constraint "{constraint}" '
+                     "primary key (customer_key)")
+    errors = _errors(outcome)
+    assert [(s, e, c) for s, e, c, _, _ in errors] == [
+        ("marts_dim_customers", "expect_column_values_to_be_unique", "customer_key")]
+    assert f"customer_key={key}" in errors[0][4]
+    assert outcome.error and f"customer_key={key}" in outcome.error
+
+
+def test_an_audience_member_without_consent_fails_the_audience_suite(
+        mart_world: tuple[psycopg.Connection, gate.QualityRun]) -> None:
+    conn, run = mart_world
+    key, email = conn.execute("""select customer_key, email from marts.dim_customers
+        where not has_marketing_consent and email is not null order by customer_key limit 1""").fetchone()
+    conn.execute("insert into audiences.audience_members values (%s, 'winback_at_risk', %s, %s)",
+                 (DEMO_DATE, key, email))
+    try:
+        outcome = _check_marts(conn, run, "test__marts_consent")
+    finally:
+        conn.execute("delete from audiences.audience_members where customer_key = %s and "
+                     "as_of_date = %s", (key, DEMO_DATE))
+    errors = _errors(outcome)
+    assert [(s, e, c) for s, e, c, _, _ in errors] == [
+        ("activation_audiences", "expect_column_values_to_be_in_set", "has_marketing_consent")]
+    assert f"customer_key={key}" in errors[0][4] and "audience=winback_at_risk" in errors[0][4]
+
+
+def test_a_wrong_rules_file_names_the_key(tmp_path: Path) -> None:
+    broken = tmp_path / "quality.yml"
+    demo_rules = (DEMO_CONFIG_DIR / "quality.yml").read_text()
+    broken.write_text(demo_rules.replace("min_ratio: 0.3", "min_ratio: -1"))
+    with pytest.raises(QualityRulesError, match=r"quality.yml: raw.volume.min_ratio: -1 is not a number"):
+        load_rules(broken)
+    broken.write_text(demo_rules.replace("business_opened_on: 2000-01-01", "business_opened_on: soon"))
+    with pytest.raises(QualityRulesError, match="business_opened_on: 'soon' is not a date"):
+        load_rules(broken)
+
+
+def test_every_suite_file_is_run_by_a_stored_validation_definition() -> None:
+    """The project is complete as committed: a run only reads it (nothing to create or save)."""
+    project = PROJECT_DIR / "expectations" / "gx"
+    validations = [*gate.raw_validations(list(load_sources().values())), *gate.MART_VALIDATIONS]
+    suites = {path.stem for path in (project / "expectations").glob("*.json")}
+    assert suites == {validation.suite for validation in validations}
+    for validation in validations:
+        stored = json.loads((project / "validation_definitions" /
+                             f"validate_{validation.suite}.json").read_text())
+        assert stored["suite"]["name"] == validation.suite
+        assert stored["data"]["asset"]["name"] == f"{validation.schema}.{validation.table}"

@@ -1,0 +1,104 @@
+"""DAG integrity: every DAG imports, has no cycles, has owner, retries and tags, parses fast."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from ..helpers import PROJECT_DIR
+
+DAGS_DIR = PROJECT_DIR / "dags"
+# deterministic tasks: a retry would meet the same data, so their failure is final
+NOT_RETRIED = {"check_raw_batches", "check_marts", "fail_run"}
+
+
+@pytest.fixture(scope="module")
+def dag_bag() -> DagBag:
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    return DagBag(dag_folder=str(DAGS_DIR))
+
+
+def test_every_dag_file_imports(dag_bag: DagBag) -> None:
+    assert dag_bag.import_errors == {}
+    assert "trebol_nightly" in dag_bag.dag_ids
+
+
+def test_dags_have_owner_retries_tags_and_docs(dag_bag: DagBag) -> None:
+    for dag_id, dag in dag_bag.dags.items():
+        assert dag.tags, f"{dag_id} has no tags"
+        assert dag.doc_md and len(dag.doc_md) > 200, f"{dag_id} is not documented"
+        for task in dag.tasks:
+            assert task.owner not in ("", "airflow"), f"{dag_id}.{task.task_id} has no owner"
+            if task.task_id in NOT_RETRIED:
+                assert task.retries == 0, f"{dag_id}.{task.task_id} would retry a final answer"
+            else:
+                assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_dags_have_no_cycles(dag_bag: DagBag) -> None:
+    for dag in dag_bag.dags.values():
+        order = [task.task_id for task in dag.topological_sort()]
+        assert sorted(order) == sorted(dag.task_ids)
+
+
+def test_dag_files_parse_under_two_seconds(dag_bag: DagBag) -> None:
+    assert dag_bag.dagbag_stats, "no DAG file was parsed"
+    for stat in dag_bag.dagbag_stats:
+        assert stat.duration.total_seconds() < 2.0, f"{stat.file} took {stat.duration}"
+
+
+def test_push_only_after_the_quality_gate(dag_bag: DagBag) -> None:
+    dag = dag_bag.dags["trebol_nightly"]
+    push = dag.get_task("push_audiences")
+    assert push.trigger_rule == "all_success"
+    assert push.upstream_task_ids == {"check_raw_batches", "check_marts", "fit_clv"}
+    assert dag.get_task("check_raw_batches").upstream_task_ids == {"extract_load"}
+    # the mart checks see the CLV rows, the marts built on them and the staged audiences
+    assert dag.get_task("check_marts").upstream_task_ids == {"stage_audiences"}
+    assert dag.get_task("stage_audiences").upstream_task_ids == {"dbt_build_value"}
+    assert {"extract_load"} <= dag.get_task("dbt_build").upstream_task_ids
+
+
+def test_the_summary_always_runs_and_a_failure_fails_the_run(dag_bag: DagBag) -> None:
+    dag = dag_bag.dags["trebol_nightly"]
+    summarize, fail_run = dag.get_task("summarize"), dag.get_task("fail_run")
+    assert summarize.trigger_rule == "all_done"
+    assert fail_run.trigger_rule == "one_failed"
+    every_task = set(dag.task_ids) - {"summarize", "fail_run", "list_sources"}
+    assert summarize.upstream_task_ids == every_task
+    assert fail_run.upstream_task_ids == every_task | {"summarize"}
+    assert [task.task_id for task in dag.leaves] == ["fail_run"]
+
+
+def test_clv_dependent_models_are_built_after_the_fit(dag_bag: DagBag) -> None:
+    """dbt_build builds all but what reads the CLV predictions, fit_clv reads its
+    fct_transactions, dbt_build_value the rest: also when the fit failed (fallback rules), never
+    when dbt_build did."""
+    dag = dag_bag.dags["trebol_nightly"]
+    dbt_build, fit, value = (dag.get_task(task_id) for task_id in
+                             ("dbt_build", "fit_clv", "dbt_build_value"))
+    assert fit.upstream_task_ids == {"dbt_build"}
+    assert value.upstream_task_ids == {"dbt_build", "fit_clv"}
+    assert value.trigger_rule == "all_done_min_one_success"
+    assert dbt_build.exclude == value.select == "source:clv+"
+    assert dbt_build.select is None and value.exclude is None
+
+
+def test_schedule_is_daily_in_the_business_timezone(dag_bag: DagBag) -> None:
+    dag = dag_bag.dags["trebol_nightly"]
+    assert dag.timetable.expression == "0 0 * * *"
+    assert str(dag.timetable.timezone) == "Europe/Madrid"
+    assert dag.timetable.interval.days == 1
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+
+
+def test_no_secret_is_templated_into_the_dbt_tasks(dag_bag: DagBag) -> None:
+    for task_id in ("dbt_build", "dbt_build_value"):
+        dbt_task = dag_bag.dags["trebol_nightly"].get_task(task_id)
+        templated = {name: getattr(dbt_task, name) for name in dbt_task.template_fields}
+        assert "TREBOL_AS_OF_AT" in templated["env"]
+        assert not any("PASSWORD" in key or "DSN" in key for key in templated["env"])
+        assert "password" not in repr(templated).lower()
