@@ -8,7 +8,8 @@
 #   docker build -t trebol-airflow:local .
 #
 # Layout:
-#   /opt/trebol    the project (TREBOL_PROJECT_DIR): dags/, dbt_project/, expectations/, plugins/
+#   /opt/trebol    the project (TREBOL_PROJECT_DIR): dags/, dbt_project/, expectations/, plugins/,
+#                  config/ (the demo configuration, TREBOL_CONFIG_DIR by default)
 #   /opt/airflow   AIRFLOW_HOME and the home of the non-root user `airflow` (uid 50000, gid 0);
 #                  logs/ and trebol/ (TREBOL_HOME) are mount points for named volumes
 FROM python:3.11-slim
@@ -53,6 +54,8 @@ RUN pip install "uv==${UV_VERSION}" \
 # datasource entry in great_expectations.yml), so those two belong to the runtime user.
 COPY dags/ dags/
 COPY plugins/ plugins/
+# the demo configuration; a company mounts its own folder and sets TREBOL_CONFIG_DIR
+COPY config/ config/
 COPY --chown=airflow:0 dbt_project/ dbt_project/
 COPY --chown=airflow:0 expectations/ expectations/
 

@@ -44,7 +44,7 @@ $(TEST_CHROMIUM): $(INSTALLED) tests/chromium/package-lock.json tests/chromium/u
 	@touch $@
 
 run: $(INSTALLED) $(DOCS_ASSETS_INSTALLED)
-	@$(BIN)/trebol run $(if $(DATE),--date $(DATE))
+	@$(BIN)/trebol demo $(if $(DATE),--date $(DATE))
 
 test: $(INSTALLED) $(DOCS_ASSETS_INSTALLED) $(TEST_CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)

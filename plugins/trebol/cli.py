@@ -1,16 +1,20 @@
-"""The ``trebol`` command line: run the nightly DAG, generate demo data, manage the warehouse."""
+"""The ``trebol`` command line: run the nightly DAG on your exports (``run``) or on generated demo
+data (``demo``), generate demo data, manage the warehouse, list settings, fit CLV models."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from trebol.settings import SETTINGS, Settings, SettingsError, load_settings
+from trebol.settings import SETTINGS, ConfigError, Settings, SettingsError, load_settings
 
 DAG_ID = "trebol_nightly"
 
@@ -20,47 +24,37 @@ def _progress(message: str) -> None:
 
 
 def _date(text: str) -> date:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD")
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day of the calendar "
+                                         f"({text[:7]} has no day {text[8:]})") from None
 
 
-def _ensure_demo_sources(settings: Settings, pos_dsn: str) -> None:
-    from trebol.demo import SimulationSpec, simulate
+def _check_config() -> dict[str, Any]:
+    """Parse every configuration file before any task runs; a wrong one raises ConfigError."""
+    from trebol.activation.audiences import load_audiences
+    from trebol.extract.sources import load_sources
+    from trebol.quality.rules import load_rules
 
-    own_data = any(settings.sources_dir.iterdir()) if settings.sources_dir.exists() else False
-    if own_data and not (settings.sources_dir / "manifest.json").exists():
-        _progress(f"sources: using the exports in {settings.sources_dir}")
-        return
-    spec = SimulationSpec(settings.demo_customers, settings.demo_days, settings.demo_date,
-                          settings.demo_seed, settings.timezone)
-    result = simulate(spec, settings.sources_dir, pos_dsn, progress=_progress)
-    state = "reused" if result.reused else "generated"
-    _progress(f"sources: {state} demo data for {spec.customers:,} people over {spec.days} days "
-              f"({sum(result.counts.values()):,} rows, {result.faults:,} injected faults) in "
-              f"{settings.sources_dir} and the POS database")
+    return {"sources": load_sources(), "quality": load_rules(), "audiences": load_audiences()}
 
 
-def command_run(settings: Settings, args: argparse.Namespace) -> int:
-    """trebol run: the nightly DAG for one logical date, then the summary."""
+def _run(settings: Settings, run_date: date, dsn: str, pos_dsn: str) -> int:
+    """The nightly DAG for one logical date with real Airflow, then the summary."""
     from trebol import summary
     from trebol.airflow.local_runner import run_dag
-    from trebol.warehouse import address, embedded
 
-    run_date: date = args.date or settings.demo_date
-    dsn = embedded.resolve_dsn(settings)
-    pos_dsn = embedded.resolve_pos_dsn(settings, dsn)
-    where = "embedded" if settings.uses_embedded_warehouse else "external"
-    _progress(f"warehouse: {where} PostgreSQL at {address.redact(dsn)}")
-    _ensure_demo_sources(settings, pos_dsn)
     logical_date = datetime(run_date.year, run_date.month, run_date.day,
                             tzinfo=ZoneInfo(settings.timezone))
-    report_dir = settings.reports_dir / run_date.isoformat()
+    report_dir = settings.report_dir(run_date)
     started = time.monotonic()
     (report_dir / "summary.json").unlink(missing_ok=True)
     try:
-        run_dag(settings, dsn, pos_dsn, DAG_ID, logical_date, report_dir / "airflow.log", _progress)
+        run_dag(settings, dsn, pos_dsn, DAG_ID, logical_date, report_dir / "airflow.log", _progress,
+                map_labels={"extract_load": sorted(_check_config()["sources"])})
     finally:
         # the summary task runs whatever the checks found: print it before any failure
         if (report_dir / "summary.json").exists():
@@ -69,20 +63,73 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _warehouse(settings: Settings) -> tuple[str, str]:
+    from trebol.warehouse import embedded
+    from trebol.warehouse.address import redact
+
+    dsn = embedded.resolve_dsn(settings)
+    pos_dsn = embedded.resolve_pos_dsn(settings, dsn)
+    where = "embedded" if settings.uses_embedded_warehouse else "external"
+    _progress(f"warehouse: {where} PostgreSQL at {redact(dsn)}")
+    return dsn, pos_dsn
+
+
+def command_run(settings: Settings, args: argparse.Namespace) -> int:
+    """trebol run: the nightly DAG for one logical date on the exports in TREBOL_SOURCES_DIR."""
+    from trebol.extract.load import exports_for_day
+
+    run_date: date = args.date
+    sources = _check_config()["sources"]
+    day = run_date - timedelta(days=1)  # the data interval: the day before the logical date
+    if not exports_for_day(sources.values(), settings.sources_dir, day):
+        print(f"trebol run: no exports dated {day} in {settings.sources_dir} (the data interval of "
+              f"{run_date}); deliver them there, set TREBOL_SOURCES_DIR, or try `trebol demo`",
+              file=sys.stderr)
+        return 2
+    dsn, pos_dsn = _warehouse(settings)
+    return _run(settings, run_date, dsn, pos_dsn)
+
+
+def command_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """trebol demo: simulated sources (generated once, reused), then the nightly DAG on them."""
+    from trebol.demo import SimulationSpec, simulate
+
+    _check_config()
+    run_date: date = args.date or settings.demo_date
+    dsn, pos_dsn = _warehouse(settings)
+    spec = SimulationSpec(settings.demo_customers, settings.demo_days, settings.demo_date,
+                          settings.demo_seed, settings.timezone)
+    result = simulate(spec, settings.sources_dir, pos_dsn, progress=_progress)
+    state = "reused" if result.reused else "generated"
+    _progress(f"sources: {state} demo data for {spec.customers:,} people over {spec.days} days "
+              f"({sum(result.counts.values()):,} rows, {result.faults:,} injected faults) in "
+              f"{settings.sources_dir} and the POS database")
+    return _run(settings, run_date, dsn, pos_dsn)
+
+
 def command_simulate(settings: Settings, args: argparse.Namespace) -> int:
     """trebol simulate: write demo source data."""
     from trebol.demo import SimulationSpec, simulate
-    from trebol.warehouse import address, embedded
+    from trebol.settings import validate_dsn
+    from trebol.warehouse import embedded
+    from trebol.warehouse.address import redact
 
     spec = SimulationSpec(args.customers or settings.demo_customers,
                           args.days or settings.demo_days, args.end or settings.demo_date,
                           settings.demo_seed if args.seed is None else args.seed, settings.timezone)
-    out = Path(args.out) if args.out else settings.sources_dir
-    pos_dsn = embedded.resolve_pos_dsn(settings, embedded.resolve_dsn(settings))
+    if args.out:  # a folder of its own: the pipeline's POS database is not touched
+        out = Path(args.out)
+        pos_dsn = validate_dsn(args.pos_dsn, "--pos-dsn") if args.pos_dsn else None
+        if pos_dsn:
+            embedded.check(pos_dsn, "--pos-dsn")
+    else:  # the demo's own sources: TREBOL_SOURCES_DIR and the pipeline's POS database
+        out = settings.sources_dir
+        pos_dsn = args.pos_dsn or embedded.resolve_pos_dsn(settings, embedded.resolve_dsn(settings))
     result = simulate(spec, out, pos_dsn, progress=_progress)
     for name, rows in sorted(result.counts.items()):
         print(f"{name:<20} {rows:>10,}")
-    print(f"{result.faults:,} injected faults; files in {out}, POS in {address.redact(pos_dsn)}"
+    where = f"POS in {redact(pos_dsn)}" if pos_dsn else "POS not loaded (give --pos-dsn to load it)"
+    print(f"{result.faults:,} injected faults; files in {out}, {where}"
           + (" (reused)" if result.reused else ""))
     return 0
 
@@ -98,15 +145,30 @@ def command_warehouse(settings: Settings, args: argparse.Namespace) -> int:
         else:
             print("TREBOL_WAREHOUSE_DSN names an external warehouse: nothing to stop")
         return 0
+    was_running = (settings.uses_embedded_warehouse
+                   and (settings.embedded_data_dir / "postmaster.pid").exists())
     dsn = embedded.resolve_dsn(settings)
+    if settings.uses_embedded_warehouse and not was_running:
+        print("started the embedded warehouse (`trebol warehouse stop` stops it)", file=sys.stderr)
     print(address.redact(dsn) if args.action == "url" else f"warehouse ready: {address.redact(dsn)}")
     return 0
 
 
 def command_settings(settings: Settings, args: argparse.Namespace) -> int:
-    """trebol settings: every setting, its default and its meaning."""
+    """trebol settings: every setting, the value in force (passwords hidden), its default and
+    its meaning."""
+    from trebol.warehouse.address import redact
+
     for doc in SETTINGS:
-        print(f"{doc.name:<24} default {doc.default}\n{'':<24} {doc.meaning}")
+        value = getattr(settings, doc.name.removeprefix("TREBOL_").lower())
+        if value is None:
+            shown = doc.default
+        elif isinstance(value, tuple):
+            shown = ",".join(map(str, value))
+        else:
+            shown = redact(value) if "DSN" in doc.name else str(value)
+        origin = "set" if os.environ.get(doc.name, "").strip() else "default"
+        print(f"{doc.name:<26} {shown}  ({origin})\n{'':<26} {doc.meaning}")
     return 0
 
 
@@ -143,9 +205,9 @@ def command_clv_fit(settings: Settings, args: argparse.Namespace) -> int:
                    f"{row + 1} is not a number")
     frame = frame.assign(**{args.date_col: dates, args.amount_col: amounts})
     unit_days = 7.0 if args.time_unit == "week" else 1.0
-    summary = fitting.summarize_transactions(frame, *columns, args.calibration_end, args.holdout_end,
-                                         unit_days=unit_days)
     try:
+        summary = fitting.summarize_transactions(frame, *columns, args.calibration_end,
+                                                 args.holdout_end, unit_days=unit_days)
         bg = fitting.fit_bgnbd(summary["frequency"], summary["recency"], summary["T"])
         gg = fitting.fit_gamma_gamma(summary["frequency"], summary["monetary_value"])
     except fitting.CLVFitError as error:
@@ -179,33 +241,52 @@ def build_parser() -> argparse.ArgumentParser:
         "Settings come from the environment; see `trebol settings`.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the nightly Airflow DAG for one date",
-                              description="Start the warehouse (embedded unless "
-                              "TREBOL_WAREHOUSE_DSN is set), generate demo sources when none are "
-                              "there, run the nightly DAG with real Airflow for the logical date "
-                              "(the day before it is the data interval) and print a summary.")
-    run.add_argument("--date", type=_date, help="logical date YYYY-MM-DD (default TREBOL_DEMO_DATE)")
+    run = commands.add_parser("run", help="run the nightly Airflow DAG for one date on your exports",
+                              description="Check the configuration (TREBOL_CONFIG_DIR), start the "
+                              "warehouse (embedded unless TREBOL_WAREHOUSE_DSN is set), run the "
+                              "nightly DAG with real Airflow for the logical date (the day before "
+                              "it is the data interval) on the exports in TREBOL_SOURCES_DIR and "
+                              "the POS database, and print a summary. Never generates data: with no "
+                              "export dated in the interval it stops with one line.")
+    run.add_argument("--date", type=_date, required=True, help="logical date YYYY-MM-DD")
     run.set_defaults(handler=command_run)
 
+    demo = commands.add_parser("demo", help="generate the demo sources, then run the nightly DAG",
+                               description="Generate seeded demo source systems (reused when "
+                               "already there; see `trebol simulate`) into TREBOL_SOURCES_DIR and "
+                               "the POS database, then do what `trebol run` does. The simulator "
+                               "only replaces data it created: a POS schema or export folders it "
+                               "did not write make it stop with one line, changing nothing.")
+    demo.add_argument("--date", type=_date, help="logical date YYYY-MM-DD (default TREBOL_DEMO_DATE)")
+    demo.set_defaults(handler=command_demo)
+
     sim = commands.add_parser("simulate", help="generate demo source data",
-                              description="Write seeded, reproducible demo sources: the POS "
-                              "database (TREBOL_POS_DSN), e-commerce, loyalty and CRM exports, and "
-                              "their ground truth (identities, faults, behaviour).")
+                              description="Write seeded, reproducible demo sources: e-commerce, "
+                              "loyalty and CRM exports, the POS database, and their ground truth "
+                              "(identities, faults, behaviour). Without --out: the demo's own "
+                              "sources (TREBOL_SOURCES_DIR and the pipeline's POS database). With "
+                              "--out: that folder only, and the POS database only with --pos-dsn. "
+                              "Only data the simulator created is ever replaced.")
     sim.add_argument("--customers", type=int, help="people to simulate (default TREBOL_DEMO_CUSTOMERS)")
     sim.add_argument("--days", type=int, help="days of history (default TREBOL_DEMO_DAYS)")
     sim.add_argument("--end", type=_date, help="first day after the history (default TREBOL_DEMO_DATE)")
     sim.add_argument("--seed", type=int, help="random seed (default TREBOL_DEMO_SEED)")
     sim.add_argument("--out", help="output folder (default TREBOL_SOURCES_DIR)")
+    sim.add_argument("--pos-dsn", help="postgresql:// URL of a database for the simulated POS "
+                     "(default: none with --out, the pipeline's POS database without)")
     sim.set_defaults(handler=command_simulate)
 
     wh = commands.add_parser("warehouse", help="start, stop or locate the warehouse",
                              description="start: start the embedded warehouse (or check the "
-                             "external one); stop: stop the embedded one; url: print its URL.")
+                             "external one); stop: stop the embedded one; url: print its URL "
+                             "(password hidden), starting the embedded warehouse when it is not "
+                             "running, which it says on stderr.")
     wh.add_argument("action", choices=("start", "stop", "url"))
     wh.set_defaults(handler=command_warehouse)
 
-    st = commands.add_parser("settings", help="list every setting with its default",
-                             description="List the environment settings Trébol reads.")
+    st = commands.add_parser("settings", help="list every setting with the value in force",
+                             description="List the environment settings Trébol reads, each with "
+                             "the value in force (set or default; passwords hidden).")
     st.set_defaults(handler=command_settings)
 
     clv_parser = commands.add_parser("clv", help="customer lifetime value models",
@@ -237,10 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         return args.handler(settings, args)
-    except SettingsError as error:
+    except (SettingsError, ConfigError) as error:
         print(f"trebol: {error}", file=sys.stderr)
         return 2
     except Exception as error:
+        from trebol.demo import SimulatorRefused
+
+        if isinstance(error, SimulatorRefused):
+            print(f"trebol: {error}", file=sys.stderr)
+            return 2
         from trebol.airflow.local_runner import DagRunFailed
 
         if isinstance(error, DagRunFailed):

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,7 +23,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from trebol.demo import SimulationResult, SimulationSpec, simulate
+from trebol import cli
+from trebol.demo import SimulationResult, SimulationSpec, SimulatorRefused, simulate
 from trebol.demo.faults import KINDS
 
 from ..helpers import SessionWarehouse, drop_database, fresh_database
@@ -427,3 +429,92 @@ def test_a_larger_run_is_fast_and_keeps_the_documented_shares(pos_dsn: str, tmp_
     share = Counter(p["is_loyalty_member"] for p in people)["true"] / len(people)
     assert 0.45 < share < 0.65
     assert result.counts["pos_tickets"] > result.counts["loyalty_members"] > 0
+
+
+# -- the simulator only ever replaces what it created --------------------------------------------
+
+SMALL = replace(SPEC, customers=20, days=10)
+
+
+@pytest.fixture
+def foreign_pos(test_warehouse: SessionWarehouse) -> Iterator[str]:
+    """A database standing for a company's real POS: a `pos` schema the simulator did not create."""
+    dsn = fresh_database(test_warehouse.dsn, "trebol_sim_foreign_pos")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create schema pos")
+        conn.execute("create table pos.tickets (ticket_id text primary key, total numeric)")
+        conn.execute("insert into pos.tickets values ('T-1', 12.50), ('T-2', 3.00)")
+    yield dsn
+    drop_database(test_warehouse.dsn, dsn)
+
+
+def _pos_state(dsn: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    with psycopg.connect(dsn) as conn:
+        tables = [r[0] for r in conn.execute(
+            "select table_name from information_schema.tables where table_schema = 'pos' order by 1")]
+        rows = conn.execute("select * from pos.tickets order by 1").fetchall()
+    return tables, rows
+
+
+def test_a_pos_schema_it_did_not_create_is_refused_and_left_alone(foreign_pos: str, tmp_path: Path) -> None:
+    before = _pos_state(foreign_pos)
+    with pytest.raises(SimulatorRefused) as refused:
+        simulate(SMALL, tmp_path / "out", foreign_pos)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("schema pos in postgresql://")
+    assert "was not created by the demo simulator" in message
+    assert _pos_state(foreign_pos) == before
+    assert before == (["tickets"], [("T-1", Decimal("12.50")), ("T-2", Decimal("3.00"))])
+    assert not (tmp_path / "out").exists(), "nothing is written before the refusal"
+
+
+def test_the_cli_refuses_a_foreign_pos_in_one_line(foreign_pos: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TREBOL_SOURCES_DIR", str(tmp_path / "sources"))
+    monkeypatch.setenv("TREBOL_DEMO_CUSTOMERS", "20")
+    monkeypatch.setenv("TREBOL_DEMO_DAYS", "10")
+    assert cli.main(["simulate", "--out", str(tmp_path / "sim"), "--pos-dsn", foreign_pos]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("trebol: schema pos in ")
+    assert _pos_state(foreign_pos)[1] == [("T-1", Decimal("12.50")), ("T-2", Decimal("3.00"))]
+
+
+def test_a_pos_schema_it_created_is_replaced(pos_dsn: str, tmp_path: Path) -> None:
+    simulate(SMALL, tmp_path / "a", pos_dsn)
+    with psycopg.connect(pos_dsn) as conn:
+        comment = conn.execute("select obj_description('pos'::regnamespace, 'pg_namespace')").fetchone()
+    assert comment == ("created by the Trebol demo simulator; replaced by each simulation",)
+    again = simulate(replace(SMALL, seed=8), tmp_path / "b", pos_dsn)
+    assert not again.reused
+
+
+def test_export_folders_it_did_not_write_are_refused_and_left_alone(pos_dsn: str, tmp_path: Path) -> None:
+    company = tmp_path / "exports"
+    (company / "crm" / "contacts").mkdir(parents=True)
+    export = company / "crm" / "contacts" / "2026-04-01.csv"
+    export.write_text("contact_id,email\nK1,ana@example.com\n")
+    with pytest.raises(SimulatorRefused,
+                       match=r"holds crm/ but no manifest.json: not the demo simulator's data"):
+        simulate(SMALL, company, pos_dsn)
+    assert export.read_text() == "contact_id,email\nK1,ana@example.com\n"
+    assert sorted(p.name for p in company.iterdir()) == ["crm"]
+
+
+def test_simulate_into_another_folder_leaves_the_pipelines_pos_alone(
+        test_warehouse: SessionWarehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trebol simulate --out DIR` writes DIR only: the POS database the pipeline reads (here a
+    stand-in with a demo manifest of its own) keeps its data."""
+    pipeline_pos = fresh_database(test_warehouse.dsn, "trebol_sim_pipeline_pos")
+    try:
+        simulate(SMALL, tmp_path / "pipeline", pipeline_pos)
+        before = _pos_state(pipeline_pos)
+        monkeypatch.setenv("TREBOL_POS_DSN", pipeline_pos)
+        assert cli.main(["simulate", "--out", str(tmp_path / "elsewhere"), "--customers", "25",
+                         "--days", "10", "--end", "2026-04-15"]) == 0
+        assert _pos_state(pipeline_pos) == before
+        assert (tmp_path / "elsewhere" / "manifest.json").exists()
+        assert (tmp_path / "elsewhere" / "ground_truth" / "identities.csv").exists()
+    finally:
+        drop_database(test_warehouse.dsn, pipeline_pos)

@@ -259,13 +259,15 @@ def test_compose_trebol_settings_are_known_and_the_warehouse_is_set(
             "postgresql://trebol:test-warehouse@postgres:5432/trebol"), name
         assert env["TREBOL_HOME"] == "/opt/airflow/trebol", name
         assert env["TREBOL_PROJECT_DIR"] == "/opt/trebol", name
+        assert env["TREBOL_CONFIG_DIR"] == "/opt/trebol/config", name  # the image's demo config
         assert env["TREBOL_TIMEZONE"], name
         # the Airflow connection the DAG uses names the same warehouse as the DSN
         connection = json.loads(env["AIRFLOW_CONN_TREBOL_WAREHOUSE"])
         assert connection == json.loads(airflow_connection_json(env["TREBOL_WAREHOUSE_DSN"]))
         # and the settings module accepts what the containers set (project dir: this checkout)
         trebol_env = {key: value for key, value in env.items() if key.startswith("TREBOL_")}
-        settings = load_settings({**trebol_env, "TREBOL_PROJECT_DIR": str(PROJECT_DIR)})
+        settings = load_settings({**trebol_env, "TREBOL_PROJECT_DIR": str(PROJECT_DIR),
+                                  "TREBOL_CONFIG_DIR": str(PROJECT_DIR / "config")})
         assert settings.warehouse_dsn == env["TREBOL_WAREHOUSE_DSN"]
 
 

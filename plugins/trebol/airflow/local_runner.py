@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -52,6 +52,7 @@ def airflow_env(settings: Settings, dsn: str, pos_dsn: str) -> dict[str, str]:
         f"AIRFLOW_CONN_{POS_CONN_ID.upper()}": airflow_connection_json(pos_dsn),
         "TREBOL_HOME": str(settings.home),
         "TREBOL_PROJECT_DIR": str(settings.project_dir),
+        "TREBOL_CONFIG_DIR": str(settings.config_dir),
     }
 
 
@@ -69,14 +70,22 @@ def _query(db_path: Path, query: str, parameters: tuple[object, ...]) -> list[tu
         return []
 
 
-def _task_states(db_path: Path, dag_id: str, since: datetime) -> dict[str, str]:
+def _task_states(db_path: Path, dag_id: str, since: datetime,
+                 map_labels: Mapping[str, list[str]]) -> dict[str, str]:
     """Task states of the runs of ``dag_id`` created since ``since`` (dag.test names a run
     ``manual__<creation time in UTC>``)."""
     rows = _query(db_path, """
-        select task_id, map_index, state from task_instance
+        select task_id, map_index, rendered_map_index, state from task_instance
         where dag_id = ? and run_id >= ?""", (dag_id, f"manual__{since.isoformat()}"))
-    return {(task if index < 0 else f"{task}[{index}]"): state or "scheduled"
-            for task, index, state in rows}
+    # a mapped task is named by its map_labels entry (known before it runs: the sources), else by
+    # the name its map_index_template rendered, else by its index
+    def name(task: str, index: int, rendered: str | None) -> str:
+        if index < 0:
+            return task
+        labels = map_labels.get(task, [])
+        return f"{task}[{labels[index] if index < len(labels) else rendered or index}]"
+
+    return {name(task, index, rendered): state or "scheduled" for task, index, rendered, state in rows}
 
 
 def _migrate(settings: Settings, env: dict[str, str], log: IO[str], log_file: Path,
@@ -98,23 +107,30 @@ def _migrate(settings: Settings, env: dict[str, str], log: IO[str], log_file: Pa
 
 
 def run_dag(settings: Settings, dsn: str, pos_dsn: str, dag_id: str, logical_date: datetime,
-            log_file: Path, progress: Callable[[str], None]) -> None:
-    """Migrate Airflow's metadata DB and run ``dag_id`` for ``logical_date``; raise on failure."""
+            log_file: Path, progress: Callable[[str], None],
+            map_labels: Mapping[str, list[str]] | None = None) -> None:
+    """Migrate Airflow's metadata DB and run ``dag_id`` for ``logical_date``; raise on failure.
+    ``map_labels`` names the instances of a mapped task in the progress lines (by map index)."""
     env = {**os.environ, **airflow_env(settings, dsn, pos_dsn)}
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as log:
         _migrate(settings, env, log, log_file, progress)
-        progress(f"airflow: running {dag_id} for {logical_date.isoformat()}")
+        progress(f"airflow: running {dag_id} for {logical_date.isoformat()} (parsing the DAG and "
+                 "starting the run takes about 20 s)")
         db_path = settings.airflow_home / "airflow.db"
         started = datetime.now(UTC).replace(microsecond=0)
         child = subprocess.Popen([sys.executable, "-m", "trebol.airflow.local_runner", dag_id,
                                   logical_date.isoformat()], env=env, stdout=log,
                                  stderr=subprocess.STDOUT)
         seen: dict[str, str] = {}
+        waited = 0
         while child.poll() is None:
             time.sleep(1)
-            for task, state in _task_states(db_path, dag_id, started).items():
+            waited += 1
+            if not seen and waited % 10 == 0:
+                progress(f"  starting ({waited} s)")
+            for task, state in _task_states(db_path, dag_id, started, map_labels or {}).items():
                 if seen.get(task) != state and state in ("running", "success", "failed",
                                                          "upstream_failed", "up_for_retry"):
                     progress(f"  {task}: {state}")

@@ -190,7 +190,7 @@ def fit_bgnbd(frequency: np.ndarray, recency: np.ndarray, T: np.ndarray,
     n = float(w.sum())
     n_repeat = round(float(w[x > 0].sum()))
     if n_repeat < max(min_repeat_customers, 1):
-        raise CLVFitError(f"BG/NBD needs at least {max(min_repeat_customers, 1)} repeat customers, "
+        raise CLVFitError(f"BG/NBD needs at least {_customers(max(min_repeat_customers, 1))}, "
                           f"got {n_repeat}")
     # hash grouping (pandas) is ~20x faster than np.unique(axis=0) at a million rows
     inverse = pd.DataFrame({"x": x, "t_x": t_x, "T": T_}).groupby(
@@ -273,7 +273,7 @@ def fit_gamma_gamma(frequency: np.ndarray, mean_spend: np.ndarray, *,
     x, m = x[usable], m[usable]
     n = len(x)
     if n < max(min_customers, 1):
-        raise CLVFitError(f"Gamma-Gamma needs at least {max(min_customers, 1)} repeat customers with "
+        raise CLVFitError(f"Gamma-Gamma needs at least {_customers(max(min_customers, 1))} with "
                           f"a positive mean repeat spend, got {n} ({excluded} left out with a mean "
                           f"repeat spend <= 0)")
     # the lgamma/digamma terms depend on x alone: per distinct x; per row only log(x m + v)
@@ -308,6 +308,11 @@ def fit_gamma_gamma(frequency: np.ndarray, mean_spend: np.ndarray, *,
     return GammaGammaFit(p=float(p), q=float(q), v=float(v), log_likelihood=mean_ll * n, n=n,
                          excluded_non_positive=excluded, converged=True,
                          fit_seconds=time.perf_counter() - started, iterations=iterations)
+
+
+def _customers(count: int) -> str:
+    """'1 repeat customer', '10 repeat customers'."""
+    return f"{count} repeat customer{'' if count == 1 else 's'}"
 
 
 def monthly_rate(annual_rate: float) -> float:
@@ -356,6 +361,10 @@ def summarize_transactions(transactions: pd.DataFrame, customer_col: str, date_c
     end = pd.Timestamp(calibration_end)
     purchases = days[days["purchase"]]
     calibration = purchases[purchases["day"] <= end]
+    if calibration.empty:
+        span = (f"the purchases run from {purchases['day'].min().date()} to "
+                f"{purchases['day'].max().date()}" if len(purchases) else "there is no purchase")
+        raise CLVFitError(f"no purchase on or before the calibration end {calibration_end}: {span}")
     by_customer = calibration.groupby("customer", sort=True)
     first = by_customer["day"].min()
     last = by_customer["day"].max()

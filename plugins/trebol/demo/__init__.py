@@ -1,4 +1,5 @@
-"""Seeded, reproducible simulator of a shop's four overlapping source systems, plus ground truth.
+"""The demo, apart from the product: a seeded, reproducible simulator of a shop's four
+overlapping source systems, plus ground truth.
 
 ``simulate(spec, out_dir, pos_dsn)`` writes, for ``spec.customers`` people over ``spec.days`` days:
 
@@ -8,9 +9,12 @@
 - CRM: ``crm/contacts/YYYY-MM-DD.csv`` (full snapshots) and ``crm/cases/YYYY-MM-DD.csv``;
 - ``ground_truth/``: ``people.csv``, ``identities.csv``, ``faults.csv`` (never read by the pipeline);
 - ``manifest.json``: the spec, so an identical request reuses what is there.
+
+Only ``trebol demo`` and ``trebol simulate`` call it; the pipeline (``trebol run``, the DAG) never
+does. It only replaces what it created (``SimulatorRefused`` otherwise, before any write).
 """
 
 from trebol.demo.core import simulate
-from trebol.demo.spec import SimulationResult, SimulationSpec
+from trebol.demo.spec import SimulationResult, SimulationSpec, SimulatorRefused
 
-__all__ = ["SimulationResult", "SimulationSpec", "simulate"]
+__all__ = ["SimulationResult", "SimulationSpec", "SimulatorRefused", "simulate"]

@@ -3,6 +3,10 @@
 Owns, under ``out_dir``: ``ecom/``, ``loyalty/``, ``crm/``, ``ground_truth/`` and ``manifest.json``
 (anything else there is left alone); and the schema ``pos`` of the database at ``pos_dsn``. The
 manifest is written last, in both places, so an interrupted run is never mistaken for a finished one.
+
+It only ever replaces what it created: folders under ``out_dir`` without its manifest, or a
+``pos`` schema without its mark, make it refuse with one line before anything is written.
+Without ``pos_dsn`` the POS data is generated (the ground truth needs it) but loaded nowhere.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from trebol.demo.faults import FaultLog
 from trebol.demo.ground_truth import write_identities, write_people
 from trebol.demo.people import make_people
 from trebol.demo.reference import STORES, make_catalogue
-from trebol.demo.spec import GENERATOR_VERSION, SimulationResult, SimulationSpec
+from trebol.demo.spec import GENERATOR_VERSION, SimulationResult, SimulationSpec, SimulatorRefused
 
 OWN_FOLDERS = ("ecom", "loyalty", "crm", "ground_truth")
 MANIFEST = "manifest.json"
@@ -35,7 +39,23 @@ def _identity(spec: SimulationSpec) -> dict[str, Any]:
     return {"generator": GENERATOR_VERSION, "spec": spec.to_json()}
 
 
-def _reusable(spec: SimulationSpec, out_dir: Path, pos_dsn: str) -> dict[str, Any] | None:
+class NotTheSimulatorsFolder(SimulatorRefused):
+    """``out_dir`` holds source folders the simulator did not write; nothing changed."""
+
+
+def check_owned_folders(out_dir: Path) -> None:
+    """Refuse (one line) when ``out_dir`` holds one of the simulator's folders but not its
+    manifest: those are someone else's exports."""
+    if (out_dir / MANIFEST).exists():
+        return
+    foreign = [sub for sub in OWN_FOLDERS if (out_dir / sub).exists()]
+    if foreign:
+        raise NotTheSimulatorsFolder(
+            f"{out_dir} holds {', '.join(f'{sub}/' for sub in foreign)} but no {MANIFEST}: not the "
+            "demo simulator's data, left as it is; give the demo a folder of its own")
+
+
+def _reusable(spec: SimulationSpec, out_dir: Path, pos_dsn: str | None) -> dict[str, Any] | None:
     path = out_dir / MANIFEST
     if not path.exists():
         return None
@@ -46,21 +66,25 @@ def _reusable(spec: SimulationSpec, out_dir: Path, pos_dsn: str) -> dict[str, An
     identity = _identity(spec)
     if any(manifest.get(k) != v for k, v in identity.items()):
         return None
-    if pos_system.read_manifest(pos_dsn) != identity:
+    if pos_dsn is not None and pos_system.read_manifest(pos_dsn) != identity:
         return None
     if not all((out_dir / sub).is_dir() for sub in OWN_FOLDERS):
         return None
     return manifest
 
 
-def simulate(spec: SimulationSpec, out_dir: Path, pos_dsn: str,
+def simulate(spec: SimulationSpec, out_dir: Path, pos_dsn: str | None,
              progress: Callable[[str], None] | None = None) -> SimulationResult:
-    """Generate the sources for ``spec`` (POS into ``pos_dsn``, files into ``out_dir``), or reuse them."""
+    """Generate the sources for ``spec`` (POS into ``pos_dsn`` unless None, files into
+    ``out_dir``), or reuse them; refuse before writing anything the simulator did not create."""
     out_dir = Path(out_dir)
     say = progress or (lambda _message: None)
     manifest = _reusable(spec, out_dir, pos_dsn)
     if manifest is not None:
         return SimulationResult(out_dir, dict(manifest["counts"]), int(manifest["faults"]), reused=True)
+    check_owned_folders(out_dir)
+    if pos_dsn is not None:
+        pos_system.check_pos_owned(pos_dsn)
 
     (out_dir / MANIFEST).unlink(missing_ok=True)
     for sub in OWN_FOLDERS:
@@ -107,8 +131,9 @@ def simulate(spec: SimulationSpec, out_dir: Path, pos_dsn: str,
     log.write(truth / "faults.csv")
 
     identity = _identity(spec)
-    pos_system.load_pos(pos_dsn, pos, identity)
-    say(f"loaded POS: {counts['pos_tickets']:,} tickets, {counts['pos_ticket_lines']:,} lines")
+    if pos_dsn is not None:
+        pos_system.load_pos(pos_dsn, pos, identity)
+        say(f"loaded POS: {counts['pos_tickets']:,} tickets, {counts['pos_ticket_lines']:,} lines")
     manifest = {**identity, "counts": counts, "faults": len(log)}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return SimulationResult(out_dir, counts, len(log), reused=False)

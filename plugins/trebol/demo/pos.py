@@ -20,12 +20,17 @@ from trebol.demo.behaviour import Sales
 from trebol.demo.clock import Clock
 from trebol.demo.faults import FUTURE_YEAR, FaultLog, plan_faults
 from trebol.demo.reference import STORES, Catalogue
+from trebol.demo.spec import SimulatorRefused
 
 POS_FAULT_KINDS = ("absurd_amount", "negative_amount", "future_date", "unknown_product")
 ABSURD_CENTS = 9_999_999
-SCHEMA_SQL = """
+# The demo simulator only ever replaces a `pos` schema it created: it marks the schema with this
+# comment and checks it (or, for a demo database made before the mark, its manifest table).
+MARKER = "created by the Trebol demo simulator; replaced by each simulation"
+SCHEMA_SQL = f"""
 drop schema if exists pos cascade;
 create schema pos;
+comment on schema pos is '{MARKER}';
 create table pos.stores (store_id text primary key, store_name text not null, city text not null,
     opened_on date not null, updated_at timestamptz not null);
 create table pos.products (product_id text primary key, product_name text not null, category text not null,
@@ -170,10 +175,36 @@ def _copy(cur: psycopg.Cursor, table: str, columns: str, lines: list[str]) -> No
             copy.write("".join(lines[chunk: chunk + 50_000]).encode("utf-8"))
 
 
+class NotTheSimulatorsSchema(SimulatorRefused):
+    """The database already has a ``pos`` schema the simulator did not create; nothing changed."""
+
+
+def check_owned(conn: psycopg.Connection, dsn: str) -> None:
+    """Refuse (one line) unless schema ``pos`` is missing or was created by the simulator."""
+    row = conn.execute("""
+        select obj_description(n.oid, 'pg_namespace'),
+               to_regclass('pos._simulator_manifest') is not null
+        from pg_namespace n where n.nspname = 'pos'""").fetchone()
+    if row is not None and row[0] != MARKER and not row[1]:
+        from trebol.warehouse.address import redact
+
+        raise NotTheSimulatorsSchema(
+            f"schema pos in {redact(dsn)} was not created by the demo simulator: it is left as it is; "
+            "give the demo a database of its own (TREBOL_POS_DSN unset, or --pos-dsn)")
+
+
+def check_pos_owned(dsn: str) -> None:
+    """``check_owned`` on its own connection: before the simulator writes anything anywhere."""
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        check_owned(conn, dsn)
+
+
 def load_pos(dsn: str, data: PosData, manifest: dict[str, Any]) -> None:
-    """(Re)create schema ``pos`` and load it, in one transaction; the manifest row goes in last."""
+    """(Re)create schema ``pos`` and load it, in one transaction; the manifest row goes in last.
+    A ``pos`` schema the simulator did not create is never touched (NotTheSimulatorsSchema)."""
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("set local client_min_messages = warning")
+        check_owned(conn, dsn)
         cur.execute(SCHEMA_SQL)
         _copy(cur, "pos.stores", "store_id, store_name, city, opened_on, updated_at", data.stores)
         _copy(cur, "pos.products", "product_id, product_name, category, unit_price, unit_cost, updated_at",

@@ -58,3 +58,8 @@ class SimulationResult:
     counts: dict[str, int]
     faults: int
     reused: bool
+
+
+class SimulatorRefused(RuntimeError):
+    """The simulator was pointed at data it did not create; nothing was changed. The message is
+    one line naming the place."""

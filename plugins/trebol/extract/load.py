@@ -112,6 +112,12 @@ def file_day(path: Path) -> date | None:
     return date.fromisoformat(match.group(1)) if match else None
 
 
+def exports_for_day(sources: Iterable[Source], sources_dir: Path, day: date) -> list[Path]:
+    """The export files of ``files`` and ``snapshot`` sources dated ``day`` under ``sources_dir``."""
+    return sorted(path for source in sources if source.kind in ("files", "snapshot")
+                  for path in sources_dir.glob(source.path or "") if file_day(path) == day)
+
+
 def _day_start(day: date, tz: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=tz)
 
