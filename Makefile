@@ -34,11 +34,11 @@ $(INSTALLED): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(INSTALLED)
 
-$(DOCS_ASSETS_INSTALLED): $(INSTALLED) $(DOCS_ASSETS)/package-lock.json $(DOCS_ASSETS)/package.json
+$(DOCS_ASSETS_INSTALLED): $(DOCS_ASSETS)/package-lock.json $(DOCS_ASSETS)/package.json | $(INSTALLED)
 	cd $(DOCS_ASSETS) && $(NPM_CI) --legacy-peer-deps
 	@touch $@
 
-$(TEST_CHROMIUM): $(INSTALLED) tests/chromium/package-lock.json tests/chromium/unpack.mjs
+$(TEST_CHROMIUM): tests/chromium/package-lock.json tests/chromium/unpack.mjs | $(INSTALLED)
 	cd tests/chromium && $(NPM_CI)
 	$(BIN)/node tests/chromium/unpack.mjs $(VENV)/chromium >/dev/null
 	@touch $@

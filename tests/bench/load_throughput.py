@@ -34,6 +34,7 @@ import psycopg
 
 from trebol.extract import load
 from trebol.extract.sources import Column, Source
+from trebol.interval import Interval
 from trebol.settings import load_settings
 from trebol.warehouse import ddl, embedded
 
@@ -105,7 +106,7 @@ def trebol_load(conn: psycopg.Connection, sources_dir: Path, timezone: str, day:
     conn.execute("checkpoint")
     end = datetime.combine(day + timedelta(days=1), datetime.min.time(), ZoneInfo(timezone))
     started = time.perf_counter()
-    results = load.extract_and_load(conn, SOURCE, sources_dir, load.Interval(end - timedelta(days=1), end),
+    results = load.extract_and_load(conn, SOURCE, sources_dir, Interval(end - timedelta(days=1), end),
                                     0, timezone)
     seconds = time.perf_counter() - started
     assert all(r.rows_quarantined == 0 for r in results)

@@ -101,14 +101,16 @@ def test_every_row_is_loaded_or_quarantined_with_its_reason(test_warehouse: Sess
     assert payload == "b,n/a,2026-06-01T10:00:00+02:00"
 
 
-def test_the_direct_and_the_checked_path_leave_the_same_rows(test_warehouse: SessionWarehouse,
+def test_the_fast_and_the_general_path_leave_the_same_rows(test_warehouse: SessionWarehouse,
                                                              tmp_path: Path) -> None:
     direct = _source("t_paths_direct")
     checked = replace(_source("t_paths_checked"), rules=(Rule("never broken", "true"),))
     lines = [" a,1,2026-06-01T09:00:00+02:00", "b ,1,2026-06-01T09:00:00+02:00",
              "c,NaN,2026-06-01T09:00:00+02:00", "d,Infinity,2026-06-01T09:00:00+02:00",
              "e,-Infinity,2026-06-01T09:00:00+02:00", "f,1,epoch", "g,1,today", "h,1,-infinity",
-             "i,1,infinity", "j, 5 ,2026-06-01 09:00:00+02", "k,1e2,2026-06-01", "l,2,now"]
+             "i,1,infinity", "j, 5 ,2026-06-01 09:00:00+02", "k,1e2,2026-06-01", "l,2,now",
+             "m,1_000,2026-06-01", "n,0x1F,2026-06-01", "o,1,06/01/2026 09:00", "p,1,2026-06-31",
+             "q,1,2026-06-01 allballs"]
     for day, line in enumerate(lines, start=1):  # one file per line: each row takes its own path
         for source in (direct, checked):
             _write(tmp_path, source.name, f"2026-05-{day:02d}", [line])
@@ -301,7 +303,7 @@ from pathlib import Path
 import psycopg
 from trebol.extract import load
 from trebol.warehouse import ddl
-from tests.test_load import TZ, _interval, _source
+from tests.integration.test_load import TZ, _interval, _source
 with psycopg.connect(sys.argv[1], autocommit=True, application_name="trebol-killed-load") as conn:
     load.extract_and_load(conn, _source("t_killed"), Path(sys.argv[2]), _interval(date(2026, 6, 3)),
                           0, TZ)
@@ -386,3 +388,34 @@ def test_the_readme_example_loads_a_users_own_export(test_warehouse: SessionWare
                             "order by transaction_id").fetchall()
     assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (3, 2, 1)
     assert [(t, str(a)) for t, a in rows] == [("t1", "19.90"), ("t2", "-5.00")]
+
+
+def test_a_rows_fate_depends_on_that_row_alone(test_warehouse: SessionWarehouse, tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The same non-ISO timestamp (or impossible date) is quarantined with the same reason
+    whether its file is otherwise clean or holds a bad row as well, and a clean file leaves the
+    rows the general path would."""
+    source = _source("t_fate")
+    odd = ["x,1,06/01/2026 09:00", "y,1,2026-02-30T09:00:00+01:00", "z,1,2026-06-01T09:00+16:00"]
+    _write(tmp_path, source.name, "2026-05-29", ["a,1,2026-05-29T09:00:00+02:00"])  # clean
+    _write(tmp_path, source.name, "2026-05-30", ["b,1,2026-05-30T09:00:00+02:00", odd[0]])
+    _write(tmp_path, source.name, "2026-05-31", ["c,1,2026-05-31T09:00:00+02:00",
+                                                   odd[0].replace("x,", "x2,"), "d,n/a,2026-05-31"])
+    _write(tmp_path, source.name, "2026-06-01", odd[1:])
+    with caplog.at_level("INFO", logger="trebol.extract.fast_path"), test_warehouse.connect() as conn:
+        results = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+        loaded = [row[0] for row in conn.execute("select id from raw.t_fate order by id")]
+        reasons = dict(conn.execute("select payload, reason from raw._quarantine "
+                                    "where source = 't_fate'").fetchall())
+    assert [(r.rows_read, r.rows_loaded, r.rows_quarantined) for r in results] == [
+        (1, 1, 0), (2, 1, 1), (3, 1, 2), (2, 0, 2)]
+    assert loaded == ["a", "b", "c"]
+    assert reasons["x,1,06/01/2026 09:00"] == reasons["x2,1,06/01/2026 09:00"] == (
+        "updated_at: '06/01/2026 09:00' is not an ISO timestamp")
+    assert reasons["y,1,2026-02-30T09:00:00+01:00"] == (
+        "updated_at: '2026-02-30T09:00:00+01:00' is not an ISO timestamp")
+    assert reasons["z,1,2026-06-01T09:00+16:00"] == (
+        "updated_at: '2026-06-01T09:00+16:00' is not an ISO timestamp")
+    general = [record.getMessage() for record in caplog.records if "general path" in record.getMessage()]
+    assert not any("2026-05-29" in message for message in general), general  # the clean file: shortcut
+    assert all(any(day in message for message in general) for day in ("2026-05-30", "2026-05-31"))

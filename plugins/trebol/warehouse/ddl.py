@@ -161,6 +161,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         _GRANT_IF_ROLE.format(role=BI_ROLE, tables="marts.customer_clv, marts.clv_model_runs"),
     )),
+    Migration(6, "raw._is_valid: whether text casts to a type, for servers without pg_input_is_valid", (
+        """create or replace function raw._is_valid(value text, type_name text) returns boolean
+        language plpgsql immutable as $$
+        begin
+            execute format('select cast(%L as %s)', value, type_name);
+            return true;
+        exception when others then
+            return false;
+        end $$""",
+    )),
 )
 
 
@@ -193,6 +203,11 @@ def bootstrap(conn: psycopg.Connection) -> list[int]:
     return applied_now
 
 
+def identifiers(names: Iterable[str]) -> sql.Composed:
+    """Quoted identifiers, comma-separated (a column list)."""
+    return sql.SQL(", ").join(map(sql.Identifier, names))
+
+
 def raw_table(source: Source) -> sql.Composed:
     """The raw table a source lands in."""
     return sql.SQL("{}.{}").format(sql.Identifier(RAW_SCHEMA), sql.Identifier(source.target))
@@ -211,5 +226,4 @@ def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source]) -> No
                 columns += [sql.SQL("_valid_from date not null"), sql.SQL("_valid_to date")]
                 key.append("_valid_from")
             conn.execute(sql.SQL("create table if not exists {} ({}, primary key ({}))").format(
-                raw_table(source), sql.SQL(", ").join(columns),
-                sql.SQL(", ").join(map(sql.Identifier, key))))
+                raw_table(source), sql.SQL(", ").join(columns), identifiers(key)))

@@ -1,0 +1,72 @@
+"""Applying a checked batch to its raw table: a merge by primary key (the newest version wins,
+whatever the order batches arrive in) or, for a snapshot source, a diff into the history
+(``_valid_from`` / ``_valid_to``).
+
+Inputs: ``_checked`` (from ``checks.check``). Outputs: rows of ``raw.<target>``.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import psycopg
+from psycopg import sql
+
+from trebol.extract.sources import Source
+from trebol.warehouse.ddl import identifiers, raw_table
+
+
+def merge(conn: psycopg.Connection, source: Source, batch_id: str) -> None:
+    """Upsert the good rows by key. A newer version replaces the row; the same version with the
+    same content only keeps the lowest batch id (the first batch that delivered it), so the
+    result does not depend on the order in which batches were loaded."""
+    target = raw_table(source)
+    stored = source.stored_column_names
+    values = [c for c in stored if c not in source.primary_key]
+
+    def cols(prefix: sql.Composable, names: list[str]) -> sql.Composable:
+        return sql.SQL(", ").join(sql.SQL("{}.{}").format(prefix, sql.Identifier(n)) for n in names) \
+            or sql.SQL("null")
+
+    new, old = sql.SQL("excluded"), target
+    same_content = sql.SQL("({}) is not distinct from ({})").format(cols(new, values), cols(old, values))
+    if source.version_column:
+        version = sql.Identifier(source.version_column)
+        newer = sql.SQL("excluded.{v} > {t}.{v}").format(v=version, t=target)
+        same_version = sql.SQL("excluded.{v} = {t}.{v}").format(v=version, t=target)
+    else:
+        newer, same_version = sql.SQL("false"), sql.SQL("true")
+    conn.execute(sql.SQL(
+        "insert into {t} ({c}) select {s}, {b} from _checked where _reason is null "
+        "and not _superseded on conflict ({k}) do update set {u}, _batch_id = case when {same} "
+        "then least({t}._batch_id, excluded._batch_id) else excluded._batch_id end "
+        "where {newer} or ({same_version} and case when {same} "
+        "then excluded._batch_id < {t}._batch_id else excluded._batch_id > {t}._batch_id end)").format(
+        t=target, c=identifiers([*stored, "_batch_id"]), s=identifiers(stored),
+        b=sql.Literal(batch_id), k=identifiers(source.primary_key),
+        u=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n))
+                             for n in stored),
+        same=same_content, newer=newer, same_version=same_version))
+
+
+def apply_snapshot(conn: psycopg.Connection, source: Source, batch_id: str, day: date) -> str:
+    """Diff the snapshot of ``day`` into the history; returns a note with the counts."""
+    target = raw_table(source)
+    values = [c for c in source.stored_column_names if c not in source.primary_key]
+    same_key = sql.SQL(" and ").join(sql.SQL("n.{0} = t.{0}").format(sql.Identifier(k))
+                                     for k in source.primary_key)
+    differs = sql.SQL("({}) is distinct from ({})").format(
+        sql.SQL(", ").join(sql.SQL("n.{}").format(sql.Identifier(v)) for v in values) or sql.SQL("null"),
+        sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(v)) for v in values) or sql.SQL("null"))
+    closed = conn.execute(sql.SQL(
+        "update {t} t set _valid_to = {d} where t._valid_to is null and not exists "
+        "(select 1 from _checked n where n._reason is null and not n._superseded and {same} "
+        "and not {differs})").format(
+        t=target, d=sql.Literal(day), same=same_key, differs=differs)).rowcount
+    opened = conn.execute(sql.SQL(
+        "insert into {t} ({c}, _batch_id, _valid_from) select {c}, {b}, {d} from _checked n "
+        "where n._reason is null and not n._superseded and not exists "
+        "(select 1 from {t} t where t._valid_to is null and {same})").format(
+        t=target, c=identifiers(source.stored_column_names), b=sql.Literal(batch_id), d=sql.Literal(day),
+        same=same_key)).rowcount
+    return f"snapshot diff: {opened} new or changed, {closed} changed or gone"

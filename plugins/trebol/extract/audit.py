@@ -1,0 +1,85 @@
+"""The record of every batch: its rejected rows in ``raw._quarantine`` (reason, line or key,
+original text) and one ``raw._load_audit`` row (rows read = rows loaded + rows quarantined, a
+constraint of the table).
+
+Inputs: a batch's ``Staged`` and ``_checked``. Outputs: quarantine and audit rows, a
+``BatchResult``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import psycopg
+
+from trebol.extract.readers import Rejected, Staged
+from trebol.extract.sources import Source
+from trebol.interval import Interval
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch contributed (the figures of its audit row)."""
+
+    source: str
+    batch_id: str
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    notes: str = ""
+
+
+def write_quarantine_rows(conn: psycopg.Connection, source: Source, batch_id: str,
+                           rejected: list[Rejected]) -> None:
+    """Replace the batch's quarantine rows with ``rejected``."""
+    conn.execute("delete from raw._quarantine where source = %s and batch_id = %s",
+                 (source.name, batch_id))
+    with conn.cursor().copy(
+            "copy raw._quarantine (source, batch_id, line_number, reason, payload) from stdin") as copy:
+        for item in rejected:
+            copy.write_row((source.name, batch_id, item.line, item.reason, item.payload))
+
+
+def write_quarantine(conn: psycopg.Connection, source: Source, batch_id: str,
+                      rejected: list[Rejected]) -> int:
+    write_quarantine_rows(conn, source, batch_id, rejected)
+    moved = conn.execute(
+        "insert into raw._quarantine (source, batch_id, line_number, reason, payload) "
+        "select %s, %s, _line, _reason, _payload from _checked where _reason is not null",
+        (source.name, batch_id)).rowcount
+    return len(rejected) + moved
+
+
+def audit(conn: psycopg.Connection, source: Source, batch_id: str, location: str,
+           day: date | None, staged: Staged, interval: Interval, quarantined: int,
+           started_at: datetime) -> BatchResult:
+    loaded = staged.rows_read - quarantined
+    notes = "; ".join(staged.notes)
+    conn.execute("""
+        insert into raw._load_audit (source, batch_id, location, file_day, checksum, interval_start,
+            interval_end, rows_read, rows_loaded, rows_quarantined, notes, started_at, finished_at)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())
+        on conflict (source, batch_id) do update set
+            location = excluded.location, file_day = excluded.file_day,
+            checksum = excluded.checksum, interval_start = excluded.interval_start,
+            interval_end = excluded.interval_end, rows_read = excluded.rows_read,
+            rows_loaded = excluded.rows_loaded, rows_quarantined = excluded.rows_quarantined,
+            notes = excluded.notes, started_at = excluded.started_at,
+            finished_at = excluded.finished_at""",
+        (source.name, batch_id, location, day, staged.checksum, interval.start, interval.end,
+         staged.rows_read, loaded, quarantined, notes or None, started_at))
+    for note in staged.notes:
+        log.info("%s %s: %s", source.name, batch_id, note)
+    return BatchResult(source.name, batch_id, staged.rows_read, loaded, quarantined, notes)
+
+
+def iter_results(results: Iterable[BatchResult]) -> Iterator[str]:
+    """One readable line per batch, for task logs."""
+    for r in results:
+        yield (f"{r.source} {r.batch_id}: read {r.rows_read}, loaded {r.rows_loaded}, "
+               f"quarantined {r.rows_quarantined}" + (f" ({r.notes})" if r.notes else ""))

@@ -1,0 +1,189 @@
+"""The one rule set that decides each row's fate, in SQL over the staged text (``_incoming``).
+
+Every path a batch takes applies these rules, so whether a row is loaded or quarantined depends
+on that row alone. A value is trimmed; an empty value is null. Integers and decimal numbers are
+digits, sign, point and exponent read by PostgreSQL (no NaN, infinities, hex or underscores);
+dates and timestamps start with an ISO date (year first: ``06/30/2026`` or ``30/06/2026`` are
+never read in a locale's order) and must be read by PostgreSQL (so ``2026-02-30`` is rejected; a
+timestamp without an offset is in the business timezone); booleans are the words of
+``TRUE_WORDS`` and ``FALSE_WORDS``; JSON must parse.
+Then the declared bounds, ``not_after_interval_end`` and the source's ``rules``; within a batch,
+the newest version of a key wins and extra copies of one version are duplicates.
+
+Inputs: ``_incoming`` and the source declaration. Outputs: ``checked_rows``, the SQL of every
+row's typed values and reason (null when it is usable); ``check`` builds ``_checked`` from it.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from trebol.extract.readers import Staged
+from trebol.extract.sources import Column, Source
+from trebol.interval import Interval
+from trebol.warehouse.ddl import PG_TYPES, identifiers
+
+TRUE_WORDS = ("true", "t", "1", "yes", "y")
+FALSE_WORDS = ("false", "f", "0", "no", "n")
+# Numbers: digits, sign, point and exponent only (never NaN, infinities, hex or underscores),
+# read by PostgreSQL. A regular expression over the characters that must not appear is the
+# cheapest exact test PostgreSQL has (a pattern of the whole form costs twice as much).
+FOREIGN_CHARACTERS = {"integer": "[^0-9+-]", "numeric": "[^0-9eE.+-]"}
+# Dates and timestamps: start with an ISO date (LIKE, cheap: the year first, so never 06/30/2026
+# or 30/06/2026, nor now, epoch or infinity) and are read by PostgreSQL (an offset, a zone name or
+# none: the business timezone); 2026-02-30 does not exist and is rejected.
+# (a time, when there is one, as hh:mm after T or a space: never PostgreSQL's words like allballs)
+ISO_DATE_FORMS = {"date": ("____-__-__",),
+                  "timestamptz": ("____-__-__", "____-__-__T__:__%", "____-__-__ __:__%",
+                                  "____-__-__Z", "____-__-__+%", "____-__-__-%")}
+CHECKED_BY_CAST = ("integer", "numeric", "date", "timestamptz", "json")
+TYPE_WORDS = {"integer": "a whole number", "numeric": "a number", "date": "an ISO date",
+              "timestamptz": "an ISO timestamp", "boolean": "a boolean", "json": "JSON"}
+# How "PostgreSQL reads it" is decided: its input function where the server has one to ask
+# (pg_input_is_valid, PostgreSQL 16+), the probe function raw._is_valid (warehouse.ddl) before;
+# on the fast path, by the cast itself (a value that does not cast fails the shortcut, and the
+# general path then gives it its reason).
+INPUT_FUNCTION, PROBE_FUNCTION, CAST_RAISES = "input_function", "probe_function", "cast_raises"
+
+
+def castability(conn: psycopg.Connection) -> str:
+    """How this server tells whether text casts to a type without raising."""
+    return INPUT_FUNCTION if conn.info.server_version >= 160000 else PROBE_FUNCTION
+
+
+def _text(column: Column) -> sql.Identifier:
+    """A column's trimmed text, null when empty (the first layer of ``checked_rows``)."""
+    return sql.Identifier(column.name)
+
+
+def _ok(column: Column) -> sql.Identifier:
+    return sql.Identifier(f"{column.name}__ok")
+
+
+def _typed(column: Column) -> sql.Identifier:
+    return sql.Identifier(f"{column.name}__typed")
+
+
+def is_valid(column: Column, casts: str) -> sql.Composable:
+    """True when the (non-empty, trimmed) text is a value of the column's type (see the module)."""
+    value = _text(column)
+    if column.type == "boolean":
+        return sql.SQL("lower({}) = any({})").format(value, sql.Literal(list(TRUE_WORDS + FALSE_WORDS)))
+    if column.type not in CHECKED_BY_CAST:
+        return sql.SQL("true")
+    pg_type = sql.Literal(PG_TYPES[column.type])
+    reads = {INPUT_FUNCTION: sql.SQL("pg_input_is_valid({}, {})").format(value, pg_type),
+             PROBE_FUNCTION: sql.SQL("raw._is_valid({}, {})").format(value, pg_type),
+             CAST_RAISES: sql.SQL("true")}[casts]
+    # case: the input is only read once the form is right
+    if column.type in ISO_DATE_FORMS:
+        forms = sql.SQL(" or ").join(sql.SQL("{} like {}").format(value, sql.Literal(form))
+                                     for form in ISO_DATE_FORMS[column.type])
+        return sql.SQL("case when {} then {} else false end").format(forms, reads)
+    if column.type in FOREIGN_CHARACTERS:
+        return sql.SQL("case when {} !~ {} then {} else false end").format(
+            value, sql.Literal(FOREIGN_CHARACTERS[column.type]), reads)
+    return reads
+
+
+def typed_value(column: Column) -> sql.Composable:
+    """The typed value of a column's valid text."""
+    value = _text(column)
+    if column.type == "boolean":
+        return sql.SQL("(lower({}) = any({}))").format(value, sql.Literal(list(TRUE_WORDS)))
+    if column.type == "text":
+        return value
+    return sql.SQL("cast({} as {})").format(value, sql.SQL(PG_TYPES[column.type]))
+
+
+def column_reason(column: Column, interval: Interval) -> sql.Composable:
+    """The first reason a column's value is unusable, or null (over the layers of ``checked_rows``)."""
+    name, value, typed = sql.Literal(column.name), _text(column), _typed(column)
+    checks = [sql.SQL("when {} is null then {}").format(
+        value, sql.Literal(f"{column.name}: missing value") if column.required else sql.NULL)]
+    if column.type in TYPE_WORDS:
+        checks.append(sql.SQL("when not {} then format('%s: %L is not {}', {}, {})").format(
+            _ok(column), sql.SQL(TYPE_WORDS[column.type]), name, value))
+    for bound, word, op in ((column.minimum, "below the plausible minimum", "<"),
+                            (column.maximum, "above the plausible maximum", ">")):
+        if bound is not None:
+            checks.append(sql.SQL("when {} {} {} then format('%s: %s is {} %s', {}, {}, {})").format(
+                typed, sql.SQL(op), sql.Literal(bound), sql.SQL(word), name, value,
+                sql.Literal(str(bound))))
+    if column.not_after_interval_end:
+        checks.append(sql.SQL("when {} >= {} then format('%s: %s is after the data interval end %s', "
+                              "{}, {}, {})").format(typed, sql.Literal(interval.end), name, value,
+                                                    sql.Literal(interval.end.isoformat())))
+    return sql.SQL("case {} end").format(sql.SQL(" ").join(checks))
+
+
+def checked_rows(source: Source, interval: Interval, casts: str,
+                 payload: sql.Composable | None = None) -> sql.Composable:
+    """``select _line, _payload, <typed columns>, _reason from _incoming``: each value trimmed,
+    checked and cast once (the ``offset 0`` layers keep PostgreSQL from repeating them)."""
+    columns = source.columns
+    trimmed = sql.SQL(", ").join(sql.SQL("nullif(btrim({}), '') as {}").format(
+        sql.Identifier(c.name), _text(c)) for c in columns)
+    valid = sql.SQL(", ").join(sql.SQL("coalesce({}, true) as {}").format(is_valid(c, casts), _ok(c))
+                               for c in columns)
+    typed = sql.SQL(", ").join(sql.SQL("case when {} then {} end as {}").format(
+        _ok(c), typed_value(c), _typed(c)) for c in columns)
+    reasons = sql.SQL("coalesce({})").format(sql.SQL(", ").join(
+        column_reason(c, interval) for c in columns))
+    return sql.SQL(
+        "select _line, _payload, {out}, {reasons} as _reason from ("
+        "select *, {typed} from ("
+        "select *, {valid} from ("
+        "select _line, {payload} as _payload, {trimmed} from _incoming offset 0) as trimmed offset 0) "
+        "as valid offset 0) as typed").format(
+        payload=payload or sql.SQL("_payload"),
+        out=sql.SQL(", ").join(sql.SQL("{} as {}").format(_typed(c), sql.Identifier(c.name))
+                               for c in columns),
+        reasons=reasons, typed=typed, valid=valid, trimmed=trimmed)
+
+
+def check(conn: psycopg.Connection, source: Source, interval: Interval, staged: Staged,
+          timezone: str) -> None:
+    """Build ``_checked``: every staged row with its reason (or null), its typed values and its
+    original text (a query source's rows: the fields joined by commas)."""
+    payload = sql.SQL("coalesce(_payload, concat_ws(',', {}))").format(sql.SQL(", ").join(
+        sql.SQL("coalesce({}, '')").format(sql.Identifier(f)) for f in staged.fields))
+    conn.execute(sql.SQL("set local timezone = {}").format(sql.Literal(timezone)))
+    conn.execute("drop table if exists _checked")
+    conn.execute(sql.SQL("create temp table _checked as {}").format(
+        checked_rows(source, interval, castability(conn), payload)))
+
+
+def apply_rules(conn: psycopg.Connection, source: Source) -> None:
+    """Give rows that break a source rule that rule's reason (rows already rejected keep theirs)."""
+    for rule in source.rules:
+        conn.execute(sql.SQL("update _checked set _reason = {} where _reason is null and "
+                             "not coalesce(({}), false)").format(sql.Literal(rule.reason),
+                                                                 sql.SQL(rule.valid_when)))
+
+
+def rank_duplicates(conn: psycopg.Connection, source: Source) -> None:
+    """Within the batch, per key: the newest version is applied; older versions are loaded but
+    superseded (``_superseded``); more copies of the same version are quarantined as duplicates."""
+    version = sql.Identifier(source.version_column) if source.version_column else None
+    order = [sql.SQL("{} desc nulls last").format(version)] if version else []
+    order.append(sql.SQL("_line"))
+    key_text = sql.SQL(", ").join(
+        sql.SQL("{} || '=' || coalesce({}::text, '')").format(sql.Literal(k), sql.Identifier(k))
+        for k in source.primary_key)
+    same_version = (sql.SQL("d.v is not distinct from d.top") if version else sql.SQL("true"))
+    conn.execute("alter table _checked add column _superseded boolean not null default false")
+    conn.execute(sql.SQL("""
+        update _checked c set
+            _reason = case when {same} then
+                format('duplicate key (%s): superseded by line %s', d.k, d.w) end,
+            _superseded = not ({same})
+        from (select _line, concat_ws(', ', {key_text}) as k, {v} as v,
+                     first_value({v}) over w as top,
+                     first_value(_line) over w as w, row_number() over w as n
+              from _checked where _reason is null
+              window w as (partition by {key} order by {order})) d
+        where c._line = d._line and d.n > 1""").format(
+        same=same_version, key_text=key_text, v=version or sql.SQL("null::text"),
+        key=identifiers(source.primary_key), order=sql.SQL(", ").join(order)))
