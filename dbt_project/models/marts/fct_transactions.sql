@@ -12,10 +12,10 @@
 }}
 
 -- The index holds the lines in customer order with every column the per-customer pass
--- (int_customers__transaction_totals) reads, so that pass reads it in order (index-only scans,
--- one per customer key range) instead of sorting all the lines every night; the incremental runs keep it up to date. Keyed
--- on the customer key's bytes, as that pass groups (macro byte_order). dbt creates it with the
--- table (first run, full refresh).
+-- (int_customers__transaction_totals) reads, so that pass reads it in order (index-only scans, one
+-- per customer key range) instead of sorting all the lines every night; the incremental runs keep
+-- it up to date. Keyed on the customer key's bytes, as that pass groups (macro byte_order). dbt
+-- creates it with the table (first run, full refresh).
 
 -- depends_on: {{ ref('stg_ecom__orders') }}
 -- depends_on: {{ ref('ecom_order_statuses') }}
@@ -81,10 +81,14 @@ changed_transaction_lines as (
 
     select * from transaction_lines
     where source_updated_at >= (
-            select {{ dbt.dateadd('day', -var('transactions_lookback_days'), 'max(source_updated_at)') }}
+            select
+                {{ dbt.dateadd('day', -var('transactions_lookback_days'),
+                               'max(source_updated_at)') }}
             from loaded_lines
         )
-        or transaction_id in (select transaction_id from rekeyed_transactions)
+        or transaction_lines.transaction_id in (
+            select rekeyed_transactions.transaction_id from rekeyed_transactions
+        )
 
 ),
 
@@ -126,8 +130,10 @@ final as (
         cast(transaction_lines_with_products.discount_amount as numeric(14, 2)) as discount_amount,
         cast(transaction_lines_with_products.net_amount as numeric(14, 2)) as net_amount,
         cast(transaction_lines_with_products.cost_amount as numeric(14, 2)) as cost_amount,
-        cast(transaction_lines_with_products.net_amount - transaction_lines_with_products.cost_amount
-            as numeric(14, 2)) as margin_amount,
+        cast(
+            transaction_lines_with_products.net_amount
+            - transaction_lines_with_products.cost_amount as numeric(14, 2)
+        ) as margin_amount,
         transaction_lines_with_products.is_return,
         transaction_lines_with_products.transacted_at,
         {{ local_date('transaction_lines_with_products.transacted_at') }} as transacted_on,

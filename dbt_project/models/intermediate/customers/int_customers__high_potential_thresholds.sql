@@ -16,7 +16,9 @@ customer_clv as (
 -- the CLV fit's predictions for the run's date: none when it has not run for it, or failed
 predictions_of_the_day as (
 
-    select customer_key, predicted_clv
+    select
+        customer_key,
+        predicted_clv
     from customer_clv
     where as_of_date = {{ local_date(as_of_at()) }}
 

@@ -19,7 +19,8 @@ customer_lines as not materialized (
 
     select
         transactions.*,
-        transacted_at >= (select {{ dbt.dateadd('month', -12, as_of_at()) }}) as is_in_last_12_months
+        transacted_at >= (select {{ dbt.dateadd('month', -12, as_of_at()) }})
+            as is_in_last_12_months
 
     from transactions
     where customer_key is not null and transacted_at < {{ as_of_at() }}

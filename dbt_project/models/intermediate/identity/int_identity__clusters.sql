@@ -1,11 +1,11 @@
 {{ config(materialized='table') }}
 
 -- Connected components of the identity graph: records joined by a shared, trusted identifier are
--- one person. Each cluster is named after its key record, its oldest record (earliest first_seen_at,
--- then source and id), so a cluster keeps its key as it grows, and when two clusters merge the
--- older key survives. A record that carries a shared strong identifier (a family email) is joined
--- only by its own strong identifiers: its weak ones (handles, names) could point at the wrong
--- member of the family.
+-- one person. Each cluster is named after its key record, its oldest record (earliest
+-- first_seen_at, then source and id), so a cluster keeps its key as it grows, and when two clusters
+-- merge the older key survives. A record that carries a shared strong identifier (a family email)
+-- is joined only by its own strong identifiers: its weak ones (handles, names) could point at the
+-- wrong member of the family.
 with
 
 records as (
@@ -122,7 +122,8 @@ final as (
         records.source,
         records.source_id,
         key_records.record_id as key_record_id,
-        cast({{ customer_key('key_records.source', 'key_records.source_id') }} as varchar) as customer_key
+        cast({{ customer_key('key_records.source', 'key_records.source_id') }} as varchar)
+            as customer_key
 
     from records
     inner join components

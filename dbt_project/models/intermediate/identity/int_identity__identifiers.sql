@@ -94,7 +94,10 @@ record_names_at_postal_codes as (
 
 postal_codes as (
 
-    select record_id, postal_code from records
+    select
+        record_id,
+        postal_code
+    from records
     where postal_code is not null
     union
     select
@@ -130,11 +133,20 @@ name_parts as (
 
 name_handles as (
 
-    select record_id, given_name || surname as handle from name_parts
+    select
+        record_id,
+        given_name || surname as handle
+    from name_parts
     union all
-    select record_id, surname || given_name as handle from name_parts
+    select
+        record_id,
+        surname || given_name as handle
+    from name_parts
     union all
-    select record_id, substr(given_name, 1, 1) || surname as handle from name_parts
+    select
+        record_id,
+        substr(given_name, 1, 1) || surname as handle
+    from name_parts
 
 ),
 

@@ -40,7 +40,7 @@ conflicting_values as (
         on identifiers.identifier_type = identifier_types.identifier_type
     inner join identifiers as other_identifiers
         on identifiers.record_id = other_identifiers.record_id
-        and other_identifiers.identifier_type = identifier_types.conflicts_with
+        and identifier_types.conflicts_with = other_identifiers.identifier_type
     group by identifiers.identifier_type, identifiers.identifier_value
 
 ),

@@ -44,8 +44,9 @@ registered_keys as (
 -- a run older than the newest one already registered changes nothing
 run_is_newest as (
 
-    select coalesce(max(last_active_on), {{ local_date(as_of_at()) }}) <= {{ local_date(as_of_at()) }}
-        as is_newest
+    select
+        coalesce(max(last_active_on), {{ local_date(as_of_at()) }})
+            <= {{ local_date(as_of_at()) }} as is_newest
 
     from registered_keys
 

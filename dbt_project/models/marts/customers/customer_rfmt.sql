@@ -45,7 +45,8 @@ customer_measures as (
 {% for measure in measures %}
 {{ measure.name }}_score_bounds as (
 
-    {{ score_by_rank_bounds('customer_measures', measure.column, measure.name, measure.descending) }}
+    {{ score_by_rank_bounds('customer_measures', measure.column, measure.name,
+                            measure.descending) }}
 
 ),
 
@@ -79,7 +80,8 @@ customer_composites as (
             cast({{ weights.recency }} * r_score + {{ weights.frequency }} * f_score
                 + {{ weights.monetary }} * m_score + {{ weights.tenure }} * t_score as numeric)
             -- the sum in SQL: exact decimal arithmetic, not Jinja's floats
-            / ({{ weights.recency }} + {{ weights.frequency }} + {{ weights.monetary }} + {{ weights.tenure }})
+            / ({{ weights.recency }} + {{ weights.frequency }} + {{ weights.monetary }}
+                + {{ weights.tenure }})
             as numeric(6, 4)
         ) as rfmt_score
 

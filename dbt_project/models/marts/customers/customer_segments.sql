@@ -55,7 +55,8 @@ final as (
             as has_marketing_consent
 
     -- full join: a customer missing from either mart gets nulls the contract rejects, as does
-    -- one missing from dim_customers (is_loyalty_member, never null there)
+    -- one missing from dim_customers (is_loyalty_member, never null there); in a build the
+    -- relationships tests of customer_rfmt and customer_value stop it first, naming which
     from customer_rfmt
     full outer join customer_value
         on customer_rfmt.customer_key = customer_value.customer_key

@@ -71,7 +71,8 @@ customer_service as (
 unit_costs as (
 
     select
-        {% for driver in ['store_order', 'online_order', 'return', 'service_contact', 'marketing_year'] %}
+        {% for driver in ['store_order', 'online_order', 'return', 'service_contact',
+                          'marketing_year'] %}
         max(case when cost_driver = '{{ driver }}' then unit_cost end) as {{ driver }}_cost
         {%- if not loop.last %},{% endif %}
         {% endfor %}
@@ -104,7 +105,7 @@ customer_activity as (
 -- marketing is a cost of the customers who bought in the window. `offset 0` keeps PostgreSQL
 -- from merging this query into the ones below: the cost is computed once per customer, not again
 -- in every expression that uses it (net value, run rate), and the rows are not written aside
--- as a materialized CTE's would be.
+-- as a materialized CTE's would be (hence no order by: AM09 does not apply).
 customer_costs as (
 
     select
@@ -122,7 +123,7 @@ customer_costs as (
 
     from customer_activity
     cross join unit_costs
-    offset 0
+    offset 0  -- noqa: AM09
 
 ),
 
@@ -165,7 +166,9 @@ high_performer_flags as (
 -- the CLV fit's predictions for the run's date: none when it has not run for it, or failed
 predictions_of_the_day as (
 
-    select customer_key, predicted_clv
+    select
+        customer_key,
+        predicted_clv
     from customer_clv
     where as_of_date = {{ local_date(as_of_at()) }}
 

@@ -70,7 +70,7 @@ attribute_values as (
         {{ attribute }} as attribute_value,
         row_number() over (
             partition by customer_key
-            order by trust_rank, source_updated_at desc, record_id
+            order by trust_rank asc, source_updated_at desc, record_id asc
         ) as survivorship_rank
 
     from customer_records
@@ -85,7 +85,8 @@ golden_records as (
     select
         customer_key,
         {% for attribute in ['first_name', 'last_name', 'email', 'phone', 'postal_code'] %}
-        max(case when attribute_name = '{{ attribute }}' then attribute_value end) as {{ attribute }}
+        max(case when attribute_name = '{{ attribute }}' then attribute_value end)
+            as {{ attribute }}
         {%- if not loop.last %},{% endif %}
         {% endfor %}
 
@@ -101,8 +102,11 @@ customer_identifiers as (
         customer_key,
         count(*) as source_record_count,
         min(first_seen_at) as first_seen_at,
-        {% for source, column in [('loyalty', 'loyalty_card_numbers'), ('ecom', 'ecom_account_ids'), ('crm', 'crm_contact_ids')] %}
-        {{ dbt.listagg("case when source = '" ~ source ~ "' then source_id end", "','", "order by source_id") }}
+        {% for source, column in [('loyalty', 'loyalty_card_numbers'),
+                                  ('ecom', 'ecom_account_ids'),
+                                  ('crm', 'crm_contact_ids')] %}
+        {{ dbt.listagg("case when source = '" ~ source ~ "' then source_id end", "','",
+                       "order by source_id") }}
             as {{ column }}
         {%- if not loop.last %},{% endif %}
         {% endfor %}

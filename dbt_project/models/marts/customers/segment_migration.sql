@@ -28,7 +28,7 @@ dates as (
 previous_snapshot as (
 
     select * from segment_history
-    where as_of_date = (select from_as_of_date from dates)
+    where as_of_date = (select dates.from_as_of_date from dates)
 
 ),
 
@@ -85,9 +85,9 @@ final as (
     select
         dates.from_as_of_date,
         dates.to_as_of_date,
-        cast(segmentation as varchar) as segmentation,
-        cast(from_segment as varchar) as from_segment,
-        cast(to_segment as varchar) as to_segment,
+        cast(moves.segmentation as varchar) as segmentation,
+        cast(moves.from_segment as varchar) as from_segment,
+        cast(moves.to_segment as varchar) as to_segment,
         cast(moves.customers as integer) as customers
 
     from moves

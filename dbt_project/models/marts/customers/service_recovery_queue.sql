@@ -59,7 +59,10 @@ open_cases as (
 -- holds a one-off buyer alive for sure (p_alive 1), which says nothing of their risk
 churn_predictions as (
 
-    select customer_key, churn_risk, churn_risk_band
+    select
+        customer_key,
+        churn_risk,
+        churn_risk_band
     from customer_clv
     where as_of_date = {{ local_date(as_of_at()) }}
         and frequency > 0
@@ -84,9 +87,9 @@ cases_with_customers as (
         case
             when churn_predictions.customer_key is not null
                 then churn_predictions.churn_risk_band
-                    in ('{{ var("service_churn_risk_bands") | join("', '") }}')
+                    in ({{ quoted_list(var('service_churn_risk_bands')) }})
             else coalesce(customer_segments.lifecycle_stage
-                in ('{{ var("service_churn_risk_lifecycle_stages") | join("', '") }}'), false)
+                in ({{ quoted_list(var('service_churn_risk_lifecycle_stages')) }}), false)
         end as is_at_risk_of_churn,
         case
             when churn_predictions.customer_key is not null then 'predicted_clv'
@@ -118,8 +121,8 @@ final as (
 
     select
         cast(row_number() over (
-            order by service_priority, is_at_risk_of_churn desc, net_value_12m desc nulls last,
-                opened_at, case_id
+            order by service_priority asc, is_at_risk_of_churn desc, net_value_12m desc nulls last,
+                opened_at asc, case_id asc
         ) as integer) as queue_position,
         cast(case_id as varchar) as case_id,
         cast(contact_id as varchar) as contact_id,

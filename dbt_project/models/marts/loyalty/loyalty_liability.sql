@@ -62,7 +62,8 @@ monthly_movements as (
 
     select
         months.month_start_on,
-        {{ local_day_start(dbt.dateadd('month', 1, 'months.month_start_on')) }} as next_month_start_at,
+        {{ local_day_start(dbt.dateadd('month', 1, 'months.month_start_on')) }}
+            as next_month_start_at,
         coalesce(monthly_entries.points_issued, 0) as points_issued,
         coalesce(monthly_entries.points_redeemed, 0) as points_redeemed,
         coalesce(monthly_entries.points_expired, 0) as points_expired,

@@ -33,8 +33,8 @@ tier_privileges as (
 trailing_window as (
 
     select
-        {{ local_day_start(dbt.dateadd('month', -var('loyalty_trailing_months'), local_date(as_of_at()))) }}
-            as window_start_at
+        {{ local_day_start(dbt.dateadd('month', -var('loyalty_trailing_months'),
+                                       local_date(as_of_at()))) }} as window_start_at
 
 ),
 
@@ -119,9 +119,12 @@ final as (
         cast(member_points.points_balance * {{ var('loyalty_point_value') }} as numeric(14, 2))
             as points_balance_value,
         cast(member_points.points_earned_last_12_months as integer) as points_earned_last_12_months,
-        cast(member_points.points_redeemed_last_12_months as integer) as points_redeemed_last_12_months,
-        cast(member_points.points_expired_last_12_months as integer) as points_expired_last_12_months,
-        cast(member_points.points_adjusted_last_12_months as integer) as points_adjusted_last_12_months,
+        cast(member_points.points_redeemed_last_12_months as integer)
+            as points_redeemed_last_12_months,
+        cast(member_points.points_expired_last_12_months as integer)
+            as points_expired_last_12_months,
+        cast(member_points.points_adjusted_last_12_months as integer)
+            as points_adjusted_last_12_months,
         cast(case
             when member_points.points_earned_last_12_months > 0
                 then 1.0 * member_points.points_redeemed_last_12_months
@@ -132,14 +135,16 @@ final as (
         member_points.last_entry_at,
         cast(case
             when member_points.points_balance > 0
-                then {{ dbt.dateadd('month', var('loyalty_points_expiry_months'), 'member_points.expiry_clock_started_on') }}
+                then {{ dbt.dateadd('month', var('loyalty_points_expiry_months'),
+                                    'member_points.expiry_clock_started_on') }}
         end as date) as points_expire_on,
         cast(tier_privileges.tier_rank as integer) as tier_rank,
         cast(tier_privileges.points_multiplier as numeric(4, 2)) as points_multiplier,
         tier_privileges.has_free_shipping,
         tier_privileges.has_birthday_gift,
         tier_privileges.has_priority_service,
-        cast(tier_privileges.service_compensation_limit as numeric(14, 2)) as service_compensation_limit,
+        cast(tier_privileges.service_compensation_limit as numeric(14, 2))
+            as service_compensation_limit,
         {{ local_date(as_of_at()) }} as as_of_date
 
     from member_points

@@ -74,8 +74,8 @@ ranked_candidates as (
             order by
                 affinity_score desc,
                 transactions_with_both desc,
-                consequent_category,
-                antecedent_category
+                consequent_category asc,
+                antecedent_category asc
         ) as candidate_rank
 
     from candidate_categories

@@ -65,13 +65,17 @@ final as (
         cast(pair_baskets.antecedent_category as varchar) as antecedent_category,
         cast(pair_baskets.consequent_category as varchar) as consequent_category,
         cast(basket_totals.transactions_total as integer) as transactions_total,
-        cast(antecedent_baskets.transactions_with_category as integer) as transactions_with_antecedent,
-        cast(consequent_baskets.transactions_with_category as integer) as transactions_with_consequent,
+        cast(antecedent_baskets.transactions_with_category as integer)
+            as transactions_with_antecedent,
+        cast(consequent_baskets.transactions_with_category as integer)
+            as transactions_with_consequent,
         cast(pair_baskets.transactions_with_both as integer) as transactions_with_both,
         cast(1.0 * pair_baskets.transactions_with_both / basket_totals.transactions_total
             as numeric(10, 6)) as support,
-        cast(1.0 * pair_baskets.transactions_with_both / antecedent_baskets.transactions_with_category
-            as numeric(10, 6)) as confidence,
+        cast(
+            1.0 * pair_baskets.transactions_with_both
+            / antecedent_baskets.transactions_with_category as numeric(10, 6)
+        ) as confidence,
         cast(1.0 * pair_baskets.transactions_with_both * basket_totals.transactions_total
             / antecedent_baskets.transactions_with_category
             / consequent_baskets.transactions_with_category as numeric(12, 6)) as lift,

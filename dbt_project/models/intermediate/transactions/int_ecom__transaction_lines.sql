@@ -71,7 +71,8 @@ sale_lines as (
 return_lines as (
 
     select
-        'ecom:' || sold_orders.order_id || ':' || cast(order_lines.line_number as varchar) || ':return'
+        'ecom:' || sold_orders.order_id || ':' || cast(order_lines.line_number as varchar)
+            || ':return'
             as transaction_line_id,
         'ecom:' || sold_orders.order_id || ':return' as transaction_id,
         sold_orders.account_id,
@@ -80,7 +81,8 @@ return_lines as (
         order_lines.unit_price,
         -(order_lines.quantity * order_lines.unit_price) as gross_amount,
         -order_lines.discount_amount as discount_amount,
-        -(order_lines.quantity * order_lines.unit_price - order_lines.discount_amount) as net_amount,
+        -(order_lines.quantity * order_lines.unit_price - order_lines.discount_amount)
+            as net_amount,
         true as is_return,
         sold_orders.returned_at as transacted_at,
         sold_orders.source_updated_at

@@ -1,0 +1,106 @@
+"""dbt's Jinja context, as much of it as this project's models use, for sqlfluff's jinja templater
+(dbt_project/.sqlfluff): with it `sqlfluff lint dbt_project` renders every model offline, with no
+database, no profile and no dbt parse.
+
+sqlfluff's own dbt builtins (apply_dbt_builtins) give ref, source, config, is_incremental, this
+and return; this package adds var (the values in dbt_project.yml), env_var (a run's values for
+TREBOL_AS_OF_AT and TREBOL_TIMEZONE, else the default), execute, target (the warehouse target),
+adapter.dispatch (postgres__<macro>, else default__<macro>, as dbt's dispatch on PostgreSQL),
+adapter.quote, exceptions.raise_compiler_error, and the dbt cross-database macros the models call
+(dbt.dateadd, date_trunc, listagg, split_part: dbt-postgres 1.11's SQL). Names defined here take
+precedence over sqlfluff's builtins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+_PROJECT_FILE = Path(__file__).resolve().parents[1] / "dbt_project.yml"
+_VARS: dict[str, Any] = yaml.safe_load(_PROJECT_FILE.read_text()).get("vars") or {}
+_ENV = {"TREBOL_AS_OF_AT": "2026-06-30T00:00:00+02:00", "TREBOL_TIMEZONE": "Europe/Madrid"}
+
+execute = True
+
+
+class _Target:
+    name = "warehouse"
+    schema = "marts"
+    type = "postgres"
+
+
+target = _Target()
+
+
+def env_var(name: str, default: str | None = None) -> str:
+    if name in _ENV:
+        return _ENV[name]
+    if default is None:
+        raise KeyError(f"env_var('{name}') has no value for linting: add it to sqlfluff_libs")
+    return default
+
+
+def var(name: str, default: Any = None) -> Any:
+    value = _VARS.get(name, default)
+    if isinstance(value, str) and "{{" in value:
+        return jinja2.Template(value).render(env_var=env_var)
+    return value
+
+
+class _Adapter:
+    @staticmethod
+    def quote(identifier: str) -> str:
+        return f'"{identifier}"'
+
+    @jinja2.pass_context
+    def dispatch(self, context: jinja2.runtime.Context, macro_name: str,
+                 macro_namespace: str | None = None) -> Any:
+        for prefix in ("postgres__", "default__"):
+            macro = context.get(prefix + macro_name)
+            if macro is not None:
+                return macro
+        raise KeyError(f"adapter.dispatch: no postgres__ or default__ macro {macro_name}")
+
+
+adapter = _Adapter()
+
+
+class _Exceptions:
+    @staticmethod
+    def raise_compiler_error(message: str) -> None:
+        raise RuntimeError(message)
+
+
+exceptions = _Exceptions()
+
+
+class _DbtMacros:
+    """dbt-postgres 1.11's cross-database macros the models use, rendering the same SQL."""
+
+    @staticmethod
+    def dateadd(datepart: str, interval: Any, from_date_or_timestamp: str) -> str:
+        return f"{from_date_or_timestamp} + ((interval '1 {datepart}') * ({interval}))"
+
+    @staticmethod
+    def date_trunc(datepart: str, date: str) -> str:
+        return f"date_trunc('{datepart}', {date})"
+
+    @staticmethod
+    def listagg(measure: str, delimiter_text: str = "','", order_by_clause: str | None = None,
+                limit_num: int | None = None) -> str:
+        if limit_num:
+            return (f"array_to_string((array_agg({measure} {order_by_clause or ''}))"
+                    f"[1:{limit_num}], {delimiter_text})")
+        return f"string_agg({measure}, {delimiter_text} {order_by_clause or ''})"
+
+    @staticmethod
+    def split_part(string_text: str, delimiter_text: str, part_number: int) -> str:
+        if part_number < 0:
+            raise ValueError("split_part: negative parts are not emulated for linting")
+        return f"split_part({string_text}, {delimiter_text}, {part_number})"
+
+
+dbt = _DbtMacros()
