@@ -49,8 +49,10 @@ run: $(INSTALLED) $(DOCS_ASSETS_INSTALLED)
 test: $(INSTALLED) $(DOCS_ASSETS_INSTALLED) $(TEST_CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# ruff on the Python, sqlfluff on the dbt project (offline: jinja templater, dbt_project/.sqlfluff)
 lint: $(INSTALLED)
 	$(BIN)/ruff check plugins dags tests
+	$(BIN)/sqlfluff lint dbt_project --processes 2 --disable-progress-bar
 
 bench: $(INSTALLED)
 	$(BIN)/python -m tests.bench.load_throughput

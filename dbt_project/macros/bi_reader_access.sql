@@ -1,20 +1,12 @@
 {#- Least privilege for BI tools: the role bi_reader reads the marts and nothing else.
-    `ensure_bi_reader_role` (on-run-start) creates the role when missing (NOLOGIN: BI users are
-    granted it) and keeps the layers private: the schemas this target builds (staging,
+    The role, and the schemas the pipeline writes itself (raw, activation), belong to the
+    warehouse's migrations (plugins/trebol/warehouse/ddl.py), which run before any dbt build.
+    `keep_layers_private` (on-run-start) creates the schemas this target builds (staging,
     intermediate, marts as generate_schema_name names them: the exact names in the warehouse
-    target, dev_staging, ... in dev) and, in a target writing the exact names, the warehouse's
-    raw and activation schemas (written by the pipeline, not by dbt; a dev build leaves them
-    alone). The marts' and seeds' `grants` config then gives bi_reader SELECT on every table dbt
-    builds there, and `grant_marts_usage` (on-run-end) the target's marts schema. All
-    idempotent. -#}
-{% macro ensure_bi_reader_role(role='bi_reader') -%}
-    do $$
-    begin
-        if not exists (select from pg_catalog.pg_roles where rolname = '{{ role }}') then
-            create role {{ adapter.quote(role) }} nologin;
-        end if;
-    end
-    $$;
+    target, dev_staging, ... in dev) and keeps them from PUBLIC. The marts' and seeds' `grants`
+    config then gives bi_reader SELECT on every table dbt builds there, and `grant_marts_usage`
+    (on-run-end) the target's marts schema. All idempotent. -#}
+{% macro keep_layers_private() -%}
     {% for schema in private_schemas() %}
     create schema if not exists {{ adapter.quote(schema) }};
     revoke all on schema {{ adapter.quote(schema) }} from public;
@@ -26,15 +18,11 @@
         to {{ adapter.quote(role) }}
 {%- endmacro %}
 
-{#- The schemas kept from PUBLIC by this target, in order: raw and activation (only where the
-    layers have their exact names), then the layers dbt builds. -#}
+{#- The schemas this target builds, kept from PUBLIC. -#}
 {% macro private_schemas() -%}
-    {%- set schemas = ['raw'] if target.name in var('exact_schema_targets') else [] -%}
+    {%- set schemas = [] -%}
     {%- for layer in ['staging', 'intermediate', 'marts'] -%}
         {%- do schemas.append(generate_schema_name(layer, none) | trim) -%}
     {%- endfor -%}
-    {%- if target.name in var('exact_schema_targets') -%}
-        {%- do schemas.append('activation') -%}
-    {%- endif -%}
     {{ return(schemas) }}
 {%- endmacro %}

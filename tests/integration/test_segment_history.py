@@ -68,6 +68,12 @@ def test_a_run_replaces_its_date_and_retention_drops_old_dailies(
     history.execute("update marts.customer_segments set value_tier = 'standard'"
                     " where value_tier = 'high_performer'")
     try:
+        refused = run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "run", "--select",
+                          "segment_history", work_dir=tmp_path, should_fail=True)
+        assert "partitioned_snapshot_convert_plain_history" in refused
+        run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "run-operation",
+                "partitioned_snapshot_convert_plain_history", "--args", "{model_name: segment_history}",
+                work_dir=tmp_path)
         run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "run", "--select", "segment_history",
                 work_dir=tmp_path)
         after = _digests(history)
@@ -91,9 +97,9 @@ def test_a_run_replaces_its_date_and_retention_drops_old_dailies(
 
 def test_a_plain_history_is_converted_without_losing_rows(
         history: psycopg.Connection, demo_marts: DemoMarts, tmp_path: Path) -> None:
-    """A history kept as a plain table (the earlier incremental materialization) becomes a
-    partitioned one on the next run, with every snapshot it held; a view reading it (same view,
-    same grants) reads the new one."""
+    """A history kept as a plain table (the earlier incremental materialization) stops the run
+    naming the conversion; the run-operation makes it a partitioned one with every snapshot it
+    held, a view reading it (same view, same grants) reads the new one, and the run then goes."""
     _snapshot_of(history, RECENT_DAILY)
     before = _digests(history)
     history.execute("create table marts.segment_history_plain as select * from marts.segment_history")
@@ -104,6 +110,12 @@ def test_a_plain_history_is_converted_without_losing_rows(
         select as_of_date, count(*) as customers from marts.segment_history group by as_of_date""")
     view = history.execute("select 'marts.segment_history_sizes'::regclass::oid").fetchone()
     try:
+        refused = run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "run", "--select",
+                          "segment_history", work_dir=tmp_path, should_fail=True)
+        assert "partitioned_snapshot_convert_plain_history" in refused
+        run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "run-operation",
+                "partitioned_snapshot_convert_plain_history", "--args", "{model_name: segment_history}",
+                work_dir=tmp_path)
         run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "run", "--select", "segment_history",
                 work_dir=tmp_path)
         kind = history.execute("""select relkind from pg_class

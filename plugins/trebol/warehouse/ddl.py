@@ -1,6 +1,6 @@
 """Every table of the warehouse that dbt does not build, and its versioned migrations.
 
-One owner for Trébol's own DDL: the layer schemas and the BI role, the load audit and the
+One owner for Trébol's own DDL: the schemas of its own tables and the BI role, the load audit and the
 quarantine (``raw``), the raw table of each declared source, the activation tables, the data
 quality results and the CLV fit's outputs (``marts.customer_clv``, dbt's source ``clv``, created
 empty so that dbt never meets a missing table). ``bootstrap`` applies the migrations a warehouse
@@ -22,7 +22,8 @@ from psycopg import sql
 
 from trebol.extract.sources import Source
 
-LAYER_SCHEMAS = ("raw", "staging", "intermediate", "marts", "activation")
+# the schemas Trébol's own tables live in; dbt creates (and keeps private) the layers it builds
+OWN_SCHEMAS = ("raw", "marts", "activation")
 META_SCHEMA = "trebol_meta"
 BI_ROLE = "bi_reader"
 RAW_SCHEMA = "raw"
@@ -48,14 +49,14 @@ do $$ begin
 end $$"""
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "layer schemas, the BI role kept out of every layer but marts", (
-        *(f"create schema if not exists {schema}" for schema in LAYER_SCHEMAS),
+    Migration(1, "schemas of Trébol's own tables, the BI role, none of them open to PUBLIC", (
+        *(f"create schema if not exists {schema}" for schema in OWN_SCHEMAS),
         f"""do $$ begin
             if not exists (select from pg_roles where rolname = '{BI_ROLE}') then
                 create role {BI_ROLE} nologin;
             end if;
         end $$""",
-        *(f"revoke all on schema {schema} from public" for schema in LAYER_SCHEMAS),
+        *(f"revoke all on schema {schema} from public" for schema in OWN_SCHEMAS),
     )),
     Migration(2, "load audit and quarantine", (
         """create table if not exists raw._load_audit (
