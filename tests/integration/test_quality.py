@@ -200,7 +200,7 @@ def test_clean_marts_pass_and_are_recorded_with_data_docs(
     outcome = _check_marts(conn, run, "test__marts_clean")
     assert outcome.error is None, outcome.error
     assert outcome.suites == {v.suite for v in gate.MART_VALIDATIONS}
-    staged = conn.execute("select count(*) from audiences.audience_members where as_of_date = %s",
+    staged = conn.execute("select count(*) from activation.audience_members where as_of_date = %s",
                           (DEMO_DATE,)).fetchone()[0]
     assert staged > 0
     recorded = conn.execute("""
@@ -246,12 +246,12 @@ def test_an_audience_member_without_consent_fails_the_audience_suite(
     conn, run = mart_world
     key, email = conn.execute("""select customer_key, email from marts.dim_customers
         where not has_marketing_consent and email is not null order by customer_key limit 1""").fetchone()
-    conn.execute("insert into audiences.audience_members values (%s, 'winback_at_risk', %s, %s)",
+    conn.execute("insert into activation.audience_members values (%s, 'winback_at_risk', %s, %s)",
                  (DEMO_DATE, key, email))
     try:
         outcome = _check_marts(conn, run, "test__marts_consent")
     finally:
-        conn.execute("delete from audiences.audience_members where customer_key = %s and "
+        conn.execute("delete from activation.audience_members where customer_key = %s and "
                      "as_of_date = %s", (key, DEMO_DATE))
     errors = _errors(outcome)
     assert [(s, e, c) for s, e, c, _, _ in errors] == [

@@ -27,6 +27,7 @@ import yaml
 from trebol.demo import SimulationSpec, simulate
 from trebol.extract import load
 from trebol.extract.sources import load_sources
+from trebol.interval import Interval
 from trebol.warehouse import ddl
 
 from ..helpers import (
@@ -68,7 +69,7 @@ def built(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPathFac
     pos_dsn = fresh_database(test_warehouse.dsn, "trebol_test_rfmt_pos")
     try:
         simulate(SPEC, work / "sources", pos_dsn)
-        interval = load.Interval(local_midnight(SPEC.start_date, TZ), AS_OF)
+        interval = Interval(local_midnight(SPEC.start_date, TZ), AS_OF)
         with psycopg.connect(dsn, autocommit=True) as conn:
             ddl.bootstrap(conn)
             for source in load_sources().values():

@@ -68,12 +68,6 @@ def test_a_run_replaces_its_date_and_retention_drops_old_dailies(
     history.execute("update marts.customer_segments set value_tier = 'standard'"
                     " where value_tier = 'high_performer'")
     try:
-        refused = run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "run", "--select",
-                          "segment_history", work_dir=tmp_path, should_fail=True)
-        assert "partitioned_snapshot_convert_plain_history" in refused
-        run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "run-operation",
-                "partitioned_snapshot_convert_plain_history", "--args", "{model_name: segment_history}",
-                work_dir=tmp_path)
         run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "run", "--select", "segment_history",
                 work_dir=tmp_path)
         after = _digests(history)

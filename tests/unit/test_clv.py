@@ -224,3 +224,19 @@ def test_clv_fit_command_rejects_bad_input_in_one_line(
     error = capsys.readouterr().err
     assert code == 2
     assert expected in error and error.count("\n") == 1
+
+
+def test_a_calibration_end_before_the_data_names_the_data_range(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = write_cdnow_csv(tmp_path / "cdnow.csv")
+    code = cli.main(["clv", "fit", "--transactions", str(csv), "--customer-col", "cust",
+                     "--date-col", "day", "--amount-col", "dollars", "--calibration-end", "1990-01-01"])
+    error = capsys.readouterr().err
+    assert code == 1
+    assert error == ("trebol clv fit: no purchase on or before the calibration end 1990-01-01: the "
+                     "purchases run from 1997-01-01 to 1998-06-30\n")
+
+
+def test_one_repeat_customer_is_said_in_the_singular() -> None:
+    with pytest.raises(fitting.CLVFitError, match=r"needs at least 1 repeat customer, got 0$"):
+        fitting.fit_bgnbd([0, 0], [0, 0], [3, 3], min_repeat_customers=1)

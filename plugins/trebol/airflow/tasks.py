@@ -17,6 +17,7 @@ from trebol.activation import audiences
 from trebol.airflow.connections import warehouse_connection, warehouse_dsn
 from trebol.clv import predictions
 from trebol.extract import load
+from trebol.extract.audit import iter_results
 from trebol.extract.sources import load_sources
 from trebol.interval import Interval
 from trebol.quality import gate
@@ -49,7 +50,7 @@ def extract_load_source(source_name: str, interval: Interval) -> dict[str, int]:
         results = load.extract_and_load(conn, source, settings.sources_dir, interval,
                                         settings.lookback_days, settings.timezone,
                                         connect=warehouse_connection)
-    for line in load.iter_results(results):
+    for line in iter_results(results):
         log.info("%s", line)
     return {
         "files": len(results),
