@@ -113,7 +113,7 @@ def log_standard_errors(log_params: np.ndarray, *data: np.ndarray) -> np.ndarray
 
 
 def test_recovers_known_parameters_within_sampling_error() -> None:
-    """The simulator's latent parameters (plugins/trebol/simulator/people.py: rate per day
+    """The simulator's latent parameters (plugins/trebol/demo/people.py: rate per day
     Gamma(0.9, scale 0.045) so r 0.9, alpha 22.2; dropout Beta(1.1, 9.0); spend Gamma-Gamma
     p 6, q 3.5, v 18.75), recovered from 20,000 customers drawn from the exact BG/NBD process.
 
