@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
@@ -102,3 +104,23 @@ def test_no_secret_is_templated_into_the_dbt_tasks(dag_bag: DagBag) -> None:
         assert "TREBOL_AS_OF_AT" in templated["env"]
         assert not any("PASSWORD" in key or "DSN" in key for key in templated["env"])
         assert "password" not in repr(templated).lower()
+
+
+def test_airflow_loads_no_module_of_the_package_as_a_plugin() -> None:
+    """Airflow's plugin manager imports every .py under the plugins folder as a top-level module
+    named after its file; plugins/.airflowignore keeps the ``trebol`` package out of it (else
+    ``load``, ``settings``, ``tasks`` … would be imported twice, once under a clashing name)."""
+    probe = (
+        "import sys\n"
+        "from airflow._shared.plugins_manager.plugins_manager import "
+        "_load_plugins_from_plugin_directory as load\n"
+        "before = set(sys.modules)\n"
+        f"plugins, errors = load({str(PROJECT_DIR / 'plugins')!r})\n"
+        "print(len(plugins), len(errors), sorted(set(sys.modules) - before))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          env={**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}, timeout=120)
+    plugins, errors, *_ = done.stdout.split(maxsplit=2)
+    imported = done.stdout.split(maxsplit=2)[2]
+    assert (plugins, errors) == ("0", "0")
+    for name in ("'load'", "'settings'", "'tasks'", "'checks'", "'cli'"):
+        assert name not in imported, imported
