@@ -45,6 +45,19 @@ TYPE_WORDS = {"integer": "a whole number", "numeric": "a number", "date": "an IS
 # on the fast path, by the cast itself (a value that does not cast fails the shortcut, and the
 # general path then gives it its reason).
 INPUT_FUNCTION, PROBE_FUNCTION, CAST_RAISES = "input_function", "probe_function", "cast_raises"
+# Before PostgreSQL 16 the probe is a PL/pgSQL function (an exception block per call): the usual
+# values are first matched by exact patterns (a value they match always casts), and only the
+# others are probed, so the verdict is the same and the common case stays cheap.
+_ISO_DATE = (r"(?!0000)[0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])"
+             r"|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))"
+             r"|(?!0000)([0-9]{2}(0[48]|[2468][048]|[13579][26])|([02468][048]|[13579][26])00)-02-29")
+SURELY_CASTS = {
+    "integer": r"^[+-]?[0-9]{1,18}$",
+    "numeric": r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]{1,3})?$",
+    "date": rf"^({_ISO_DATE})$",
+    "timestamptz": rf"^({_ISO_DATE})([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{{1,6}})?)?)?"
+                   r"(Z|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)?$",
+}
 
 
 def castability(conn: psycopg.Connection) -> str:
@@ -74,7 +87,9 @@ def is_valid(column: Column, casts: str) -> sql.Composable:
         return sql.SQL("true")
     pg_type = sql.Literal(PG_TYPES[column.type])
     reads = {INPUT_FUNCTION: sql.SQL("pg_input_is_valid({}, {})").format(value, pg_type),
-             PROBE_FUNCTION: sql.SQL("raw._is_valid({}, {})").format(value, pg_type),
+             PROBE_FUNCTION: sql.SQL("case when {} ~ {} then true else raw._is_valid({}, {}) end").format(
+                 value, sql.Literal(SURELY_CASTS.get(column.type, "^$")), value, pg_type)
+             if column.type in SURELY_CASTS else sql.SQL("raw._is_valid({}, {})").format(value, pg_type),
              CAST_RAISES: sql.SQL("true")}[casts]
     # case: the input is only read once the form is right
     if column.type in ISO_DATE_FORMS:
