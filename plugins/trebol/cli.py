@@ -11,10 +11,13 @@ import sys
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from trebol.settings import SETTINGS, ConfigError, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from trebol.extract.sources import Source
 
 DAG_ID = "trebol_nightly"
 
@@ -33,16 +36,19 @@ def _date(text: str) -> date:
                                          f"({text[:7]} has no day {text[8:]})") from None
 
 
-def _check_config() -> dict[str, Any]:
-    """Parse every configuration file before any task runs; a wrong one raises ConfigError."""
+def _check_config() -> dict[str, Source]:
+    """Parse every configuration file before any task runs (a wrong one raises ConfigError);
+    the declared sources."""
     from trebol.activation.audiences import load_audiences
     from trebol.extract.sources import load_sources
     from trebol.quality.rules import load_rules
 
-    return {"sources": load_sources(), "quality": load_rules(), "audiences": load_audiences()}
+    load_rules()
+    load_audiences()
+    return load_sources()
 
 
-def _run(settings: Settings, run_date: date, dsn: str, pos_dsn: str) -> int:
+def _run(settings: Settings, run_date: date, dsn: str, pos_dsn: str, sources: list[str]) -> int:
     """The nightly DAG for one logical date with real Airflow, then the summary."""
     from trebol import summary
     from trebol.airflow.local_runner import run_dag
@@ -54,7 +60,7 @@ def _run(settings: Settings, run_date: date, dsn: str, pos_dsn: str) -> int:
     (report_dir / "summary.json").unlink(missing_ok=True)
     try:
         run_dag(settings, dsn, pos_dsn, DAG_ID, logical_date, report_dir / "airflow.log", _progress,
-                map_labels={"extract_load": sorted(_check_config()["sources"])})
+                map_labels={"extract_load": sorted(sources)})
     finally:
         # the summary task runs whatever the checks found: print it before any failure
         if (report_dir / "summary.json").exists():
@@ -79,7 +85,7 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
     from trebol.extract.load import exports_for_day
 
     run_date: date = args.date
-    sources = _check_config()["sources"]
+    sources = _check_config()
     day = run_date - timedelta(days=1)  # the data interval: the day before the logical date
     if not exports_for_day(sources.values(), settings.sources_dir, day):
         print(f"trebol run: no exports dated {day} in {settings.sources_dir} (the data interval of "
@@ -87,14 +93,14 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     dsn, pos_dsn = _warehouse(settings)
-    return _run(settings, run_date, dsn, pos_dsn)
+    return _run(settings, run_date, dsn, pos_dsn, list(sources))
 
 
 def command_demo(settings: Settings, args: argparse.Namespace) -> int:
     """trebol demo: simulated sources (generated once, reused), then the nightly DAG on them."""
     from trebol.demo import SimulationSpec, simulate
 
-    _check_config()
+    sources = _check_config()
     run_date: date = args.date or settings.demo_date
     dsn, pos_dsn = _warehouse(settings)
     spec = SimulationSpec(settings.demo_customers, settings.demo_days, settings.demo_date,
@@ -104,7 +110,7 @@ def command_demo(settings: Settings, args: argparse.Namespace) -> int:
     _progress(f"sources: {state} demo data for {spec.customers:,} people over {spec.days} days "
               f"({sum(result.counts.values()):,} rows, {result.faults:,} injected faults) in "
               f"{settings.sources_dir} and the POS database")
-    return _run(settings, run_date, dsn, pos_dsn)
+    return _run(settings, run_date, dsn, pos_dsn, list(sources))
 
 
 def command_simulate(settings: Settings, args: argparse.Namespace) -> int:

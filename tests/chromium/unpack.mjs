@@ -13,7 +13,7 @@ mkdirSync(target, { recursive: true });
 process.env.TMPDIR = target;
 const { default: chromium } = await import("@sparticuz/chromium");
 const binary = await chromium.executablePath();
-// The package's fonts.conf names /tmp/fonts: point fontconfig at the fonts unpacked here instead
+// The package's fonts.conf names its own temporary folder: point fontconfig at the fonts unpacked here
 // (tests/browser.py sets FONTCONFIG_PATH to this folder).
 writeFileSync(join(target, "fonts", "fonts.conf"), `<?xml version="1.0"?>
 <!DOCTYPE fontconfig SYSTEM "fonts.dtd">

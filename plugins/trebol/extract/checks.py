@@ -86,11 +86,12 @@ def is_valid(column: Column, casts: str) -> sql.Composable:
     if column.type not in CHECKED_BY_CAST:
         return sql.SQL("true")
     pg_type = sql.Literal(PG_TYPES[column.type])
+    probe = sql.SQL("raw._is_valid({}, {})").format(value, pg_type)
+    if column.type in SURELY_CASTS:
+        probe = sql.SQL("case when {} ~ {} then true else {} end").format(
+            value, sql.Literal(SURELY_CASTS[column.type]), probe)
     reads = {INPUT_FUNCTION: sql.SQL("pg_input_is_valid({}, {})").format(value, pg_type),
-             PROBE_FUNCTION: sql.SQL("case when {} ~ {} then true else raw._is_valid({}, {}) end").format(
-                 value, sql.Literal(SURELY_CASTS.get(column.type, "^$")), value, pg_type)
-             if column.type in SURELY_CASTS else sql.SQL("raw._is_valid({}, {})").format(value, pg_type),
-             CAST_RAISES: sql.SQL("true")}[casts]
+             PROBE_FUNCTION: probe, CAST_RAISES: sql.SQL("true")}[casts]
     # case: the input is only read once the form is right
     if column.type in ISO_DATE_FORMS:
         forms = sql.SQL(" or ").join(sql.SQL("{} like {}").format(value, sql.Literal(form))

@@ -18,7 +18,6 @@ Inputs: a CSV export, its source declaration. Outputs: rows of ``raw.<target>`` 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 from pathlib import Path
@@ -27,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from trebol.extract.checks import CAST_RAISES, checked_rows
-from trebol.extract.readers import Staged, create_incoming
+from trebol.extract.readers import Staged, create_incoming, csv_header
 from trebol.extract.sources import Source
 from trebol.interval import Interval
 from trebol.warehouse.address import error_line
@@ -40,11 +39,6 @@ class _NotClean(Exception):
     """A row needs the general path; the file takes it."""
 
 
-def _header(path: Path) -> list[str]:
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
-        return [name.strip() for name in next(csv.reader([handle.readline()]), [])]
-
-
 def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_id: str,
                    interval: Interval, timezone: str) -> Staged | None:
     """Load a clean CSV file of new keys in one COPY and one insert; None (rolled back) when any
@@ -52,7 +46,8 @@ def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_i
     if (source.kind != "files" or source.format != "csv" or source.rules
             or source.stored_column_names != source.column_names or len(source.columns) < 2):
         return None
-    header = _header(path)
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+        header = csv_header(handle.readline())
     by_source_name = {column.source_name: column for column in source.columns}
     if (len(set(header)) != len(header) or not all(name in by_source_name for name in header)
             or any(c.required and c.source_name not in header for c in source.columns)):

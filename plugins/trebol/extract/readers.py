@@ -81,6 +81,11 @@ def copy_in(conn: psycopg.Connection, fields: list[str]) -> Any:
     return conn.cursor().copy(statement)
 
 
+def csv_header(line: str) -> list[str]:
+    """The field names of a CSV header line, trimmed."""
+    return [name.strip() for name in next(csv.reader([line]), [])]
+
+
 def stage_csv(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
     """Read a CSV export into ``_incoming``; malformed lines are rejected, not staged.
 
@@ -88,7 +93,7 @@ def stage_csv(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
     instead of swallowing the lines after it (so exports must not break fields across lines)."""
     staged = Staged(checksum=sha256(path), fields=list(source.column_names))
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        header = [name.strip() for name in next(csv.reader([handle.readline()]), [])]
+        header = csv_header(handle.readline())
         declared = {column.source_name for column in source.columns}
         extra = [name for name in header if name not in declared]
         absent = [c for c in source.columns if c.source_name not in header]
