@@ -21,7 +21,7 @@ from psycopg import sql
 
 from trebol.demo import SimulationResult, SimulationSpec, simulate
 from trebol.extract import load
-from trebol.extract.sources import Column, Rule, Source, load_sources
+from trebol.extract.sources import Column, Rule, Source, SourceConfigError, load_sources
 from trebol.interval import Interval
 from trebol.warehouse import ddl
 
@@ -419,3 +419,52 @@ def test_a_rows_fate_depends_on_that_row_alone(test_warehouse: SessionWarehouse,
     general = [record.getMessage() for record in caplog.records if "general path" in record.getMessage()]
     assert not any("2026-05-29" in message for message in general), general  # the clean file: shortcut
     assert all(any(day in message for message in general) for day in ("2026-05-30", "2026-05-31"))
+
+
+def test_categories_and_dates_before_the_opening_are_quarantined(test_warehouse: SessionWarehouse,
+                                                                 tmp_path: Path) -> None:
+    """A category outside its declared values and a date before the business opened are the
+    loader's to refuse (sources.yml ``values``, ``business_opened_on``), row by row, on both
+    paths: a file of good rows takes the shortcut, the same rows beside bad ones the general one."""
+    base = _source("t_values")
+    source = replace(base, columns=(
+        *base.columns[:2],
+        replace(base.columns[2], not_before=date(2000, 1, 1)),
+        Column("tier", "text", "tier", values=("bronze", "silver", "gold")),
+        Column("enrolled_on", "date", "enrolled_on", not_before=date(2000, 1, 1))))
+    header = "id,amount,updated_at,tier,enrolled_on"
+    folder = tmp_path / source.name
+    folder.mkdir()
+    (folder / "2026-05-31.csv").write_text(f"{header}\na,1,2026-05-31T09:00:00+02:00,gold,2001-02-03\n")
+    (folder / "2026-06-01.csv").write_text("\n".join([
+        header,
+        "b,1,2026-06-01T09:00:00+02:00,,2000-01-01",
+        "c,1,2026-06-01T09:00:00+02:00,Gold,2001-02-03",
+        "d,1,2026-06-01T09:00:00+02:00,platinum,2001-02-03",
+        "e,1,2026-06-01T09:00:00+02:00,silver,1999-12-31",
+        "f,1,1999-12-31T23:59:59+01:00,silver,2001-02-03",
+        "g,1,2000-01-01T00:00:00+01:00,bronze,"]) + "\n")
+    with test_warehouse.connect() as conn:
+        results = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+        loaded = [row[0] for row in conn.execute("select id from raw.t_values order by id")]
+        reasons = dict(conn.execute("select line_number, reason from raw._quarantine "
+                                    "where source = 't_values'").fetchall())
+    assert [(r.rows_read, r.rows_loaded, r.rows_quarantined) for r in results] == [(1, 1, 0), (6, 2, 4)]
+    assert loaded == ["a", "b", "g"]  # an empty category is a missing optional value
+    assert reasons == {3: "tier: 'Gold' is not one of bronze, silver, gold",
+                       4: "tier: 'platinum' is not one of bronze, silver, gold",
+                       5: "enrolled_on: 1999-12-31 is before the business opened (2000-01-01)",
+                       6: "updated_at: 1999-12-31T23:59:59+01:00 is before the business opened "
+                          "(2000-01-01)"}
+
+
+def test_a_sources_file_without_its_opening_day_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "sources.yml"
+    text = (PROJECT_DIR / "config" / "sources.yml").read_text()
+    config.write_text(text.replace("business_opened_on: 2000-01-01", "business_opened_on: soon"))
+    with pytest.raises(SourceConfigError, match="sources.yml: business_opened_on: 'soon' is not a date"):
+        load_sources(config)
+    config.write_text(text.replace("values: [bronze, silver, gold]", "values: bronze"))
+    with pytest.raises(SourceConfigError,
+                       match=r"sources.loyalty_members.columns.tier.values: a list of strings"):
+        load_sources(config)

@@ -7,7 +7,8 @@ dates and timestamps start with an ISO date (year first: ``06/30/2026`` or ``30/
 never read in a locale's order) and must be read by PostgreSQL (so ``2026-02-30`` is rejected; a
 timestamp without an offset is in the business timezone); booleans are the words of
 ``TRUE_WORDS`` and ``FALSE_WORDS``; JSON must parse.
-Then the declared bounds, ``not_after_interval_end`` and the source's ``rules``; within a batch,
+Then the declared bounds, the allowed ``values``, ``not_after_interval_end``, the business's
+opening day (no date or timestamp before it) and the source's ``rules``; within a batch,
 the newest version of a key wins and extra copies of one version are duplicates.
 
 Inputs: ``_incoming`` and the source declaration. Outputs: ``checked_rows``, the SQL of every
@@ -127,6 +128,15 @@ def column_reason(column: Column, interval: Interval) -> sql.Composable:
             checks.append(sql.SQL("when {} {} {} then format('%s: %s is {} %s', {}, {}, {})").format(
                 typed, sql.SQL(op), sql.Literal(bound), sql.SQL(word), name, value,
                 sql.Literal(str(bound))))
+    if column.values is not None:
+        checks.append(sql.SQL("when not ({} = any({})) then format('%s: %L is not one of %s', {}, {}, {})"
+                              ).format(typed, sql.Literal(list(column.values)), name, value,
+                                       sql.Literal(", ".join(column.values))))
+    if column.not_before is not None:
+        checks.append(sql.SQL("when {} < {}::date then format('%s: %s is before the business opened "
+                              "(%s)', {}, {}, {})").format(
+            typed, sql.Literal(column.not_before), name, value,
+            sql.Literal(column.not_before.isoformat())))
     if column.not_after_interval_end:
         checks.append(sql.SQL("when {} >= {} then format('%s: %s is after the data interval end %s', "
                               "{}, {}, {})").format(typed, sql.Literal(interval.end), name, value,

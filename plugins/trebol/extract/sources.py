@@ -10,6 +10,9 @@ Kinds:
 - ``postgres``: a table or query of a PostgreSQL database reached through an Airflow connection,
   extracted by a ``cursor`` column over the interval (plus the lookback).
 
+Each column's checks: ``required``, ``min`` / ``max`` (numbers), ``values`` (the only values a
+text column may hold), ``not_after_interval_end`` (dates and timestamps); and, for every date and
+timestamp of every source, not before the file's ``business_opened_on``.
 Besides the checks of each column, ``rules`` hold checks across the columns of a row: a
 ``reason`` and a SQL condition ``valid_when`` over the row's (typed) columns. A column declared
 with ``store: false`` is read and checked like the others (so rules can use it) but not kept in
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,10 @@ class Column:
     maximum: Decimal | None = None
     not_after_interval_end: bool = False
     stored: bool = True
+    # the only values the column may hold (a category); None: any
+    values: tuple[str, ...] | None = None
+    # no date or timestamp is before the business opened (sources.yml business_opened_on)
+    not_before: date | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,17 @@ class Source:
         return next(column for column in self.columns if column.name == name)
 
 
-def _column(where: str, name: str, spec: dict[str, Any]) -> Column:
+def _values(where: str, name: str, spec: dict[str, Any]) -> tuple[str, ...] | None:
+    if "values" not in spec:
+        return None
+    values = spec["values"]
+    if spec.get("type") != "text" or not isinstance(values, list) or not values \
+            or not all(isinstance(value, str) for value in values):
+        raise SourceConfigError(f"{where}.columns.{name}.values: a list of strings, for a text column")
+    return tuple(values)
+
+
+def _column(where: str, name: str, spec: dict[str, Any], opened_on: date) -> Column:
     kind = spec.get("type")
     if kind not in TYPES:
         raise SourceConfigError(f"{where}.columns.{name}.type: {kind!r} is not one of {TYPES}")
@@ -102,7 +120,8 @@ def _column(where: str, name: str, spec: dict[str, Any]) -> Column:
     bounds = {key: Decimal(str(spec[key])) if key in spec else None for key in ("min", "max")}
     return Column(name, kind, str(spec.get("from", name)), bool(spec.get("required", False)),
                   bounds["min"], bounds["max"], bool(spec.get("not_after_interval_end", False)),
-                  bool(spec.get("store", True)))
+                  bool(spec.get("store", True)), _values(where, name, spec),
+                  opened_on if kind in ("date", "timestamptz") else None)
 
 
 def _require(where: str, spec: dict[str, Any], *keys: str) -> None:
@@ -111,7 +130,7 @@ def _require(where: str, spec: dict[str, Any], *keys: str) -> None:
             raise SourceConfigError(f"{where}.{key}: missing")
 
 
-def _source(path: Path, name: str, spec: dict[str, Any]) -> Source:
+def _source(path: Path, name: str, spec: dict[str, Any], opened_on: date) -> Source:
     where = f"{path.name}: sources.{name}"
     kind = spec.get("kind")
     if kind not in KINDS:
@@ -127,7 +146,8 @@ def _source(path: Path, name: str, spec: dict[str, Any]) -> Source:
             raise SourceConfigError(f"{where}.format: {spec.get('format')!r} is not one of {FORMATS}")
     if not IDENTIFIER.match(spec["target"]):
         raise SourceConfigError(f"{where}.target: {spec['target']!r} is not a plain table name")
-    columns = tuple(_column(where, col, col_spec or {}) for col, col_spec in spec["columns"].items())
+    columns = tuple(_column(where, col, col_spec or {}, opened_on)
+                    for col, col_spec in spec["columns"].items())
     names = {column.name for column in columns}
     keys = [*spec["primary_key"], *[spec[k] for k in ("version_column", "cursor") if spec.get(k)]]
     stored = {column.name for column in columns if column.stored}
@@ -155,7 +175,11 @@ def load_sources(path: Path | None = None) -> dict[str, Source]:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:
         raise SourceConfigError(f"{path}: cannot read ({error})") from None
-    sources = {name: _source(path, name, spec or {})
+    opened_on = document.get("business_opened_on")
+    if not isinstance(opened_on, date):
+        raise SourceConfigError(f"{path.name}: business_opened_on: {opened_on!r} is not a date "
+                                "(YYYY-MM-DD: no date of any source is earlier)")
+    sources = {name: _source(path, name, spec or {}, opened_on)
                for name, spec in (document.get("sources") or {}).items()}
     if not sources:
         raise SourceConfigError(f"{path}: declares no sources")
