@@ -9,27 +9,32 @@ backfilling a date reproduces that date.
 2. **extract_load**: one mapped task per source in `$TREBOL_CONFIG_DIR/sources.yml`: files of
    the interval (plus the late-arrival lookback) are COPY-loaded into `raw`, bad rows quarantined,
    every file audited in `raw._load_audit` (rows read = loaded + quarantined).
-3. **check_raw_batches**: Great Expectations suites on the rows the run's batches loaded, per
-   source (schema, keys, dates, values, plausible amounts), and on each source's batches (share
-   quarantined, the day's volume against the previous days).
-4. **dbt_build**: `dbt build` of `dbt_project/` through Cosmos (models, seeds and data tests
+3. **dbt_build**: `dbt build` of `dbt_project/` through Cosmos (models, seeds and data tests
    in one task; the dbt unit tests check the SQL on fixed inputs and run in CI, not nightly)
    but for what reads the CLV predictions: staging (normalised identifiers), identity
-   resolution (stable customer keys), `dim_customers`, `fct_transactions`, RFMT.
+   resolution (stable customer keys), `dim_customers`, `fct_transactions`, RFMT, and the
+   `quality` models the raw suites read.
+4. **check_raw_batches** (once dbt_build is done, whether or not it passed): Great Expectations
+   suites on the rows the run's batches loaded (distributions: the share of unusual amounts, of
+   tickets with a loyalty card, of orders with an email) and on each source's batches (share
+   quarantined, the day's volume against the previous days). Types, keys, required values,
+   categories and date bounds are the loader's: rows breaking them are already quarantined.
 5. **fit_clv**: BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases as of the
    run's date: `marts.customer_clv` (p_alive, expected purchases, predicted CLV as discounted
    margin, churn risk) and `marts.clv_model_runs`; a failed guard rail fails the task and leaves
    the previous predictions in place.
 6. **dbt_build_value**: `dbt build` of the models that read `customer_clv` and their descendants
    (`source:clv+`: customer value tiers, segments and their history, the service recovery
-   queue). It runs once dbt_build succeeded, whether or not the fit did: without predictions
-   for the date the models fall back to their documented rules (`value_tier_basis`,
-   `churn_risk_basis`), so the marts stay those of the run's date.
+   queue, the `quality` models comparing segments and values with the previous run). It runs
+   once dbt_build succeeded, whether or not the fit did: without predictions for the date the
+   models fall back to their documented rules (`value_tier_basis`, `churn_risk_basis`), so the
+   marts stay those of the run's date.
 7. **stage_audiences**: the members of each audience of `$TREBOL_CONFIG_DIR/audiences.yml` for the date
    (consenting customers with an email) into `activation.audience_members`.
-8. **check_marts**: Great Expectations suites on the marts (one row per customer, scores in
-   range, one tier and segment each, finite CLV), segment sizes against the previous run, and
-   consent in every staged audience.
+8. **check_marts**: Great Expectations suites on what dbt's contracts and tests cannot judge:
+   the share of customers with an email or phone, plausible CLV predictions, segment sizes and
+   value quantiles (12-month net value, predicted CLV) against the previous run, the spread of
+   p_alive, and consent in every staged audience.
 9. **push_audiences**: only when both check tasks and the fit passed (an expectation of
    severity error fails its task, and the push does not run): the staged members go to their
    destination (file drop), logged in `activation.push_log`.
@@ -100,8 +105,9 @@ def trebol_nightly() -> None:
     dbt_build_value = dbt_build_operator("dbt_build_value", SETTINGS, select=CLV_DEPENDENT_NODES,
                                          trigger_rule="all_done_min_one_success")
 
-    # the checks are deterministic: a retry would find the same data, so a failure is final
-    @task(retries=0)
+    # the checks are deterministic: a retry would find the same data, so a failure is final;
+    # the raw checks read the quality models dbt_build makes, and run whatever its tests found
+    @task(retries=0, trigger_rule="all_done")
     def check_raw_batches(data_interval_start: datetime | None = None,
                           data_interval_end: datetime | None = None,
                           run_id: str | None = None) -> dict[str, int]:
@@ -161,8 +167,8 @@ def trebol_nightly() -> None:
     fitted = fit_clv()
     staged = stage_audiences()
     summarized = summarize()
-    prepared >> loaded >> [raw_checked, dbt_build]
-    dbt_build >> fitted >> dbt_build_value
+    prepared >> loaded >> dbt_build >> [raw_checked, fitted]
+    fitted >> dbt_build_value
     dbt_build >> dbt_build_value  # its trigger rule: dbt_build succeeded, fit_clv done
     dbt_build_value >> staged >> marts_checked
     [raw_checked, marts_checked, fitted] >> push

@@ -2,7 +2,7 @@
     The role, and the schemas the pipeline writes itself (raw, activation), belong to the
     warehouse's migrations (plugins/trebol/warehouse/ddl.py), which run before any dbt build.
     `keep_layers_private` (on-run-start) creates the schemas this target builds (staging,
-    intermediate, marts as generate_schema_name names them: the exact names in the warehouse
+    intermediate, marts, quality as generate_schema_name names them: the exact names in the warehouse
     target, dev_staging, ... in dev) and keeps them from PUBLIC. The marts' and seeds' `grants`
     config then gives bi_reader SELECT on every table dbt builds there, and `grant_marts_usage`
     (on-run-end) the target's marts schema. All idempotent. -#}
@@ -21,7 +21,7 @@
 {#- The schemas this target builds, kept from PUBLIC. -#}
 {% macro private_schemas() -%}
     {%- set schemas = [] -%}
-    {%- for layer in ['staging', 'intermediate', 'marts'] -%}
+    {%- for layer in ['staging', 'intermediate', 'marts', 'quality'] -%}
         {%- do schemas.append(generate_schema_name(layer, none) | trim) -%}
     {%- endfor -%}
     {{ return(schemas) }}

@@ -462,7 +462,7 @@ def test_a_sources_file_without_its_opening_day_names_the_key(tmp_path: Path) ->
     config = tmp_path / "sources.yml"
     text = (PROJECT_DIR / "config" / "sources.yml").read_text()
     config.write_text(text.replace("business_opened_on: 2000-01-01", "business_opened_on: soon"))
-    with pytest.raises(SourceConfigError, match="sources.yml: business_opened_on: 'soon' is not a date"):
+    with pytest.raises(SourceConfigError, match=r"sources\.yml: business_opened_on: 'soon' is not a date"):
         load_sources(config)
     config.write_text(text.replace("values: [bronze, silver, gold]", "values: bronze"))
     with pytest.raises(SourceConfigError,

@@ -10,39 +10,34 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 
 from trebol.extract.sources import Source
-from trebol.quality import gx_project, results, views
+from trebol.quality import gx_project, results
 from trebol.quality.gx_project import CheckResult, Validation
 from trebol.quality.rules import QualityRules
 
 log = logging.getLogger(__name__)
 
-RAW_BATCHES = Validation("raw_batches", views.SCHEMA, "raw_source_days", ("source",),
+QUALITY_SCHEMA = "quality"  # the dbt models under dbt_project/models/quality
+RAW_BATCHES = Validation("raw_batches", QUALITY_SCHEMA, "raw_source_days", ("source",),
                          rows_required=False)
 MART_VALIDATIONS = (
     Validation("marts_dim_customers", "marts", "dim_customers", ("customer_key",), True),
-    Validation("marts_customer_rfmt", "marts", "customer_rfmt", ("customer_key",), True),
     Validation("marts_customer_segments", "marts", "customer_segments", ("customer_key",), True),
     Validation("marts_customer_clv", "marts", "customer_clv", ("customer_key",), True),
-    Validation("marts_segment_drift", views.SCHEMA, "segment_size_drift",
+    Validation("marts_segment_drift", QUALITY_SCHEMA, "segment_size_drift",
                ("segmentation", "segment"), True),
-    Validation("activation_audiences", views.SCHEMA, "audience_consent",
+    Validation("marts_value_drift", QUALITY_SCHEMA, "value_distribution_drift", ("as_of_date",),
+               True),
+    Validation("activation_audiences", QUALITY_SCHEMA, "audience_consent",
                ("audience", "customer_key"), False),
 )
-# value sets of the mart suites, read from the dbt seeds that define them
-SEED_VALUE_SETS = {
-    "lifecycle_stages": "select lifecycle_stage from marts.lifecycle_stages",
-    "rfm_segments": "select rfm_segment from marts.rfm_segments",
-    "value_tiers": "select value_tier from marts.value_tiers",
-}
 
 
 class QualityGateError(RuntimeError):
@@ -83,33 +78,14 @@ class QualityReport:
                 "warnings": len(self.warnings)}
 
 
-def raw_validations(sources: list[Source]) -> list[Validation]:
-    """One suite per source on the rows its batches loaded, and the batch-level suite."""
-    return [*(Validation(f"raw_{source.name}", views.SCHEMA, views.loaded_view(source),
-                         source.primary_key, rows_required=False) for source in sources),
+def raw_validations(sources: list[Source], expectations_dir: Path) -> list[Validation]:
+    """The suite of each source that has one (``raw_<source>``: on the rows its batches loaded,
+    dbt model ``quality.loaded_<target>``), and the batch-level suite of every source."""
+    suites = gx_project.suite_names(expectations_dir)
+    return [*(Validation(f"raw_{source.name}", QUALITY_SCHEMA, f"loaded_{source.target}",
+                         source.primary_key, rows_required=False)
+              for source in sources if f"raw_{source.name}" in suites),
             RAW_BATCHES]
-
-
-def _parameters(conn: psycopg.Connection, run: QualityRun, rules: QualityRules,
-                with_seeds: bool) -> dict[str, Any]:
-    opened_at = datetime.combine(rules.business_opened_on, time(), ZoneInfo(run.timezone))
-    parameters: dict[str, Any] = {
-        "interval_end": run.interval_end,
-        "last_day": run.as_of_date - timedelta(days=1),
-        "business_opened_at": opened_at,
-        "business_opened_on": rules.business_opened_on,
-        "max_quarantined_share": rules.max_quarantined_share,
-        "volume_min_ratio": rules.volume_min_ratio,
-        "volume_max_ratio": rules.volume_max_ratio,
-        "segment_drift_min_ratio": rules.segment_drift_min_ratio,
-        "segment_drift_max_ratio": rules.segment_drift_max_ratio,
-        "max_predicted_clv": rules.max_predicted_clv,
-        "min_predicted_clv": -rules.max_predicted_clv,
-    }
-    if with_seeds:
-        for name, query in SEED_VALUE_SETS.items():
-            parameters[name] = [row[0] for row in conn.execute(query).fetchall()]
-    return parameters
 
 
 def _has_rows(conn: psycopg.Connection, validation: Validation, as_of_date: date) -> bool:
@@ -152,13 +128,11 @@ def _validate(conn: psycopg.Connection, run: QualityRun, stage: str,
 def check_raw_batches(conn: psycopg.Connection, run: QualityRun, sources: list[Source],
                       rules: QualityRules) -> QualityReport:
     """Validate the batches the run loaded, source by source, and their volumes."""
-    views.ensure_raw_views(conn, sources, rules, run.timezone)
-    return _validate(conn, run, "raw-batch", raw_validations(sources),
-                     _parameters(conn, run, rules, with_seeds=False))
+    return _validate(conn, run, "raw-batch", raw_validations(sources, run.expectations_dir),
+                     rules.parameters())
 
 
 def check_marts(conn: psycopg.Connection, run: QualityRun, rules: QualityRules) -> QualityReport:
-    """Validate the marts, the segment sizes against the previous run and the staged audiences."""
-    views.ensure_mart_views(conn, rules)
-    return _validate(conn, run, "mart", list(MART_VALIDATIONS),
-                     _parameters(conn, run, rules, with_seeds=True))
+    """Validate the marts, what they are worth and their segment sizes against the previous run,
+    and the staged audiences."""
+    return _validate(conn, run, "mart", list(MART_VALIDATIONS), rules.parameters())

@@ -102,6 +102,11 @@ def open_context(expectations_dir: Path, dsn: str, report_dir: Path) -> Any:
     return gx.get_context(mode="file", project_root_dir=str(expectations_dir))
 
 
+def suite_names(expectations_dir: Path) -> set[str]:
+    """The suites the project holds (one JSON file each in ``gx/expectations``)."""
+    return {path.stem for path in (expectations_dir / "gx" / "expectations").glob("*.json")}
+
+
 def _validation_definition(context: Any, validation: Validation) -> Any:
     """The stored validation definition of the suite; created (and saved) when missing."""
     import great_expectations as gx

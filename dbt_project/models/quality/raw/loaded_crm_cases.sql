@@ -1,0 +1,1 @@
+{{ loaded_rows(source('crm', 'crm_cases'), 'crm_cases') }}

@@ -1,0 +1,1 @@
+{{ loaded_rows(source('crm', 'crm_contacts'), 'crm_contacts') }}

@@ -1,0 +1,1 @@
+{{ loaded_rows(source('ecom', 'ecom_orders'), 'ecom_orders') }}

@@ -1,0 +1,1 @@
+{{ loaded_rows(source('loyalty', 'loyalty_members'), 'loyalty_members') }}

@@ -1,0 +1,1 @@
+{{ loaded_rows(source('loyalty', 'loyalty_points'), 'loyalty_points') }}

@@ -1,0 +1,1 @@
+{{ loaded_rows(source('pos', 'pos_products'), 'pos_products') }}

@@ -1,0 +1,138 @@
+-- Per source and run (as-of date): the rows its batches read and quarantined, the share
+-- quarantined, and the rows of the interval's day against the median of the previous days of the
+-- same source. A dated file's rows count for its day (raw._load_audit); a source read by a cursor
+-- has no daily files: its rows count for the local day of a column
+-- (var quality_volume_day_columns). The share is judged only on batches of at least
+-- var quality_min_rows_for_share rows, the volume only against enough history (the other
+-- quality_volume_* vars): else null, which the suites do not judge.
+{%- set day_columns = var('quality_volume_day_columns') %}
+
+with
+
+load_audit as (
+
+    select * from {{ source('loader', 'load_audit') }}
+
+),
+{% for day_column in day_columns %}
+{{ day_column.loader_source }}_rows as (
+
+    select * from {{ source(day_column.dbt_source, day_column.table) }}
+
+),
+{% endfor %}
+audited_runs as (
+
+    select
+        source,
+        {{ local_date('interval_end') }} as as_of_date,
+        sum(rows_read) as rows_read,
+        sum(rows_quarantined) as rows_quarantined
+
+    from load_audit
+    group by source, {{ local_date('interval_end') }}
+
+),
+
+file_day_rows as (
+
+    select
+        source,
+        file_day as day,
+        sum(rows_read) as day_rows
+
+    from load_audit
+    where file_day is not null
+    group by source, file_day
+
+),
+
+cursor_day_rows as (
+{% for day_column in day_columns %}
+    select
+        '{{ day_column.loader_source }}' as source,
+        {{ local_date(day_column.day_column) }} as day,
+        count(*) as day_rows
+
+    from {{ day_column.loader_source }}_rows
+    where {{ day_column.day_column }} is not null
+    group by {{ local_date(day_column.day_column) }}
+{% if not loop.last %}
+    union all
+{% endif %}
+{%- else %}
+    select
+        cast(null as text) as source,
+        cast(null as date) as day,
+        cast(null as bigint) as day_rows
+
+    where false
+{% endfor %}
+),
+
+day_rows as (
+
+    select * from file_day_rows
+    union all
+    select * from cursor_day_rows
+
+),
+
+usual_volumes as (
+
+    select
+        audited_runs.source,
+        audited_runs.as_of_date,
+        coalesce(interval_day.day_rows, 0) as day_rows,
+        history.days as history_days,
+        history.median_rows as usual_day_rows
+
+    from audited_runs
+    left join day_rows as interval_day
+        on
+            audited_runs.source = interval_day.source
+            and interval_day.day = audited_runs.as_of_date - 1
+    cross join lateral (
+        select
+            count(*) as days,
+            percentile_cont(0.5) within group (order by previous_days.day_rows) as median_rows
+        from day_rows as previous_days
+        where
+            previous_days.source = audited_runs.source
+            and previous_days.day < audited_runs.as_of_date - 1
+            and previous_days.day
+            >= audited_runs.as_of_date - 1 - {{ var('quality_volume_history_days') }}
+    ) as history
+
+),
+
+final as (
+
+    select
+        audited_runs.as_of_date,
+        audited_runs.source,
+        audited_runs.rows_read,
+        audited_runs.rows_quarantined,
+        case
+            when audited_runs.rows_read >= {{ var('quality_min_rows_for_share') }}
+                then round(audited_runs.rows_quarantined::numeric / audited_runs.rows_read, 4)
+        end as quarantined_share,
+        usual_volumes.day_rows,
+        usual_volumes.history_days,
+        usual_volumes.usual_day_rows,
+        case
+            when
+                usual_volumes.history_days >= {{ var('quality_volume_min_history_days') }}
+                and usual_volumes.usual_day_rows >= {{ var('quality_volume_min_usual_rows') }}
+                then round((usual_volumes.day_rows / usual_volumes.usual_day_rows)::numeric, 4)
+        end as volume_ratio
+
+    from audited_runs
+    inner join usual_volumes
+        on
+            audited_runs.source = usual_volumes.source
+            and audited_runs.as_of_date = usual_volumes.as_of_date
+
+)
+
+select * from final
