@@ -374,7 +374,7 @@ def test_the_readme_example_loads_a_users_own_export(test_warehouse: SessionWare
     readme = (PROJECT_DIR / "README.md").read_text()
     example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
     config = tmp_path / "sources.yml"
-    config.write_text("sources:\n" + example)
+    config.write_text("business_opened_on: 2000-01-01\nsources:\n" + example)  # added to the demo file
     [source] = load_sources(config).values()
     (tmp_path / "exports/transactions").mkdir(parents=True)
     (tmp_path / "exports/transactions/2026-06-29.csv").write_text(

@@ -48,7 +48,9 @@ file_day_rows as (
 ),
 
 cursor_day_rows as (
-{% for day_column in day_columns %}
+{%- if day_columns %}
+{%- for day_column in day_columns %}
+
     select
         '{{ day_column.loader_source }}' as source,
         {{ local_date(day_column.day_column) }} as day,
@@ -57,17 +59,21 @@ cursor_day_rows as (
     from {{ day_column.loader_source }}_rows
     where {{ day_column.day_column }} is not null
     group by {{ local_date(day_column.day_column) }}
-{% if not loop.last %}
+    {%- if not loop.last %}
+
     union all
-{% endif %}
+    {%- endif %}
+{%- endfor %}
 {%- else %}
+
     select
         cast(null as text) as source,
         cast(null as date) as day,
         cast(null as bigint) as day_rows
 
     where false
-{% endfor %}
+{%- endif %}
+
 ),
 
 day_rows as (
@@ -115,7 +121,9 @@ final as (
         audited_runs.rows_quarantined,
         case
             when audited_runs.rows_read >= {{ var('quality_min_rows_for_share') }}
-                then round(audited_runs.rows_quarantined::numeric / audited_runs.rows_read, 4)
+                then round(
+                    cast(audited_runs.rows_quarantined as numeric) / audited_runs.rows_read, 4
+                )
         end as quarantined_share,
         usual_volumes.day_rows,
         usual_volumes.history_days,
@@ -124,7 +132,9 @@ final as (
             when
                 usual_volumes.history_days >= {{ var('quality_volume_min_history_days') }}
                 and usual_volumes.usual_day_rows >= {{ var('quality_volume_min_usual_rows') }}
-                then round((usual_volumes.day_rows / usual_volumes.usual_day_rows)::numeric, 4)
+                then round(
+                    cast(usual_volumes.day_rows / usual_volumes.usual_day_rows as numeric), 4
+                )
         end as volume_ratio
 
     from audited_runs
