@@ -294,16 +294,17 @@ def test_quality_gate_fails_on_bad_mart_rows(runs: dict[str, dict],
                           expectations_dir=test_warehouse.settings.expectations_dir,
                           report_dir=tmp_path)
     with test_warehouse.connect() as conn:
-        key, recency = conn.execute("""select customer_key, recency_days from marts.customer_segments
-            order by customer_key limit 1""").fetchone()
-        conn.execute("update marts.customer_segments set recency_days = -1 where customer_key = %s",
-                     (key,))
+        # ranges and keys are the contracts' (dbt stops the build); a NaN prediction is GX's to find
+        key, clv = conn.execute("""select customer_key, predicted_clv from marts.customer_clv
+            where as_of_date = %s order by customer_key limit 1""", (DEMO_DATE,)).fetchone()
+        conn.execute("update marts.customer_clv set predicted_clv = 'NaN' "
+                     "where as_of_date = %s and customer_key = %s", (DEMO_DATE, key))
         try:
             with pytest.raises(gate.QualityGateError,
-                               match=rf"marts_customer_segments: .*\(recency_days\).*customer_key={key}"):
+                               match=rf"marts_customer_clv: .*\(predicted_clv\).*customer_key={key}"):
                 gate.check_marts(conn, run, load_rules())
         finally:
-            conn.execute("update marts.customer_segments set recency_days = %s "
-                         "where customer_key = %s", (recency, key))
+            conn.execute("update marts.customer_clv set predicted_clv = %s "
+                         "where as_of_date = %s and customer_key = %s", (clv, DEMO_DATE, key))
         assert marts_checksum(conn) == runs["again"]["marts_checksum"]
         assert results.run_outcome(conn, "test__bad_mart_rows")["failed"] == 1
