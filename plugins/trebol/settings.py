@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -70,13 +70,14 @@ KNOWN_SETTING_NAMES = frozenset(doc.name for doc in SETTINGS)
 
 @dataclass(frozen=True)
 class Settings:
-    """Validated settings; build with :func:`load_settings`."""
+    """Validated settings; build with :func:`load_settings`. The repr leaves the DSNs out: they
+    may hold passwords."""
 
     project_dir: Path
     config_dir: Path
     home: Path
-    warehouse_dsn: str | None
-    pos_dsn: str | None
+    warehouse_dsn: str | None = field(repr=False)
+    pos_dsn: str | None = field(repr=False)
     sources_dir: Path
     reports_dir: Path
     file_drop_dir: Path

@@ -1,5 +1,5 @@
-"""Warehouse addresses: PostgreSQL URLs split and rebuilt, redacted for messages, and turned into
-the forms Airflow connections and dbt's profile read. No I/O."""
+"""Warehouse addresses: PostgreSQL URLs split and rebuilt, and turned into the forms Airflow
+connections and dbt's profile read (to show one, see :func:`trebol.redaction.redact`). No I/O."""
 
 from __future__ import annotations
 
@@ -40,15 +40,6 @@ def error_line(error: BaseException) -> str:
     """The first non-empty line of an error's message (psycopg's run over several lines)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
-
-
-def redact(dsn: str) -> str:
-    """The DSN with its password replaced by ***, safe for messages and logs."""
-    parts = urlsplit(dsn)
-    if not parts.password:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def build_dsn(parts: DsnParts) -> str:
