@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from trebol.settings import SETTINGS, ConfigError, Settings, SettingsError, load_settings
+from trebol.settings import (
+    SETTINGS,
+    ConfigError,
+    Settings,
+    SettingsError,
+    allowed_range,
+    load_settings,
+)
 
 if TYPE_CHECKING:
     from trebol.extract.sources import Source
@@ -162,8 +169,8 @@ def command_warehouse(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def command_settings(settings: Settings, args: argparse.Namespace) -> int:
-    """trebol settings: every setting, the value in force (passwords hidden), its default and
-    its meaning."""
+    """trebol settings: every setting, the value in force (passwords hidden), its default, its
+    meaning and, for a whole number, its range."""
     from trebol.redaction import redact
 
     for doc in SETTINGS:
@@ -175,7 +182,9 @@ def command_settings(settings: Settings, args: argparse.Namespace) -> int:
         else:
             shown = redact(str(value))
         origin = "set" if os.environ.get(doc.name, "").strip() else "default"
-        print(f"{doc.name:<26} {shown}  ({origin})\n{'':<26} {doc.meaning}")
+        allowed = allowed_range(doc.name)
+        meaning = f"{doc.meaning} ({allowed})" if allowed else doc.meaning
+        print(f"{doc.name:<26} {shown}  ({origin})\n{'':<26} {meaning}")
     return 0
 
 
@@ -293,7 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = commands.add_parser("settings", help="list every setting with the value in force",
                              description="List the environment settings Trébol reads, each with "
-                             "the value in force (set or default; passwords hidden).")
+                             "the value in force (set or default; passwords hidden), its meaning "
+                             "and, for a whole number, its range. Every command stops at start "
+                             "with one line on a wrong value, or on a TREBOL_ variable that is no "
+                             "setting (naming the closest one).")
     st.set_defaults(handler=command_settings)
 
     clv_parser = commands.add_parser("clv", help="customer lifetime value models",
