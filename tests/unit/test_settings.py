@@ -22,6 +22,7 @@ from trebol.settings import (
     SettingsError,
     load_settings,
 )
+from trebol.warehouse import embedded
 
 from ..helpers import PROJECT_DIR
 
@@ -171,6 +172,20 @@ def test_every_trebol_variable_the_project_uses_is_known() -> None:
     assert not unknown, f"add them to INTERNAL_SETTINGS in trebol/settings.py: {unknown}"
 
 
+@pytest.mark.parametrize(("setting", "advice"), [
+    ("TREBOL_WAREHOUSE_DSN", "fix the URL or unset it to use the embedded warehouse"),
+    ("TREBOL_POS_DSN", "fix the URL or unset it to use database trebol_pos on the warehouse server"),
+    ("--pos-dsn", "fix the URL or leave --pos-dsn out (then the demo POS goes to the pipeline's "
+                  "POS database, or, with --out, nowhere)"),
+])
+def test_the_cannot_connect_advice_fits_the_setting(setting: str, advice: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        embedded.check("postgresql://nobody@127.0.0.1:1/x", setting)
+    message = str(error.value)
+    assert message.startswith(f"{setting}: cannot connect to postgresql://nobody@127.0.0.1:1/x (")
+    assert message.endswith(f"); {advice}")
+
+
 def test_every_documented_setting_is_read() -> None:
     source = (PROJECT_DIR / "plugins" / "trebol" / "settings.py").read_text()
     for name in KNOWN_SETTING_NAMES:
@@ -210,6 +225,18 @@ def test_cli_stops_at_start_on_a_mistyped_setting(tmp_path) -> None:
                                          "mean TREBOL_LOOKBACK_DAYS?")
         assert result.stdout == ""
     assert not list(tmp_path.iterdir()), "nothing runs after an unknown setting"
+
+
+def test_cli_simulate_names_the_option_of_an_unreachable_pos(tmp_path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "TREBOL_HOME": str(tmp_path)}
+    result = _trebol("simulate", "--out", str(tmp_path / "out"), "--pos-dsn",
+                     "postgresql://nobody@127.0.0.1:1/pos", env=env)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("trebol: --pos-dsn: cannot connect to postgresql://nobody@127.0.0.1:1/pos")
+    assert line.endswith("; fix the URL or leave --pos-dsn out (then the demo POS goes to the "
+                         "pipeline's POS database, or, with --out, nowhere)")
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_bad_setting_is_one_line(tmp_path) -> None:

@@ -33,6 +33,14 @@ EMBEDDED_SETTINGS = {
     "maintenance_work_mem": "512MB",
 }
 
+# What to do when the database a setting (or an option) names does not answer.
+UNREACHABLE_ADVICE = {
+    "TREBOL_WAREHOUSE_DSN": "fix the URL or unset it to use the embedded warehouse",
+    "TREBOL_POS_DSN": f"fix the URL or unset it to use database {POS_DATABASE} on the warehouse server",
+    "--pos-dsn": "fix the URL or leave --pos-dsn out (then the demo POS goes to the pipeline's POS "
+                 "database, or, with --out, nowhere)",
+}
+
 log = logging.getLogger(__name__)
 
 
@@ -112,10 +120,8 @@ def check(dsn: str, setting: str = "TREBOL_WAREHOUSE_DSN") -> None:
             conn.execute("select 1")
     except psycopg.Error as error:
         reason = error_line(error).removeprefix("connection failed: ")
-        raise SettingsError(redact(
-            f"{setting}: cannot connect to {dsn} ({reason}); "
-            "fix the URL or unset it to use the embedded warehouse"
-        )) from None
+        advice = UNREACHABLE_ADVICE.get(setting, "fix the URL")
+        raise SettingsError(redact(f"{setting}: cannot connect to {dsn} ({reason}); {advice}")) from None
 
 
 def resolve_dsn(settings: Settings) -> str:
