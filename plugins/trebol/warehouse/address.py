@@ -23,16 +23,17 @@ class DsnParts:
 
 
 def dsn_parts(dsn: str) -> DsnParts:
-    """Split a postgresql:// URL; a ``?host=/dir`` query names a unix-socket folder."""
+    """Split a postgresql:// URL; as in libpq, a query parameter (``?host=/dir`` for a
+    unix-socket folder, ``?password=…``, ``?user=…``, ``?port=…``, ``?dbname=…``) wins over the
+    same part in the URL."""
     parts = urlsplit(dsn)
-    query = parse_qs(parts.query)
-    host = query.get("host", [parts.hostname or "localhost"])[0]
+    query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
     return DsnParts(
-        host=host,
-        port=parts.port or int(query.get("port", ["5432"])[0]),
-        user=unquote(parts.username or "postgres"),
-        password=unquote(parts.password or ""),
-        dbname=unquote(parts.path.lstrip("/")),
+        host=query.get("host", parts.hostname or "localhost"),
+        port=int(query.get("port", parts.port or 5432)),
+        user=query.get("user", unquote(parts.username or "postgres")),
+        password=query.get("password", unquote(parts.password or "")),
+        dbname=query.get("dbname", unquote(parts.path.lstrip("/"))),
     )
 
 
