@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from trebol.settings import SETTINGS, ConfigError, Settings, SettingsError, load_settings
+from trebol.settings import (
+    SETTINGS,
+    ConfigError,
+    Settings,
+    SettingsError,
+    allowed_range,
+    load_settings,
+)
 
 if TYPE_CHECKING:
     from trebol.extract.sources import Source
@@ -70,8 +77,8 @@ def _run(settings: Settings, run_date: date, dsn: str, pos_dsn: str, sources: li
 
 
 def _warehouse(settings: Settings) -> tuple[str, str]:
+    from trebol.redaction import redact
     from trebol.warehouse import embedded
-    from trebol.warehouse.address import redact
 
     dsn = embedded.resolve_dsn(settings)
     pos_dsn = embedded.resolve_pos_dsn(settings, dsn)
@@ -116,21 +123,21 @@ def command_demo(settings: Settings, args: argparse.Namespace) -> int:
 def command_simulate(settings: Settings, args: argparse.Namespace) -> int:
     """trebol simulate: write demo source data."""
     from trebol.demo import SimulationSpec, simulate
+    from trebol.redaction import redact
     from trebol.settings import validate_dsn
     from trebol.warehouse import embedded
-    from trebol.warehouse.address import redact
 
     spec = SimulationSpec(args.customers or settings.demo_customers,
                           args.days or settings.demo_days, args.end or settings.demo_date,
                           settings.demo_seed if args.seed is None else args.seed, settings.timezone)
+    pos_dsn = validate_dsn(args.pos_dsn, "--pos-dsn") if args.pos_dsn else None
+    if pos_dsn:
+        embedded.check(pos_dsn, "--pos-dsn")
     if args.out:  # a folder of its own: the pipeline's POS database is not touched
         out = Path(args.out)
-        pos_dsn = validate_dsn(args.pos_dsn, "--pos-dsn") if args.pos_dsn else None
-        if pos_dsn:
-            embedded.check(pos_dsn, "--pos-dsn")
     else:  # the demo's own sources: TREBOL_SOURCES_DIR and the pipeline's POS database
         out = settings.sources_dir
-        pos_dsn = args.pos_dsn or embedded.resolve_pos_dsn(settings, embedded.resolve_dsn(settings))
+        pos_dsn = pos_dsn or embedded.resolve_pos_dsn(settings, embedded.resolve_dsn(settings))
     result = simulate(spec, out, pos_dsn, progress=_progress)
     for name, rows in sorted(result.counts.items()):
         print(f"{name:<20} {rows:>10,}")
@@ -142,7 +149,8 @@ def command_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 def command_warehouse(settings: Settings, args: argparse.Namespace) -> int:
     """trebol warehouse start|stop|url."""
-    from trebol.warehouse import address, embedded
+    from trebol.redaction import redact
+    from trebol.warehouse import embedded
 
     if args.action == "stop":
         if settings.uses_embedded_warehouse:
@@ -156,14 +164,14 @@ def command_warehouse(settings: Settings, args: argparse.Namespace) -> int:
     dsn = embedded.resolve_dsn(settings)
     if settings.uses_embedded_warehouse and not was_running:
         print("started the embedded warehouse (`trebol warehouse stop` stops it)", file=sys.stderr)
-    print(address.redact(dsn) if args.action == "url" else f"warehouse ready: {address.redact(dsn)}")
+    print(redact(dsn) if args.action == "url" else f"warehouse ready: {redact(dsn)}")
     return 0
 
 
 def command_settings(settings: Settings, args: argparse.Namespace) -> int:
-    """trebol settings: every setting, the value in force (passwords hidden), its default and
-    its meaning."""
-    from trebol.warehouse.address import redact
+    """trebol settings: every setting, the value in force (passwords hidden), its default, its
+    meaning and, for a whole number, its range."""
+    from trebol.redaction import redact
 
     for doc in SETTINGS:
         value = getattr(settings, doc.name.removeprefix("TREBOL_").lower())
@@ -172,9 +180,11 @@ def command_settings(settings: Settings, args: argparse.Namespace) -> int:
         elif isinstance(value, tuple):
             shown = ",".join(map(str, value))
         else:
-            shown = redact(value) if "DSN" in doc.name else str(value)
+            shown = redact(str(value))
         origin = "set" if os.environ.get(doc.name, "").strip() else "default"
-        print(f"{doc.name:<26} {shown}  ({origin})\n{'':<26} {doc.meaning}")
+        allowed = allowed_range(doc.name)
+        meaning = f"{doc.meaning} ({allowed})" if allowed else doc.meaning
+        print(f"{doc.name:<26} {shown}  ({origin})\n{'':<26} {meaning}")
     return 0
 
 
@@ -292,7 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = commands.add_parser("settings", help="list every setting with the value in force",
                              description="List the environment settings Trébol reads, each with "
-                             "the value in force (set or default; passwords hidden).")
+                             "the value in force (set or default; passwords hidden), its meaning "
+                             "and, for a whole number, its range. Every command stops at start "
+                             "with one line on a wrong value, or on a TREBOL_ variable that is no "
+                             "setting (naming the closest one).")
     st.set_defaults(handler=command_settings)
 
     clv_parser = commands.add_parser("clv", help="customer lifetime value models",

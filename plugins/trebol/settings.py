@@ -1,16 +1,19 @@
 """Every Trébol setting, read from the environment in one place.
 
 Each setting has a documented default (see ``SETTINGS`` and the README). A value that is
-wrong raises :class:`SettingsError` whose message is one line naming the setting and the fix;
-the CLI prints that line and exits, so a bad setting never shows up as a traceback.
+wrong, or a ``TREBOL_`` variable that is no setting (a typo), raises :class:`SettingsError`
+whose message is one line naming the variable and the fix; the CLI prints that line and exits,
+so a bad setting never shows up as a traceback.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -67,16 +70,53 @@ SETTINGS: tuple[SettingDoc, ...] = (
 
 KNOWN_SETTING_NAMES = frozenset(doc.name for doc in SETTINGS)
 
+# TREBOL_ variables that are no user setting but that the project sets (or a developer sets for
+# dbt or the tests) and reads: known, so never refused. Who sets each:
+INTERNAL_SETTINGS: dict[str, str] = {
+    "TREBOL_AS_OF_AT": "the dbt tasks (airflow/dbt_build.py) and the tests: the run's as-of moment",
+    "TREBOL_DBT_HOST": "warehouse/address.dbt_env, for dbt_project/profiles.yml",
+    "TREBOL_DBT_PORT": "warehouse/address.dbt_env, for dbt_project/profiles.yml",
+    "TREBOL_DBT_USER": "warehouse/address.dbt_env, for dbt_project/profiles.yml",
+    "TREBOL_DBT_PASSWORD": "warehouse/address.dbt_env, for dbt_project/profiles.yml",
+    "TREBOL_DBT_DBNAME": "warehouse/address.dbt_env, for dbt_project/profiles.yml",
+    "TREBOL_DBT_DEV_SCHEMA": "a developer running `dbt build --target dev` (profiles.yml)",
+    "TREBOL_GX_WAREHOUSE_URL": "quality/gx_project.open_context, for great_expectations.yml",
+    "TREBOL_GX_RESULTS_DIR": "quality/gx_project.open_context, for great_expectations.yml",
+    "TREBOL_GX_DATA_DOCS_DIR": "quality/gx_project.open_context, for great_expectations.yml",
+    "TREBOL_TEST_CHROMIUM": "a developer running the browser tests (tests/browser.py)",
+}
+
+ALL_SETTING_NAMES = KNOWN_SETTING_NAMES | frozenset(INTERNAL_SETTINGS)
+
+# The whole numbers a setting accepts, lowest and highest.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "TREBOL_DEMO_CUSTOMERS": (10, 10_000_000),
+    "TREBOL_DEMO_DAYS": (7, 3650),  # ten years of history
+    "TREBOL_DEMO_SEED": (0, 2**32 - 1),
+    "TREBOL_LOOKBACK_DAYS": (0, 365),
+    "TREBOL_CLV_HORIZON_MONTHS": (1, 120),  # ten years of expected margin
+    "TREBOL_CLV_MIN_REPEAT_CUSTOMERS": (1, 10_000_000),
+}
+
+
+def allowed_range(name: str) -> str:
+    """The values an integer setting accepts, in words (empty for other settings)."""
+    if name not in INT_RANGES:
+        return ""
+    minimum, maximum = INT_RANGES[name]
+    return f"an integer from {minimum:,} to {maximum:,}"
+
 
 @dataclass(frozen=True)
 class Settings:
-    """Validated settings; build with :func:`load_settings`."""
+    """Validated settings; build with :func:`load_settings`. The repr leaves the DSNs out: they
+    may hold passwords."""
 
     project_dir: Path
     config_dir: Path
     home: Path
-    warehouse_dsn: str | None
-    pos_dsn: str | None
+    warehouse_dsn: str | None = field(repr=False)
+    pos_dsn: str | None = field(repr=False)
     sources_dir: Path
     reports_dir: Path
     file_drop_dir: Path
@@ -132,16 +172,49 @@ def _fail(name: str, problem: str, fix: str) -> SettingsError:
     return SettingsError(f"{name}: {problem}; {fix}")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+def check_names(env: Mapping[str, str]) -> None:
+    """Refuse a non-blank ``TREBOL_`` variable that is no setting: a typo would otherwise leave
+    the setting it meant at its default without a word."""
+    unknown = sorted(name for name, value in env.items()
+                     if name.startswith("TREBOL_") and value.strip() and name not in ALL_SETTING_NAMES)
+    if unknown:
+        raise _unknown(unknown[0])
+
+
+def _unknown(name: str) -> SettingsError:
+    """The error for an unknown variable, with the known name closest to it (compared without
+    the prefix all share, so that TREBOL_ alone makes no match)."""
+    known = {known_name.removeprefix("TREBOL_"): known_name for known_name in ALL_SETTING_NAMES}
+    close = difflib.get_close_matches(name.removeprefix("TREBOL_"), sorted(known), n=1)
+    if close:
+        return _fail(name, "unknown setting", f"did you mean {known[close[0]]}?")
+    return _fail(name, "unknown setting (no known one is close)",
+                 "unset it, or see `trebol settings` for the known ones")
+
+
+def _shown(raw: str) -> str:
+    """A value as a message quotes it: at most 24 characters."""
+    return raw if len(raw) <= 24 else f"{raw[:20]}…"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    """An integer setting within its ``INT_RANGES`` bounds."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
+    minimum, maximum = INT_RANGES[name]
+    fix = f"set it to {allowed_range(name)}"
     try:
         value = int(raw)
     except ValueError:
-        raise _fail(name, f"{raw!r} is not a whole number", f"set it to an integer >= {minimum}") from None
+        if re.fullmatch(r"[+-]?\d+", raw):  # digits past int()'s limit: far out of range
+            side = "below" if raw.startswith("-") else "above"
+            raise _fail(name, f"{_shown(raw)} is {side} the range", fix) from None
+        raise _fail(name, f"{_shown(raw)!r} is not a whole number", fix) from None
     if value < minimum:
-        raise _fail(name, f"{value} is below {minimum}", f"set it to an integer >= {minimum}")
+        raise _fail(name, f"{_shown(str(value))} is below {minimum:,}", fix)
+    if value > maximum:
+        raise _fail(name, f"{_shown(str(value))} is above {maximum:,}", fix)
     return value
 
 
@@ -212,6 +285,7 @@ def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
+    check_names(env)
     project_dir = _path(env, "TREBOL_PROJECT_DIR", PROJECT_DIR_DEFAULT)
     if not (project_dir / "dbt_project" / "dbt_project.yml").is_file():
         raise _fail("TREBOL_PROJECT_DIR", f"{project_dir} holds no dbt_project/dbt_project.yml",
@@ -234,12 +308,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         file_drop_dir=_path(env, "TREBOL_FILE_DROP_DIR", home / "outbox"),
         timezone=_timezone(env, "TREBOL_TIMEZONE", "Europe/Madrid"),
         demo_date=_date(env, "TREBOL_DEMO_DATE", "2026-06-30"),
-        demo_customers=_int(env, "TREBOL_DEMO_CUSTOMERS", 2000, minimum=10),
-        demo_days=_int(env, "TREBOL_DEMO_DAYS", 180, minimum=7),
-        demo_seed=_int(env, "TREBOL_DEMO_SEED", 42, minimum=0),
-        lookback_days=_int(env, "TREBOL_LOOKBACK_DAYS", 3, minimum=0),
-        clv_horizon_months=_int(env, "TREBOL_CLV_HORIZON_MONTHS", 36, minimum=1),
+        demo_customers=_int(env, "TREBOL_DEMO_CUSTOMERS", 2000),
+        demo_days=_int(env, "TREBOL_DEMO_DAYS", 180),
+        demo_seed=_int(env, "TREBOL_DEMO_SEED", 42),
+        lookback_days=_int(env, "TREBOL_LOOKBACK_DAYS", 3),
+        clv_horizon_months=_int(env, "TREBOL_CLV_HORIZON_MONTHS", 36),
         clv_discount_rate=_rate(env, "TREBOL_CLV_DISCOUNT_RATE", 0.10),
-        clv_min_repeat_customers=_int(env, "TREBOL_CLV_MIN_REPEAT_CUSTOMERS", 100, minimum=1),
+        clv_min_repeat_customers=_int(env, "TREBOL_CLV_MIN_REPEAT_CUSTOMERS", 100),
         clv_churn_bands=_bands(env, "TREBOL_CLV_CHURN_BANDS", "0.5,0.8"),
     )

@@ -1,16 +1,33 @@
-"""Settings: defaults, and a one-line error naming the setting for every wrong value."""
+"""Settings: defaults, and a one-line error naming the setting for every wrong value and for
+every TREBOL_ variable that is no setting."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
 from datetime import date
+from pathlib import Path
 
 import pytest
 
-from trebol.settings import KNOWN_SETTING_NAMES, SettingsError, load_settings
+from trebol.settings import (
+    ALL_SETTING_NAMES,
+    INT_RANGES,
+    INTERNAL_SETTINGS,
+    KNOWN_SETTING_NAMES,
+    SETTINGS,
+    Settings,
+    SettingsError,
+    load_settings,
+)
+from trebol.warehouse import embedded
 
 from ..helpers import PROJECT_DIR
+
+# Unknown names the README and these tests use on purpose, as examples of typos.
+EXAMPLE_TYPOS = {"TREBOL_LOOKBAK_DAYS", "TREBOL_WAREHOUSE_DNS", "TREBOL_XYZZY"}
 
 
 def test_defaults_point_inside_the_project() -> None:
@@ -33,6 +50,7 @@ def test_defaults_point_inside_the_project() -> None:
     ("TREBOL_WAREHOUSE_DSN", "postgresql://u@h:port/db", "port is not a number"),
     ("TREBOL_PROJECT_DIR", "/nonexistent", "holds no dbt_project"),
     ("TREBOL_LOOKBACK_DAYS", "-1", "below 0"),
+    ("TREBOL_LOOKBACK_DAYS", "99999999999999999999", "above 365"),
     ("TREBOL_CLV_HORIZON_MONTHS", "0", "below 1"),
     ("TREBOL_CLV_DISCOUNT_RATE", "ten", "not a number"),
     ("TREBOL_CLV_DISCOUNT_RATE", "1.5", "outside [0, 1)"),
@@ -46,6 +64,126 @@ def test_wrong_value_names_the_setting_in_one_line(name: str, value: str, expect
     assert message.startswith(f"{name}: ")
     assert expected in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(("name", "too_big", "allowed"), [
+    ("TREBOL_LOOKBACK_DAYS", "99999999999999999999", "from 0 to 365"),
+    ("TREBOL_LOOKBACK_DAYS", "366", "from 0 to 365"),
+    ("TREBOL_DEMO_CUSTOMERS", "10000001", "from 10 to 10,000,000"),
+    ("TREBOL_DEMO_DAYS", "3651", "from 7 to 3,650"),
+    ("TREBOL_DEMO_SEED", str(2**32), "from 0 to 4,294,967,295"),
+    ("TREBOL_CLV_HORIZON_MONTHS", "121", "from 1 to 120"),
+    ("TREBOL_CLV_MIN_REPEAT_CUSTOMERS", "10000001", "from 1 to 10,000,000"),
+])
+def test_an_integer_above_its_range_is_refused_naming_the_range(name: str, too_big: str,
+                                                                allowed: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({name: too_big})
+    message = str(error.value)
+    assert message.startswith(f"{name}: ")
+    assert " is above " in message
+    assert message.endswith(f"; set it to an integer {allowed}")
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    lowest = load_settings({name: str(low) for name, (low, _) in INT_RANGES.items()})
+    highest = load_settings({name: str(high) for name, (_, high) in INT_RANGES.items()})
+    assert (lowest.lookback_days, highest.lookback_days) == (0, 365)
+    assert (lowest.demo_customers, highest.demo_customers) == (10, 10_000_000)
+    assert (lowest.clv_horizon_months, highest.clv_horizon_months) == (1, 120)
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "-" + "9" * 5000])
+def test_a_number_too_long_to_read_is_out_of_range_in_a_short_line(value: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({"TREBOL_LOOKBACK_DAYS": value})
+    message = str(error.value)
+    assert "the range; set it to an integer from 0 to 365" in message
+    assert len(message) < 120 and "\n" not in message
+
+
+def test_every_integer_setting_has_a_range() -> None:
+    int_fields = {field.name for field in dataclasses.fields(Settings) if field.type == "int"}
+    int_settings = {doc.name for doc in SETTINGS
+                    if doc.name.removeprefix("TREBOL_").lower() in int_fields}
+    assert int_settings == set(INT_RANGES)
+    assert all(low < high for low, high in INT_RANGES.values())
+
+
+def test_the_readme_table_gives_each_range() -> None:
+    rows = {line.split("`")[1]: line for line in (PROJECT_DIR / "README.md").read_text().splitlines()
+            if line.startswith("| `TREBOL_")}
+    for name, (low, high) in INT_RANGES.items():
+        assert f"{low:,} to {high:,}" in rows[name], name
+
+
+def test_an_unknown_variable_names_the_setting_it_resembles() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({"TREBOL_LOOKBAK_DAYS": "5"})
+    assert str(error.value) == "TREBOL_LOOKBAK_DAYS: unknown setting; did you mean TREBOL_LOOKBACK_DAYS?"
+    with pytest.raises(SettingsError) as error:
+        load_settings({"TREBOL_WAREHOUSE_DNS": "postgresql://u@h/db"})
+    assert str(error.value).endswith("; did you mean TREBOL_WAREHOUSE_DSN?")
+
+
+def test_an_unknown_variable_like_no_setting_points_to_the_list() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({"TREBOL_XYZZY": "1"})
+    assert str(error.value) == ("TREBOL_XYZZY: unknown setting (no known one is close); unset it, "
+                                "or see `trebol settings` for the known ones")
+
+
+def test_a_blank_unknown_variable_is_unset_like_any_blank_setting() -> None:
+    assert load_settings({"TREBOL_LOOKBAK_DAYS": " ", "OTHER_TOOL_SETTING": "x"}).lookback_days == 3
+
+
+def test_the_variables_the_project_sets_itself_are_accepted() -> None:
+    settings = load_settings({name: "1" for name in INTERNAL_SETTINGS})
+    assert settings.lookback_days == 3
+    assert all(who.strip() for who in INTERNAL_SETTINGS.values()), "each says who sets it"
+    assert not KNOWN_SETTING_NAMES & set(INTERNAL_SETTINGS), "a setting is documented or internal"
+
+
+def _project_text_files() -> list[Path]:
+    """The project's own text files (no virtualenv, build output or downloaded browser)."""
+    skipped = {".venv", ".git", ".trebol", "target", "logs", "node_modules", "dbt_packages",
+               "__pycache__", ".ruff_cache"}
+    roots = ["plugins", "dags", "tests", "dbt_project", "expectations", "config", "deploy", "docs",
+             ".ci", "README.md", "Makefile", "Dockerfile", "docker-compose.yml", "pyproject.toml"]
+    files = []
+    for root in (PROJECT_DIR / name for name in roots):
+        for path in [root] if root.is_file() else root.rglob("*"):
+            parts = set(path.relative_to(PROJECT_DIR).parts)
+            if (path.is_file() and not parts & skipped and not any(p.endswith(".egg-info") for p in parts)
+                    and path.stat().st_size < 2_000_000):
+                files.append(path)
+    return files
+
+
+def test_every_trebol_variable_the_project_uses_is_known() -> None:
+    """Whatever sets or reads a TREBOL_ variable (code, dbt, GX, compose, CI, docs) uses a name
+    load_settings accepts, so that the check for typos never stops the project's own runs."""
+    name = re.compile(r"(?<![A-Za-z0-9_])TREBOL_[A-Z0-9_]*[A-Z0-9]")
+    used = {found: path.relative_to(PROJECT_DIR) for path in _project_text_files()
+            for found in name.findall(path.read_text(errors="ignore"))}
+    assert {"TREBOL_AS_OF_AT", "TREBOL_GX_WAREHOUSE_URL", "TREBOL_DBT_DEV_SCHEMA"} <= set(used)
+    unknown = {found: str(path) for found, path in used.items()
+               if found not in ALL_SETTING_NAMES | EXAMPLE_TYPOS}
+    assert not unknown, f"add them to INTERNAL_SETTINGS in trebol/settings.py: {unknown}"
+
+
+@pytest.mark.parametrize(("setting", "advice"), [
+    ("TREBOL_WAREHOUSE_DSN", "fix the URL or unset it to use the embedded warehouse"),
+    ("TREBOL_POS_DSN", "fix the URL or unset it to use database trebol_pos on the warehouse server"),
+    ("--pos-dsn", "fix the URL or leave --pos-dsn out (then the demo POS goes to the pipeline's "
+                  "POS database, or, with --out, nowhere)"),
+])
+def test_the_cannot_connect_advice_fits_the_setting(setting: str, advice: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        embedded.check("postgresql://nobody@127.0.0.1:1/x", setting)
+    message = str(error.value)
+    assert message.startswith(f"{setting}: cannot connect to postgresql://nobody@127.0.0.1:1/x (")
+    assert message.endswith(f"); {advice}")
 
 
 def test_every_documented_setting_is_read() -> None:
@@ -76,6 +214,29 @@ def test_cli_hides_the_password_of_a_bad_dsn(tmp_path) -> None:
     result = _trebol("warehouse", "url", env=env)
     assert result.returncode == 2
     assert "s3cret" not in result.stderr and "***" in result.stderr
+
+
+def test_cli_stops_at_start_on_a_mistyped_setting(tmp_path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "TREBOL_HOME": str(tmp_path), "TREBOL_LOOKBAK_DAYS": "5"}
+    for command in (["demo"], ["settings"], ["warehouse", "url"]):
+        result = _trebol(*command, env=env)
+        assert result.returncode == 2
+        assert result.stderr.strip() == ("trebol: TREBOL_LOOKBAK_DAYS: unknown setting; did you "
+                                         "mean TREBOL_LOOKBACK_DAYS?")
+        assert result.stdout == ""
+    assert not list(tmp_path.iterdir()), "nothing runs after an unknown setting"
+
+
+def test_cli_simulate_names_the_option_of_an_unreachable_pos(tmp_path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "TREBOL_HOME": str(tmp_path)}
+    result = _trebol("simulate", "--out", str(tmp_path / "out"), "--pos-dsn",
+                     "postgresql://nobody@127.0.0.1:1/pos", env=env)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("trebol: --pos-dsn: cannot connect to postgresql://nobody@127.0.0.1:1/pos")
+    assert line.endswith("; fix the URL or leave --pos-dsn out (then the demo POS goes to the "
+                         "pipeline's POS database, or, with --out, nowhere)")
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_bad_setting_is_one_line(tmp_path) -> None:

@@ -186,7 +186,7 @@ def check_owned(conn: psycopg.Connection, dsn: str) -> None:
                to_regclass('pos._simulator_manifest') is not null
         from pg_namespace n where n.nspname = 'pos'""").fetchone()
     if row is not None and row[0] != MARKER and not row[1]:
-        from trebol.warehouse.address import redact
+        from trebol.redaction import redact
 
         raise NotTheSimulatorsSchema(
             f"schema pos in {redact(dsn)} was not created by the demo simulator: it is left as it is; "

@@ -25,6 +25,7 @@ from psycopg import sql
 
 from trebol.extract.sources import Source
 from trebol.interval import Interval
+from trebol.redaction import redact
 from trebol.warehouse.address import error_line
 from trebol.warehouse.ddl import identifiers
 
@@ -230,7 +231,7 @@ def stage_postgres(conn: psycopg.Connection, source: Source, interval: Interval,
                 staged.rows_read += bytes(chunk).count(b"\n")
                 into.write(chunk)
     except psycopg.OperationalError as error:
-        raise SourceUnavailable(f"source {source.name}: cannot reach connection "
-                                f"{source.connection!r}: {error_line(error)}") from None
+        raise SourceUnavailable(redact(f"source {source.name}: cannot reach connection "
+                                       f"{source.connection!r}: {error_line(error)}")) from None
     staged.checksum = digest.hexdigest()
     return staged

@@ -9,7 +9,7 @@ push, which needs both check tasks, does not run. Failed warnings are logged and
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -46,9 +46,10 @@ class QualityGateError(RuntimeError):
 
 @dataclass(frozen=True)
 class QualityRun:
-    """Where and for which run the checks happen."""
+    """Where and for which run the checks happen (the repr leaves the DSN out: it may hold a
+    password)."""
 
-    dsn: str
+    dsn: str = field(repr=False)
     as_of_date: date
     interval_end: datetime
     run_id: str

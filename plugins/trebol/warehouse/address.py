@@ -1,5 +1,5 @@
-"""Warehouse addresses: PostgreSQL URLs split and rebuilt, redacted for messages, and turned into
-the forms Airflow connections and dbt's profile read. No I/O."""
+"""Warehouse addresses: PostgreSQL URLs split and rebuilt, and turned into the forms Airflow
+connections and dbt's profile read (to show one, see :func:`trebol.redaction.redact`). No I/O."""
 
 from __future__ import annotations
 
@@ -23,16 +23,17 @@ class DsnParts:
 
 
 def dsn_parts(dsn: str) -> DsnParts:
-    """Split a postgresql:// URL; a ``?host=/dir`` query names a unix-socket folder."""
+    """Split a postgresql:// URL; as in libpq, a query parameter (``?host=/dir`` for a
+    unix-socket folder, ``?password=…``, ``?user=…``, ``?port=…``, ``?dbname=…``) wins over the
+    same part in the URL."""
     parts = urlsplit(dsn)
-    query = parse_qs(parts.query)
-    host = query.get("host", [parts.hostname or "localhost"])[0]
+    query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
     return DsnParts(
-        host=host,
-        port=parts.port or int(query.get("port", ["5432"])[0]),
-        user=unquote(parts.username or "postgres"),
-        password=unquote(parts.password or ""),
-        dbname=unquote(parts.path.lstrip("/")),
+        host=query.get("host", parts.hostname or "localhost"),
+        port=int(query.get("port", parts.port or 5432)),
+        user=query.get("user", unquote(parts.username or "postgres")),
+        password=query.get("password", unquote(parts.password or "")),
+        dbname=query.get("dbname", unquote(parts.path.lstrip("/"))),
     )
 
 
@@ -40,15 +41,6 @@ def error_line(error: BaseException) -> str:
     """The first non-empty line of an error's message (psycopg's run over several lines)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
-
-
-def redact(dsn: str) -> str:
-    """The DSN with its password replaced by ***, safe for messages and logs."""
-    parts = urlsplit(dsn)
-    if not parts.password:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def build_dsn(parts: DsnParts) -> str:

@@ -14,8 +14,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from trebol.redaction import redact
 from trebol.settings import Settings, SettingsError
-from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts, error_line, redact
+from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts, error_line
 
 EMBEDDED_DATABASE = "trebol"
 POS_DATABASE = "trebol_pos"
@@ -30,6 +31,14 @@ EMBEDDED_SETTINGS = {
     "checkpoint_timeout": "15min",
     "shared_buffers": "512MB",
     "maintenance_work_mem": "512MB",
+}
+
+# What to do when the database a setting (or an option) names does not answer.
+UNREACHABLE_ADVICE = {
+    "TREBOL_WAREHOUSE_DSN": "fix the URL or unset it to use the embedded warehouse",
+    "TREBOL_POS_DSN": f"fix the URL or unset it to use database {POS_DATABASE} on the warehouse server",
+    "--pos-dsn": "fix the URL or leave --pos-dsn out (then the demo POS goes to the pipeline's POS "
+                 "database, or, with --out, nowhere)",
 }
 
 log = logging.getLogger(__name__)
@@ -104,16 +113,15 @@ def stop_embedded(settings: Settings) -> bool:
 
 
 def check(dsn: str, setting: str = "TREBOL_WAREHOUSE_DSN") -> None:
-    """Connect once, fast; a failure becomes a one-line SettingsError naming ``setting``."""
+    """Connect once, fast; a failure becomes a one-line SettingsError naming ``setting``, redacted
+    as a whole (the driver's reason may quote a secret it could not parse)."""
     try:
         with psycopg.connect(dsn, connect_timeout=5) as conn:
             conn.execute("select 1")
     except psycopg.Error as error:
         reason = error_line(error).removeprefix("connection failed: ")
-        raise SettingsError(
-            f"{setting}: cannot connect to {redact(dsn)} ({reason}); "
-            "fix the URL or unset it to use the embedded warehouse"
-        ) from None
+        advice = UNREACHABLE_ADVICE.get(setting, "fix the URL")
+        raise SettingsError(redact(f"{setting}: cannot connect to {dsn} ({reason}); {advice}")) from None
 
 
 def resolve_dsn(settings: Settings) -> str:
@@ -137,8 +145,8 @@ def resolve_pos_dsn(settings: Settings, warehouse_dsn: str) -> str:
                                 (POS_DATABASE,)).fetchone():
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(POS_DATABASE)))
     except psycopg.Error as error:
-        raise SettingsError(
+        raise SettingsError(redact(
             f"TREBOL_POS_DSN: unset, and database {POS_DATABASE} cannot be created on the warehouse "
-            f"server ({error_line(error)}); set TREBOL_POS_DSN to a database") from None
+            f"server ({error_line(error)}); set TREBOL_POS_DSN to a database")) from None
     return build_dsn(DsnParts(parts.host, parts.port, parts.user, parts.password, POS_DATABASE))
 
