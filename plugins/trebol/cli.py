@@ -168,6 +168,25 @@ def command_warehouse(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def command_snapshot_confirm(settings: Settings, args: argparse.Namespace) -> int:
+    """trebol snapshot confirm SOURCE DATE: let the next run apply a held snapshot as it is."""
+    import getpass
+
+    import psycopg
+
+    from trebol.extract.load import confirm_held_snapshot
+    from trebol.extract.sources import SourceConfigError, load_sources
+    from trebol.warehouse import embedded
+
+    sources = load_sources()
+    if args.source not in sources:
+        raise SourceConfigError(f"{args.source}: no such source in sources.yml "
+                                f"(sources: {', '.join(sorted(sources))})")
+    with psycopg.connect(embedded.resolve_dsn(settings), autocommit=True) as conn:
+        print(confirm_held_snapshot(conn, sources[args.source], args.date, getpass.getuser()))
+    return 0
+
+
 def command_settings(settings: Settings, args: argparse.Namespace) -> int:
     """trebol settings: every setting, the value in force (passwords hidden), its default, its
     meaning and, for a whole number, its range."""
@@ -307,6 +326,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "with one line on a wrong value, or on a TREBOL_ variable that is no "
                              "setting (naming the closest one).")
     st.set_defaults(handler=command_settings)
+
+    snap = commands.add_parser("snapshot", help="confirm a snapshot the loader held",
+                               description="A snapshot export that would close more than its "
+                               "source's max_closed_share of the current records (a truncated or "
+                               "empty file) is held: nothing of it applied, its rows quarantined, "
+                               "the raw checks failing. Deliver a corrected file for the date (it "
+                               "replaces that day), or, if the records really are gone, confirm "
+                               "it: the next run applies it as it is.")
+    snap_commands = snap.add_subparsers(dest="snapshot_command", required=True, metavar="ACTION")
+    confirm = snap_commands.add_parser("confirm", help="let the next run apply a held snapshot")
+    confirm.add_argument("source", help="the snapshot source, as named in sources.yml")
+    confirm.add_argument("date", type=_date, help="the date of the snapshot file, YYYY-MM-DD")
+    confirm.set_defaults(handler=command_snapshot_confirm)
 
     clv_parser = commands.add_parser("clv", help="customer lifetime value models",
                                      description="Customer lifetime value (BG/NBD and Gamma-Gamma).")

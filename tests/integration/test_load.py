@@ -170,7 +170,8 @@ def test_snapshots_are_diffed_into_history_in_any_run_order(test_warehouse: Sess
                                                             tmp_path: Path) -> None:
     histories = []
     for name, run_days in (("t_snap_in_order", (2, 3, 2)), ("t_snap_latest_only", (3,))):
-        source = _source(name, kind="snapshot")
+        # b leaves: half the records at once, which the guard would hold (tested below)
+        source = replace(_source(name, kind="snapshot"), max_closed_share=1.0)
         _write(tmp_path, name, "2026-06-01", ["a,1,2026-06-01T09:00:00+02:00",
                                               "b,1,2026-06-01T09:00:00+02:00"])
         _write(tmp_path, name, "2026-06-02", ["a,2,2026-06-02T09:00:00+02:00"])
@@ -468,3 +469,108 @@ def test_a_sources_file_without_its_opening_day_names_the_key(tmp_path: Path) ->
     with pytest.raises(SourceConfigError,
                        match=r"sources.loyalty_members.columns.tier.values: a list of strings"):
         load_sources(config)
+
+
+def _contacts(count: int, day: str, amount: int = 1, changed: int | None = None) -> list[str]:
+    """A snapshot of contacts c000.. of ``day``: ``count`` of them as first recorded, but for
+    ``changed``, with another amount and update time."""
+    return [f"c{i:03d},{amount + (i == changed)},2026-05-31T{9 + (i == changed):02d}:00:00+02:00"
+            for i in range(count)]
+
+
+def _history(conn: psycopg.Connection, table: str) -> list[tuple]:
+    return conn.execute(f"select id, amount, _valid_from, _valid_to, _batch_id from raw.{table} "
+                        "order by id, _valid_from").fetchall()
+
+
+def _open_records(conn: psycopg.Connection, table: str) -> int:
+    return conn.execute(f"select count(*) from raw.{table} where _valid_to is null").fetchone()[0]
+
+
+def test_a_truncated_or_empty_snapshot_is_held_until_replaced(test_warehouse: SessionWarehouse,
+                                                              tmp_path: Path) -> None:
+    """A snapshot that would close 60 % (truncated) or all (empty) of the current records is held:
+    nothing applied, every row quarantined with the reason naming file and share, the audit
+    saying why; a corrected file for the same date is then loaded and replaces it."""
+    source = _source("t_snap_held", kind="snapshot")
+    _write(tmp_path, source.name, "2026-06-01", _contacts(100, "2026-06-01"))
+    truncated = _write(tmp_path, source.name, "2026-06-02", _contacts(40, "2026-06-02"))
+    _write(tmp_path, source.name, "2026-06-03", [])
+    with test_warehouse.connect() as conn:
+        load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+        before = _history(conn, source.name)
+        held = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 4)), 0, TZ)
+        assert _history(conn, source.name) == before and _open_records(conn, source.name) == 100
+        audits = conn.execute("""select batch_id, rows_read, rows_loaded, rows_quarantined, held_reason
+            from raw._load_audit where source = %s order by batch_id""", (source.name,)).fetchall()
+        reasons = conn.execute("select distinct reason from raw._quarantine where source = %s "
+                               "and batch_id like %s", (source.name, "%06-02.csv")).fetchall()
+        # the corrected file for 2026-06-02 (all 100, one changed) replaces the held one
+        _write(tmp_path, source.name, "2026-06-02", _contacts(100, "2026-06-02", changed=7))
+        _write(tmp_path, source.name, "2026-06-03", _contacts(100, "2026-06-03", changed=7))
+        fixed = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 4)), 0, TZ)
+        history = _history(conn, source.name)
+        left = conn.execute("select count(*) from raw._quarantine where source = %s",
+                            (source.name,)).fetchone()[0]
+        still_held = conn.execute("select count(*) from raw._load_audit where source = %s and "
+                                  "held_reason is not null", (source.name,)).fetchone()[0]
+    assert [(r.rows_read, r.rows_loaded, r.rows_quarantined) for r in held] == [(40, 0, 40), (0, 0, 0)]
+    assert [a[1:4] for a in audits] == [(100, 100, 0), (40, 0, 40), (0, 0, 0)]
+    assert audits[1][4] == reasons[0][0] == (
+        "snapshot held: it would close 60 of the 100 current records (60.0%, more than "
+        "max_closed_share 5%); confirm it with `trebol snapshot confirm t_snap_held 2026-06-02` or "
+        "deliver a corrected file")
+    assert audits[2][4].startswith("snapshot held: it would close 100 of the 100 current records (100.0%")
+    assert truncated.name in audits[1][0]
+    assert [(r.rows_read, r.rows_loaded, r.rows_quarantined) for r in fixed] == [(100, 100, 0), (100, 100, 0)]
+    assert (left, still_held) == (0, 0)
+    assert [(i, str(a), f.isoformat(), t and t.isoformat()) for i, a, f, t, _ in history if i == "c007"] == [
+        ("c007", "1", "2026-06-01", "2026-06-02"), ("c007", "2", "2026-06-02", None)]
+    assert len(history) == 101
+
+
+def test_a_confirmed_snapshot_is_applied_as_it_is(test_warehouse: SessionWarehouse,
+                                                  tmp_path: Path) -> None:
+    source = _source("t_snap_confirmed", kind="snapshot")
+    _write(tmp_path, source.name, "2026-06-01", _contacts(100, "2026-06-01"))
+    _write(tmp_path, source.name, "2026-06-02", _contacts(40, "2026-06-02"))
+    with test_warehouse.connect() as conn:
+        load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 3)), 0, TZ)
+        assert _open_records(conn, source.name) == 100
+        with pytest.raises(load.NothingToConfirm, match="no snapshot of 2026-06-05 was loaded"):
+            load.confirm_held_snapshot(conn, source, date(2026, 6, 5), "tester")
+        with pytest.raises(load.NothingToConfirm, match="applied, not held"):
+            load.confirm_held_snapshot(conn, source, date(2026, 6, 1), "tester")
+        message = load.confirm_held_snapshot(conn, source, date(2026, 6, 2), "tester")
+        [result] = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 3)), 0, TZ)
+        open_now = _open_records(conn, source.name)
+    assert "confirmed: the next run for a date after 2026-06-02 applies it" in message
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (40, 40, 0)
+    assert open_now == 40
+
+
+def test_a_redelivered_snapshot_replaces_its_day_exactly(test_warehouse: SessionWarehouse,
+                                                         tmp_path: Path) -> None:
+    """Three days applied, then the second day's file re-delivered with other content: the
+    history is the one a clean run of the corrected files leaves (days after it applied again)."""
+    days = ("2026-06-01", "2026-06-02", "2026-06-03")
+    corrected = {"2026-06-01": _contacts(100, days[0]), "2026-06-02": _contacts(99, days[1], changed=3),
+                 "2026-06-03": _contacts(99, days[2], changed=3)}
+    histories = {}
+    for name in ("t_snap_redelivered", "t_snap_clean"):
+        source = _source(name, kind="snapshot")
+        with test_warehouse.connect() as conn:
+            if name == "t_snap_redelivered":
+                _write(tmp_path, name, days[0], corrected[days[0]])
+                for day in days[1:]:
+                    _write(tmp_path, name, day, _contacts(100, day, changed=5))
+                load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 4)), 0, TZ)
+            for day, lines in corrected.items():
+                _write(tmp_path, name, day, lines)
+            results = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 4)), 0, TZ)
+            histories[name] = [row[:4] for row in _history(conn, name)]
+        assert [r.batch_id[-14:] for r in results] == (
+            ["2026-06-02.csv", "2026-06-03.csv"] if name == "t_snap_redelivered"
+            else [f"{day}.csv" for day in days])
+    assert histories["t_snap_redelivered"] == histories["t_snap_clean"]
+    assert ("c099", Decimal(1), date(2026, 6, 1), date(2026, 6, 2)) in histories["t_snap_clean"]

@@ -2,11 +2,17 @@
 whatever the order batches arrive in) or, for a snapshot source, a diff into the history
 (``_valid_from`` / ``_valid_to``).
 
+A snapshot that would close more than the source's ``max_closed_share`` of the current records
+(a truncated or empty export) is held: nothing of it is applied and every row is quarantined with
+the reason, until an operator confirms it or a corrected file replaces it. A snapshot day's effect
+can be undone exactly (``rollback_snapshots``): a re-delivered file replaces its day.
+
 Inputs: ``_checked`` (from ``checks.check``). Outputs: rows of ``raw.<target>``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 import psycopg
@@ -49,24 +55,63 @@ def merge(conn: psycopg.Connection, source: Source, batch_id: str) -> None:
         same=same_content, newer=newer, same_version=same_version))
 
 
-def apply_snapshot(conn: psycopg.Connection, source: Source, batch_id: str, day: date) -> str:
-    """Diff the snapshot of ``day`` into the history; returns a note with the counts."""
+@dataclass(frozen=True)
+class SnapshotDiff:
+    """What diffing one snapshot into the history did, or why it was held."""
+
+    current: int  # open records before the snapshot
+    gone: int  # of those, records whose key the snapshot lacks
+    opened: int = 0
+    closed: int = 0
+    held_reason: str | None = None
+
+    @property
+    def note(self) -> str:
+        if self.held_reason:
+            return self.held_reason
+        return f"snapshot diff: {self.opened} new or changed, {self.closed} changed or gone"
+
+
+def apply_snapshot(conn: psycopg.Connection, source: Source, batch_id: str, day: date,
+                   confirmed: bool = False) -> SnapshotDiff:
+    """Diff the snapshot of ``day`` into the history, unless it would close more than the
+    source's ``max_closed_share`` of the current records and nobody ``confirmed`` it: then hold
+    it (nothing applied, every row quarantined with the reason)."""
     target = raw_table(source)
     values = [c for c in source.stored_column_names if c not in source.primary_key]
     same_key = sql.SQL(" and ").join(sql.SQL("n.{0} = t.{0}").format(sql.Identifier(k))
                                      for k in source.primary_key)
+    in_snapshot = sql.SQL("n._reason is null and not n._superseded and {}").format(same_key)
+    current, gone = conn.execute(sql.SQL(
+        "select count(*), count(*) filter (where not exists (select 1 from _checked n where {in_snapshot})) "
+        "from {t} t where t._valid_to is null").format(t=target, in_snapshot=in_snapshot)).fetchone()
+    if current and gone / current > source.max_closed_share and not confirmed:
+        reason = (f"snapshot held: it would close {gone:,} of the {current:,} current records "
+                  f"({gone / current:.1%}, more than max_closed_share {source.max_closed_share:.0%}); "
+                  f"confirm it with `trebol snapshot confirm {source.name} {day.isoformat()}` or "
+                  "deliver a corrected file")
+        conn.execute("update _checked set _reason = %s where _reason is null", (reason,))
+        return SnapshotDiff(current, gone, held_reason=reason)
     differs = sql.SQL("({}) is distinct from ({})").format(
         sql.SQL(", ").join(sql.SQL("n.{}").format(sql.Identifier(v)) for v in values) or sql.SQL("null"),
         sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(v)) for v in values) or sql.SQL("null"))
     closed = conn.execute(sql.SQL(
         "update {t} t set _valid_to = {d} where t._valid_to is null and not exists "
-        "(select 1 from _checked n where n._reason is null and not n._superseded and {same} "
-        "and not {differs})").format(
-        t=target, d=sql.Literal(day), same=same_key, differs=differs)).rowcount
+        "(select 1 from _checked n where {in_snapshot} and not {differs})").format(
+        t=target, d=sql.Literal(day), in_snapshot=in_snapshot, differs=differs)).rowcount
     opened = conn.execute(sql.SQL(
         "insert into {t} ({c}, _batch_id, _valid_from) select {c}, {b}, {d} from _checked n "
         "where n._reason is null and not n._superseded and not exists "
         "(select 1 from {t} t where t._valid_to is null and {same})").format(
         t=target, c=identifiers(source.stored_column_names), b=sql.Literal(batch_id), d=sql.Literal(day),
         same=same_key)).rowcount
-    return f"snapshot diff: {opened} new or changed, {closed} changed or gone"
+    return SnapshotDiff(current, gone, opened, closed)
+
+
+def rollback_snapshots(conn: psycopg.Connection, source: Source, since: date) -> None:
+    """Undo the snapshots of ``since`` and later days: the versions they opened are deleted and
+    the versions they closed are open again, which is the history as the day before left it."""
+    target = raw_table(source)
+    conn.execute(sql.SQL("delete from {} where _valid_from >= %s").format(target), (since,))
+    conn.execute(sql.SQL("update {} set _valid_to = null where _valid_to >= %s").format(target),
+                 (since,))

@@ -57,22 +57,27 @@ def write_quarantine(conn: psycopg.Connection, source: Source, batch_id: str,
 
 def audit(conn: psycopg.Connection, source: Source, batch_id: str, location: str,
            day: date | None, staged: Staged, interval: Interval, quarantined: int,
-           started_at: datetime) -> BatchResult:
+           started_at: datetime, held_reason: str | None = None) -> BatchResult:
+    """Record the batch (replacing an earlier record of the same batch); ``held_reason``: why
+    nothing of it was applied (a held snapshot)."""
     loaded = staged.rows_read - quarantined
     notes = "; ".join(staged.notes)
     conn.execute("""
         insert into raw._load_audit (source, batch_id, location, file_day, checksum, interval_start,
-            interval_end, rows_read, rows_loaded, rows_quarantined, notes, started_at, finished_at)
-        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())
+            interval_end, rows_read, rows_loaded, rows_quarantined, notes, started_at, finished_at,
+            held_reason)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), %s)
         on conflict (source, batch_id) do update set
             location = excluded.location, file_day = excluded.file_day,
             checksum = excluded.checksum, interval_start = excluded.interval_start,
             interval_end = excluded.interval_end, rows_read = excluded.rows_read,
             rows_loaded = excluded.rows_loaded, rows_quarantined = excluded.rows_quarantined,
             notes = excluded.notes, started_at = excluded.started_at,
-            finished_at = excluded.finished_at""",
+            finished_at = excluded.finished_at, held_reason = excluded.held_reason""",
         (source.name, batch_id, location, day, staged.checksum, interval.start, interval.end,
-         staged.rows_read, loaded, quarantined, notes or None, started_at))
+         staged.rows_read, loaded, quarantined, notes or None, started_at, held_reason))
+    if held_reason:
+        log.error("%s %s: %s", source.name, batch_id, held_reason)
     for note in staged.notes:
         log.info("%s %s: %s", source.name, batch_id, note)
     return BatchResult(source.name, batch_id, staged.rows_read, loaded, quarantined, notes)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -46,12 +47,13 @@ from trebol.extract.readers import (
 )
 from trebol.extract.sources import Source
 from trebol.interval import Interval
+from trebol.settings import ConfigError
 from trebol.warehouse.ddl import ensure_raw_tables
 
 DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 log = logging.getLogger(__name__)
 
-__all__ = ["BatchResult", "SourceConnector", "SourceUnavailable", "exports_for_day",
+__all__ = ["BatchResult", "FilePlan", "SourceConnector", "SourceUnavailable", "exports_for_day",
            "extract_and_load", "file_day", "plan_files"]
 
 
@@ -75,37 +77,88 @@ def _batch_id(path: Path, sources_dir: Path) -> str:
     return path.relative_to(sources_dir).as_posix()
 
 
+@dataclass(frozen=True)
+class FilePlan:
+    """The files a run loads for a ``files`` or ``snapshot`` source, oldest first."""
+
+    files: list[Path]
+    notes: list[str]
+    # snapshots: the history is first rolled back to the state before this day (a re-delivered
+    # snapshot of this day replaces it, and the later ones are applied again after it)
+    replay_from: date | None = None
+
+
 def plan_files(conn: psycopg.Connection, source: Source, sources_dir: Path, interval: Interval,
-               tz: ZoneInfo) -> tuple[list[Path], list[str]]:
-    """Files this run loads for a ``files`` or ``snapshot`` source, oldest first, and notes.
+               tz: ZoneInfo) -> FilePlan:
+    """Files this run loads for a ``files`` or ``snapshot`` source.
 
     ``files``: every file dated before the interval end whose content is not in the audit yet
     (new, late or re-delivered with other content); loading a file again with the same content
     would change nothing, so it is skipped. ``snapshot``: every snapshot dated before the
-    interval end that is newer than the newest one applied.
+    interval end newer than the newest one applied (a held one is tried again); and when a
+    snapshot already loaded (applied or held) is re-delivered with other content, that day and
+    every later one, applied again from the history as the day before left it.
     """
     dated = sorted((day, path) for path in sources_dir.glob(source.path or "")
                    if (day := file_day(path)) is not None and _day_start(day, tz) < interval.end)
-    loaded = {row[0]: (row[1], row[2]) for row in conn.execute(
-        "select batch_id, checksum, file_day from raw._load_audit where source = %s",
+    loaded = {row[0]: row[1:] for row in conn.execute(
+        "select batch_id, checksum, file_day, held_reason from raw._load_audit where source = %s",
         (source.name,)).fetchall()}
+    changed = {batch: day for day, path in dated if (batch := _batch_id(path, sources_dir)) in loaded
+               and loaded[batch][0] != sha256(path)}
+    if source.kind != "snapshot":
+        return FilePlan([path for _, path in dated if (batch := _batch_id(path, sources_dir))
+                         not in loaded or batch in changed], [])
+    newest = max((day for _, day, held in loaded.values() if day is not None and held is None),
+                 default=None)
+    replay_from = min((day for day in changed.values() if newest is not None and day <= newest), default=None)
     notes: list[str] = []
-    if source.kind == "snapshot":
-        newest = max((day for _, day in loaded.values() if day is not None), default=None)
-        chosen = []
-        for day, path in dated:
-            batch = _batch_id(path, sources_dir)
-            if newest is not None and day <= newest:
-                if batch not in loaded:
-                    notes.append(f"{batch}: snapshot older than the applied one of {newest}; "
-                                 "not applied")
-                continue
+    chosen = []
+    for day, path in dated:
+        batch = _batch_id(path, sources_dir)
+        if replay_from is not None and day >= replay_from:
             chosen.append(path)
-        return chosen, notes
-    chosen = [path for _, path in dated
-              if _batch_id(path, sources_dir) not in loaded
-              or loaded[_batch_id(path, sources_dir)][0] != sha256(path)]
-    return chosen, notes
+        elif newest is not None and day <= newest:
+            if batch not in loaded:
+                notes.append(f"{batch}: snapshot older than the applied one of {newest}; not applied")
+        else:
+            chosen.append(path)
+    if replay_from is not None:
+        notes.append(f"snapshot of {replay_from} re-delivered with other content: the history is "
+                     f"rolled back to the day before and {len(chosen)} snapshot(s) applied again")
+    return FilePlan(chosen, notes, replay_from)
+
+
+class NothingToConfirm(ConfigError):
+    """``trebol snapshot confirm`` names no held snapshot; the message says what there is."""
+
+
+def confirm_held_snapshot(conn: psycopg.Connection, source: Source, day: date,
+                          confirmed_by: str) -> str:
+    """Record that the held snapshot of ``day`` is right as it is (the records it closes are
+    really gone): the next run that reaches it applies it. Returns what was confirmed."""
+    if source.kind != "snapshot":
+        raise NothingToConfirm(f"{source.name} is a {source.kind} source: only snapshots are held")
+    row = conn.execute("select batch_id, checksum, held_reason from raw._load_audit "
+                       "where source = %s and file_day = %s order by batch_id limit 1",
+                       (source.name, day)).fetchone()
+    if row is None:
+        raise NothingToConfirm(f"{source.name}: no snapshot of {day} was loaded")
+    batch_id, checksum, held_reason = row
+    if held_reason is None:
+        raise NothingToConfirm(f"{source.name} {batch_id}: applied, not held: nothing to confirm")
+    conn.execute("insert into raw._snapshot_confirmations (source, batch_id, checksum, "
+                 "confirmed_by) values (%s, %s, %s, %s) on conflict do nothing",
+                 (source.name, batch_id, checksum, confirmed_by))
+    return (f"{source.name} {batch_id} (sha256 {checksum[:12]}…) confirmed: the next run for a date "
+            f"after {day} applies it as it is (it was held: {held_reason.split(';')[0]})")
+
+
+def _confirmed(conn: psycopg.Connection, source: Source, batch_id: str, checksum: str) -> bool:
+    """Whether an operator confirmed this snapshot file as it is (``trebol snapshot confirm``)."""
+    return bool(conn.execute(
+        "select exists (select from raw._snapshot_confirmations where source = %s "
+        "and batch_id = %s and checksum = %s)", (source.name, batch_id, checksum)).fetchone()[0])
 
 
 def _load_batch(conn: psycopg.Connection, source: Source, batch_id: str, location: str,
@@ -117,12 +170,17 @@ def _load_batch(conn: psycopg.Connection, source: Source, batch_id: str, locatio
     checks.check(conn, source, interval, staged, timezone)
     checks.apply_rules(conn, source)
     checks.rank_duplicates(conn, source)
+    held_reason = None
     if source.kind == "snapshot":
-        staged.notes.append(apply.apply_snapshot(conn, source, batch_id, day or interval.end.date()))
+        diff = apply.apply_snapshot(conn, source, batch_id, day or interval.end.date(),
+                                    _confirmed(conn, source, batch_id, staged.checksum))
+        staged.notes.append(diff.note)
+        held_reason = diff.held_reason
     else:
         apply.merge(conn, source, batch_id)
     quarantined = write_quarantine(conn, source, batch_id, staged.rejected)
-    return audit(conn, source, batch_id, location, day, staged, interval, quarantined, started_at)
+    return audit(conn, source, batch_id, location, day, staged, interval, quarantined, started_at,
+                 held_reason)
 
 
 def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path, interval: Interval,
@@ -146,11 +204,13 @@ def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path
                 conn, source, batch_id, location, None, interval, timezone,
                 lambda: stage_postgres(conn, source, interval, start, connect)))
             return results
-        files, notes = plan_files(conn, source, sources_dir, interval, tz)
-        for note in notes:
+        plan = plan_files(conn, source, sources_dir, interval, tz)
+        for note in plan.notes:
             log.warning("%s: %s", source.name, note)
+        if plan.replay_from is not None:
+            apply.rollback_snapshots(conn, source, plan.replay_from)
         stage_file = stage_jsonl if source.format == "jsonl" else stage_csv
-        for path in files:
+        for path in plan.files:
             batch_id = _batch_id(path, sources_dir)
             started_at = conn.execute("select clock_timestamp()").fetchone()[0]
             clean = fast_path.load_clean_csv(conn, source, path, batch_id, interval, timezone)

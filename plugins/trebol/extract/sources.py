@@ -6,7 +6,9 @@ Kinds:
   ``TREBOL_SOURCES_DIR``; every file of the interval (plus the lookback) and every earlier file
   not loaded yet is upserted by primary key, the newest ``version_column`` winning;
 - ``snapshot``: dated full exports; each new snapshot is diffed against the current rows and
-  kept as history (``_valid_from`` / ``_valid_to``);
+  kept as history (``_valid_from`` / ``_valid_to``). A snapshot that would close more than
+  ``max_closed_share`` of the current records (default ``DEFAULT_MAX_CLOSED_SHARE``) is held: none
+  of it applied, until an operator confirms it or a corrected file replaces it;
 - ``postgres``: a table or query of a PostgreSQL database reached through an Airflow connection,
   extracted by a ``cursor`` column over the interval (plus the lookback).
 
@@ -37,6 +39,8 @@ KINDS = ("files", "snapshot", "postgres")
 FORMATS = ("csv", "jsonl")
 TYPES = ("text", "integer", "numeric", "boolean", "date", "timestamptz", "json")
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+# a snapshot closing more than this share of the current records is held (a truncated export)
+DEFAULT_MAX_CLOSED_SHARE = 0.05
 
 
 class SourceConfigError(ConfigError):
@@ -86,6 +90,7 @@ class Source:
     query: str | None = None
     cursor: str | None = None
     rules: tuple[Rule, ...] = ()
+    max_closed_share: float = DEFAULT_MAX_CLOSED_SHARE
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -156,6 +161,11 @@ def _source(path: Path, name: str, spec: dict[str, Any], opened_on: date) -> Sou
             raise SourceConfigError(f"{where}: key column {key!r} is not among its columns")
         if key not in stored:
             raise SourceConfigError(f"{where}.columns.{key}: a key column cannot be store: false")
+    share = spec.get("max_closed_share", DEFAULT_MAX_CLOSED_SHARE)
+    if "max_closed_share" in spec and kind != "snapshot":
+        raise SourceConfigError(f"{where}.max_closed_share: only for a snapshot source")
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise SourceConfigError(f"{where}.max_closed_share: {share!r} is not a share from 0 to 1")
     rules = []
     for index, rule in enumerate(spec.get("rules") or []):
         if not isinstance(rule, dict) or not rule.get("reason") or not rule.get("valid_when"):
@@ -165,7 +175,7 @@ def _source(path: Path, name: str, spec: dict[str, Any], opened_on: date) -> Sou
                   columns=columns, version_column=spec.get("version_column"), path=spec.get("path"),
                   format=spec.get("format", "csv"), connection=spec.get("connection"),
                   table=spec.get("table"), query=spec.get("query"), cursor=spec.get("cursor"),
-                  rules=tuple(rules))
+                  rules=tuple(rules), max_closed_share=float(share))
 
 
 def load_sources(path: Path | None = None) -> dict[str, Source]:

@@ -172,6 +172,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             return false;
         end $$""",
     )),
+    Migration(8, "snapshots held by the loader's guard, and the operator's confirmations", (
+        # why a batch was held (nothing of it applied, every row quarantined); null: applied
+        "alter table raw._load_audit add column if not exists held_reason text",
+        """create table if not exists raw._snapshot_confirmations (
+            source text not null,
+            batch_id text not null,
+            checksum text not null,
+            confirmed_at timestamptz not null default now(),
+            confirmed_by text not null,
+            primary key (source, batch_id, checksum)
+        )""",
+    )),
 )
 
 

@@ -1,5 +1,5 @@
--- Per source and run (as-of date): the rows its batches read and quarantined, the share
--- quarantined, and the rows of the interval's day against the median of the previous days of the
+-- Per source and run (as-of date): the rows its batches read and quarantined, the batches held
+-- (snapshots the loader would not apply), the share quarantined, and the rows of the interval's day against the median of the previous days of the
 -- same source. A dated file's rows count for its day (raw._load_audit); a source read by a cursor
 -- has no daily files: its rows count for the local day of a column
 -- (var quality_volume_day_columns). The share is judged only on batches of at least
@@ -27,7 +27,8 @@ audited_runs as (
         source,
         {{ local_date('interval_end') }} as as_of_date,
         sum(rows_read) as rows_read,
-        sum(rows_quarantined) as rows_quarantined
+        sum(rows_quarantined) as rows_quarantined,
+        count(*) filter (where held_reason is not null) as held_batches
 
     from load_audit
     group by source, {{ local_date('interval_end') }}
@@ -119,6 +120,7 @@ final as (
         audited_runs.source,
         audited_runs.rows_read,
         audited_runs.rows_quarantined,
+        audited_runs.held_batches,
         case
             when audited_runs.rows_read >= {{ var('quality_min_rows_for_share') }}
                 then round(
