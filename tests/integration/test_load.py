@@ -574,3 +574,25 @@ def test_a_redelivered_snapshot_replaces_its_day_exactly(test_warehouse: Session
             else [f"{day}.csv" for day in days])
     assert histories["t_snap_redelivered"] == histories["t_snap_clean"]
     assert ("c099", Decimal(1), date(2026, 6, 1), date(2026, 6, 2)) in histories["t_snap_clean"]
+
+
+def test_a_snapshot_row_quarantined_with_a_readable_key_is_kept_as_unreadable(
+        test_warehouse: SessionWarehouse, tmp_path: Path) -> None:
+    """A record whose row in a snapshot is quarantined is not gone: its last version is carried
+    over flagged unreadable (what depends on it, like consent, fails safe) until a usable row
+    arrives; nothing counts it as closed, so the guard does not hold the snapshot for it."""
+    source = _source("t_snap_unreadable", kind="snapshot")
+    stamp = "2026-05-31T09:00:00+02:00"
+    _write(tmp_path, source.name, "2026-06-01", [f"a,1,{stamp}", f"b,1,{stamp}"])
+    _write(tmp_path, source.name, "2026-06-02", [f"a,n/a,{stamp}", f"b,1,{stamp}"])
+    _write(tmp_path, source.name, "2026-06-03", [f"a,n/a,{stamp}", f"b,1,{stamp}"])
+    _write(tmp_path, source.name, "2026-06-04", [f"a,1,{stamp}", f"b,1,{stamp}"])
+    with test_warehouse.connect() as conn:
+        results = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 5)), 0, TZ)
+        history = conn.execute(f"select id, amount, _valid_from, _valid_to, _unreadable "
+                               f"from raw.{source.name} order by id, _valid_from").fetchall()
+    assert [(r.rows_loaded, r.rows_quarantined) for r in results] == [(2, 0), (1, 1), (1, 1), (2, 0)]
+    assert "1 unreadable (row quarantined)" in results[1].notes
+    assert [(i, str(a), f.day, t and t.day, u) for i, a, f, t, u in history] == [
+        ("a", "1", 1, 2, False), ("a", "1", 2, 4, True), ("a", "1", 4, None, False),
+        ("b", "1", 1, None, False)]

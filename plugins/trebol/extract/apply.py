@@ -60,31 +60,69 @@ class SnapshotDiff:
     """What diffing one snapshot into the history did, or why it was held."""
 
     current: int  # open records before the snapshot
-    gone: int  # of those, records whose key the snapshot lacks
+    gone: int  # of those, records whose key the snapshot lacks (not even in a quarantined row)
     opened: int = 0
     closed: int = 0
+    unreadable: int = 0  # records carried over as unreadable (their row quarantined)
     held_reason: str | None = None
 
     @property
     def note(self) -> str:
         if self.held_reason:
             return self.held_reason
-        return f"snapshot diff: {self.opened} new or changed, {self.closed} changed or gone"
+        return (f"snapshot diff: {self.opened} new or changed, {self.closed} changed or gone, "
+                f"{self.unreadable} unreadable (row quarantined)")
+
+
+def stage_unreadable_keys(conn: psycopg.Connection, source: Source,
+                          rejected_keys: list[dict[str, str]]) -> None:
+    """``_unreadable_keys``: the keys of the snapshot's quarantined rows (a row that failed a
+    check with a readable key, or a line the reader rejected whose key it could still read) that
+    no usable row of the snapshot has."""
+    keys = identifiers(source.primary_key)
+    conn.execute("drop table if exists _unreadable_keys")
+    conn.execute(sql.SQL("create temp table _unreadable_keys as select {k} from _checked "
+                         "where _reason is not null and {known}").format(
+        k=keys, known=sql.SQL(" and ").join(sql.SQL("{} is not null").format(sql.Identifier(k))
+                                            for k in source.primary_key)))
+    text_keys = all(source.column(k).type == "text" for k in source.primary_key)
+    rows = [tuple(key[k] for k in source.primary_key) for key in rejected_keys
+            if text_keys and all(key.get(k) for k in source.primary_key)]
+    if rows:
+        with conn.cursor().copy(sql.SQL("copy _unreadable_keys ({}) from stdin").format(keys)) as copy:
+            for row in rows:
+                copy.write_row(row)
+    conn.execute(sql.SQL("delete from _unreadable_keys u where exists (select 1 from _checked n "
+                         "where n._reason is null and {same})").format(
+        same=sql.SQL(" and ").join(sql.SQL("n.{0} = u.{0}").format(sql.Identifier(k))
+                                   for k in source.primary_key)))
 
 
 def apply_snapshot(conn: psycopg.Connection, source: Source, batch_id: str, day: date,
                    confirmed: bool = False) -> SnapshotDiff:
-    """Diff the snapshot of ``day`` into the history, unless it would close more than the
-    source's ``max_closed_share`` of the current records and nobody ``confirmed`` it: then hold
-    it (nothing applied, every row quarantined with the reason)."""
+    """Diff the snapshot of ``day`` into the history (``_checked`` and ``_unreadable_keys``).
+
+    A record whose row is usable: a new or changed version opens, the old one closes. A record
+    whose row was quarantined but whose key is readable is not gone: its last version is carried
+    over as a new version flagged ``_unreadable`` (so what depends on it, like marketing consent,
+    can fail safe) until a usable row arrives. A record the snapshot lacks is closed. Unless the
+    snapshot would close more than the source's ``max_closed_share`` of the current records and
+    nobody ``confirmed`` it: then it is held (nothing applied, every row quarantined)."""
     target = raw_table(source)
-    values = [c for c in source.stored_column_names if c not in source.primary_key]
-    same_key = sql.SQL(" and ").join(sql.SQL("n.{0} = t.{0}").format(sql.Identifier(k))
+    stored = source.stored_column_names
+    values = [c for c in stored if c not in source.primary_key]
+
+    def same_key(alias: str) -> sql.Composable:
+        return sql.SQL(" and ").join(sql.SQL("{0}.{1} = t.{1}").format(sql.Identifier(alias),
+                                                                       sql.Identifier(k))
                                      for k in source.primary_key)
-    in_snapshot = sql.SQL("n._reason is null and not n._superseded and {}").format(same_key)
+
+    in_snapshot = sql.SQL("n._reason is null and not n._superseded and {}").format(same_key("n"))
+    unreadable = sql.SQL("exists (select 1 from _unreadable_keys u where {})").format(same_key("u"))
     current, gone = conn.execute(sql.SQL(
-        "select count(*), count(*) filter (where not exists (select 1 from _checked n where {in_snapshot})) "
-        "from {t} t where t._valid_to is null").format(t=target, in_snapshot=in_snapshot)).fetchone()
+        "select count(*), count(*) filter (where not exists (select 1 from _checked n where "
+        "{in_snapshot}) and not {unreadable}) from {t} t where t._valid_to is null").format(
+        t=target, in_snapshot=in_snapshot, unreadable=unreadable)).fetchone()
     if current and gone / current > source.max_closed_share and not confirmed:
         reason = (f"snapshot held: it would close {gone:,} of the {current:,} current records "
                   f"({gone / current:.1%}, more than max_closed_share {source.max_closed_share:.0%}); "
@@ -96,16 +134,24 @@ def apply_snapshot(conn: psycopg.Connection, source: Source, batch_id: str, day:
         sql.SQL(", ").join(sql.SQL("n.{}").format(sql.Identifier(v)) for v in values) or sql.SQL("null"),
         sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(v)) for v in values) or sql.SQL("null"))
     closed = conn.execute(sql.SQL(
-        "update {t} t set _valid_to = {d} where t._valid_to is null and not exists "
-        "(select 1 from _checked n where {in_snapshot} and not {differs})").format(
-        t=target, d=sql.Literal(day), in_snapshot=in_snapshot, differs=differs)).rowcount
+        "update {t} t set _valid_to = {d} where t._valid_to is null and not {unreadable} and "
+        "(t._unreadable or not exists (select 1 from _checked n where {in_snapshot} and not {differs}))"
+        ).format(t=target, d=sql.Literal(day), unreadable=unreadable, in_snapshot=in_snapshot,
+                 differs=differs)).rowcount
+    carried = conn.execute(sql.SQL(
+        "with carried as (update {t} t set _valid_to = {d} where t._valid_to is null "
+        "and not t._unreadable and {unreadable} returning t.*) "
+        "insert into {t} ({c}, _batch_id, _valid_from, _unreadable) "
+        "select {c}, {b}, {d}, true from carried").format(
+        t=target, d=sql.Literal(day), unreadable=unreadable, c=identifiers(stored),
+        b=sql.Literal(batch_id))).rowcount
     opened = conn.execute(sql.SQL(
         "insert into {t} ({c}, _batch_id, _valid_from) select {c}, {b}, {d} from _checked n "
         "where n._reason is null and not n._superseded and not exists "
         "(select 1 from {t} t where t._valid_to is null and {same})").format(
-        t=target, c=identifiers(source.stored_column_names), b=sql.Literal(batch_id), d=sql.Literal(day),
-        same=same_key)).rowcount
-    return SnapshotDiff(current, gone, opened, closed)
+        t=target, c=identifiers(stored), b=sql.Literal(batch_id), d=sql.Literal(day),
+        same=same_key("n"))).rowcount
+    return SnapshotDiff(current, gone, opened, closed, carried)
 
 
 def rollback_snapshots(conn: psycopg.Connection, source: Source, since: date) -> None:

@@ -172,6 +172,8 @@ def _load_batch(conn: psycopg.Connection, source: Source, batch_id: str, locatio
     checks.rank_duplicates(conn, source)
     held_reason = None
     if source.kind == "snapshot":
+        apply.stage_unreadable_keys(conn, source, [item.record_key for item in staged.rejected
+                                                   if getattr(item, "record_key", None)])
         diff = apply.apply_snapshot(conn, source, batch_id, day or interval.end.date(),
                                     _confirmed(conn, source, batch_id, staged.checksum))
         staged.notes.append(diff.note)

@@ -226,9 +226,15 @@ def raw_table(source: Source) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(RAW_SCHEMA), sql.Identifier(source.target))
 
 
+# a snapshot version that carries the last readable state of a record whose row in that day's
+# snapshot was quarantined (its key could be read): see trebol.extract.apply
+UNREADABLE_COLUMN = "_unreadable boolean not null default false"
+
+
 def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source]) -> None:
     """Create the raw table of each declared source when missing: its stored columns, the batch
-    it came in, the validity range of a snapshot, the declared primary key; idempotent."""
+    it came in, the validity range of a snapshot (and whether a version stands for an unreadable
+    row), the declared primary key; idempotent."""
     with conn.transaction():
         for source in sources:
             columns = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(PG_TYPES[c.type]))
@@ -236,7 +242,11 @@ def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source]) -> No
             columns.append(sql.SQL("_batch_id text not null"))
             key = list(source.primary_key)
             if source.kind == "snapshot":
-                columns += [sql.SQL("_valid_from date not null"), sql.SQL("_valid_to date")]
+                columns += [sql.SQL("_valid_from date not null"), sql.SQL("_valid_to date"),
+                            sql.SQL(UNREADABLE_COLUMN)]
                 key.append("_valid_from")
             conn.execute(sql.SQL("create table if not exists {} ({}, primary key ({}))").format(
                 raw_table(source), sql.SQL(", ").join(columns), identifiers(key)))
+            if source.kind == "snapshot":  # a history created before the column existed
+                conn.execute(sql.SQL("alter table {} add column if not exists {}").format(
+                    raw_table(source), sql.SQL(UNREADABLE_COLUMN)))

@@ -42,6 +42,7 @@ final as (
         contacts_as_of.unsubscribed_at,
         contacts_as_of.source_updated_at,
         contacts_as_of.valid_from,
+        contacts_as_of.is_unreadable,
         contact_first_seen.first_seen_at
 
     from contacts_as_of

@@ -154,12 +154,18 @@ customer_unsubscribes as (
 ),
 
 -- otherwise consent needs every current contact of the customer to have opted in: when the
--- customer's records disagree, the most restrictive wins
+-- customer's records disagree, the most restrictive wins; a contact whose latest row could not be
+-- read (quarantined: is_unreadable) has not consented until a readable row says so
 customer_consents as (
 
     select
         customer_records.customer_key,
-        min(case when contacts.has_marketing_consent then 1 else 0 end) = 1 as has_unanimous_consent
+        min(
+            case
+                when contacts.has_marketing_consent and not contacts.is_unreadable then 1
+                else 0
+            end
+        ) = 1 as has_unanimous_consent
 
     from customer_records
     inner join contacts

@@ -23,6 +23,7 @@ renamed as (
         cast(updated_at as timestamp with time zone) as source_updated_at,
         cast(_valid_from as date) as valid_from,
         cast(_valid_to as date) as valid_to,
+        cast(_unreadable as boolean) as is_unreadable,
         cast(_batch_id as varchar) as load_batch_id
 
     from source
