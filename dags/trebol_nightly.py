@@ -39,8 +39,9 @@ backfilling a date reproduces that date.
    severity error fails its task, and the push does not run): the staged members go to their
    destination (file drop), logged in `activation.push_log`.
 10. **summarize** (always, whatever failed): rows per layer, customers per segment, the checks
-    of the run (`marts.data_quality_results`) with each failure and whether activation ran,
-    pushes: `summary.json` in the run's report folder, beside the run's Data Docs (`data_docs/`).
+    of this run (`marts.data_quality_results`) with each failure, whether this run pushed (or
+    why not) and its pushes, never an earlier run's: `summary.json` in the run's report folder,
+    beside the run's Data Docs (`data_docs/`).
     **fail_run** runs only if a task failed, so that the DAG run is marked failed.
 
 Every task calls one typed function of `trebol.airflow.tasks` with the run's data interval
@@ -139,10 +140,11 @@ def trebol_nightly() -> None:
 
     @task
     def push_audiences(data_interval_start: datetime | None = None,
-                       data_interval_end: datetime | None = None) -> list[dict[str, object]]:
+                       data_interval_end: datetime | None = None,
+                       run_id: str | None = None) -> list[dict[str, object]]:
         from trebol.airflow import tasks
 
-        return tasks.push_audiences(_interval(data_interval_start, data_interval_end))
+        return tasks.push_audiences(_interval(data_interval_start, data_interval_end), str(run_id))
 
     @task(trigger_rule="all_done")
     def summarize(data_interval_start: datetime | None = None,

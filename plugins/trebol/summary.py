@@ -51,11 +51,11 @@ def identity(conn: psycopg.Connection) -> dict[str, int]:
     return {"source_records": records, "customers": customers, "shared_identifiers": shared}
 
 
-def pushes(conn: psycopg.Connection, as_of_date: date) -> list[dict[str, Any]]:
-    """What was pushed where for the date."""
+def pushes(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+    """What the run pushed where (never an earlier run's pushes of the same date)."""
     rows = conn.execute("""
         select audience, destination, rows_pushed, target from activation.push_log
-        where as_of_date = %s order by audience, destination""", (as_of_date,)).fetchall()
+        where run_id = %s order by audience, destination""", (run_id,)).fetchall()
     return [dict(zip(("audience", "destination", "rows", "target"), row, strict=True))
             for row in rows]
 
@@ -103,18 +103,28 @@ def predicted_value(conn: psycopg.Connection, as_of_date: date) -> dict[str, Any
             "checksum": _table_digest(conn, "customer_clv", where)}
 
 
+def activation_outcome(checks: dict[str, Any], pushed: list[dict[str, Any]]) -> str:
+    """Whether this run pushed, and if not, why (from this run's facts only)."""
+    if checks["errors"]:
+        return "stopped by the quality gate"
+    if pushed:
+        return "pushed"
+    return "not run (a task before the push failed or has not run)"
+
+
 def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
                   run_id: str) -> dict[str, Any]:
     """Collect the summary of the run ``run_id`` for ``as_of_date`` and write it as summary.json."""
     checks = results.run_outcome(conn, run_id)
+    pushed = pushes(conn, run_id)
     summary = {
         "as_of_date": as_of_date.isoformat(),
         "rows_per_layer": rows_per_layer(conn),
         "customers_per_segment": customers_per_segment(conn, as_of_date),
         "identity": identity(conn),
         "checks": checks,
-        "activation": ("stopped by the quality gate" if checks["errors"] else "allowed"),
-        "pushes": pushes(conn, as_of_date),
+        "activation": activation_outcome(checks, pushed),
+        "pushes": pushed,
         "marts_checksum": marts_checksum(conn),
         "history_checksum": history_checksum(conn, as_of_date),
         "predicted_value": predicted_value(conn, as_of_date),

@@ -123,7 +123,7 @@ def test_quality_checks_and_dbt_tests_all_passed(runs: dict[str, dict],
     report = test_warehouse.settings.reports_dir / DEMO_DATE.isoformat()
     for name in ("first", "second", "again"):
         assert runs[name]["checks"]["errors"] == [], runs[name]["checks"]
-        assert runs[name]["activation"] == "allowed"
+        assert runs[name]["activation"] == "pushed"
     # every expectation of the mart suites and of the batch suite ran (the per-source raw suites
     # only on sources that brought rows)
     suites = PROJECT_DIR / "expectations" / "gx" / "expectations"

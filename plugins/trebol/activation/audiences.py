@@ -109,19 +109,20 @@ def _write_atomically(path: Path, rows: list[tuple[str, str]]) -> str:
 
 
 def push_audience(conn: psycopg.Connection, audience: Audience, as_of_date: date,
-                  file_drop_dir: Path) -> PushResult:
-    """Write one audience for one date to its destination and log it."""
+                  file_drop_dir: Path, run_id: str) -> PushResult:
+    """Write one audience for one date to its destination and log it with the run that pushed."""
     rows = select_audience(conn, audience, as_of_date)
     target = file_drop_dir / audience.name / f"{as_of_date.isoformat()}.csv"
     digest = _write_atomically(target, rows)
     with conn.transaction():
         conn.execute("""
             insert into activation.push_log
-                (audience, destination, as_of_date, rows_pushed, target, content_sha256)
-            values (%s, %s, %s, %s, %s, %s)
+                (audience, destination, as_of_date, rows_pushed, target, content_sha256, run_id)
+            values (%s, %s, %s, %s, %s, %s, %s)
             on conflict (audience, destination, as_of_date) do update set
                 rows_pushed = excluded.rows_pushed, target = excluded.target,
-                content_sha256 = excluded.content_sha256, pushed_at = now()""",
-            (audience.name, audience.destination, as_of_date, len(rows), str(target), digest))
+                content_sha256 = excluded.content_sha256, pushed_at = now(),
+                run_id = excluded.run_id""",
+            (audience.name, audience.destination, as_of_date, len(rows), str(target), digest, run_id))
     return PushResult(audience.name, audience.destination, as_of_date.isoformat(), len(rows),
                       str(target), digest)

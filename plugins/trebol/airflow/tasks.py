@@ -101,12 +101,12 @@ def fit_clv(interval: Interval) -> dict[str, Any]:
         return predictions.run_clv(conn, day, settings, settings.report_dir(day))
 
 
-def push_audiences(interval: Interval) -> list[dict[str, Any]]:
-    """Push every configured audience for the run's as-of date."""
+def push_audiences(interval: Interval, run_id: str) -> list[dict[str, Any]]:
+    """Push every configured audience for the run's as-of date, logged with the run id."""
     settings = load_settings()
     day = interval.as_of_date(settings.timezone)
     with warehouse_connection() as conn:
-        return [asdict(audiences.push_audience(conn, audience, day, settings.file_drop_dir))
+        return [asdict(audiences.push_audience(conn, audience, day, settings.file_drop_dir, run_id))
                 for audience in audiences.load_audiences()]
 
 

@@ -184,6 +184,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             primary key (source, batch_id, checksum)
         )""",
     )),
+    Migration(9, "the run behind each push; expected export files that did not arrive", (
+        # the Airflow run that pushed (a summary reports only its own run's pushes)
+        "alter table activation.push_log add column if not exists run_id text",
+        """create table if not exists raw._missing_files (
+            source text not null,
+            file_day date not null,
+            interval_start timestamptz not null,
+            interval_end timestamptz not null,
+            severity text not null check (severity in ('error', 'warning')),
+            expected text not null,
+            primary key (source, file_day)
+        )""",
+    )),
 )
 
 
