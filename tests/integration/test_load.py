@@ -596,3 +596,30 @@ def test_a_snapshot_row_quarantined_with_a_readable_key_is_kept_as_unreadable(
     assert [(i, str(a), f.day, t and t.day, u) for i, a, f, t, u in history] == [
         ("a", "1", 1, 2, False), ("a", "1", 2, 4, True), ("a", "1", 4, None, False),
         ("b", "1", 1, None, False)]
+
+
+def test_a_missing_daily_file_is_recorded_until_it_arrives(test_warehouse: SessionWarehouse,
+                                                          tmp_path: Path) -> None:
+    """A daily source without a file for the interval's day: recorded in raw._missing_files with
+    the source's severity (the raw checks judge it); a re-run once the file is there forgets it;
+    a source with cadence none owes no file."""
+    daily = _source("t_daily")
+    irregular = replace(_source("t_irregular"), cadence="none")
+    tolerated = replace(_source("t_tolerated"), missing_file="warning")
+    for source in (daily, irregular, tolerated):
+        _write(tmp_path, source.name, "2026-06-01", ["a,1,2026-06-01T09:00:00+02:00"])
+
+    def missing(conn: psycopg.Connection) -> list[tuple]:
+        return conn.execute("""select source, file_day, severity, expected from raw._missing_files
+            where source like 't\\_%%' order by source""").fetchall()
+
+    with test_warehouse.connect() as conn:
+        for source in (daily, irregular, tolerated):
+            load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 3)), 0, TZ)
+        found = missing(conn)
+        _write(tmp_path, daily.name, "2026-06-02", ["b,1,2026-06-02T09:00:00+02:00"])
+        load.extract_and_load(conn, daily, tmp_path, _interval(date(2026, 6, 3)), 0, TZ)
+        after = missing(conn)
+    assert found == [("t_daily", date(2026, 6, 2), "error", "t_daily/*.csv dated 2026-06-02"),
+                     ("t_tolerated", date(2026, 6, 2), "warning", "t_tolerated/*.csv dated 2026-06-02")]
+    assert after == found[1:]

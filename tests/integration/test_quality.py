@@ -144,7 +144,8 @@ def raw_outcomes(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.Temp
             run_dbt(dsn, local_midnight(END), "run", "--select", "path:models/quality/raw",
                     work_dir=work)
             for name, day in (("clean", NEGATIVE_DAY), ("negative", FUTURE_DAY),
-                              ("future", THIN_DAY), ("thin", END)):
+                              ("future", THIN_DAY), ("thin", END),
+                              ("missing", END + timedelta(days=1))):
                 load_sources_until(conn, pos_dsn, work / "sources", day)
                 run = _quality_run(dsn, day, settings, work / "reports")
                 outcomes[name] = _check(run, conn, lambda c, r: gate.check_raw_batches(
@@ -199,6 +200,21 @@ def test_each_faulty_batch_fails_its_suite_naming_the_source(raw_outcomes: dict[
     assert outcome.error and "activation stopped" in outcome.error
     assert f"raw_batches: expect_column_values_to_be_between({column})" in outcome.error
     assert "source=ecom_orders" in outcome.error
+
+
+def test_a_run_without_the_days_exports_fails_naming_each_missing_source(
+        raw_outcomes: dict[str, Outcome]) -> None:
+    """The day after the simulated history has no export: every daily files or snapshot source
+    owes one, which is an error naming the sources (a silent gap before)."""
+    missing = raw_outcomes["missing"]
+    [(suite, expectation, column, _, observed)] = [
+        f for f in _errors(missing) if f[2] == "missing_files_error"]
+    assert (suite, expectation) == ("raw_batches", "expect_column_values_to_be_in_set")
+    daily = sorted(s.name for s in load_sources().values() if s.kind in ("files", "snapshot"))
+    assert observed.startswith(f"{len(daily)} of "), observed
+    named = re.findall(r"source=(\w+)", observed)
+    assert len(named) == 3 and set(named) <= set(daily), observed
+    assert missing.error and "missing_files_error" in missing.error
 
 
 @pytest.fixture(scope="module")

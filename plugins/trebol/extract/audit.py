@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -81,6 +82,37 @@ def audit(conn: psycopg.Connection, source: Source, batch_id: str, location: str
     for note in staged.notes:
         log.info("%s %s: %s", source.name, batch_id, note)
     return BatchResult(source.name, batch_id, staged.rows_read, loaded, quarantined, notes)
+
+
+def interval_days(interval: Interval, tz: ZoneInfo) -> list[date]:
+    """The local days an interval covers (one for a nightly run)."""
+    day, days = interval.start.astimezone(tz).date(), []
+    while datetime(day.year, day.month, day.day, tzinfo=tz) < interval.end:
+        days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def record_missing_files(conn: psycopg.Connection, source: Source, days_on_disk: frozenset[date],
+                         interval: Interval, tz: ZoneInfo) -> list[date]:
+    """For a source with ``cadence: daily``: record each day of the interval without a file in
+    ``raw._missing_files`` (with the source's ``missing_file`` severity), and forget a day whose
+    file is there now. The days missing."""
+    if source.cadence != "daily":
+        return []
+    missing = [day for day in interval_days(interval, tz) if day not in days_on_disk]
+    for day in interval_days(interval, tz):
+        conn.execute("delete from raw._missing_files where source = %s and file_day = %s",
+                     (source.name, day))
+    for day in missing:
+        expected = f"{source.path} dated {day.isoformat()}"
+        conn.execute("""insert into raw._missing_files (source, file_day, interval_start, interval_end,
+            severity, expected) values (%s, %s, %s, %s, %s, %s)""",
+                     (source.name, day, interval.start, interval.end, source.missing_file, expected))
+        log.log(logging.ERROR if source.missing_file == "error" else logging.WARNING,
+                "%s: no file %s in the sources folder (a daily source): missing_file %s",
+                source.name, expected, source.missing_file)
+    return missing
 
 
 def iter_results(results: Iterable[BatchResult]) -> Iterator[str]:

@@ -34,7 +34,13 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from trebol.extract import apply, checks, fast_path
-from trebol.extract.audit import BatchResult, audit, write_quarantine, write_quarantine_rows
+from trebol.extract.audit import (
+    BatchResult,
+    audit,
+    record_missing_files,
+    write_quarantine,
+    write_quarantine_rows,
+)
 from trebol.extract.readers import (
     SourceConnector,
     SourceUnavailable,
@@ -86,6 +92,8 @@ class FilePlan:
     # snapshots: the history is first rolled back to the state before this day (a re-delivered
     # snapshot of this day replaces it, and the later ones are applied again after it)
     replay_from: date | None = None
+    # the days that have a file on disk (loaded before or not)
+    days_on_disk: frozenset[date] = frozenset()
 
 
 def plan_files(conn: psycopg.Connection, source: Source, sources_dir: Path, interval: Interval,
@@ -106,9 +114,10 @@ def plan_files(conn: psycopg.Connection, source: Source, sources_dir: Path, inte
         (source.name,)).fetchall()}
     changed = {batch: day for day, path in dated if (batch := _batch_id(path, sources_dir)) in loaded
                and loaded[batch][0] != sha256(path)}
+    on_disk = frozenset(day for day, _ in dated)
     if source.kind != "snapshot":
         return FilePlan([path for _, path in dated if (batch := _batch_id(path, sources_dir))
-                         not in loaded or batch in changed], [])
+                         not in loaded or batch in changed], [], None, on_disk)
     newest = max((day for _, day, held in loaded.values() if day is not None and held is None),
                  default=None)
     replay_from = min((day for day in changed.values() if newest is not None and day <= newest), default=None)
@@ -126,7 +135,7 @@ def plan_files(conn: psycopg.Connection, source: Source, sources_dir: Path, inte
     if replay_from is not None:
         notes.append(f"snapshot of {replay_from} re-delivered with other content: the history is "
                      f"rolled back to the day before and {len(chosen)} snapshot(s) applied again")
-    return FilePlan(chosen, notes, replay_from)
+    return FilePlan(chosen, notes, replay_from, on_disk)
 
 
 class NothingToConfirm(ConfigError):
@@ -209,6 +218,7 @@ def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path
         plan = plan_files(conn, source, sources_dir, interval, tz)
         for note in plan.notes:
             log.warning("%s: %s", source.name, note)
+        record_missing_files(conn, source, plan.days_on_disk, interval, tz)
         if plan.replay_from is not None:
             apply.rollback_snapshots(conn, source, plan.replay_from)
         stage_file = stage_jsonl if source.format == "jsonl" else stage_csv

@@ -4,7 +4,10 @@ Kinds:
 
 - ``files``: dated export files (``format: csv`` or ``jsonl``) matched by a glob under
   ``TREBOL_SOURCES_DIR``; every file of the interval (plus the lookback) and every earlier file
-  not loaded yet is upserted by primary key, the newest ``version_column`` winning;
+  not loaded yet is upserted by primary key, the newest ``version_column`` winning. With
+  ``cadence: daily`` (the default; ``none``: irregular) a file dated each day of the interval is
+  expected: one missing is recorded in ``raw._missing_files``, a data-quality error (or a warning,
+  ``missing_file: warning``);
 - ``snapshot``: dated full exports; each new snapshot is diffed against the current rows and
   kept as history (``_valid_from`` / ``_valid_to``). A snapshot that would close more than
   ``max_closed_share`` of the current records (default ``DEFAULT_MAX_CLOSED_SHARE``) is held: none
@@ -41,6 +44,10 @@ TYPES = ("text", "integer", "numeric", "boolean", "date", "timestamptz", "json")
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 # a snapshot closing more than this share of the current records is held (a truncated export)
 DEFAULT_MAX_CLOSED_SHARE = 0.05
+# how often a files or snapshot source delivers: daily (a file dated each day of the interval is
+# expected) or none (irregular); a missing expected file is a data-quality error or a warning
+CADENCES = ("daily", "none")
+MISSING_FILE_SEVERITIES = ("error", "warning")
 
 
 class SourceConfigError(ConfigError):
@@ -91,6 +98,8 @@ class Source:
     cursor: str | None = None
     rules: tuple[Rule, ...] = ()
     max_closed_share: float = DEFAULT_MAX_CLOSED_SHARE
+    cadence: str = "daily"
+    missing_file: str = "error"
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -161,6 +170,13 @@ def _source(path: Path, name: str, spec: dict[str, Any], opened_on: date) -> Sou
             raise SourceConfigError(f"{where}: key column {key!r} is not among its columns")
         if key not in stored:
             raise SourceConfigError(f"{where}.columns.{key}: a key column cannot be store: false")
+    cadence, missing = spec.get("cadence", "daily"), spec.get("missing_file", "error")
+    for key, value, allowed in (("cadence", cadence, CADENCES),
+                                ("missing_file", missing, MISSING_FILE_SEVERITIES)):
+        if key in spec and kind == "postgres":
+            raise SourceConfigError(f"{where}.{key}: only for a files or snapshot source")
+        if value not in allowed:
+            raise SourceConfigError(f"{where}.{key}: {value!r} is not one of {allowed}")
     share = spec.get("max_closed_share", DEFAULT_MAX_CLOSED_SHARE)
     if "max_closed_share" in spec and kind != "snapshot":
         raise SourceConfigError(f"{where}.max_closed_share: only for a snapshot source")
@@ -175,7 +191,8 @@ def _source(path: Path, name: str, spec: dict[str, Any], opened_on: date) -> Sou
                   columns=columns, version_column=spec.get("version_column"), path=spec.get("path"),
                   format=spec.get("format", "csv"), connection=spec.get("connection"),
                   table=spec.get("table"), query=spec.get("query"), cursor=spec.get("cursor"),
-                  rules=tuple(rules), max_closed_share=float(share))
+                  rules=tuple(rules), max_closed_share=float(share), cadence=cadence,
+                  missing_file=missing)
 
 
 def load_sources(path: Path | None = None) -> dict[str, Source]:

@@ -1,7 +1,8 @@
 -- Per source and run (as-of date): the rows its batches read and quarantined, the batches held
--- (snapshots the loader would not apply), the share quarantined, and the rows of the interval's day against the median of the previous days of the
--- same source. A dated file's rows count for its day (raw._load_audit); a source read by a cursor
--- has no daily files: its rows count for the local day of a column
+-- (snapshots the loader would not apply), the expected daily files missing (by severity), the
+-- share quarantined, and the rows of the interval's day against the median of the previous days
+-- of the same source. A dated file's rows count for its day (raw._load_audit); a source read by
+-- a cursor has no daily files: its rows count for the local day of a column
 -- (var quality_volume_day_columns). The share is judged only on batches of at least
 -- var quality_min_rows_for_share rows, the volume only against enough history (the other
 -- quality_volume_* vars): else null, which the suites do not judge.
@@ -12,6 +13,12 @@ with
 load_audit as (
 
     select * from {{ source('loader', 'load_audit') }}
+
+),
+
+missing_files as (
+
+    select * from {{ source('loader', 'missing_files') }}
 
 ),
 {% for day_column in day_columns %}
@@ -32,6 +39,33 @@ audited_runs as (
 
     from load_audit
     group by source, {{ local_date('interval_end') }}
+
+),
+
+missing_file_runs as (
+
+    select
+        source,
+        {{ local_date('interval_end') }} as as_of_date,
+        count(*) filter (where severity = 'error') as missing_files_error,
+        count(*) filter (where severity = 'warning') as missing_files_warning
+
+    from missing_files
+    group by source, {{ local_date('interval_end') }}
+
+),
+
+source_runs as (
+
+    select
+        source,
+        as_of_date
+    from audited_runs
+    union
+    select
+        source,
+        as_of_date
+    from missing_file_runs
 
 ),
 
@@ -88,27 +122,27 @@ day_rows as (
 usual_volumes as (
 
     select
-        audited_runs.source,
-        audited_runs.as_of_date,
+        source_runs.source,
+        source_runs.as_of_date,
         coalesce(interval_day.day_rows, 0) as day_rows,
         history.days as history_days,
         history.median_rows as usual_day_rows
 
-    from audited_runs
+    from source_runs
     left join day_rows as interval_day
         on
-            audited_runs.source = interval_day.source
-            and interval_day.day = audited_runs.as_of_date - 1
+            source_runs.source = interval_day.source
+            and interval_day.day = source_runs.as_of_date - 1
     cross join lateral (
         select
             count(*) as days,
             percentile_cont(0.5) within group (order by previous_days.day_rows) as median_rows
         from day_rows as previous_days
         where
-            previous_days.source = audited_runs.source
-            and previous_days.day < audited_runs.as_of_date - 1
+            previous_days.source = source_runs.source
+            and previous_days.day < source_runs.as_of_date - 1
             and previous_days.day
-            >= audited_runs.as_of_date - 1 - {{ var('quality_volume_history_days') }}
+            >= source_runs.as_of_date - 1 - {{ var('quality_volume_history_days') }}
     ) as history
 
 ),
@@ -116,11 +150,13 @@ usual_volumes as (
 final as (
 
     select
-        audited_runs.as_of_date,
-        audited_runs.source,
-        audited_runs.rows_read,
-        audited_runs.rows_quarantined,
-        audited_runs.held_batches,
+        source_runs.as_of_date,
+        source_runs.source,
+        coalesce(audited_runs.rows_read, 0) as rows_read,
+        coalesce(audited_runs.rows_quarantined, 0) as rows_quarantined,
+        coalesce(audited_runs.held_batches, 0) as held_batches,
+        coalesce(missing_file_runs.missing_files_error, 0) as missing_files_error,
+        coalesce(missing_file_runs.missing_files_warning, 0) as missing_files_warning,
         case
             when audited_runs.rows_read >= {{ var('quality_min_rows_for_share') }}
                 then round(
@@ -139,11 +175,19 @@ final as (
                 )
         end as volume_ratio
 
-    from audited_runs
+    from source_runs
     inner join usual_volumes
         on
-            audited_runs.source = usual_volumes.source
-            and audited_runs.as_of_date = usual_volumes.as_of_date
+            source_runs.source = usual_volumes.source
+            and source_runs.as_of_date = usual_volumes.as_of_date
+    left join audited_runs
+        on
+            source_runs.source = audited_runs.source
+            and source_runs.as_of_date = audited_runs.as_of_date
+    left join missing_file_runs
+        on
+            source_runs.source = missing_file_runs.source
+            and source_runs.as_of_date = missing_file_runs.as_of_date
 
 )
 
