@@ -207,7 +207,7 @@ def test_a_run_without_the_days_exports_fails_naming_each_missing_source(
     """The day after the simulated history has no export: every daily files or snapshot source
     owes one, which is an error naming the sources (a silent gap before)."""
     missing = raw_outcomes["missing"]
-    [(suite, expectation, column, _, observed)] = [
+    [(suite, expectation, _column, _, observed)] = [
         f for f in _errors(missing) if f[2] == "missing_files_error"]
     assert (suite, expectation) == ("raw_batches", "expect_column_values_to_be_in_set")
     daily = sorted(s.name for s in load_sources().values() if s.kind in ("files", "snapshot"))
