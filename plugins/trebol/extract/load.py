@@ -69,10 +69,23 @@ def file_day(path: Path) -> date | None:
     return date.fromisoformat(match.group(1)) if match else None
 
 
+def source_files(source: Source, sources_dir: Path) -> list[Path]:
+    """The files a ``files`` or ``snapshot`` source's glob matches, only those that really are
+    inside ``sources_dir`` (a symbolic link leading elsewhere is left out, with a warning)."""
+    root = sources_dir.resolve()
+    inside = []
+    for path in sorted(sources_dir.glob(source.path or "")):
+        if path.resolve().is_relative_to(root):
+            inside.append(path)
+        else:
+            log.warning("%s: %s leads outside the sources folder %s; not read", source.name, path, root)
+    return inside
+
+
 def exports_for_day(sources: Iterable[Source], sources_dir: Path, day: date) -> list[Path]:
     """The export files of ``files`` and ``snapshot`` sources dated ``day`` under ``sources_dir``."""
     return sorted(path for source in sources if source.kind in ("files", "snapshot")
-                  for path in sources_dir.glob(source.path or "") if file_day(path) == day)
+                  for path in source_files(source, sources_dir) if file_day(path) == day)
 
 
 def _day_start(day: date, tz: ZoneInfo) -> datetime:
@@ -107,7 +120,7 @@ def plan_files(conn: psycopg.Connection, source: Source, sources_dir: Path, inte
     snapshot already loaded (applied or held) is re-delivered with other content, that day and
     every later one, applied again from the history as the day before left it.
     """
-    dated = sorted((day, path) for path in sources_dir.glob(source.path or "")
+    dated = sorted((day, path) for path in source_files(source, sources_dir)
                    if (day := file_day(path)) is not None and _day_start(day, tz) < interval.end)
     loaded = {row[0]: row[1:] for row in conn.execute(
         "select batch_id, checksum, file_day, held_reason from raw._load_audit where source = %s",

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,11 @@ KINDS = ("files", "snapshot", "postgres")
 FORMATS = ("csv", "jsonl")
 TYPES = ("text", "integer", "numeric", "boolean", "date", "timestamptz", "json")
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+# a source table: table or schema.table, plain lower-case identifiers
+TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+# words a source query may not hold: it reads the source, never changes it
+WRITE_WORDS = {"insert", "update", "delete", "merge", "truncate", "drop", "alter", "create",
+               "grant", "revoke", "copy", "call", "do", "execute", "vacuum", "lock"}
 # a snapshot closing more than this share of the current records is held (a truncated export)
 DEFAULT_MAX_CLOSED_SHARE = 0.05
 # how often a files or snapshot source delivers: daily (a file dated each day of the interval is
@@ -125,17 +130,66 @@ def _values(where: str, name: str, spec: dict[str, Any]) -> tuple[str, ...] | No
     return tuple(values)
 
 
+def _bound(where: str, name: str, spec: dict[str, Any], key: str) -> Decimal | None:
+    if key not in spec:
+        return None
+    value = spec[key]
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise SourceConfigError(f"{where}.columns.{name}.{key}: {value!r} is not a number")
+    try:
+        bound = Decimal(str(value))
+    except InvalidOperation:
+        raise SourceConfigError(f"{where}.columns.{name}.{key}: {value!r} is not a number") from None
+    if not bound.is_finite():
+        raise SourceConfigError(f"{where}.columns.{name}.{key}: {value!r} is not a finite number")
+    return bound
+
+
 def _column(where: str, name: str, spec: dict[str, Any], opened_on: date) -> Column:
     kind = spec.get("type")
     if kind not in TYPES:
         raise SourceConfigError(f"{where}.columns.{name}.type: {kind!r} is not one of {TYPES}")
     if not IDENTIFIER.match(name):
         raise SourceConfigError(f"{where}.columns.{name}: use lower-case letters, digits and _")
-    bounds = {key: Decimal(str(spec[key])) if key in spec else None for key in ("min", "max")}
+    bounds = {key: _bound(where, name, spec, key) for key in ("min", "max")}
     return Column(name, kind, str(spec.get("from", name)), bool(spec.get("required", False)),
                   bounds["min"], bounds["max"], bool(spec.get("not_after_interval_end", False)),
                   bool(spec.get("store", True)), _values(where, name, spec),
                   opened_on if kind in ("date", "timestamptz") else None)
+
+
+def _confined_path(where: str, pattern: str, sources_dir: Path) -> str:
+    """A files or snapshot ``path`` glob, relative to the sources folder it must stay inside (an
+    absolute one is accepted inside that folder and made relative)."""
+    glob = Path(pattern)
+    if glob.is_absolute():
+        root = sources_dir.resolve()
+        if not glob.is_relative_to(root):
+            raise SourceConfigError(f"{where}.path: {pattern!r} is outside the sources folder "
+                                    f"{root} (TREBOL_SOURCES_DIR)")
+        glob = glob.relative_to(root)
+    if ".." in glob.parts or not glob.parts:
+        raise SourceConfigError(f"{where}.path: {pattern!r} must stay inside the sources folder "
+                                "(TREBOL_SOURCES_DIR): a glob relative to it, without '..'")
+    return glob.as_posix()
+
+
+def _sql_fragment(where: str, key: str, text: str, *, query: bool) -> str:
+    """A SQL fragment of the trusted configuration, checked for what it may not do: it is one
+    statement (no ';'); a rule's ``valid_when`` reads only the row (no subquery: no SELECT); a
+    ``query`` is one SELECT (or WITH ... SELECT) on the source."""
+    if ";" in text:
+        raise SourceConfigError(f"{where}.{key}: one statement, without ';'")
+    words = set(re.findall(r"[a-z_]+", text.lower()))
+    if query:
+        first = text.lstrip().split(None, 1)[0].lower() if text.strip() else ""
+        if first not in ("select", "with") or words & WRITE_WORDS:
+            raise SourceConfigError(f"{where}.{key}: a SELECT that only reads the source "
+                                    "(no data-changing statement)")
+    elif "select" in words:
+        raise SourceConfigError(f"{where}.{key}: a condition over the row's columns; "
+                                "no subquery (it would read other tables)")
+    return text
 
 
 def _require(where: str, spec: dict[str, Any], *keys: str) -> None:
@@ -144,7 +198,8 @@ def _require(where: str, spec: dict[str, Any], *keys: str) -> None:
             raise SourceConfigError(f"{where}.{key}: missing")
 
 
-def _source(path: Path, name: str, spec: dict[str, Any], opened_on: date) -> Source:
+def _source(path: Path, name: str, spec: dict[str, Any], opened_on: date,
+            sources_dir: Path) -> Source:
     where = f"{path.name}: sources.{name}"
     kind = spec.get("kind")
     if kind not in KINDS:
@@ -154,8 +209,17 @@ def _source(path: Path, name: str, spec: dict[str, Any], opened_on: date) -> Sou
         _require(where, spec, "connection", "cursor")
         if bool(spec.get("table")) == bool(spec.get("query")):
             raise SourceConfigError(f"{where}: give exactly one of table or query")
+        if spec.get("table") and not TABLE_NAME.match(str(spec["table"])):
+            raise SourceConfigError(f"{where}.table: {spec['table']!r} is not a table name "
+                                    "(table or schema.table, lower-case letters, digits and _)")
+        if spec.get("query"):
+            _sql_fragment(where, "query", str(spec["query"]), query=True)
+        if not IDENTIFIER.match(str(spec["connection"])):
+            raise SourceConfigError(f"{where}.connection: {spec['connection']!r} is not an "
+                                    "Airflow connection id (lower-case letters, digits and _)")
     else:
         _require(where, spec, "path")
+        spec = {**spec, "path": _confined_path(where, str(spec["path"]), sources_dir)}
         if spec.get("format", "csv") not in FORMATS:
             raise SourceConfigError(f"{where}.format: {spec.get('format')!r} is not one of {FORMATS}")
     if not IDENTIFIER.match(spec["target"]):
@@ -186,7 +250,8 @@ def _source(path: Path, name: str, spec: dict[str, Any], opened_on: date) -> Sou
     for index, rule in enumerate(spec.get("rules") or []):
         if not isinstance(rule, dict) or not rule.get("reason") or not rule.get("valid_when"):
             raise SourceConfigError(f"{where}.rules[{index}]: needs a reason and a valid_when")
-        rules.append(Rule(str(rule["reason"]), str(rule["valid_when"])))
+        rules.append(Rule(str(rule["reason"]), _sql_fragment(
+            where, f"rules[{index}].valid_when", str(rule["valid_when"]), query=False)))
     return Source(name=name, kind=kind, target=spec["target"], primary_key=tuple(spec["primary_key"]),
                   columns=columns, version_column=spec.get("version_column"), path=spec.get("path"),
                   format=spec.get("format", "csv"), connection=spec.get("connection"),
@@ -195,9 +260,12 @@ def _source(path: Path, name: str, spec: dict[str, Any], opened_on: date) -> Sou
                   missing_file=missing)
 
 
-def load_sources(path: Path | None = None) -> dict[str, Source]:
-    """Parse and check the sources file. Default: the file in TREBOL_CONFIG_DIR."""
-    path = path or load_settings().config_file("sources.yml")
+def load_sources(path: Path | None = None, sources_dir: Path | None = None) -> dict[str, Source]:
+    """Parse and check the sources file (default: the file in TREBOL_CONFIG_DIR; file paths
+    confined to ``sources_dir``, default TREBOL_SOURCES_DIR)."""
+    settings = load_settings() if path is None or sources_dir is None else None
+    path = path or settings.config_file("sources.yml")
+    sources_dir = sources_dir or settings.sources_dir
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:
@@ -206,7 +274,7 @@ def load_sources(path: Path | None = None) -> dict[str, Source]:
     if not isinstance(opened_on, date):
         raise SourceConfigError(f"{path.name}: business_opened_on: {opened_on!r} is not a date "
                                 "(YYYY-MM-DD: no date of any source is earlier)")
-    sources = {name: _source(path, name, spec or {}, opened_on)
+    sources = {name: _source(path, name, spec or {}, opened_on, sources_dir)
                for name, spec in (document.get("sources") or {}).items()}
     if not sources:
         raise SourceConfigError(f"{path}: declares no sources")
