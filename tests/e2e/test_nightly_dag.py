@@ -4,13 +4,22 @@ Runs ``trebol run`` for the demo date twice, then a backfill of an earlier date,
 date again: the marts must be identical after every run of the same date. Before the backfill, a
 late loyalty export dated all next year arrives: the backfill's raw-batch checks fail, and the
 push of that run must not happen while the rest of the run (marts, CLV, summary) does.
+
+Every run is given the warehouse and the POS database with a password in their URLs (the session
+warehouse's own one when it has one; else a random one, which the embedded server's trust
+authentication accepts): no log, report, summary, XCom, Airflow database or dbt artefact, nor
+what ``trebol run`` prints, may hold it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import secrets
 import sqlite3
+import sys
 from datetime import UTC, date, timedelta
 from pathlib import Path
 
@@ -21,6 +30,7 @@ from trebol.demo import SimulationResult
 from trebol.quality import gate, results
 from trebol.quality.rules import load_rules
 from trebol.summary import marts_checksum
+from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts
 
 from ..helpers import DEMO_DATE, PROJECT_DIR, SessionWarehouse, local_midnight
 
@@ -28,8 +38,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 BACKFILL_DATE = DEMO_DATE - timedelta(days=10)
 
 
-def _run(run_date: date, warehouse: SessionWarehouse, exit_code: int = 0) -> dict:
-    assert cli.main(["run", "--date", run_date.isoformat()]) == exit_code
+def _run(run_date: date, warehouse: SessionWarehouse, printed: io.StringIO, exit_code: int = 0) -> dict:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = cli.main(["run", "--date", run_date.isoformat()])
+    printed.write(out.getvalue())
+    sys.stdout.write(out.getvalue())
+    assert code == exit_code
     summary = json.loads((warehouse.settings.reports_dir / run_date.isoformat() /
                           "summary.json").read_text())
     with warehouse.connect() as conn:
@@ -53,28 +68,61 @@ def _write_late_future_export(sources_dir: Path, day: date) -> Path:
     return late
 
 
+def _with_password(dsn: str, password: str) -> str:
+    parts = dsn_parts(dsn)
+    return build_dsn(DsnParts(parts.host, parts.port, parts.user, password, parts.dbname))
+
+
 @pytest.fixture(scope="module")
-def runs(test_warehouse: SessionWarehouse, demo_sources: SimulationResult) -> dict[str, dict]:
-    first = _run(DEMO_DATE, test_warehouse)
-    second = _run(DEMO_DATE, test_warehouse)
-    _write_late_future_export(test_warehouse.settings.sources_dir, BACKFILL_DATE - timedelta(days=1))
-    backfill = _run(BACKFILL_DATE, test_warehouse, exit_code=1)
-    with test_warehouse.connect() as conn:
-        backfill_state = {
-            "segments_as_of": conn.execute(
-                "select distinct as_of_date from marts.customer_segments").fetchall(),
-            "latest_purchase": conn.execute(
-                "select max(last_purchase_at) from marts.customer_segments").fetchone()[0],
-            "customers_as_of": conn.execute(
-                "select distinct as_of_date from marts.dim_customers").fetchall(),
-            "history_dates": conn.execute(
-                "select distinct as_of_date from marts.segment_history order by 1").fetchall(),
-        }
-    again = _run(DEMO_DATE, test_warehouse)
+def secret(test_warehouse: SessionWarehouse) -> str:
+    """The password every run's warehouse and POS URLs carry."""
+    return dsn_parts(test_warehouse.dsn).password or f"S3cret-{secrets.token_hex(8)}"
+
+
+@pytest.fixture(scope="module")
+def runs(test_warehouse: SessionWarehouse, demo_sources: SimulationResult,
+         secret: str) -> dict[str, dict]:
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TREBOL_WAREHOUSE_DSN", _with_password(test_warehouse.dsn, secret))
+        patch.setenv("TREBOL_POS_DSN", _with_password(test_warehouse.pos_dsn, secret))
+        first = _run(DEMO_DATE, test_warehouse, printed)
+        second = _run(DEMO_DATE, test_warehouse, printed)
+        _write_late_future_export(test_warehouse.settings.sources_dir,
+                                  BACKFILL_DATE - timedelta(days=1))
+        backfill = _run(BACKFILL_DATE, test_warehouse, printed, exit_code=1)
+        with test_warehouse.connect() as conn:
+            backfill_state = {
+                "segments_as_of": conn.execute(
+                    "select distinct as_of_date from marts.customer_segments").fetchall(),
+                "latest_purchase": conn.execute(
+                    "select max(last_purchase_at) from marts.customer_segments").fetchone()[0],
+                "customers_as_of": conn.execute(
+                    "select distinct as_of_date from marts.dim_customers").fetchall(),
+                "history_dates": conn.execute(
+                    "select distinct as_of_date from marts.segment_history order by 1").fetchall(),
+            }
+        again = _run(DEMO_DATE, test_warehouse, printed)
     return {"first": first, "second": second, "backfill": backfill, "again": again,
-            "backfill_state": backfill_state}
+            "backfill_state": backfill_state, "printed": printed.getvalue()}
 
 
+def test_no_secret_is_printed_logged_or_stored(runs: dict[str, dict], secret: str,
+                                               test_warehouse: SessionWarehouse) -> None:
+    """Four runs with a password in both URLs: it is in none of what ``trebol run`` printed, nor
+    in any file under TREBOL_HOME (Airflow's logs and database with its XComs, the reports with
+    the summaries, the dbt run results and the Data Docs, the file drops) but the warehouse's
+    own data files and the source exports."""
+    settings = test_warehouse.settings
+    assert "***" in runs["printed"] and secret not in runs["printed"]
+    skipped = {settings.embedded_data_dir.resolve(), settings.sources_dir.resolve()}
+    files = [path for path in settings.home.rglob("*") if path.is_file()
+             and not any(path.resolve().is_relative_to(folder) for folder in skipped)]
+    assert any(path.name == "airflow.db" for path in files)
+    assert any(path.name == "summary.json" for path in files)
+    assert any(path.name.endswith("run_results.json") for path in files)
+    holding = [str(path) for path in files if secret.encode() in path.read_bytes()]
+    assert holding == [], holding
 def test_run_twice_leaves_the_same_marts(runs: dict[str, dict]) -> None:
     first, second = runs["first"], runs["second"]
     assert first["marts_checksum"] == second["marts_checksum"] == second["checksum_now"]
