@@ -91,19 +91,24 @@ def load_sources_until(conn: psycopg.Connection, pos_dsn: str, sources_dir: Path
         load.extract_and_load(conn, source, sources_dir, interval, 3, timezone, source_connector(pos_dsn))
 
 
-def run_dbt(dsn: str, as_of_at: datetime, *args: str, work_dir: Path,
-            should_fail: bool = False) -> str:
-    """``dbt <args>`` on the project against ``dsn`` as of ``as_of_at`` (its own target folder
-    under ``work_dir``, so the project's is untouched); its output. Fails the test with dbt's
-    output when dbt fails, or, ``should_fail``, when it succeeds."""
+def dbt_command(dsn: str, as_of_at: datetime, *args: str,
+                work_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of ``dbt <args>`` on the project against ``dsn`` as of
+    ``as_of_at`` (its own target folder under ``work_dir``, so the project's is untouched)."""
     env = {**os.environ, **QUIET, **address.dbt_env(address.dsn_parts(dsn)),
            "TREBOL_AS_OF_AT": as_of_at.isoformat()}
     project = PROJECT_DIR / "dbt_project"
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(project),
-         "--profiles-dir", str(project), "--target-path", str(work_dir / "target"),
-         "--log-path", str(work_dir / "logs")],
-        env=env, capture_output=True, text=True, check=False)
+    return ([str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(project),
+             "--profiles-dir", str(project), "--target-path", str(work_dir / "target"),
+             "--log-path", str(work_dir / "logs")], env)
+
+
+def run_dbt(dsn: str, as_of_at: datetime, *args: str, work_dir: Path,
+            should_fail: bool = False) -> str:
+    """``dbt <args>`` (see :func:`dbt_command`); its output. Fails the test with dbt's output
+    when dbt fails, or, ``should_fail``, when it succeeds."""
+    command, env = dbt_command(dsn, as_of_at, *args, work_dir=work_dir)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     assert (done.returncode != 0) == should_fail, done.stdout[-4000:] + done.stderr[-2000:]
     return done.stdout
 
