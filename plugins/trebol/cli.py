@@ -20,6 +20,7 @@ from trebol.settings import (
     Settings,
     SettingsError,
     allowed_range,
+    check_writable,
     load_settings,
 )
 
@@ -93,6 +94,7 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
 
     run_date: date = args.date
     sources = _check_config()
+    check_writable(settings)
     day = run_date - timedelta(days=1)  # the data interval: the day before the logical date
     if not exports_for_day(sources.values(), settings.sources_dir, day):
         print(f"trebol run: no exports dated {day} in {settings.sources_dir} (the data interval of "
@@ -108,6 +110,7 @@ def command_demo(settings: Settings, args: argparse.Namespace) -> int:
     from trebol.demo import SimulationSpec, simulate
 
     sources = _check_config()
+    check_writable(settings)
     run_date: date = args.date or settings.demo_date
     dsn, pos_dsn = _warehouse(settings)
     spec = SimulationSpec(settings.demo_customers, settings.demo_days, settings.demo_date,

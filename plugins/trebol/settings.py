@@ -172,6 +172,22 @@ def _fail(name: str, problem: str, fix: str) -> SettingsError:
     return SettingsError(f"{name}: {problem}; {fix}")
 
 
+def check_writable(settings: Settings) -> None:
+    """Before a run: the folders a run writes (state, reports, file drops) exist or can be made,
+    and take a file; else one line naming the setting (a run would otherwise fail in a task)."""
+    folders = (("TREBOL_HOME", settings.home), ("TREBOL_REPORTS_DIR", settings.reports_dir),
+               ("TREBOL_FILE_DROP_DIR", settings.file_drop_dir))
+    for name, folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".trebol-write-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise _fail(name, f"{folder} cannot be written ({error.strerror or error})",
+                        "point it at a folder this user can write") from None
+
+
 def check_names(env: Mapping[str, str]) -> None:
     """Refuse a non-blank ``TREBOL_`` variable that is no setting: a typo would otherwise leave
     the setting it meant at its default without a word."""

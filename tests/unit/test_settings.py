@@ -307,3 +307,19 @@ def test_settings_lists_the_values_in_force(tmp_path) -> None:
     assert lines["TREBOL_LOOKBACK_DAYS"].split()[1:] == ["5", "(set)"]
     assert lines["TREBOL_SOURCES_DIR"].split()[1:] == [str(tmp_path / "sources"), "(default)"]
     assert "s3cret" not in result.stdout and "user:***@db.example" in lines["TREBOL_WAREHOUSE_DSN"]
+
+
+def test_a_folder_a_run_cannot_write_stops_it_before_anything_runs(tmp_path) -> None:
+    """A reports folder that cannot be made (its parent is a file: as on a read-only or full
+    disk, which root's tests cannot fake) stops `trebol run` with one line naming the setting,
+    before the warehouse starts."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    env = {"PATH": "/usr/bin:/bin", "TREBOL_HOME": str(tmp_path / "home"),
+           "TREBOL_REPORTS_DIR": str(blocker / "reports")}
+    result = _trebol("run", "--date", "2026-06-30", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"trebol: TREBOL_REPORTS_DIR: {blocker / 'reports'} cannot be written (Not a directory); "
+        "point it at a folder this user can write")
+    assert not (tmp_path / "home" / "warehouse").exists()
