@@ -1,0 +1,92 @@
+"""Consent fails safe through quarantine, end to end on the demo data: a customer with two CRM
+contacts unsubscribes on one of them, in a snapshot row that cannot be loaded. Before, the row's
+contact was closed as gone, the other contact still said yes, and the customer kept consent (and
+was pushed). Now the contact stays, as unreadable, and the customer has no consent."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from trebol.extract import load
+from trebol.extract.sources import load_sources
+from trebol.warehouse import ddl
+
+from ..helpers import (
+    DEMO_DATE,
+    SessionWarehouse,
+    drop_database,
+    fresh_database,
+    load_sources_until,
+    local_midnight,
+    run_dbt,
+)
+
+pytestmark = pytest.mark.integration
+NEXT_DATE = DEMO_DATE + timedelta(days=1)
+
+
+def _unsubscribed_unreadably(row: dict[str, str], fault: str) -> bytes:
+    """The contact's row, unsubscribed at the end of DEMO_DATE's day, with ``fault``."""
+    row = {**row, "marketing_consent": "false",
+           "unsubscribed_at": f"{DEMO_DATE.isoformat()}T18:00:00+02:00",
+           "updated_at": f"{DEMO_DATE.isoformat()}T18:00:00+02:00"}
+    if fault == "unreadable timestamp":
+        row["consent_updated_at"] = "yesterday"
+    text = io.StringIO()
+    csv.DictWriter(text, fieldnames=list(row), lineterminator="\n").writerow(row)
+    line = text.getvalue().encode("utf-8")
+    if fault == "latin-1 byte":
+        line = line.replace(row["first_name"].encode(), row["first_name"].encode() + b"\xe9", 1)
+    return line
+
+
+@pytest.mark.parametrize("fault", ["unreadable timestamp"])
+def test_an_unsubscribe_lost_in_quarantine_takes_the_customers_consent_away(
+        test_warehouse: SessionWarehouse, demo_sources: object, tmp_path: Path, fault: str) -> None:
+    dsn = fresh_database(test_warehouse.dsn, "trebol_test_consent")
+    sources = load_sources()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            ddl.bootstrap(conn)
+            load_sources_until(conn, test_warehouse.pos_dsn, test_warehouse.settings.sources_dir,
+                               DEMO_DATE)
+            run_dbt(dsn, local_midnight(DEMO_DATE), "seed", work_dir=tmp_path)
+            run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select", "+dim_customers",
+                    work_dir=tmp_path)
+            key, contacts = conn.execute("""select customer_key, crm_contact_ids
+                from marts.dim_customers where has_marketing_consent and crm_contact_ids like '%%,%%'
+                order by customer_key limit 1""").fetchone()
+            unsubscribing = contacts.split(",")[0]
+            # DEMO_DATE's snapshot: the day before's, with that contact unsubscribed, unreadably
+            previous = test_warehouse.settings.sources_dir / "crm" / "contacts" / \
+                f"{(DEMO_DATE - timedelta(days=1)).isoformat()}.csv"
+            lines = previous.read_bytes().splitlines(keepends=True)
+            header = next(csv.reader([lines[0].decode()]))
+            [index] = [i for i, line in enumerate(lines) if line.startswith(f"{unsubscribing},".encode())]
+            row = dict(zip(header, next(csv.reader([lines[index].decode()])), strict=True))
+            lines[index] = _unsubscribed_unreadably(row, fault)
+            snapshot = tmp_path / "sources" / "crm" / "contacts" / f"{DEMO_DATE.isoformat()}.csv"
+            snapshot.parent.mkdir(parents=True)
+            snapshot.write_bytes(b"".join(lines))
+            end = local_midnight(NEXT_DATE)
+            [result] = load.extract_and_load(conn, sources["crm_contacts"], tmp_path / "sources",
+                                             load.Interval(end - timedelta(days=1), end), 0,
+                                             "Europe/Madrid")
+            run_dbt(dsn, end, "run", "--select", "+dim_customers", work_dir=tmp_path)
+            after = conn.execute("""select has_marketing_consent, crm_contact_ids
+                from marts.dim_customers where customer_key = %s""", (key,)).fetchone()
+            reason = conn.execute("""select reason from raw._quarantine where batch_id = %s
+                and payload like %s""", (result.batch_id, f"{unsubscribing},%")).fetchone()
+            carried = conn.execute("""select _unreadable, marketing_consent from raw.crm_contacts
+                where contact_id = %s and _valid_to is null""", (unsubscribing,)).fetchall()
+    finally:
+        drop_database(test_warehouse.dsn, dsn)
+    assert reason is not None and "1 unreadable (row quarantined)" in result.notes
+    assert carried == [(True, True)]  # the last readable state, flagged: not trusted
+    assert after == (False, contacts)  # still both contacts, no consent
