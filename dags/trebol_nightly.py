@@ -45,7 +45,9 @@ backfilling a date reproduces that date.
     **fail_run** runs only if a task failed, so that the DAG run is marked failed.
 
 Every task calls one typed function of `trebol.airflow.tasks` with the run's data interval
-(and run id where results are recorded); no business logic lives in this file.
+(and run id where results are recorded); no business logic lives in this file. The retries are
+for what time may cure (a connection, a lock): a wrong setting or configuration file, or a value
+PostgreSQL refuses, fails a task at once (`AirflowFailException`), without retry.
 
 Warehouse: Airflow connection `trebol_warehouse`. Owner: data engineering.
 """

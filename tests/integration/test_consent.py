@@ -46,7 +46,7 @@ def _unsubscribed_unreadably(row: dict[str, str], fault: str) -> bytes:
     return line
 
 
-@pytest.mark.parametrize("fault", ["unreadable timestamp"])
+@pytest.mark.parametrize("fault", ["latin-1 byte", "unreadable timestamp"])
 def test_an_unsubscribe_lost_in_quarantine_takes_the_customers_consent_away(
         test_warehouse: SessionWarehouse, demo_sources: object, tmp_path: Path, fault: str) -> None:
     dsn = fresh_database(test_warehouse.dsn, "trebol_test_consent")

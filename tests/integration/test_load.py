@@ -144,7 +144,7 @@ def test_latin1_bytes_and_missing_columns_are_quarantined(test_warehouse: Sessio
                                "where source in ('t_encoding', 't_header') order by source").fetchall()
     assert (encoding.rows_loaded, encoding.rows_quarantined) == (1, 1)
     assert (header.rows_loaded, header.rows_quarantined) == (0, 1)
-    assert reasons[0] == ("t_encoding", "not valid UTF-8 (Latin-1 bytes?)",
+    assert reasons[0] == ("t_encoding", "not valid UTF-8 in field id (Latin-1 bytes?)",
                           "Muñoz,2,2026-06-01T09:00:00+02:00")
     assert reasons[1][1] == "column(s) amount missing from the header"
 
@@ -623,3 +623,51 @@ def test_a_missing_daily_file_is_recorded_until_it_arrives(test_warehouse: Sessi
     assert found == [("t_daily", date(2026, 6, 2), "error", "t_daily/*.csv dated 2026-06-02"),
                      ("t_tolerated", date(2026, 6, 2), "warning", "t_tolerated/*.csv dated 2026-06-02")]
     assert after == found[1:]
+
+
+def test_a_value_longer_than_its_columns_maximum_is_quarantined(test_warehouse: SessionWarehouse,
+                                                                 tmp_path: Path) -> None:
+    """sources.yml max_length (default max_text_length, max_json_length): a 50 MB postal code is
+    quarantined with its length, never loaded, on the shortcut and the general path alike."""
+    config = tmp_path / "sources.yml"
+    config.write_text("business_opened_on: 2000-01-01\nmax_text_length: 20\nsources:\n"
+                      "  t_long:\n    kind: files\n    path: t_long/*.csv\n    target: t_long\n"
+                      "    primary_key: [id]\n    columns:\n      id: {type: text, required: true}\n"
+                      "      note: {type: text, max_length: 5}\n      postal_code: {type: text}\n"
+                      "      lines: {type: json}\n")
+    [source] = load_sources(config).values()
+    assert [c.max_length for c in source.columns] == [20, 5, 20, 100_000]
+    folder = tmp_path / "t_long"
+    folder.mkdir()
+    header = "id,note,postal_code,lines\n"
+    (folder / "2026-05-31.csv").write_text(header + "a,12345,28001,[]\n")
+    postal_code = "9" * 52_428_800
+    (folder / "2026-06-01.csv").write_text(header + f"b,123456,28001,[]\nc,,{postal_code},\n"
+                                           "d,,28001,\n")
+    with test_warehouse.connect() as conn:
+        results = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+        loaded = [row[0] for row in conn.execute("select id from raw.t_long order by id")]
+        reasons = dict(conn.execute("select line_number, reason from raw._quarantine "
+                                    "where source = 't_long'").fetchall())
+    assert [(r.rows_read, r.rows_loaded, r.rows_quarantined) for r in results] == [(1, 1, 0), (3, 1, 2)]
+    assert loaded == ["a", "d"]
+    assert reasons == {2: "note: 6 characters, more than the maximum 5",
+                       3: "postal_code: 52,428,800 characters, more than the maximum 20"}
+
+
+def test_max_length_is_a_whole_number_for_text_and_json_columns(tmp_path: Path) -> None:
+    config = tmp_path / "sources.yml"
+    text = (PROJECT_DIR / "config" / "sources.yml").read_text()
+    config.write_text(text.replace("max_text_length: 1000", "max_text_length: lots"))
+    with pytest.raises(SourceConfigError, match=r"sources\.yml: max_text_length: 'lots' is not a whole"):
+        load_sources(config)
+    config.write_text(text.replace("points: {type: integer,", "points: {type: integer, max_length: 3,"))
+    with pytest.raises(SourceConfigError, match=r"columns\.points\.max_length: only for text and json"):
+        load_sources(config)
+    config.write_text(text.replace("postal_code: {type: text}", "postal_code: {type: text, max_length: 0}"))
+    with pytest.raises(SourceConfigError, match=r"postal_code\.max_length: 0 is not a whole number"):
+        load_sources(config)
+    sources = load_sources(PROJECT_DIR / "config" / "sources.yml")
+    assert sources["ecom_orders"].column("lines").max_length == 100_000
+    assert sources["crm_contacts"].column("postal_code").max_length == 1_000
+    assert sources["crm_contacts"].column("updated_at").max_length is None

@@ -4,13 +4,22 @@ Each takes what its task needs from the run (the data interval, the run id, a so
 the Airflow context: the DAG file reads those from Airflow and passes them in, and tests call the
 same functions. Each opens the warehouse through the Airflow connection and returns a small
 JSON-able summary for XCom (counts, never data or secrets).
+
+A retry only helps what time can cure (a connection, a lock): an error no retry can cure — a
+wrong setting or configuration file (``SettingsError``, ``ConfigError``), a value PostgreSQL
+refuses (``DATA_ERRORS``) — fails the task at once with ``AirflowFailException`` (one line
+naming it), instead of holding the run back through the DAG's retries.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+from airflow.sdk.exceptions import AirflowFailException
 
 from trebol import summary
 from trebol.activation import audiences
@@ -18,16 +27,37 @@ from trebol.airflow.connections import warehouse_connection, warehouse_dsn
 from trebol.clv import predictions
 from trebol.extract import load
 from trebol.extract.audit import iter_results
-from trebol.extract.sources import load_sources
+from trebol.extract.readers import DATA_ERRORS
+from trebol.extract.sources import SourceConfigError, load_sources
 from trebol.interval import Interval
 from trebol.quality import gate
 from trebol.quality.rules import load_rules
-from trebol.settings import load_settings
+from trebol.settings import ConfigError, SettingsError, load_settings
 from trebol.warehouse import ddl
+from trebol.warehouse.address import error_line
 
 log = logging.getLogger(__name__)
+# errors a retry meets again: the task fails without one
+DETERMINISTIC_ERRORS: tuple[type[Exception], ...] = (SettingsError, ConfigError, *DATA_ERRORS)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
+def final_on_deterministic_errors(task: Callable[P, R]) -> Callable[P, R]:
+    """``task``, failing without retry (``AirflowFailException``) on a deterministic error; a
+    connection or lock error still raises as it is, for Airflow to retry."""
+
+    @functools.wraps(task)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return task(*args, **kwargs)
+        except DETERMINISTIC_ERRORS as error:
+            raise AirflowFailException(f"{type(error).__name__}: {error_line(error)}") from error
+
+    return run
+
+
+@final_on_deterministic_errors
 def prepare_warehouse() -> list[int]:
     """Apply the warehouse's pending migrations and create the declared sources' raw tables;
     the migration versions applied (idempotent)."""
@@ -37,15 +67,20 @@ def prepare_warehouse() -> list[int]:
     return applied
 
 
+@final_on_deterministic_errors
 def source_names() -> list[str]:
     """Names of the declared sources, one mapped extract task each."""
     return sorted(load_sources())
 
 
+@final_on_deterministic_errors
 def extract_load_source(source_name: str, interval: Interval) -> dict[str, int]:
     """Extract and load one source for the run's interval; returns the audit totals."""
     settings = load_settings()
-    source = load_sources()[source_name]
+    sources = load_sources()
+    if source_name not in sources:
+        raise SourceConfigError(f"sources.yml: source {source_name!r} is no longer declared")
+    source = sources[source_name]
     with warehouse_connection() as conn:
         results = load.extract_and_load(conn, source, settings.sources_dir, interval,
                                         settings.lookback_days, settings.timezone,
@@ -69,6 +104,7 @@ def _quality_run(interval: Interval, run_id: str) -> gate.QualityRun:
                            report_dir=settings.report_dir(day))
 
 
+@final_on_deterministic_errors
 def check_raw_batches(interval: Interval, run_id: str) -> dict[str, int]:
     """Great Expectations suites on the batches the run loaded; an error raises and stops the push."""
     with warehouse_connection() as conn:
@@ -77,6 +113,7 @@ def check_raw_batches(interval: Interval, run_id: str) -> dict[str, int]:
     return report.counts()
 
 
+@final_on_deterministic_errors
 def stage_audiences(interval: Interval) -> dict[str, int]:
     """Write the members of every audience for the run's date, for the gate to validate."""
     day = interval.as_of_date(load_settings().timezone)
@@ -84,6 +121,7 @@ def stage_audiences(interval: Interval) -> dict[str, int]:
         return audiences.stage_audiences(conn, audiences.load_audiences(), day)
 
 
+@final_on_deterministic_errors
 def check_marts(interval: Interval, run_id: str) -> dict[str, int]:
     """Great Expectations suites on the marts and the staged audiences; an error raises and stops
     the push."""
@@ -92,6 +130,7 @@ def check_marts(interval: Interval, run_id: str) -> dict[str, int]:
     return report.counts()
 
 
+@final_on_deterministic_errors
 def fit_clv(interval: Interval) -> dict[str, Any]:
     """Fit BG/NBD and Gamma-Gamma as of the run's date and write marts.customer_clv and
     marts.clv_model_runs; a guard-rail failure raises and leaves the previous predictions."""
@@ -101,6 +140,7 @@ def fit_clv(interval: Interval) -> dict[str, Any]:
         return predictions.run_clv(conn, day, settings, settings.report_dir(day))
 
 
+@final_on_deterministic_errors
 def push_audiences(interval: Interval, run_id: str) -> list[dict[str, Any]]:
     """Push every configured audience for the run's as-of date, logged with the run id."""
     settings = load_settings()
@@ -110,6 +150,7 @@ def push_audiences(interval: Interval, run_id: str) -> list[dict[str, Any]]:
                 for audience in audiences.load_audiences()]
 
 
+@final_on_deterministic_errors
 def summarize(interval: Interval, run_id: str) -> dict[str, Any]:
     """Write the run summary (summary.json) and return it; runs whatever the checks found."""
     settings = load_settings()

@@ -74,28 +74,17 @@ class SnapshotDiff:
                 f"{self.unreadable} unreadable (row quarantined)")
 
 
-def stage_unreadable_keys(conn: psycopg.Connection, source: Source,
-                          rejected_keys: list[dict[str, str]]) -> None:
-    """``_unreadable_keys``: the keys of the snapshot's quarantined rows (a row that failed a
-    check with a readable key, or a line the reader rejected whose key it could still read) that
-    no usable row of the snapshot has."""
+def stage_unreadable_keys(conn: psycopg.Connection, source: Source) -> None:
+    """``_unreadable_keys``: the keys of the snapshot's quarantined rows whose key could still be
+    read (``_record_key``: a row that failed a check, or a line the reader rejected whose key
+    fields were clean) that no usable row of the snapshot has."""
     keys = identifiers(source.primary_key)
     conn.execute("drop table if exists _unreadable_keys")
-    conn.execute(sql.SQL("create temp table _unreadable_keys as select {k} from _checked "
-                         "where _reason is not null and {known}").format(
-        k=keys, known=sql.SQL(" and ").join(sql.SQL("{} is not null").format(sql.Identifier(k))
-                                            for k in source.primary_key)))
-    text_keys = all(source.column(k).type == "text" for k in source.primary_key)
-    rows = [tuple(key[k] for k in source.primary_key) for key in rejected_keys
-            if text_keys and all(key.get(k) for k in source.primary_key)]
-    if rows:
-        with conn.cursor().copy(sql.SQL("copy _unreadable_keys ({}) from stdin").format(keys)) as copy:
-            for row in rows:
-                copy.write_row(row)
-    conn.execute(sql.SQL("delete from _unreadable_keys u where exists (select 1 from _checked n "
-                         "where n._reason is null and {same})").format(
-        same=sql.SQL(" and ").join(sql.SQL("n.{0} = u.{0}").format(sql.Identifier(k))
-                                   for k in source.primary_key)))
+    conn.execute(sql.SQL("create temp table _unreadable_keys as select distinct {k} from _checked n "
+                         "where _reason is not null and _record_key is not null and not exists "
+                         "(select 1 from _checked u where u._reason is null and {same})").format(
+        k=keys, same=sql.SQL(" and ").join(sql.SQL("u.{0} = n.{0}").format(sql.Identifier(k))
+                                           for k in source.primary_key)))
 
 
 def apply_snapshot(conn: psycopg.Connection, source: Source, batch_id: str, day: date,

@@ -1,6 +1,7 @@
 """The record of every batch: its rejected rows in ``raw._quarantine`` (reason, line or key,
-original text) and one ``raw._load_audit`` row (rows read = rows loaded + rows quarantined, a
-constraint of the table).
+original text, and the record's key when it could be read: ``record_key``, e.g.
+``{"contact_id": "C123"}``) and one ``raw._load_audit`` row (rows read = rows loaded + rows
+quarantined, a constraint of the table).
 
 Inputs: a batch's ``Staged`` and ``_checked``. Outputs: quarantine and audit rows, a
 ``BatchResult``.
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from trebol.extract.readers import Rejected, Staged
+from trebol.extract.readers import Staged
 from trebol.extract.sources import Source
 from trebol.interval import Interval
 
@@ -35,25 +36,20 @@ class BatchResult:
     notes: str = ""
 
 
-def write_quarantine_rows(conn: psycopg.Connection, source: Source, batch_id: str,
-                           rejected: list[Rejected]) -> None:
-    """Replace the batch's quarantine rows with ``rejected``."""
+def clear_quarantine(conn: psycopg.Connection, source: Source, batch_id: str) -> None:
+    """Remove the quarantine rows an earlier load of the batch left."""
     conn.execute("delete from raw._quarantine where source = %s and batch_id = %s",
                  (source.name, batch_id))
-    with conn.cursor().copy(
-            "copy raw._quarantine (source, batch_id, line_number, reason, payload) from stdin") as copy:
-        for item in rejected:
-            copy.write_row((source.name, batch_id, item.line, item.reason, item.payload))
 
 
-def write_quarantine(conn: psycopg.Connection, source: Source, batch_id: str,
-                      rejected: list[Rejected]) -> int:
-    write_quarantine_rows(conn, source, batch_id, rejected)
-    moved = conn.execute(
-        "insert into raw._quarantine (source, batch_id, line_number, reason, payload) "
-        "select %s, %s, _line, _reason, _payload from _checked where _reason is not null",
+def write_quarantine(conn: psycopg.Connection, source: Source, batch_id: str) -> int:
+    """Replace the batch's quarantine rows with the rejected rows of ``_checked`` (those the
+    reader could not read among them); how many."""
+    clear_quarantine(conn, source, batch_id)
+    return conn.execute(
+        "insert into raw._quarantine (source, batch_id, line_number, reason, payload, record_key) "
+        "select %s, %s, _line, _reason, _payload, _record_key from _checked where _reason is not null",
         (source.name, batch_id)).rowcount
-    return len(rejected) + moved
 
 
 def audit(conn: psycopg.Connection, source: Source, batch_id: str, location: str,

@@ -1,28 +1,41 @@
 """The one rule set that decides each row's fate, in SQL over the staged text (``_incoming``).
 
 Every path a batch takes applies these rules, so whether a row is loaded or quarantined depends
-on that row alone. A value is trimmed; an empty value is null. Integers and decimal numbers are
-digits, sign, point and exponent read by PostgreSQL (no NaN, infinities, hex or underscores);
-dates and timestamps start with an ISO date (year first: ``06/30/2026`` or ``30/06/2026`` are
-never read in a locale's order) and must be read by PostgreSQL (so ``2026-02-30`` is rejected; a
-timestamp without an offset is in the business timezone); booleans are the words of
-``TRUE_WORDS`` and ``FALSE_WORDS``; JSON must parse.
+on that row alone. A row the reader could not read keeps the reader's reason. A value is
+trimmed; an empty value is null; a key column is always required, and a text key holds at most
+``KEY_BYTES`` bytes (what a PostgreSQL index entry can hold; shared by the text columns of a
+composite key). A text or json value is at most its column's ``max_length`` characters, and JSON
+nests at most ``MAX_JSON_DEPTH`` levels (both checked first: such a value is never parsed).
+Integers and decimal numbers are digits, sign, point and exponent read by PostgreSQL (no NaN,
+infinities, hex or underscores; ``-0`` is 0); dates and timestamps start with an ISO date (year
+first: ``06/30/2026`` or ``30/06/2026`` are never read in a locale's order) and must be read by
+PostgreSQL (so ``2026-02-30`` is rejected; a timestamp without an offset is in the business
+timezone); booleans are the words of ``TRUE_WORDS`` and ``FALSE_WORDS``; JSON must parse.
 Then the declared bounds, the allowed ``values``, ``not_after_interval_end``, the business's
 opening day (no date or timestamp before it) and the source's ``rules``; within a batch,
-the newest version of a key wins and extra copies of one version are duplicates.
+the newest version of a key wins and extra copies of one version are duplicates. A rule that
+raises on some rows (a cast in ``valid_when``) is evaluated row by row, those rows getting its
+reason and the error; a rule that does not run at all is a configuration error.
+
+Every rejected row whose key columns pass their own checks records its key (``_record_key``,
+e.g. ``{"contact_id": "C123"}``), so that a quarantined row can still be traced to its record.
 
 Inputs: ``_incoming`` and the source declaration. Outputs: ``checked_rows``, the SQL of every
-row's typed values and reason (null when it is usable); ``check`` builds ``_checked`` from it.
+row's typed values, reason (null when it is usable) and record key; ``check`` builds
+``_checked`` from it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import psycopg
 from psycopg import sql
 
-from trebol.extract.readers import Staged
-from trebol.extract.sources import Column, Source
+from trebol.extract.readers import DATA_ERRORS, Staged
+from trebol.extract.sources import Column, Source, SourceConfigError
 from trebol.interval import Interval
+from trebol.warehouse.address import error_line
 from trebol.warehouse.ddl import PG_TYPES, identifiers
 
 TRUE_WORDS = ("true", "t", "1", "yes", "y")
@@ -39,6 +52,14 @@ ISO_DATE_FORMS = {"date": ("____-__-__",),
                   "timestamptz": ("____-__-__", "____-__-__T__:__%", "____-__-__ __:__%",
                                   "____-__-__Z", "____-__-__+%", "____-__-__-%")}
 CHECKED_BY_CAST = ("integer", "numeric", "date", "timestamptz", "json")
+# a value quoted in a reason is cut to this many characters (a reason names, it does not copy)
+SHOWN_CHARACTERS = 100
+# the most bytes of a key's text columns together: a btree entry holds 2,704 (PostgreSQL 12+)
+KEY_BYTES = 2_000
+# JSON nested deeper than this is refused before it is parsed: PostgreSQL's parser runs out of
+# stack (and raises, even in pg_input_is_valid) some 12,000 levels down with a 2 MB
+# max_stack_depth, Python's reader some 1,000 down
+MAX_JSON_DEPTH = 500
 TYPE_WORDS = {"integer": "a whole number", "numeric": "a number", "date": "an ISO date",
               "timestamptz": "an ISO timestamp", "boolean": "a boolean", "json": "JSON"}
 # How "PostgreSQL reads it" is decided: its input function where the server has one to ask
@@ -79,8 +100,41 @@ def _typed(column: Column) -> sql.Identifier:
     return sql.Identifier(f"{column.name}__typed")
 
 
+def _shown(value: sql.Composable) -> sql.Composable:
+    """The text of a value as a reason quotes it: cut to ``SHOWN_CHARACTERS``."""
+    return sql.SQL("case when length({v}) > {n} then left({v}, {n}) || '…' else {v} end").format(
+        v=value, n=sql.Literal(SHOWN_CHARACTERS))
+
+
+def json_depth(value: sql.Composable) -> sql.Composable:
+    """How deep a JSON text's arrays and objects nest (brackets in strings aside); 0 when it has
+    no more than ``MAX_JSON_DEPTH`` opening brackets (the usual case, not counted)."""
+    return sql.SQL(
+        "case when length({v}) - length(replace(replace({v}, '[', ''), '{{', '')) <= {d} then 0 else "
+        "(select max(depth) from (select sum(case when b in ('[', '{{') then 1 else -1 end) "
+        "over (order by n) as depth from regexp_split_to_table(regexp_replace(regexp_replace("
+        "{v}, {strings}, '', 'g'), '[^][{{}}]', '', 'g'), '') with ordinality as brackets (b, n)) "
+        "as depths) end").format(v=value, d=sql.Literal(MAX_JSON_DEPTH),
+                                 strings=sql.Literal(r'"(?:[^"\\]|\\.)*"'))
+
+
 def is_valid(column: Column, casts: str) -> sql.Composable:
-    """True when the (non-empty, trimmed) text is a value of the column's type (see the module)."""
+    """True when the (non-empty, trimmed) text is a value of the column's type (see the module);
+    false, without reading it, when it is longer than the column's ``max_length`` or JSON nested
+    deeper than ``MAX_JSON_DEPTH``."""
+    value, unread = _text(column), []
+    if column.max_length is not None:
+        unread.append(sql.SQL("length({}) > {}").format(value, sql.Literal(column.max_length)))
+    if column.type == "json":
+        unread.append(sql.SQL("{} > {}").format(json_depth(value), sql.Literal(MAX_JSON_DEPTH)))
+    if not unread:
+        return _reads(column, casts)
+    return sql.SQL("case when {} then false else {} end").format(
+        sql.SQL(" or ").join(unread), _reads(column, casts))
+
+
+def _reads(column: Column, casts: str) -> sql.Composable:
+    """True when the text is a value of the column's type."""
     value = _text(column)
     if column.type == "boolean":
         return sql.SQL("lower({}) = any({})").format(value, sql.Literal(list(TRUE_WORDS + FALSE_WORDS)))
@@ -114,23 +168,47 @@ def typed_value(column: Column) -> sql.Composable:
     return sql.SQL("cast({} as {})").format(value, sql.SQL(PG_TYPES[column.type]))
 
 
-def column_reason(column: Column, interval: Interval) -> sql.Composable:
+def _checked_columns(source: Source) -> list[tuple[Column, int | None]]:
+    """The declared columns as the checks see them, each with the bytes it may hold as a key
+    (None: not a text key): a key column is required."""
+    text_keys = [c for c in source.columns if c.name in source.primary_key and c.type == "text"]
+    return [(replace(c, required=True) if c.name in source.primary_key else c,
+             KEY_BYTES // len(text_keys) if c in text_keys else None) for c in source.columns]
+
+
+def column_reason(column: Column, interval: Interval, key_bytes: int | None = None) -> sql.Composable:
     """The first reason a column's value is unusable, or null (over the layers of ``checked_rows``)."""
     name, value, typed = sql.Literal(column.name), _text(column), _typed(column)
+    shown = _shown(value)
     checks = [sql.SQL("when {} is null then {}").format(
         value, sql.Literal(f"{column.name}: missing value") if column.required else sql.NULL)]
+    if column.max_length is not None:
+        checks.append(sql.SQL(
+            "when length({v}) > {n} then format('%s: %s characters, more than the maximum %s', {name}, "
+            "to_char(length({v}), 'FM999,999,999,990'), {shown_n})").format(
+            v=value, n=sql.Literal(column.max_length), name=name,
+            shown_n=sql.Literal(f"{column.max_length:,}")))
+    if column.type == "json":
+        checks.append(sql.SQL("when {} > {} then format('%s: JSON nested deeper than %s levels', {}, {})"
+                              ).format(json_depth(value), sql.Literal(MAX_JSON_DEPTH), name,
+                                       sql.Literal(MAX_JSON_DEPTH)))
+    if key_bytes is not None:
+        checks.append(sql.SQL(
+            "when octet_length({v}) > {n} then format('%s: %s bytes, more than a key may hold (%s)', "
+            "{name}, to_char(octet_length({v}), 'FM999,999,999,990'), {shown_n})").format(
+            v=value, n=sql.Literal(key_bytes), name=name, shown_n=sql.Literal(f"{key_bytes:,}")))
     if column.type in TYPE_WORDS:
         checks.append(sql.SQL("when not {} then format('%s: %L is not {}', {}, {})").format(
-            _ok(column), sql.SQL(TYPE_WORDS[column.type]), name, value))
+            _ok(column), sql.SQL(TYPE_WORDS[column.type]), name, shown))
     for bound, word, op in ((column.minimum, "below the plausible minimum", "<"),
                             (column.maximum, "above the plausible maximum", ">")):
         if bound is not None:
             checks.append(sql.SQL("when {} {} {} then format('%s: %s is {} %s', {}, {}, {})").format(
-                typed, sql.SQL(op), sql.Literal(bound), sql.SQL(word), name, value,
+                typed, sql.SQL(op), sql.Literal(bound), sql.SQL(word), name, shown,
                 sql.Literal(str(bound))))
     if column.values is not None:
         checks.append(sql.SQL("when not ({} = any({})) then format('%s: %L is not one of %s', {}, {}, {})"
-                              ).format(typed, sql.Literal(list(column.values)), name, value,
+                              ).format(typed, sql.Literal(list(column.values)), name, shown,
                                        sql.Literal(", ".join(column.values))))
     if column.not_before is not None:
         checks.append(sql.SQL("when {} < {}::date then format('%s: %s is before the business opened "
@@ -144,29 +222,40 @@ def column_reason(column: Column, interval: Interval) -> sql.Composable:
     return sql.SQL("case {} end").format(sql.SQL(" ").join(checks))
 
 
+def record_key(source: Source, interval: Interval) -> sql.Composable:
+    """A row's key as JSON (``{"contact_id": "C123"}``) when every key column holds a value that
+    passes its own checks; null otherwise."""
+    keys = [(c, key_bytes) for c, key_bytes in _checked_columns(source) if c.name in source.primary_key]
+    clean = sql.SQL(" and ").join(sql.SQL("{} is not null and ({}) is null").format(
+        _typed(c), column_reason(c, interval, key_bytes)) for c, key_bytes in keys)
+    pairs = sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(c.name), _typed(c)) for c, _ in keys)
+    return sql.SQL("case when {} then jsonb_build_object({}) end").format(clean, pairs)
+
+
 def checked_rows(source: Source, interval: Interval, casts: str,
                  payload: sql.Composable | None = None) -> sql.Composable:
-    """``select _line, _payload, <typed columns>, _reason from _incoming``: each value trimmed,
-    checked and cast once (the ``offset 0`` layers keep PostgreSQL from repeating them)."""
-    columns = source.columns
+    """``select _line, _payload, <typed columns>, _reason, _record_key from _incoming``: each
+    value trimmed, checked and cast once (the ``offset 0`` layers keep PostgreSQL from repeating
+    them); the reader's reason, when it gave one, comes first."""
+    columns = _checked_columns(source)
     trimmed = sql.SQL(", ").join(sql.SQL("nullif(btrim({}), '') as {}").format(
-        sql.Identifier(c.name), _text(c)) for c in columns)
+        sql.Identifier(c.name), _text(c)) for c, _ in columns)
     valid = sql.SQL(", ").join(sql.SQL("coalesce({}, true) as {}").format(is_valid(c, casts), _ok(c))
-                               for c in columns)
+                               for c, _ in columns)
     typed = sql.SQL(", ").join(sql.SQL("case when {} then {} end as {}").format(
-        _ok(c), typed_value(c), _typed(c)) for c in columns)
-    reasons = sql.SQL("coalesce({})").format(sql.SQL(", ").join(
-        column_reason(c, interval) for c in columns))
+        _ok(c), typed_value(c), _typed(c)) for c, _ in columns)
+    reasons = sql.SQL("coalesce(_read_reason, {})").format(sql.SQL(", ").join(
+        column_reason(c, interval, key_bytes) for c, key_bytes in columns))
     return sql.SQL(
-        "select _line, _payload, {out}, {reasons} as _reason from ("
+        "select _line, _payload, {out}, {reasons} as _reason, {key} as _record_key from ("
         "select *, {typed} from ("
         "select *, {valid} from ("
-        "select _line, {payload} as _payload, {trimmed} from _incoming offset 0) as trimmed offset 0) "
-        "as valid offset 0) as typed").format(
+        "select _line, {payload} as _payload, _reason as _read_reason, {trimmed} from _incoming "
+        "offset 0) as trimmed offset 0) as valid offset 0) as typed").format(
         payload=payload or sql.SQL("_payload"),
         out=sql.SQL(", ").join(sql.SQL("{} as {}").format(_typed(c), sql.Identifier(c.name))
-                               for c in columns),
-        reasons=reasons, typed=typed, valid=valid, trimmed=trimmed)
+                               for c, _ in columns),
+        reasons=reasons, key=record_key(source, interval), typed=typed, valid=valid, trimmed=trimmed)
 
 
 def check(conn: psycopg.Connection, source: Source, interval: Interval, staged: Staged,
@@ -182,11 +271,39 @@ def check(conn: psycopg.Connection, source: Source, interval: Interval, staged: 
 
 
 def apply_rules(conn: psycopg.Connection, source: Source) -> None:
-    """Give rows that break a source rule that rule's reason (rows already rejected keep theirs)."""
-    for rule in source.rules:
-        conn.execute(sql.SQL("update _checked set _reason = {} where _reason is null and "
-                             "not coalesce(({}), false)").format(sql.Literal(rule.reason),
-                                                                 sql.SQL(rule.valid_when)))
+    """Give rows that break a source rule that rule's reason (rows already rejected keep theirs).
+
+    A rule is one update; when it raises on the data (a cast in ``valid_when`` that some value
+    does not take), it is evaluated row by row and the rows it raises on get its reason with the
+    error. A rule that does not run (a column it names does not exist) is a configuration error."""
+    for index, rule in enumerate(source.rules):
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("update _checked set _reason = {} where _reason is null and "
+                                     "not coalesce(({}), false)").format(sql.Literal(rule.reason),
+                                                                         sql.SQL(rule.valid_when)))
+        except DATA_ERRORS:
+            _apply_rule_row_by_row(conn, rule.reason, rule.valid_when)
+        except psycopg.ProgrammingError as error:
+            raise SourceConfigError(f"sources.yml: sources.{source.name}.rules[{index}].valid_when: "
+                                    f"does not run ({error_line(error)})") from None
+
+
+def _apply_rule_row_by_row(conn: psycopg.Connection, reason: str, valid_when: str) -> None:
+    """A rule, evaluated row by row: a row it raises on gets its reason and the error."""
+    conn.execute(sql.SQL("""
+        create function pg_temp.trebol_rule_reason(trebol_row anyelement) returns text
+        language plpgsql as $trebol_rule$
+        begin
+            if coalesce((select ({valid_when}) from (select (trebol_row).*) as row_values), false) then
+                return null;
+            end if;
+            return {reason};
+        exception when data_exception or program_limit_exceeded then
+            return {reason} || ' (' || sqlerrm || ')';
+        end $trebol_rule$""").format(valid_when=sql.SQL(valid_when), reason=sql.Literal(reason)))
+    conn.execute("update _checked c set _reason = pg_temp.trebol_rule_reason(c) where _reason is null")
+    conn.execute("drop function pg_temp.trebol_rule_reason(anyelement)")
 
 
 def rank_duplicates(conn: psycopg.Connection, source: Source) -> None:

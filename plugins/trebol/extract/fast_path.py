@@ -3,14 +3,14 @@ and one insert applies the rule set of ``checks`` to every row.
 
 The file is COPY-ed as text into ``_incoming`` (line numbers given in arrival order), then
 ``insert into raw.<target> select <typed values> from _incoming where <no reason>`` (whether a
-date exists is left to the cast, which raises). It is taken
-only when every row is usable and every key is new: if COPY cannot read the file as one record
-per line, or the insert takes fewer rows than were read, or a key is already loaded (or twice
-in the file), everything is rolled back and the file takes the general path (readers, checks,
-apply), which gives each row the same fate by the same rules and keeps the original text of
-the rows it quarantines. An empty table (a first bulk load) is truncated first, so that with
-``wal_level = minimal`` its new files skip the WAL, and its primary key is built after the
-insert, as PostgreSQL's bulk-loading advice goes.
+date exists is left to the cast, which raises). It is taken only when every row is usable and
+every key is new: if COPY cannot read the file as one record per line, or the insert takes fewer
+rows than were read, or a key is already loaded (or twice in the file), or PostgreSQL refuses a
+value (a NUL, JSON too deep to parse), everything is rolled back and the file takes the general
+path (readers, checks, apply), which gives each row the same fate by the same rules and keeps
+the original text of the rows it quarantines. An empty table (a first bulk load) is truncated
+first, so that with ``wal_level = minimal`` its new files skip the WAL, and its primary key is
+built after the insert, as PostgreSQL's bulk-loading advice goes.
 
 Inputs: a CSV export, its source declaration. Outputs: rows of ``raw.<target>`` and a
 ``Staged``, or None (nothing changed).
@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from trebol.extract.checks import CAST_RAISES, checked_rows
-from trebol.extract.readers import Staged, create_incoming, csv_header
+from trebol.extract.readers import DATA_ERRORS, Staged, create_incoming, csv_header
 from trebol.extract.sources import Source
 from trebol.interval import Interval
 from trebol.warehouse.address import error_line
@@ -92,9 +92,10 @@ def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_i
                 conn.execute(sql.SQL("alter table {} add constraint {} primary key ({})").format(
                     target, sql.Identifier(f"{source.target}_pkey"), identifiers(source.primary_key)))
             conn.execute("drop table _incoming")
-    except (_NotClean, psycopg.errors.DataError, psycopg.errors.IntegrityError) as reason:
-        # DataError: COPY could not read the file as CSV records (field count, encoding), or a
-        # value of an ISO form does not exist (2026-02-30): the general path gives it its reason
+    except (_NotClean, *DATA_ERRORS) as reason:
+        # COPY could not read the file as CSV records (field count, encoding, a NUL), a value of
+        # an ISO form does not exist (2026-02-30), JSON too deep for the parser's stack: the
+        # general path gives the row its reason
         log.info("%s %s: general path (%s)", source.name, batch_id, error_line(reason))
         return None
     absent = [c.source_name for c in source.columns if c.source_name not in header]

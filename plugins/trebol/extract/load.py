@@ -2,15 +2,25 @@
 
 How a batch (one file, one snapshot or one query over the interval) travels:
 
-1. read (``readers``): each record staged as text in ``_incoming``; lines that cannot be read
-   (wrong field count, bytes that are not UTF-8, invalid JSON) are rejected there;
-2. check (``checks``): one SQL rule set gives each row the first reason it is unusable
-   (missing value, not a number, not an ISO date, out of the plausible range, after the
-   interval end, a source rule) and ranks duplicate keys;
+1. read (``readers``): each record staged as text in ``_incoming``; a line that cannot be read
+   (wrong field count, bytes that are not UTF-8, a NUL, invalid JSON or JSON PostgreSQL cannot
+   hold, an over-long line) is staged with its reason, and a header that cannot be trusted (a
+   column named twice, another delimiter) refuses the whole file, every line with that reason;
+2. check (``checks``): one SQL rule set gives each row the first reason it is unusable (the
+   reader's, a missing value, too long, not a number, not an ISO date, out of the plausible
+   range, after the interval end, a source rule), its key when that can be read, and ranks
+   duplicate keys;
 3. apply (``apply``): good rows are merged into the raw table by primary key (newest version
-   wins, whatever the load order) or, for snapshots, diffed into a history;
-4. audit (``audit``): rejected rows to ``raw._quarantine`` with the reason, the location and the
-   original text; one ``raw._load_audit`` row per batch: rows read = loaded + quarantined.
+   wins, whatever the load order) or, for snapshots, diffed into a history (a refused file is
+   not applied: a snapshot whose every line was refused for its header says nothing about who
+   is gone);
+4. audit (``audit``): rejected rows to ``raw._quarantine`` with the reason, the location, the
+   original text and the record's key; one ``raw._load_audit`` row per batch: rows read =
+   loaded + quarantined.
+
+No value in a file raises: whatever the data holds, the batch ends loaded or quarantined line
+by line. Only what a retry can cure raises (the warehouse or a source unreachable, a lock), and a
+configuration error (``SourceConfigError``), which no retry cures.
 
 A clean CSV file of new keys takes a shortcut (``fast_path``): PostgreSQL parses the file and
 applies the same rules in one insert; a file with any row the rules reject, or any key already
@@ -37,15 +47,16 @@ from trebol.extract import apply, checks, fast_path
 from trebol.extract.audit import (
     BatchResult,
     audit,
+    clear_quarantine,
     record_missing_files,
     write_quarantine,
-    write_quarantine_rows,
 )
 from trebol.extract.readers import (
     SourceConnector,
     SourceUnavailable,
     Staged,
     extraction_start,
+    printable,
     sha256,
     stage_csv,
     stage_jsonl,
@@ -93,7 +104,8 @@ def _day_start(day: date, tz: ZoneInfo) -> datetime:
 
 
 def _batch_id(path: Path, sources_dir: Path) -> str:
-    return path.relative_to(sources_dir).as_posix()
+    """The file's path under the sources folder (a name that is not UTF-8 shown as Latin-1)."""
+    return printable(path.relative_to(sources_dir).as_posix())
 
 
 @dataclass(frozen=True)
@@ -193,16 +205,18 @@ def _load_batch(conn: psycopg.Connection, source: Source, batch_id: str, locatio
     checks.apply_rules(conn, source)
     checks.rank_duplicates(conn, source)
     held_reason = None
-    if source.kind == "snapshot":
-        apply.stage_unreadable_keys(conn, source, [item.record_key for item in staged.rejected
-                                                   if getattr(item, "record_key", None)])
+    if staged.refused is not None:
+        if source.kind == "snapshot":
+            staged.notes.append("snapshot not applied: every line refused for the header")
+    elif source.kind == "snapshot":
+        apply.stage_unreadable_keys(conn, source)
         diff = apply.apply_snapshot(conn, source, batch_id, day or interval.end.date(),
                                     _confirmed(conn, source, batch_id, staged.checksum))
         staged.notes.append(diff.note)
         held_reason = diff.held_reason
     else:
         apply.merge(conn, source, batch_id)
-    quarantined = write_quarantine(conn, source, batch_id, staged.rejected)
+    quarantined = write_quarantine(conn, source, batch_id)
     return audit(conn, source, batch_id, location, day, staged, interval, quarantined, started_at,
                  held_reason)
 
@@ -240,7 +254,7 @@ def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path
             started_at = conn.execute("select clock_timestamp()").fetchone()[0]
             clean = fast_path.load_clean_csv(conn, source, path, batch_id, interval, timezone)
             if clean is not None:
-                write_quarantine_rows(conn, source, batch_id, [])
+                clear_quarantine(conn, source, batch_id)
                 results.append(audit(conn, source, batch_id, batch_id, file_day(path), clean,
                                      interval, 0, started_at))
                 continue

@@ -1,10 +1,25 @@
 """Readers: one batch of a source (a CSV or JSON Lines export, or a PostgreSQL query over the
 interval) staged as text in the temporary table ``_incoming``, one row per record with its line
-number and original text. Lines that cannot be read at all (wrong field count, bytes that are not
-UTF-8, invalid JSON, an unbalanced quote) are rejected here, before any check.
+number, its original text and, for a line that cannot be read, the reason.
+
+What cannot be read is decided here, before any check, and only that: a line with the wrong
+field count or an unbalanced quote; a declared field holding bytes that are not UTF-8 or a NUL
+(PostgreSQL text holds neither); a line that is not a JSON object, or nested too deeply for
+Python to read; a declared JSON value PostgreSQL cannot hold (NaN, Infinity, a number out of
+range, the escape ``\\u0000``, an unpaired surrogate); a line longer than
+``MAX_LINE_CHARACTERS``. Fields that are not declared are ignored. Such a line is staged with
+its reason and, when its key fields can still be read, with those alone (``checks`` then
+records the key, ``_record_key``); its original text is kept, with what text cannot hold shown:
+a NUL as ``␀``, a byte that is not UTF-8 as its Latin-1 character. Whether a value is usable
+(its type, length, nesting, bounds) is the checks' to say.
+
+A CSV header that cannot be trusted refuses the whole file (every line staged with that reason, a
+note in the audit): a column named twice, or a single field holding another delimiter (``;``,
+tab, ``|``). A header without a required column gives every line that reason; extra columns are
+ignored and missing optional ones are null, both noted. A UTF-8 byte order mark is skipped.
 
 Inputs: a source declaration, a file or a source connection. Outputs: ``_incoming`` and a
-``Staged`` (rows read, rejected lines, notes, the batch's checksum).
+``Staged`` (rows read, notes, the file-level refusal, the batch's checksum).
 """
 
 from __future__ import annotations
@@ -13,17 +28,19 @@ import csv
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import psycopg
 from psycopg import sql
 
-from trebol.extract.sources import Source
+from trebol.extract.sources import Column, Source
 from trebol.interval import Interval
 from trebol.redaction import redact
 from trebol.warehouse.address import error_line
@@ -32,14 +49,25 @@ from trebol.warehouse.ddl import identifiers
 log = logging.getLogger(__name__)
 SourceConnector = Callable[[str], AbstractContextManager[psycopg.Connection]]
 
-
-@dataclass(frozen=True)
-class Rejected:
-    """A row rejected while reading, before it reaches the database."""
-
-    line: int
-    reason: str
-    payload: str
+# The longest line a reader holds (characters); a longer one is rejected, read in blocks and
+# dropped but for its first PREVIEW_CHARACTERS (its payload). Python's csv module gets the same
+# limit for a field (its own, 131,072, would raise): a column's max_length is the checks' rule.
+MAX_LINE_CHARACTERS = 64 * 1024 * 1024
+PREVIEW_CHARACTERS = 1_000
+csv.field_size_limit(MAX_LINE_CHARACTERS)
+NUL_SHOWN = "\u2400"  # ␀: how a payload shows a NUL, which PostgreSQL text cannot hold
+LATIN1_BYTES = "Latin-1 bytes?"
+TOO_DEEP = "JSON nested too deeply to read"
+# a CSV header that is one field holding one of these was written with another delimiter
+OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'"}
+_BAD_BYTES = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, as surrogateescape reads them
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_RISKY_ESCAPE = re.compile(r"\\u(0000|[dD][89abcdefABCDEF])")  # \u0000 or a surrogate half
+# PostgreSQL errors the data itself causes (a value it refuses, a key it cannot index, JSON too
+# deep for its stack): deterministic, never worth a retry; connection and lock errors are not here.
+DATA_ERRORS: tuple[type[psycopg.Error], ...] = (
+    psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded,
+    psycopg.errors.StatementTooComplex)
 
 
 @dataclass
@@ -47,10 +75,12 @@ class Staged:
     """What reading a batch into the ``_incoming`` table gave."""
 
     rows_read: int = 0
-    rejected: list[Rejected] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     checksum: str = ""
     fields: list[str] = field(default_factory=list)
+    # why every line of the file was rejected (its header: refused, or a required column
+    # missing), each staged with this reason; None: the lines were read
+    refused: str | None = None
 
 
 class SourceUnavailable(RuntimeError):
@@ -66,19 +96,21 @@ def sha256(path: Path) -> str:
 
 
 def create_incoming(conn: psycopg.Connection, fields: list[str], *, numbered: bool = False) -> None:
-    """The temporary table ``_incoming``: the line number, the original text and every declared
-    field as text. ``numbered``: line numbers given by the table, from 2 (after a header), in
-    the order rows arrive (for a COPY of a whole file)."""
+    """The temporary table ``_incoming``: the line number, the original text, the reader's
+    reason (null: read) and every declared field as text. ``numbered``: line numbers given by the
+    table, from 2 (after a header), in the order rows arrive (for a COPY of a whole file)."""
     line = "_line integer generated by default as identity (start with 2)" if numbered \
         else "_line integer not null"
-    columns = [sql.SQL(line), sql.SQL("_payload text")]
+    columns = [sql.SQL(line), sql.SQL("_payload text"), sql.SQL("_reason text")]
     columns += [sql.SQL("{} text").format(sql.Identifier(name)) for name in fields]
     conn.execute("drop table if exists _incoming")
     conn.execute(sql.SQL("create temp table _incoming ({})").format(sql.SQL(", ").join(columns)))
 
 
 def copy_in(conn: psycopg.Connection, fields: list[str]) -> Any:
-    statement = sql.SQL("copy _incoming (_line, _payload, {}) from stdin").format(identifiers(fields))
+    """A COPY into ``_incoming`` of rows (line, payload, reason, *fields)."""
+    statement = sql.SQL("copy _incoming (_line, _payload, _reason, {}) from stdin").format(
+        identifiers(fields))
     return conn.cursor().copy(statement)
 
 
@@ -87,71 +119,216 @@ def csv_header(line: str) -> list[str]:
     return [name.strip() for name in next(csv.reader([line]), [])]
 
 
+def printable(text: str) -> str:
+    """Text PostgreSQL can hold: a byte that is not UTF-8 as its Latin-1 character (the usual
+    culprit), a NUL as ␀."""
+    if _BAD_BYTES.search(text):
+        text = text.encode("utf-8", "surrogateescape").decode("latin-1")
+    return text.replace("\x00", NUL_SHOWN)
+
+
+def _physical_lines(handle: TextIO, first: int) -> Iterator[tuple[int, str, int]]:
+    """Each line of ``handle`` numbered from ``first``: (number, text, 0), or, for a line longer
+    than ``MAX_LINE_CHARACTERS``, (number, its first ``PREVIEW_CHARACTERS``, its length)."""
+    number = first
+    while text := handle.readline(MAX_LINE_CHARACTERS + 1):
+        if len(text) <= MAX_LINE_CHARACTERS or text.endswith(("\n", "\r")):
+            yield number, text, 0
+        else:
+            yield number, text[:PREVIEW_CHARACTERS], _rest_of_line(handle, len(text))
+        number += 1
+
+
+def _rest_of_line(handle: TextIO, length: int) -> int:
+    """Read past the rest of an over-long line, in blocks; its length without the line end."""
+    text = "x"
+    while text and not text.endswith(("\n", "\r")):
+        text = handle.readline(1 << 20)
+        length += len(text)
+    return length - (len(text) - len(text.rstrip("\r\n")))
+
+
+def _too_long(length: int) -> str:
+    return f"line of {length:,} characters, longer than the reader's limit of {MAX_LINE_CHARACTERS:,}"
+
+
+def _rejected(line: int, payload: str, reason: str, values: Sequence[str | None]) -> tuple:
+    """The ``_incoming`` row of a line that cannot be read: printable, with its reason and the
+    values still known (the key fields, or none)."""
+    return (line, printable(payload), printable(reason), *values)
+
+
+@dataclass(frozen=True)
+class CsvHeader:
+    """What a CSV header says: where each declared column is, and what is wrong with it."""
+
+    width: int
+    positions: tuple[int | None, ...]  # per declared column: its field, or None when missing
+    keys: tuple[tuple[int, int], ...] | None  # (column index, field) of each key, when each is there once
+    notes: tuple[str, ...]
+    refused: str | None  # the file-level reason: the header cannot be trusted
+    reason: str | None  # every line's reason: refused, or a required column missing
+
+
+def _duplicates(names: list[str]) -> str | None:
+    """'email (fields 2, 4)' for each name the header holds more than once (empty names aside)."""
+    fields: dict[str, list[int]] = {}
+    for position, name in enumerate(names, start=1):
+        if name:
+            fields.setdefault(name, []).append(position)
+    repeated = [f"{name} (fields {', '.join(map(str, at))})" for name, at in fields.items() if len(at) > 1]
+    return ", ".join(repeated) or None
+
+
+def _header_refusal(source: Source, text: str, names: list[str]) -> str | None:
+    """Why a header cannot be trusted at all (None: it can)."""
+    if "\x00" in text:
+        return "header holds NUL bytes (a UTF-16 file?)"
+    if repeated := _duplicates(names):
+        return f"duplicate column(s) in the header: {repeated}"
+    expected = [column.source_name for column in source.columns]
+    if len(names) == 1 and len(expected) > 1 and names[0] not in expected:
+        delimiter = next((d for d in OTHER_DELIMITERS if d in names[0]), None)
+        if delimiter is not None:
+            return (f"header has 1 field; expected the {len(expected)} fields {', '.join(expected)} "
+                    f"separated by ',' (wrong delimiter {OTHER_DELIMITERS[delimiter]}?)")
+    return None
+
+
+def read_csv_header(source: Source, text: str) -> CsvHeader:
+    """The header of a CSV export against the source's declared columns."""
+    names = csv_header(text.rstrip("\r\n"))
+    positions = tuple(names.index(c.source_name) if c.source_name in names else None
+                      for c in source.columns)
+    keys = tuple((index, names.index(c.source_name)) for index, c in enumerate(source.columns)
+                 if c.name in source.primary_key and names.count(c.source_name) == 1)
+    readable_keys = keys if len(keys) == len(source.primary_key) else None
+    if refused := _header_refusal(source, text, names):
+        return CsvHeader(len(names), positions, readable_keys, (f"file refused: {refused}",),
+                         refused, refused)
+    declared = {column.source_name for column in source.columns}
+    extra = [name for name in names if name not in declared]
+    absent = [c.source_name for c in source.columns if c.source_name not in names]
+    required = [c.source_name for c in source.columns if c.required and c.source_name not in names]
+    notes = [printable(f"extra column(s) {', '.join(extra)} ignored")] if extra else []
+    notes += [f"column(s) {', '.join(absent)} missing"] if absent else []
+    reason = f"column(s) {', '.join(required)} missing from the header" if required else None
+    return CsvHeader(len(names), positions, readable_keys, tuple(notes), None, reason)
+
+
+def _csv_fields(payload: str) -> tuple[list[str] | None, str | None]:
+    """The fields of one CSV line, or why it is not one CSV record."""
+    if payload.count('"') % 2:
+        return None, "malformed CSV line (unbalanced quote)"
+    try:
+        return next(csv.reader((payload,)), []), None
+    except csv.Error as error:
+        return None, f"malformed CSV line ({error})"
+
+
+def _csv_key_values(header: CsvHeader, fields: list[str] | None) -> list[str | None]:
+    """The declared values of a rejected line: its key fields alone, when the line has the
+    header's width and each key field is readable text; otherwise none."""
+    values: list[str | None] = [None] * len(header.positions)
+    if fields is None or header.keys is None or len(fields) != header.width:
+        return values
+    for index, position in header.keys:
+        if _BAD_BYTES.search(fields[position]) or "\x00" in fields[position]:
+            return [None] * len(header.positions)
+        values[index] = fields[position]
+    return values
+
+
+def _csv_field_problem(columns: Sequence[Column], values: Sequence[str | None]) -> str | None:
+    """Why a declared field of a CSV line cannot be staged (None: every one can)."""
+    for column, value in zip(columns, values, strict=True):
+        if value is None:
+            continue
+        if _BAD_BYTES.search(value):
+            return f"not valid UTF-8 in field {column.source_name} ({LATIN1_BYTES})"
+        if "\x00" in value:
+            return f"NUL byte in field {column.source_name}"
+    return None
+
+
+def _csv_row(source: Source, header: CsvHeader, line: int, text: str) -> tuple:
+    """The ``_incoming`` row of one CSV line: its declared fields, or its reason."""
+    payload = text.rstrip("\r\n")
+    fields, malformed = _csv_fields(payload)
+    nothing = [None] * len(header.positions)
+    if header.reason or fields is None:
+        return _rejected(line, payload, header.reason or malformed or "", _csv_key_values(header, fields))
+    if len(fields) != header.width:
+        reason = f"not valid UTF-8 ({LATIN1_BYTES})" if _BAD_BYTES.search(payload) \
+            else f"expected {header.width} fields as in the header, got {len(fields)}"
+        return _rejected(line, payload, reason, nothing)
+    values = [fields[p] if p is not None else None for p in header.positions]
+    if "\x00" in payload or _BAD_BYTES.search(payload):
+        if problem := _csv_field_problem(source.columns, values):
+            return _rejected(line, payload, problem, _csv_key_values(header, fields))
+        payload = printable(payload)  # a field that is not declared may hold what text cannot
+    return (line, payload, None, *values)
+
+
 def stage_csv(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
-    """Read a CSV export into ``_incoming``; malformed lines are rejected, not staged.
+    """Read a CSV export into ``_incoming``; a line that cannot be read is staged with its reason.
 
     One physical line is one record: a line with an unbalanced quote is rejected on its own
     instead of swallowing the lines after it (so exports must not break fields across lines)."""
     staged = Staged(checksum=sha256(path), fields=list(source.column_names))
-    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        header = csv_header(handle.readline())
-        declared = {column.source_name for column in source.columns}
-        extra = [name for name in header if name not in declared]
-        absent = [c for c in source.columns if c.source_name not in header]
-        if extra:
-            staged.notes.append(f"extra column(s) {', '.join(extra)} ignored")
-        if absent:
-            staged.notes.append(f"column(s) {', '.join(c.source_name for c in absent)} missing")
+    create_incoming(conn, staged.fields)
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle, \
+            copy_in(conn, staged.fields) as copy:
+        lines = _physical_lines(handle, first=1)
+        _, first, first_length = next(lines, (1, "", 0))
+        header = read_csv_header(source, "" if first_length else first)
+        if first_length:
+            refused = f"header: {_too_long(first_length)}"
+            header = CsvHeader(0, header.positions, None, (f"file refused: {refused}",), refused, refused)
+        staged.notes, staged.refused = list(header.notes), header.reason
         for note in staged.notes:
-            log.warning("%s %s: %s", source.name, path.name, note)
-        missing_required = [c.source_name for c in absent if c.required]
-        positions = [header.index(c.source_name) if c.source_name in header else None
-                     for c in source.columns]
-        width = len(header)
-        current = [1]
-
-        def balanced_lines() -> Iterator[str]:
-            for number, text in enumerate(handle, start=2):
-                if not text.strip():
-                    continue
-                staged.rows_read += 1
-                if text.count('"') % 2:
-                    staged.rejected.append(Rejected(number, "malformed CSV line (unbalanced quote)",
-                                                    _printable(text.rstrip("\r\n"))))
-                    continue
-                current[0] = number
-                yield text
-
-        create_incoming(conn, staged.fields)
-        with copy_in(conn, staged.fields) as copy:
-            for fields in csv.reader(balanced_lines()):
-                line = current[0]
-                payload = ",".join(fields)
-                if max(payload, default="a") >= "\udc80" and _has_surrogates(payload):
-                    staged.rejected.append(Rejected(line, "not valid UTF-8 (Latin-1 bytes?)",
-                                                    _printable(payload)))
-                elif missing_required:
-                    staged.rejected.append(Rejected(
-                        line, f"column(s) {', '.join(missing_required)} missing from the header",
-                        payload))
-                elif len(fields) != width:
-                    staged.rejected.append(Rejected(
-                        line, f"expected {width} fields as in the header, got {len(fields)}", payload))
-                else:
-                    copy.write_row((line, payload, *(fields[p] if p is not None else None
-                                                     for p in positions)))
+            log.warning("%s %s: %s", source.name, printable(path.name), note)
+        for line, text, length in lines:
+            if not text.strip():
+                continue
+            staged.rows_read += 1
+            if length:
+                copy.write_row(_rejected(line, text + "…", header.reason or _too_long(length),
+                                         [None] * len(header.positions)))
+            else:
+                copy.write_row(_csv_row(source, header, line, text))
     return staged
 
 
-def _printable(text: str) -> str:
-    """Text with undecodable bytes shown as Latin-1 (the usual culprit), safe to store."""
-    if not _has_surrogates(text):
-        return text
-    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+@dataclass(frozen=True)
+class _Unreadable:
+    """A JSON number PostgreSQL cannot hold, kept by the parser so that its field can be named."""
+
+    text: str
+    why: str
 
 
-def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+class _JsonParser:
+    """``json.loads`` that keeps NaN, Infinity and numbers out of range as ``_Unreadable``
+    markers (Python would read them as floats PostgreSQL refuses) and says whether it met one."""
+
+    def __init__(self) -> None:
+        self.marked = False
+
+    def loads(self, payload: str, *, strict: bool) -> Any:
+        self.marked = False
+        return json.loads(payload, strict=strict, parse_constant=self._constant, parse_float=self._number)
+
+    def _constant(self, name: str) -> _Unreadable:
+        self.marked = True
+        return _Unreadable(name, f"JSON has no {name.lstrip('-')}")
+
+    def _number(self, text: str) -> float | _Unreadable:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        self.marked = True
+        return _Unreadable(f"number {text[:40]}", "out of range")
 
 
 def _json_text(value: Any) -> str | None:
@@ -164,32 +341,107 @@ def _json_text(value: Any) -> str | None:
     return str(value)
 
 
+def _json_string_problem(path: str, text: str, *, nul_byte: bool, bad_bytes: bool) -> str | None:
+    """Why a JSON string (a value or a key) cannot be staged (None: it can)."""
+    if "\x00" in text:
+        return f"NUL byte in field {path}" if nul_byte else f"NUL character (\\u0000) in field {path}"
+    if surrogate := _SURROGATE.search(text):
+        if bad_bytes and _BAD_BYTES.match(surrogate.group()):
+            return f"not valid UTF-8 in field {path} ({LATIN1_BYTES})"
+        return f"unpaired surrogate (\\u{ord(surrogate.group()):04x}) in field {path}"
+    return None
+
+
+def _json_value_problem(name: str, value: Any, *, nul_byte: bool, bad_bytes: bool) -> str | None:
+    """Why a declared field's JSON value cannot be staged (None: it can), the first problem in
+    document order; walked without recursion."""
+    pending: list[tuple[str, Any]] = [(name, value)]
+    while pending:
+        path, item = pending.pop()
+        problem = None
+        if isinstance(item, _Unreadable):
+            return f"{item.text} in field {path} ({item.why})"
+        if isinstance(item, str):
+            problem = _json_string_problem(path, item, nul_byte=nul_byte, bad_bytes=bad_bytes)
+        elif isinstance(item, dict):
+            problem = next(filter(None, (_json_string_problem(f"{path} (a key)", key, nul_byte=nul_byte,
+                                                              bad_bytes=bad_bytes) for key in item)), None)
+            pending.extend((f"{path}.{key}", child) for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            pending.extend((f"{path}[{i}]", item[i]) for i in range(len(item) - 1, -1, -1))
+        if problem:
+            return problem
+    return None
+
+
+def _json_reason(payload: str, error: ValueError, *, nul_byte: bool, bad_bytes: bool) -> str:
+    """Why a line is not JSON."""
+    if bad_bytes:
+        return f"not valid UTF-8 ({LATIN1_BYTES})"
+    if nul_byte:
+        return f"NUL byte at column {payload.index(chr(0)) + 1}"
+    if isinstance(error, json.JSONDecodeError):
+        return f"not valid JSON ({error.msg} at column {error.colno})"
+    return f"not valid JSON ({str(error).split(':')[0]})"  # e.g. an integer of over 4,300 digits
+
+
+def _json_row(source: Source, parser: _JsonParser, line: int, text: str) -> tuple:
+    """The ``_incoming`` row of one JSON line: its declared fields, or its reason."""
+    payload = text.rstrip("\n")
+    try:
+        return _json_record_row(source, parser, line, payload)
+    except RecursionError:  # Python reads (and writes) JSON about 1,000 levels deep at most
+        return _rejected(line, payload, TOO_DEEP, [None] * len(source.columns))
+
+
+def _json_record_row(source: Source, parser: _JsonParser, line: int, payload: str) -> tuple:
+    nothing = [None] * len(source.columns)
+    nul_byte, bad_bytes = "\x00" in payload, bool(_BAD_BYTES.search(payload))
+    try:
+        record = parser.loads(payload, strict=not nul_byte)
+    except ValueError as error:
+        return _rejected(line, payload, _json_reason(payload, error, nul_byte=nul_byte,
+                                                     bad_bytes=bad_bytes), nothing)
+    if not isinstance(record, dict):
+        return _rejected(line, payload, f"not valid UTF-8 ({LATIN1_BYTES})" if bad_bytes
+                         else "not a JSON object", nothing)
+    values = [record.get(c.source_name) for c in source.columns]
+    if parser.marked or nul_byte or bad_bytes or _RISKY_ESCAPE.search(payload):
+        problems = [_json_value_problem(c.source_name, value, nul_byte=nul_byte, bad_bytes=bad_bytes)
+                    for c, value in zip(source.columns, values, strict=True)]
+        problem = next(filter(None, problems), None)
+        if problem is None and nul_byte:
+            problem = f"NUL byte at column {payload.index(chr(0)) + 1}"
+        if problem:
+            return _rejected(line, payload, problem, _json_key_values(source, values, problems))
+        payload = printable(payload)  # a field that is not declared may hold what text cannot
+    return (line, payload, None, *(_json_text(value) for value in values))
+
+
+def _json_key_values(source: Source, values: list[Any], problems: list[str | None]) -> list[str | None]:
+    """The declared values of a rejected JSON line: its key fields alone, when each is readable."""
+    keys = [c.name in source.primary_key for c in source.columns]
+    if any(problem for is_key, problem in zip(keys, problems, strict=True) if is_key):
+        return [None] * len(values)
+    return [_json_text(value) if is_key else None for is_key, value in zip(keys, values, strict=True)]
+
+
 def stage_jsonl(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
-    """Read a JSON Lines export into ``_incoming``; lines that are not JSON objects are rejected."""
+    """Read a JSON Lines export into ``_incoming``; a line that cannot be read is staged with its
+    reason (see the module)."""
     staged = Staged(checksum=sha256(path), fields=list(source.column_names))
     create_incoming(conn, staged.fields)
-    with path.open(encoding="utf-8", errors="surrogateescape") as handle, \
+    parser = _JsonParser()
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as handle, \
             copy_in(conn, staged.fields) as copy:
-        for line, text in enumerate(handle, start=1):
+        for line, text, length in _physical_lines(handle, first=1):
             if not text.strip():
                 continue
             staged.rows_read += 1
-            payload = text.rstrip("\n")
-            if _has_surrogates(payload):
-                staged.rejected.append(Rejected(line, "not valid UTF-8 (Latin-1 bytes?)",
-                                                _printable(payload)))
-                continue
-            try:
-                record = json.loads(payload)
-            except json.JSONDecodeError as error:
-                staged.rejected.append(Rejected(line, f"not valid JSON ({error.msg} at column "
-                                                      f"{error.colno})", payload))
-                continue
-            if not isinstance(record, dict):
-                staged.rejected.append(Rejected(line, "not a JSON object", payload))
-                continue
-            copy.write_row((line, payload,
-                            *(_json_text(record.get(c.source_name)) for c in source.columns)))
+            if length:
+                copy.write_row(_rejected(line, text + "…", _too_long(length), [None] * len(staged.fields)))
+            else:
+                copy.write_row(_json_row(source, parser, line, text))
     return staged
 
 
@@ -216,7 +468,7 @@ def stage_postgres(conn: psycopg.Connection, source: Source, interval: Interval,
     selected = sql.SQL(", ").join(
         sql.SQL("{}::text").format(sql.Identifier(c.source_name)) for c in source.columns)
     query = sql.SQL(
-        "copy (select row_number() over (order by {key}), null, {cols} from {rel} "
+        "copy (select row_number() over (order by {key}), null, null, {cols} from {rel} "
         "where {cur} >= {start} and {cur} < {end} order by {key}) to stdout").format(
         key=identifiers(source.column(k).source_name for k in source.primary_key), cols=selected,
         rel=relation, cur=sql.Identifier(source.column(source.cursor or "").source_name),

@@ -16,8 +16,10 @@ Kinds:
   extracted by a ``cursor`` column over the interval (plus the lookback).
 
 Each column's checks: ``required``, ``min`` / ``max`` (numbers), ``values`` (the only values a
-text column may hold), ``not_after_interval_end`` (dates and timestamps); and, for every date and
-timestamp of every source, not before the file's ``business_opened_on``.
+text column may hold), ``not_after_interval_end`` (dates and timestamps), ``max_length`` (text and
+json columns, in characters; default ``max_text_length`` for text, 1,000, and ``max_json_length``
+for json, 100,000, both settable at the top of the file: no text or JSON value is unbounded);
+and, for every date and timestamp of every source, not before the file's ``business_opened_on``.
 Besides the checks of each column, ``rules`` hold checks across the columns of a row: a
 ``reason`` and a SQL condition ``valid_when`` over the row's (typed) columns. A column declared
 with ``store: false`` is read and checked like the others (so rules can use it) but not kept in
@@ -41,6 +43,10 @@ from trebol.settings import ConfigError, load_settings
 KINDS = ("files", "snapshot", "postgres")
 FORMATS = ("csv", "jsonl")
 TYPES = ("text", "integer", "numeric", "boolean", "date", "timestamptz", "json")
+# the longest value (characters) of a text or json column without its own max_length, unless the
+# top of sources.yml sets max_text_length / max_json_length; other types are bounded by their form
+DEFAULT_MAX_LENGTHS = {"text": 1_000, "json": 100_000}
+MAX_LENGTH_KEYS = {"text": "max_text_length", "json": "max_json_length"}
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 # a source table: table or schema.table, plain lower-case identifiers
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
@@ -75,6 +81,8 @@ class Column:
     values: tuple[str, ...] | None = None
     # no date or timestamp is before the business opened (sources.yml business_opened_on)
     not_before: date | None = None
+    # the longest value in characters (text and json columns); None: no limit
+    max_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +153,24 @@ def _bound(where: str, name: str, spec: dict[str, Any], key: str) -> Decimal | N
     return bound
 
 
-def _column(where: str, name: str, spec: dict[str, Any], opened_on: date) -> Column:
+def _length(where: str, value: Any) -> int:
+    """A maximum length: a whole number of characters, at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SourceConfigError(f"{where}: {value!r} is not a whole number of characters (1 or more)")
+    return value
+
+
+def _max_length(where: str, name: str, spec: dict[str, Any], max_lengths: dict[str, int]) -> int | None:
+    kind = spec.get("type")
+    if "max_length" not in spec:
+        return max_lengths.get(kind)
+    if kind not in max_lengths:
+        raise SourceConfigError(f"{where}.columns.{name}.max_length: only for text and json columns")
+    return _length(f"{where}.columns.{name}.max_length", spec["max_length"])
+
+
+def _column(where: str, name: str, spec: dict[str, Any], opened_on: date,
+            max_lengths: dict[str, int]) -> Column:
     kind = spec.get("type")
     if kind not in TYPES:
         raise SourceConfigError(f"{where}.columns.{name}.type: {kind!r} is not one of {TYPES}")
@@ -155,7 +180,8 @@ def _column(where: str, name: str, spec: dict[str, Any], opened_on: date) -> Col
     return Column(name, kind, str(spec.get("from", name)), bool(spec.get("required", False)),
                   bounds["min"], bounds["max"], bool(spec.get("not_after_interval_end", False)),
                   bool(spec.get("store", True)), _values(where, name, spec),
-                  opened_on if kind in ("date", "timestamptz") else None)
+                  opened_on if kind in ("date", "timestamptz") else None,
+                  _max_length(where, name, spec, max_lengths))
 
 
 def _confined_path(where: str, pattern: str, sources_dir: Path) -> str:
@@ -199,7 +225,7 @@ def _require(where: str, spec: dict[str, Any], *keys: str) -> None:
 
 
 def _source(path: Path, name: str, spec: dict[str, Any], opened_on: date,
-            sources_dir: Path) -> Source:
+            max_lengths: dict[str, int], sources_dir: Path) -> Source:
     where = f"{path.name}: sources.{name}"
     kind = spec.get("kind")
     if kind not in KINDS:
@@ -224,7 +250,7 @@ def _source(path: Path, name: str, spec: dict[str, Any], opened_on: date,
             raise SourceConfigError(f"{where}.format: {spec.get('format')!r} is not one of {FORMATS}")
     if not IDENTIFIER.match(spec["target"]):
         raise SourceConfigError(f"{where}.target: {spec['target']!r} is not a plain table name")
-    columns = tuple(_column(where, col, col_spec or {}, opened_on)
+    columns = tuple(_column(where, col, col_spec or {}, opened_on, max_lengths)
                     for col, col_spec in spec["columns"].items())
     names = {column.name for column in columns}
     keys = [*spec["primary_key"], *[spec[k] for k in ("version_column", "cursor") if spec.get(k)]]
@@ -274,7 +300,9 @@ def load_sources(path: Path | None = None, sources_dir: Path | None = None) -> d
     if not isinstance(opened_on, date):
         raise SourceConfigError(f"{path.name}: business_opened_on: {opened_on!r} is not a date "
                                 "(YYYY-MM-DD: no date of any source is earlier)")
-    sources = {name: _source(path, name, spec or {}, opened_on, sources_dir)
+    max_lengths = {kind: _length(f"{path.name}: {key}", document.get(key, DEFAULT_MAX_LENGTHS[kind]))
+                   for kind, key in MAX_LENGTH_KEYS.items()}
+    sources = {name: _source(path, name, spec or {}, opened_on, max_lengths, sources_dir)
                for name, spec in (document.get("sources") or {}).items()}
     if not sources:
         raise SourceConfigError(f"{path}: declares no sources")

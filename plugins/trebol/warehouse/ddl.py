@@ -172,6 +172,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             return false;
         end $$""",
     )),
+    Migration(7, "quarantine: the key of a rejected record, when it could be read", (
+        # e.g. {"contact_id": "C123"}: whose row was quarantined (consent kept fail-safe, erasure)
+        "alter table raw._quarantine add column if not exists record_key jsonb",
+    )),
     Migration(8, "snapshots held by the loader's guard, and the operator's confirmations", (
         # why a batch was held (nothing of it applied, every row quarantined); null: applied
         "alter table raw._load_audit add column if not exists held_reason text",
