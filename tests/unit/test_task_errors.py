@@ -73,3 +73,15 @@ def test_only_data_errors_are_final(monkeypatch: pytest.MonkeyPatch, error: Exce
     if final:
         assert str(raised.value) == f"{type(error).__name__}: {error}"
         assert raised.value.__cause__ is error
+
+
+def test_a_clv_guard_rail_fails_the_fit_without_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trebol.clv import fitting, predictions
+
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise fitting.CLVFitError("BG/NBD: 12 repeat customers, fewer than the 100 required")
+
+    monkeypatch.setattr(tasks, "warehouse_connection", _no_warehouse)
+    monkeypatch.setattr(predictions, "run_clv", refused)
+    with pytest.raises(AirflowFailException, match="CLVFitError: BG/NBD: 12 repeat customers"):
+        tasks.fit_clv(INTERVAL)

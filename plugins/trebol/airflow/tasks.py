@@ -25,6 +25,7 @@ from trebol import summary
 from trebol.activation import audiences
 from trebol.airflow.connections import warehouse_connection, warehouse_dsn
 from trebol.clv import predictions
+from trebol.clv.fitting import CLVFitError
 from trebol.extract import load
 from trebol.extract.audit import iter_results
 from trebol.extract.readers import DATA_ERRORS
@@ -37,8 +38,10 @@ from trebol.warehouse import ddl
 from trebol.warehouse.address import error_line
 
 log = logging.getLogger(__name__)
-# errors a retry meets again: the task fails without one
-DETERMINISTIC_ERRORS: tuple[type[Exception], ...] = (SettingsError, ConfigError, *DATA_ERRORS)
+# errors a retry meets again: the task fails without one (a CLV guard rail judges the same data
+# the same way)
+DETERMINISTIC_ERRORS: tuple[type[Exception], ...] = (SettingsError, ConfigError, CLVFitError,
+                                                      *DATA_ERRORS)
 P = ParamSpec("P")
 R = TypeVar("R")
 
