@@ -183,3 +183,58 @@ def test_a_load_whose_connection_the_server_terminates_leaves_no_trace(
     assert (after, audits) == (before, 1)
     assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (5001, 5001, 0)
     assert rows[0] == 5001 and str(rows[1]) == "2"
+
+
+KILLED_PUSH = """
+import sys
+from datetime import date
+from pathlib import Path
+import psycopg
+from trebol.activation import audiences
+with psycopg.connect(sys.argv[1], autocommit=True, application_name="trebol-killed-push") as conn:
+    [audience] = audiences.load_audiences()
+    audiences.push_audience(conn, audience, date.fromisoformat(sys.argv[2]), Path(sys.argv[3]),
+                            "killed_run")
+"""
+
+
+def test_a_push_killed_between_its_file_and_its_log_is_made_whole_by_the_rerun(
+        demo_marts: DemoMarts, tmp_path: Path) -> None:
+    """The file drop is written whole (a temporary file renamed) before the push is logged:
+    killed while waiting to log, the file is complete and no temporary file is left; the re-run
+    writes the same bytes and logs the push once."""
+    from trebol.activation import audiences
+
+    database = dsn_parts(demo_marts.dsn).dbname
+    [audience] = audiences.load_audiences()
+    clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
+    with psycopg.connect(demo_marts.dsn, autocommit=True) as conn:
+        audiences.stage_audiences(conn, [audience], DEMO_DATE)
+        clean = audiences.push_audience(conn, audience, DEMO_DATE, clean_dir, "clean_run")
+        blocker = psycopg.connect(demo_marts.dsn)
+        blocker.execute("lock table activation.push_log in share mode")
+        child = subprocess.Popen([sys.executable, "-c", KILLED_PUSH, demo_marts.dsn,
+                                  DEMO_DATE.isoformat(), str(killed_dir)], cwd=PROJECT_DIR)
+        try:
+            pid = _wait_until_blocked(conn, database, "push_log", child)
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+        finally:
+            blocker.rollback()
+            blocker.close()
+        _gone(conn, pid)
+        left_by_kill = sorted(p.relative_to(killed_dir).as_posix() for p in killed_dir.rglob("*"))
+        dropped = (killed_dir / audience.name / f"{DEMO_DATE.isoformat()}.csv").read_bytes()
+        logged_by_killed = conn.execute("select count(*) from activation.push_log "
+                                        "where run_id = 'killed_run'").fetchone()[0]
+        rerun = audiences.push_audience(conn, audience, DEMO_DATE, killed_dir, "rerun")
+        logs = conn.execute("select run_id, content_sha256 from activation.push_log "
+                            "where as_of_date = %s and audience = %s", (DEMO_DATE, audience.name)
+                            ).fetchall()
+        conn.execute("delete from activation.push_log where as_of_date = %s", (DEMO_DATE,))
+        conn.execute("delete from activation.audience_members where as_of_date = %s", (DEMO_DATE,))
+    # killed: the file complete (the clean run's bytes), nothing temporary, nothing logged
+    assert left_by_kill == [audience.name, f"{audience.name}/{DEMO_DATE.isoformat()}.csv"]
+    assert dropped == Path(clean.target).read_bytes() and logged_by_killed == 0
+    assert rerun.rows == clean.rows > 0 and rerun.sha256 == clean.sha256
+    assert logs == [("rerun", clean.sha256)]
