@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from trebol.extract import load
 from trebol.extract.sources import load_sources
 from trebol.warehouse import ddl
+from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts
 
 from ..helpers import (
     DEMO_DATE,
@@ -46,19 +49,42 @@ def _unsubscribed_unreadably(row: dict[str, str], fault: str) -> bytes:
     return line
 
 
-@pytest.mark.parametrize("fault", ["latin-1 byte", "unreadable timestamp"])
-def test_an_unsubscribe_lost_in_quarantine_takes_the_customers_consent_away(
-        test_warehouse: SessionWarehouse, demo_sources: object, tmp_path: Path, fault: str) -> None:
-    dsn = fresh_database(test_warehouse.dsn, "trebol_test_consent")
-    sources = load_sources()
+@pytest.fixture(scope="module")
+def consenting_warehouse(test_warehouse: SessionWarehouse, demo_sources: object,
+                         tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database holding the demo sources loaded until DEMO_DATE and dim_customers built as of
+    it: each test copies it (a template) and changes its copy."""
+    dsn = fresh_database(test_warehouse.dsn, "trebol_test_consent_base")
+    work = tmp_path_factory.mktemp("consent")
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             ddl.bootstrap(conn)
             load_sources_until(conn, test_warehouse.pos_dsn, test_warehouse.settings.sources_dir,
                                DEMO_DATE)
-            run_dbt(dsn, local_midnight(DEMO_DATE), "seed", work_dir=tmp_path)
-            run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select", "+dim_customers",
-                    work_dir=tmp_path)
+        run_dbt(dsn, local_midnight(DEMO_DATE), "seed", work_dir=work)
+        run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select", "+dim_customers", work_dir=work)
+        yield dsn
+    finally:
+        drop_database(test_warehouse.dsn, dsn)
+
+
+def _copy(admin_dsn: str, template_dsn: str, name: str) -> str:
+    parts = dsn_parts(template_dsn)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("create database {} template {}").format(
+            sql.Identifier(name), sql.Identifier(parts.dbname)))
+    return build_dsn(DsnParts(parts.host, parts.port, parts.user, parts.password, name))
+
+
+@pytest.mark.parametrize("fault", ["latin-1 byte", "unreadable timestamp"])
+def test_an_unsubscribe_lost_in_quarantine_takes_the_customers_consent_away(
+        test_warehouse: SessionWarehouse, consenting_warehouse: str, tmp_path: Path,
+        fault: str) -> None:
+    dsn = _copy(test_warehouse.dsn, consenting_warehouse, "trebol_test_consent")
+    sources = load_sources()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
             key, contacts = conn.execute("""select customer_key, crm_contact_ids
                 from marts.dim_customers where has_marketing_consent and crm_contact_ids like '%%,%%'
                 order by customer_key limit 1""").fetchone()
