@@ -19,6 +19,7 @@ from psycopg import sql
 
 from trebol import summary
 from trebol.activation import audiences
+from trebol.airflow import connections
 from trebol.demo import SimulationResult
 from trebol.extract.sources import load_sources
 from trebol.warehouse import address, ddl
@@ -97,6 +98,27 @@ def warehouse(test_warehouse: SessionWarehouse, demo_sources: SimulationResult,
         yield roles
     finally:
         drop_database(test_warehouse.dsn, dsn)
+
+
+def test_each_task_connects_as_its_role(warehouse: RolesWarehouse,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Airflow connections `trebol run` defines reach the warehouse as each task's role."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{address.AIRFLOW_CONN_ID.upper()}",
+                       address.airflow_connection_json(warehouse.admin))
+    for role, dsn in warehouse.logins.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_{address.role_conn_id(role).upper()}",
+                           address.airflow_connection_json(dsn))
+    admin = address.dsn_parts(warehouse.admin).user
+    for task, role in connections.ROLE_OF_TASK.items():
+        with connections.task_connection(task) as conn:
+            users = conn.execute("select current_user, session_user").fetchone()
+        expected = (admin, admin) if role is None else (address.group_role(role),
+                                                        address.login_role(role))
+        assert users == expected, task
+    # dbt's profile gets the transformer's login from its task's connection
+    for task in ("dbt_build", "dbt_build_value"):
+        dbt_user = address.dbt_env(connections.warehouse_parts(connections.task_conn_id(task)))
+        assert dbt_user["TREBOL_DBT_USER"] == address.login_role("transformer"), task
 
 
 def test_the_loader_writes_raw_and_nothing_else(warehouse: RolesWarehouse) -> None:
