@@ -8,6 +8,7 @@ refusal (``InsufficientPrivilege``), never an error of a missing table.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,6 +23,9 @@ from trebol.activation import audiences
 from trebol.airflow import connections
 from trebol.demo import SimulationResult
 from trebol.extract.sources import load_sources
+from trebol.quality import gate
+from trebol.quality.rules import load_rules
+from trebol.settings import load_settings
 from trebol.warehouse import address, ddl
 
 from ..helpers import (
@@ -211,8 +215,16 @@ def test_the_checker_reads_every_layer_and_writes_only_the_verdicts(warehouse: R
         assert as_checker["rows_per_layer"] == summary.rows_per_layer(admin)
         assert as_checker["marts_checksum"] == summary.marts_checksum(admin)
         assert as_checker["identity"] == summary.identity(admin)
-        # what the Great Expectations suites read
-        assert checker.execute("select count(*) from quality.raw_source_days").fetchone()[0] > 0
+        # the raw-batch checks, Great Expectations and their record, as the checker (what the
+        # demo's batches are worth, an error or not, is tests/integration/test_quality.py's)
+        run = gate.QualityRun(dsn=warehouse.logins["checker"], as_of_date=DEMO_DATE,
+                              interval_end=local_midnight(DEMO_DATE), run_id="roles_test_checks",
+                              timezone="Europe/Madrid", expectations_dir=load_settings().expectations_dir,
+                              report_dir=tmp_path / "reports")
+        with contextlib.suppress(gate.QualityGateError):
+            gate.check_raw_batches(checker, run, list(load_sources().values()), load_rules())
+        assert checker.execute("select count(distinct suite) from marts.data_quality_results "
+                               "where run_id = 'roles_test_checks'").fetchone()[0] > 1
         with checker.transaction(force_rollback=True):
             checker.execute("""insert into marts.data_quality_results values
                 (%s, 'roles_test', 'suite', 'expectation', 'id', null, 'error', true, '1')""",
