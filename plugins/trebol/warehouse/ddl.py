@@ -16,7 +16,7 @@ connection this module is handed (Airflow's ``trebol_warehouse``) is the admin's
 migrations only. README, "Least privilege", has the whole matrix.
 
 Inputs: a psycopg connection (autocommit) and, for the raw tables, the declared sources.
-Outputs: tables; nothing else in the package creates one.
+Outputs: tables, roles and grants; nothing else in the package creates one.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from psycopg import sql
 from trebol.extract.sources import Source
 from trebol.warehouse.address import TASK_ROLES, group_role, login_role
 
-# the schemas Trébol's own tables live in; dbt creates (and keeps private) the layers it builds
+# the schemas Trébol's own tables live in; the layers dbt builds are made by migration 10 for the
+# transformer (DBT_SCHEMAS) or by dbt itself (the dev target's), and dbt keeps them private
 OWN_SCHEMAS = ("raw", "marts", "activation")
 META_SCHEMA = "trebol_meta"
 BI_ROLE = "bi_reader"
