@@ -5,43 +5,45 @@ The nightly batch for one data interval (the day before the logical date, in the
 timezone `TREBOL_TIMEZONE`); every step computes "as of" the interval end, so re-running or
 backfilling a date reproduces that date.
 
-1. **prepare_warehouse**: layer schemas and Trébol's own tables exist (idempotent).
-2. **extract_load**: one mapped task per source in `$TREBOL_CONFIG_DIR/sources.yml`: files of
-   the interval (plus the late-arrival lookback) are COPY-loaded into `raw`, bad rows quarantined,
-   every file audited in `raw._load_audit` (rows read = loaded + quarantined).
-3. **dbt_build**: `dbt build` of `dbt_project/` through Cosmos (models, seeds and data tests
-   in one task; the dbt unit tests check the SQL on fixed inputs and run in CI, not nightly)
-   but for what reads the CLV predictions: staging (normalised identifiers), identity
-   resolution (stable customer keys), `dim_customers`, `fct_transactions`, RFMT, and the
-   `quality` models the raw suites read.
-4. **check_raw_batches** (once dbt_build is done, whether or not it passed): Great Expectations
-   suites on the rows the run's batches loaded (distributions: the share of unusual amounts, of
-   tickets with a loyalty card, of orders with an email) and on each source's batches (share
-   quarantined, the day's volume against the previous days). Types, keys, required values,
+1. **prepare_warehouse** (as the admin): the warehouse's migrations (layer schemas, the task roles
+   and their privileges, Trébol's own tables) and the sources' raw tables (idempotent).
+2. **extract_load** (loader): one mapped task per source in `$TREBOL_CONFIG_DIR/sources.yml`:
+   files of the interval (plus the late-arrival lookback) are COPY-loaded into `raw`, bad rows
+   quarantined, every file audited in `raw._load_audit` (rows read = loaded + quarantined).
+3. **dbt_build** (transformer): `dbt build` of `dbt_project/` through Cosmos (models, seeds and
+   data tests in one task; the dbt unit tests check the SQL on fixed inputs and run in CI, not
+   nightly) but for what reads the CLV predictions: staging (normalised identifiers), identity
+   resolution (stable customer keys), `dim_customers`, `fct_transactions`, RFMT, and the `quality`
+   models the raw suites read.
+4. **check_raw_batches** (checker; once dbt_build is done, whether or not it passed): Great
+   Expectations suites on the rows the run's batches loaded (distributions: the share of unusual
+   amounts, of tickets with a loyalty card, of orders with an email) and on each source's batches
+   (share quarantined, the day's volume against the previous days). Types, keys, required values,
    categories and date bounds are the loader's: rows breaking them are already quarantined.
-5. **fit_clv**: BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases as of the
-   run's date: `marts.customer_clv` (p_alive, expected purchases, predicted CLV as discounted
-   margin, churn risk) and `marts.clv_model_runs`; a failed guard rail fails the task and leaves
-   the previous predictions in place.
-6. **dbt_build_value**: `dbt build` of the models that read `customer_clv` and their descendants
-   (`source:clv+`: customer value tiers, segments and their history, the service recovery
-   queue, the `quality` models comparing segments and values with the previous run). It runs
-   once dbt_build succeeded, whether or not the fit did: without predictions for the date the
+5. **fit_clv** (transformer): BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases as
+   of the run's date: `marts.customer_clv` (p_alive, expected purchases, predicted CLV as
+   discounted margin, churn risk) and `marts.clv_model_runs`; a failed guard rail fails the task
+   and leaves the previous predictions in place.
+6. **dbt_build_value** (transformer): `dbt build` of the models that read `customer_clv` and their
+   descendants (`source:clv+`: customer value tiers, segments and their history, the service
+   recovery queue, the `quality` models comparing segments and values with the previous run). It
+   runs once dbt_build succeeded, whether or not the fit did: without predictions for the date the
    models fall back to their documented rules (`value_tier_basis`, `churn_risk_basis`), so the
    marts stay those of the run's date.
-7. **stage_audiences**: the members of each audience of `$TREBOL_CONFIG_DIR/audiences.yml` for the date
-   (consenting customers with an email) into `activation.audience_members`.
-8. **check_marts**: Great Expectations suites on what dbt's contracts and tests cannot judge:
-   the share of customers with an email or phone, plausible CLV predictions, segment sizes and
-   value quantiles (12-month net value, predicted CLV) against the previous run, the spread of
+7. **stage_audiences** (activation): the members of each audience of
+   `$TREBOL_CONFIG_DIR/audiences.yml` for the date (consenting customers with an email) into
+   `activation.audience_members`.
+8. **check_marts** (checker): Great Expectations suites on what dbt's contracts and tests cannot
+   judge: the share of customers with an email or phone, plausible CLV predictions, segment sizes
+   and value quantiles (12-month net value, predicted CLV) against the previous run, the spread of
    p_alive, and consent in every staged audience.
-9. **push_audiences**: only when both check tasks and the fit passed (an expectation of
-   severity error fails its task, and the push does not run): the staged members go to their
+9. **push_audiences** (activation): only when both check tasks and the fit passed (an expectation
+   of severity error fails its task, and the push does not run): the staged members go to their
    destination (file drop), logged in `activation.push_log`.
-10. **summarize** (always, whatever failed): rows per layer, customers per segment, the checks
-    of this run (`marts.data_quality_results`) with each failure, whether this run pushed (or
-    why not) and its pushes, never an earlier run's: `summary.json` in the run's report folder,
-    beside the run's Data Docs (`data_docs/`).
+10. **summarize** (checker; always, whatever failed): rows per layer, customers per segment, the
+    checks of this run (`marts.data_quality_results`) with each failure, whether this run pushed
+    (or why not) and its pushes, never an earlier run's: `summary.json` in the run's report
+    folder, beside the run's Data Docs (`data_docs/`).
     **fail_run** runs only if a task failed, so that the DAG run is marked failed.
 
 Every task calls one typed function of `trebol.airflow.tasks` with the run's data interval
@@ -49,7 +51,10 @@ Every task calls one typed function of `trebol.airflow.tasks` with the run's dat
 for what time may cure (a connection, a lock): a wrong setting or configuration file, or a value
 PostgreSQL refuses, fails a task at once (`AirflowFailException`), without retry.
 
-Warehouse: Airflow connection `trebol_warehouse`. Owner: data engineering.
+Warehouse: each task connects as the role in brackets, through its own Airflow connection
+(`trebol_warehouse_loader`, `_transformer`, `_activation`, `_checker`; the admin's
+`trebol_warehouse` for prepare_warehouse alone), which may do what the task does and no more
+(README, "Least privilege"; `trebol.airflow.connections.ROLE_OF_TASK`). Owner: data engineering.
 """
 
 from __future__ import annotations

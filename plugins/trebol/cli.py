@@ -9,12 +9,14 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from trebol.settings import (
+    ROLE_DSN_SETTINGS,
     SETTINGS,
     ConfigError,
     Settings,
@@ -56,7 +58,7 @@ def _check_config() -> dict[str, Source]:
     return load_sources()
 
 
-def _run(settings: Settings, run_date: date, dsn: str, pos_dsn: str, sources: list[str]) -> int:
+def _run(settings: Settings, run_date: date, warehouse: Warehouse, sources: list[str]) -> int:
     """The nightly DAG for one logical date with real Airflow, then the summary."""
     from trebol import summary
     from trebol.airflow.local_runner import run_dag
@@ -67,7 +69,8 @@ def _run(settings: Settings, run_date: date, dsn: str, pos_dsn: str, sources: li
     started = time.monotonic()
     (report_dir / "summary.json").unlink(missing_ok=True)
     try:
-        run_dag(settings, dsn, pos_dsn, DAG_ID, logical_date, report_dir / "airflow.log", _progress,
+        run_dag(settings, warehouse.dsn, warehouse.pos_dsn, warehouse.role_dsns, DAG_ID,
+                logical_date, report_dir / "airflow.log", _progress,
                 map_labels={"extract_load": sorted(sources)})
     finally:
         # the summary task runs whatever the checks found: print it before any failure
@@ -77,15 +80,31 @@ def _run(settings: Settings, run_date: date, dsn: str, pos_dsn: str, sources: li
     return 0
 
 
-def _warehouse(settings: Settings) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Warehouse:
+    """Where a run's tasks connect: the admin's DSN (migrations), the POS database, each task
+    role's DSN (the repr leaves them out: they may hold passwords)."""
+
+    dsn: str = field(repr=False)
+    pos_dsn: str = field(repr=False)
+    role_dsns: dict[str, str] = field(repr=False)
+
+
+def _warehouse(settings: Settings) -> Warehouse:
     from trebol.redaction import redact
     from trebol.warehouse import embedded
 
     dsn = embedded.resolve_dsn(settings)
     pos_dsn = embedded.resolve_pos_dsn(settings, dsn)
+    role_dsns = embedded.resolve_role_dsns(settings, dsn)
     where = "embedded" if settings.uses_embedded_warehouse else "external"
     _progress(f"warehouse: {where} PostgreSQL at {redact(dsn)}")
-    return dsn, pos_dsn
+    as_admin = [role for role, role_dsn in role_dsns.items() if role_dsn == dsn]
+    if as_admin:
+        _progress(f"warehouse: the {', '.join(as_admin)} tasks connect as TREBOL_WAREHOUSE_DSN's "
+                  f"user (for least privilege set {', '.join(ROLE_DSN_SETTINGS[r] for r in as_admin)}:"
+                  " README, Least privilege)")
+    return Warehouse(dsn, pos_dsn, role_dsns)
 
 
 def command_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -101,8 +120,7 @@ def command_run(settings: Settings, args: argparse.Namespace) -> int:
               f"{run_date}); deliver them there, set TREBOL_SOURCES_DIR, or try `trebol demo`",
               file=sys.stderr)
         return 2
-    dsn, pos_dsn = _warehouse(settings)
-    return _run(settings, run_date, dsn, pos_dsn, list(sources))
+    return _run(settings, run_date, _warehouse(settings), list(sources))
 
 
 def command_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -112,15 +130,15 @@ def command_demo(settings: Settings, args: argparse.Namespace) -> int:
     sources = _check_config()
     check_writable(settings)
     run_date: date = args.date or settings.demo_date
-    dsn, pos_dsn = _warehouse(settings)
+    warehouse = _warehouse(settings)
     spec = SimulationSpec(settings.demo_customers, settings.demo_days, settings.demo_date,
                           settings.demo_seed, settings.timezone)
-    result = simulate(spec, settings.sources_dir, pos_dsn, progress=_progress)
+    result = simulate(spec, settings.sources_dir, warehouse.pos_dsn, progress=_progress)
     state = "reused" if result.reused else "generated"
     _progress(f"sources: {state} demo data for {spec.customers:,} people over {spec.days} days "
               f"({sum(result.counts.values()):,} rows, {result.faults:,} injected faults) in "
               f"{settings.sources_dir} and the POS database")
-    return _run(settings, run_date, dsn, pos_dsn, list(sources))
+    return _run(settings, run_date, warehouse, list(sources))
 
 
 def command_simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -195,6 +213,7 @@ def command_settings(settings: Settings, args: argparse.Namespace) -> int:
     meaning and, for a whole number, its range."""
     from trebol.redaction import redact
 
+    width = max(len(doc.name) for doc in SETTINGS) + 1
     for doc in SETTINGS:
         value = getattr(settings, doc.name.removeprefix("TREBOL_").lower())
         if value is None:
@@ -206,7 +225,7 @@ def command_settings(settings: Settings, args: argparse.Namespace) -> int:
         origin = "set" if os.environ.get(doc.name, "").strip() else "default"
         allowed = allowed_range(doc.name)
         meaning = f"{doc.meaning} ({allowed})" if allowed else doc.meaning
-        print(f"{doc.name:<26} {shown}  ({origin})\n{'':<26} {meaning}")
+        print(f"{doc.name:<{width}} {shown}  ({origin})\n{'':<{width}} {meaning}")
     return 0
 
 

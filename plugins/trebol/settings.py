@@ -51,6 +51,19 @@ SETTINGS: tuple[SettingDoc, ...] = (
                "state folder: embedded warehouse, demo sources, reports, file drops"),
     SettingDoc("TREBOL_WAREHOUSE_DSN", "(unset: embedded PostgreSQL under TREBOL_HOME)",
                "postgresql://user:password@host:port/database of an external warehouse"),
+    # the task roles' logins on an external warehouse (README, "Least privilege")
+    SettingDoc("TREBOL_WAREHOUSE_LOADER_DSN",
+               "(unset: embedded: trebol_loader_login; external: TREBOL_WAREHOUSE_DSN)",
+               "postgresql:// URL of a login acting as trebol_loader (extract_load)"),
+    SettingDoc("TREBOL_WAREHOUSE_TRANSFORMER_DSN",
+               "(unset: embedded: trebol_transformer_login; external: TREBOL_WAREHOUSE_DSN)",
+               "postgresql:// URL of a login acting as trebol_transformer (dbt, fit_clv)"),
+    SettingDoc("TREBOL_WAREHOUSE_ACTIVATION_DSN",
+               "(unset: embedded: trebol_activation_login; external: TREBOL_WAREHOUSE_DSN)",
+               "postgresql:// URL of a login acting as trebol_activation (stage and push audiences)"),
+    SettingDoc("TREBOL_WAREHOUSE_CHECKER_DSN",
+               "(unset: embedded: trebol_checker_login; external: TREBOL_WAREHOUSE_DSN)",
+               "postgresql:// URL of a login acting as trebol_checker (checks, summary)"),
     SettingDoc("TREBOL_POS_DSN", "(unset: database trebol_pos on the warehouse server)",
                "postgresql:// URL of the point-of-sale database (the simulator writes the demo there)"),
     SettingDoc("TREBOL_SOURCES_DIR", "<TREBOL_HOME>/sources", "where source exports land"),
@@ -69,6 +82,14 @@ SETTINGS: tuple[SettingDoc, ...] = (
 )
 
 KNOWN_SETTING_NAMES = frozenset(doc.name for doc in SETTINGS)
+
+# The setting of each task role's DSN on an external warehouse (trebol.warehouse.address.TASK_ROLES)
+ROLE_DSN_SETTINGS = {
+    "loader": "TREBOL_WAREHOUSE_LOADER_DSN",
+    "transformer": "TREBOL_WAREHOUSE_TRANSFORMER_DSN",
+    "activation": "TREBOL_WAREHOUSE_ACTIVATION_DSN",
+    "checker": "TREBOL_WAREHOUSE_CHECKER_DSN",
+}
 
 # TREBOL_ variables that are no user setting but that the project sets (or a developer sets for
 # dbt or the tests) and reads: known, so never refused. Who sets each:
@@ -130,6 +151,10 @@ class Settings:
     clv_discount_rate: float = 0.10
     clv_min_repeat_customers: int = 100
     clv_churn_bands: tuple[float, float] = (0.5, 0.8)
+    warehouse_loader_dsn: str | None = field(default=None, repr=False)
+    warehouse_transformer_dsn: str | None = field(default=None, repr=False)
+    warehouse_activation_dsn: str | None = field(default=None, repr=False)
+    warehouse_checker_dsn: str | None = field(default=None, repr=False)
 
     def config_file(self, name: str) -> Path:
         """A file of the configuration folder; a one-line ConfigError when it is missing."""
@@ -166,6 +191,10 @@ class Settings:
     @property
     def uses_embedded_warehouse(self) -> bool:
         return self.warehouse_dsn is None
+
+    def role_dsn(self, role: str) -> str | None:
+        """The external warehouse's DSN for a task role (``ROLE_DSN_SETTINGS``), if set."""
+        return getattr(self, ROLE_DSN_SETTINGS[role].removeprefix("TREBOL_").lower())
 
 
 def _fail(name: str, problem: str, fix: str) -> SettingsError:
@@ -292,6 +321,18 @@ def validate_dsn(dsn: str, name: str = "TREBOL_WAREHOUSE_DSN") -> str:
     return dsn
 
 
+def _role_dsn(env: Mapping[str, str], name: str) -> str | None:
+    """A task role's DSN on the external warehouse: only beside TREBOL_WAREHOUSE_DSN (the embedded
+    warehouse has its own login roles)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not env.get("TREBOL_WAREHOUSE_DSN", "").strip():
+        raise _fail(name, "set without TREBOL_WAREHOUSE_DSN",
+                    "unset it (the embedded warehouse has its own login roles) or set both")
+    return validate_dsn(raw, name)
+
+
 def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
     raw = env.get(name, "").strip()
     path = Path(raw).expanduser() if raw else default
@@ -332,4 +373,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         clv_discount_rate=_rate(env, "TREBOL_CLV_DISCOUNT_RATE", 0.10),
         clv_min_repeat_customers=_int(env, "TREBOL_CLV_MIN_REPEAT_CUSTOMERS", 100),
         clv_churn_bands=_bands(env, "TREBOL_CLV_CHURN_BANDS", "0.5,0.8"),
+        **{name.removeprefix("TREBOL_").lower(): _role_dsn(env, name)
+           for name in ROLE_DSN_SETTINGS.values()},
     )

@@ -5,9 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+
+from trebol.airflow import tasks
+from trebol.airflow.connections import ROLE_OF_TASK, task_conn_id
+from trebol.interval import Interval
 
 from ..helpers import PROJECT_DIR
 
@@ -106,6 +112,56 @@ def test_no_secret_is_templated_into_the_dbt_tasks(dag_bag: DagBag) -> None:
         assert "TREBOL_AS_OF_AT" in templated["env"]
         assert not any("PASSWORD" in key or "DSN" in key for key in templated["env"])
         assert "password" not in repr(templated).lower()
+
+
+class _Opened(Exception):
+    """Raised where a task function opens its warehouse connection."""
+
+
+def test_each_task_reaches_the_warehouse_as_its_role(dag_bag: DagBag,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every task but list_sources and fail_run reaches the warehouse, through its role's
+    connection (tests/integration/test_roles.py: each connection's role, what it may do)."""
+    dag = dag_bag.dags["trebol_nightly"]
+    assert set(ROLE_OF_TASK) == set(dag.task_ids) - {"list_sources", "fail_run"}
+    assert {task_id: task_conn_id(task_id) for task_id in ROLE_OF_TASK} == {
+        "prepare_warehouse": "trebol_warehouse",  # the admin: migrations
+        "extract_load": "trebol_warehouse_loader",
+        "dbt_build": "trebol_warehouse_transformer",
+        "dbt_build_value": "trebol_warehouse_transformer",
+        "fit_clv": "trebol_warehouse_transformer",
+        "check_raw_batches": "trebol_warehouse_checker",
+        "check_marts": "trebol_warehouse_checker",
+        "stage_audiences": "trebol_warehouse_activation",
+        "push_audiences": "trebol_warehouse_activation",
+        "summarize": "trebol_warehouse_checker",
+    }
+    for task_id in ("dbt_build", "dbt_build_value"):
+        assert dag.get_task(task_id).conn_id == task_conn_id(task_id)
+    # each task function opens the connection of its own task
+    opened: list[str] = []
+
+    def record(task_id: str) -> None:
+        opened.append(task_id)
+        raise _Opened(task_id)
+
+    monkeypatch.setattr(tasks, "task_connection", record)
+    interval = Interval(datetime(2026, 6, 29, 22, tzinfo=UTC), datetime(2026, 6, 30, 22, tzinfo=UTC))
+    calls: dict[str, Callable[[], object]] = {
+        "prepare_warehouse": tasks.prepare_warehouse,
+        "extract_load": lambda: tasks.extract_load_source(tasks.source_names()[0], interval),
+        "check_raw_batches": lambda: tasks.check_raw_batches(interval, "run"),
+        "fit_clv": lambda: tasks.fit_clv(interval),
+        "stage_audiences": lambda: tasks.stage_audiences(interval),
+        "check_marts": lambda: tasks.check_marts(interval, "run"),
+        "push_audiences": lambda: tasks.push_audiences(interval, "run"),
+        "summarize": lambda: tasks.summarize(interval, "run"),
+    }
+    for task_id, call in calls.items():
+        with pytest.raises(_Opened):
+            call()
+        assert opened[-1] == task_id
+    assert set(calls) == set(ROLE_OF_TASK) - {"dbt_build", "dbt_build_value"}
 
 
 def test_airflow_loads_no_module_of_the_package_as_a_plugin() -> None:

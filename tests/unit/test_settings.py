@@ -4,6 +4,7 @@ every TREBOL_ variable that is no setting."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -184,6 +185,52 @@ def test_the_cannot_connect_advice_fits_the_setting(setting: str, advice: str) -
     message = str(error.value)
     assert message.startswith(f"{setting}: cannot connect to postgresql://nobody@127.0.0.1:1/x (")
     assert message.endswith(f"); {advice}")
+
+
+ADMIN = "postgresql://admin:pw@db.example:5432/trebol"
+
+
+def test_a_task_role_dsn_belongs_to_an_external_warehouse() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({"TREBOL_WAREHOUSE_LOADER_DSN": "postgresql://loader@db.example/trebol"})
+    assert str(error.value) == ("TREBOL_WAREHOUSE_LOADER_DSN: set without TREBOL_WAREHOUSE_DSN; "
+                                "unset it (the embedded warehouse has its own login roles) or set both")
+    with pytest.raises(SettingsError, match=r"^TREBOL_WAREHOUSE_CHECKER_DSN: scheme 'mysql'"):
+        load_settings({"TREBOL_WAREHOUSE_DSN": ADMIN, "TREBOL_WAREHOUSE_CHECKER_DSN": "mysql://c@h/db"})
+    settings = load_settings({"TREBOL_WAREHOUSE_DSN": ADMIN,
+                              "TREBOL_WAREHOUSE_LOADER_DSN": "postgresql://loader:x@db.example/trebol"})
+    assert settings.role_dsn("loader") == "postgresql://loader:x@db.example/trebol"
+    assert settings.role_dsn("checker") is None
+    assert "loader:x" not in repr(settings)
+
+
+def test_each_task_role_gets_a_connection_of_its_own(tmp_path: Path) -> None:
+    """Embedded: the migrations' login roles on the warehouse's socket; external: the role's
+    setting, else the admin's DSN (README, Least privilege); one Airflow connection each."""
+    from trebol.airflow.local_runner import airflow_env
+
+    socket = "postgresql://postgres@/trebol?host=/srv/run&port=5432"
+    embedded_settings = load_settings({"TREBOL_HOME": str(tmp_path)})
+    role_dsns = embedded.resolve_role_dsns(embedded_settings, socket)
+    assert role_dsns == {role: f"postgresql://trebol_{role}_login@/trebol?host=/srv/run&port=5432"
+                         for role in ("loader", "transformer", "activation", "checker")}
+    env = airflow_env(embedded_settings, socket, socket, role_dsns)
+    logins = {name: json.loads(value)["login"] for name, value in env.items()
+              if name.startswith("AIRFLOW_CONN_TREBOL_WAREHOUSE")}
+    assert logins == {"AIRFLOW_CONN_TREBOL_WAREHOUSE": "postgres",
+                      **{f"AIRFLOW_CONN_TREBOL_WAREHOUSE_{role.upper()}": f"trebol_{role}_login"
+                         for role in role_dsns}}
+    external = load_settings({"TREBOL_HOME": str(tmp_path), "TREBOL_WAREHOUSE_DSN": ADMIN})
+    assert set(embedded.resolve_role_dsns(external, ADMIN).values()) == {ADMIN}
+    unreachable = load_settings({"TREBOL_HOME": str(tmp_path), "TREBOL_WAREHOUSE_DSN": ADMIN,
+                                 "TREBOL_WAREHOUSE_ACTIVATION_DSN": "postgresql://a:s3cret@127.0.0.1:1/x"})
+    with pytest.raises(SettingsError) as error:
+        embedded.resolve_role_dsns(unreachable, ADMIN)
+    message = str(error.value)
+    assert message.startswith("TREBOL_WAREHOUSE_ACTIVATION_DSN: cannot connect to "
+                              "postgresql://a:***@127.0.0.1:1/x (")
+    assert message.endswith("); fix the URL or unset it (the activation tasks then connect as "
+                            "TREBOL_WAREHOUSE_DSN's user)")
 
 
 def test_every_documented_setting_is_read() -> None:

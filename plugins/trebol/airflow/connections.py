@@ -1,18 +1,42 @@
-"""The warehouse as Airflow tasks reach it: through the Airflow connection ``trebol_warehouse``
-(or another connection id, e.g. a source database), so that credentials live in Airflow's
-connections or the environment (``AIRFLOW_CONN_<ID>``), never in XCom, templates or logs.
+"""The warehouse as Airflow tasks reach it: each task through the Airflow connection of its
+role (``ROLE_OF_TASK``: ``trebol_warehouse_loader``, ``_transformer``, ``_activation``,
+``_checker``; the admin's ``trebol_warehouse`` for the migrations only), or another connection
+id (a source database), so that credentials live in Airflow's connections or the environment
+(``AIRFLOW_CONN_<ID>``), never in XCom, templates or logs.
 
-Inputs: an Airflow connection id. Outputs: DSN parts, a DSN, or an open psycopg connection.
+Inputs: an Airflow connection id or a task id. Outputs: DSN parts, a DSN, or an open psycopg
+connection.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import psycopg
 
-from trebol.warehouse.address import AIRFLOW_CONN_ID, DsnParts, build_dsn
+from trebol.warehouse.address import AIRFLOW_CONN_ID, DsnParts, build_dsn, role_conn_id
+
+# The warehouse role each task of the nightly DAG connects as (what each may do: the README,
+# "Least privilege", and warehouse/ddl.py); None: the admin connection, for the migrations.
+ROLE_OF_TASK: dict[str, str | None] = {
+    "prepare_warehouse": None,
+    "extract_load": "loader",
+    "dbt_build": "transformer",
+    "dbt_build_value": "transformer",
+    "fit_clv": "transformer",  # its outputs are a dbt source: the same trust as dbt's models
+    "check_raw_batches": "checker",
+    "check_marts": "checker",
+    "stage_audiences": "activation",
+    "push_audiences": "activation",
+    "summarize": "checker",  # reads every layer and the checks' results, writes nothing
+}
+
+
+def task_conn_id(task_id: str) -> str:
+    """The Airflow connection a task of the nightly DAG reaches the warehouse with."""
+    role = ROLE_OF_TASK[task_id]
+    return AIRFLOW_CONN_ID if role is None else role_conn_id(role)
 
 
 def warehouse_parts(conn_id: str = AIRFLOW_CONN_ID) -> DsnParts:
@@ -43,3 +67,8 @@ def warehouse_connection(conn_id: str = AIRFLOW_CONN_ID) -> Iterator[psycopg.Con
         yield conn
     finally:
         conn.close()
+
+
+def task_connection(task_id: str) -> AbstractContextManager[psycopg.Connection]:
+    """:func:`warehouse_connection` as the role of a task of the nightly DAG."""
+    return warehouse_connection(task_conn_id(task_id))

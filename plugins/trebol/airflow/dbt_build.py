@@ -1,7 +1,8 @@
 """The Cosmos operator that runs ``dbt build`` of the project as of the run's data interval end.
 
-Credentials reach dbt at run time from the Airflow connection, as the environment that
-``dbt_project/profiles.yml`` reads: never rendered into templates. dbt's ``run_results.json``
+Credentials reach dbt at run time from the transformer role's Airflow connection
+(``trebol_warehouse_transformer``), as the environment that ``dbt_project/profiles.yml`` reads:
+never rendered into templates. dbt's ``run_results.json``
 is kept in the run's report folder as ``<task_id>_run_results.json``.
 """
 
@@ -14,10 +15,10 @@ from typing import Any
 from cosmos.config import ProfileConfig
 from cosmos.operators.local import DbtBuildLocalOperator
 
-from trebol.airflow.connections import warehouse_parts
+from trebol.airflow.connections import task_conn_id, warehouse_parts
 from trebol.interval import Interval
 from trebol.settings import Settings, load_settings
-from trebol.warehouse.address import AIRFLOW_CONN_ID, dbt_env
+from trebol.warehouse.address import dbt_env, role_conn_id
 
 # The dbt nodes that read the CLV fit's predictions (source clv.customer_clv) and everything
 # downstream of them: the nightly DAG builds them after fit_clv, the rest before it.
@@ -37,10 +38,11 @@ def keep_dbt_artifacts(project_dir: str, context: Any, **_: Any) -> None:
 
 
 class WarehouseDbtBuildOperator(DbtBuildLocalOperator):
-    """Cosmos ``dbt build`` whose warehouse credentials come from the Airflow connection at run
-    time, as environment for dbt_project/profiles.yml: never rendered into templates."""
+    """Cosmos ``dbt build`` whose warehouse credentials come from an Airflow connection (the
+    transformer's unless told) at run time, as environment for dbt_project/profiles.yml: never
+    rendered into templates."""
 
-    def __init__(self, *, conn_id: str = AIRFLOW_CONN_ID, **kwargs: Any) -> None:
+    def __init__(self, *, conn_id: str = role_conn_id("transformer"), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
 
@@ -62,6 +64,7 @@ def dbt_build_operator(task_id: str, settings: Settings, **kwargs: Any) -> Wareh
     (``make test``), not every night, as dbt Labs recommends for production builds."""
     return WarehouseDbtBuildOperator(
         task_id=task_id,
+        conn_id=task_conn_id(task_id),
         project_dir=str(settings.dbt_project_dir),
         profile_config=dbt_profile(settings),
         install_deps=False,

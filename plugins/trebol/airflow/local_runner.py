@@ -1,11 +1,12 @@
 """Run a Trébol DAG for one logical date with real Airflow, from the command line.
 
 The parent (``run_dag``) prepares a project-local Airflow (SQLite metadata under
-``TREBOL_HOME/airflow``, no example DAGs, the warehouse as connection ``trebol_warehouse`` in the
-environment), migrates the metadata database, then starts a child process
-(``python -m trebol.airflow.local_runner DAG_ID LOGICAL_DATE``) that executes every task of one DAG run
-with ``dag.test()``. While the child works, the parent reads task states from the metadata
-database and reports them as progress.
+``TREBOL_HOME/airflow``, no example DAGs, the warehouse in the environment as connection
+``trebol_warehouse``, the admin's, and ``trebol_warehouse_<role>`` for each task role), migrates
+the metadata database, then starts a child process
+(``python -m trebol.airflow.local_runner DAG_ID LOGICAL_DATE``) that executes every task of one
+DAG run with ``dag.test()``. While the child works, the parent reads task states from the
+metadata database and reports them as progress.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from pathlib import Path
 from typing import IO
 
 from trebol.settings import Settings
-from trebol.warehouse.address import AIRFLOW_CONN_ID, POS_CONN_ID, airflow_connection_json
+from trebol.warehouse.address import (
+    AIRFLOW_CONN_ID,
+    POS_CONN_ID,
+    airflow_connection_json,
+    role_conn_id,
+)
 
 QUIET_ENV = {
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -38,8 +44,10 @@ class DagRunFailed(RuntimeError):
     """The DAG run did not succeed; the message names the failed tasks and the log file."""
 
 
-def airflow_env(settings: Settings, dsn: str, pos_dsn: str) -> dict[str, str]:
-    """Environment for a project-local Airflow that reaches the warehouse and the POS database."""
+def airflow_env(settings: Settings, dsn: str, pos_dsn: str,
+                role_dsns: Mapping[str, str]) -> dict[str, str]:
+    """Environment for a project-local Airflow that reaches the warehouse (as the admin, ``dsn``,
+    and as each task role, ``role_dsns``) and the POS database."""
     home = settings.airflow_home
     return {
         **QUIET_ENV,
@@ -50,6 +58,8 @@ def airflow_env(settings: Settings, dsn: str, pos_dsn: str) -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         f"AIRFLOW_CONN_{AIRFLOW_CONN_ID.upper()}": airflow_connection_json(dsn),
         f"AIRFLOW_CONN_{POS_CONN_ID.upper()}": airflow_connection_json(pos_dsn),
+        **{f"AIRFLOW_CONN_{role_conn_id(role).upper()}": airflow_connection_json(role_dsn)
+           for role, role_dsn in role_dsns.items()},
         "TREBOL_HOME": str(settings.home),
         "TREBOL_PROJECT_DIR": str(settings.project_dir),
         "TREBOL_CONFIG_DIR": str(settings.config_dir),
@@ -106,12 +116,12 @@ def _migrate(settings: Settings, env: dict[str, str], log: IO[str], log_file: Pa
     marker.write_text(wanted)
 
 
-def run_dag(settings: Settings, dsn: str, pos_dsn: str, dag_id: str, logical_date: datetime,
-            log_file: Path, progress: Callable[[str], None],
+def run_dag(settings: Settings, dsn: str, pos_dsn: str, role_dsns: Mapping[str, str], dag_id: str,
+            logical_date: datetime, log_file: Path, progress: Callable[[str], None],
             map_labels: Mapping[str, list[str]] | None = None) -> None:
     """Migrate Airflow's metadata DB and run ``dag_id`` for ``logical_date``; raise on failure.
     ``map_labels`` names the instances of a mapped task in the progress lines (by map index)."""
-    env = {**os.environ, **airflow_env(settings, dsn, pos_dsn)}
+    env = {**os.environ, **airflow_env(settings, dsn, pos_dsn, role_dsns)}
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as log:

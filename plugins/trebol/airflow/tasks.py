@@ -2,13 +2,15 @@
 
 Each takes what its task needs from the run (the data interval, the run id, a source name), never
 the Airflow context: the DAG file reads those from Airflow and passes them in, and tests call the
-same functions. Each opens the warehouse through the Airflow connection and returns a small
-JSON-able summary for XCom (counts, never data or secrets).
+same functions. Each opens the warehouse through the Airflow connection of its task's role
+(``connections.ROLE_OF_TASK``) and returns a small JSON-able summary for XCom (counts, never data
+or secrets).
 
 A retry only helps what time can cure (a connection, a lock): an error no retry can cure — a
 wrong setting or configuration file (``SettingsError``, ``ConfigError``), a value PostgreSQL
-refuses (``DATA_ERRORS``) — fails the task at once with ``AirflowFailException`` (one line
-naming it), instead of holding the run back through the DAG's retries.
+refuses (``DATA_ERRORS``), a CLV guard rail — fails the task at once with
+``AirflowFailException`` (one line naming it), instead of holding the run back through the DAG's
+retries.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from trebol import summary
 from trebol.activation import audiences
-from trebol.airflow.connections import warehouse_connection, warehouse_dsn
+from trebol.airflow.connections import task_conn_id, task_connection, warehouse_connection, warehouse_dsn
 from trebol.clv import predictions
 from trebol.clv.fitting import CLVFitError
 from trebol.extract import load
@@ -64,7 +66,7 @@ def final_on_deterministic_errors(task: Callable[P, R]) -> Callable[P, R]:
 def prepare_warehouse() -> list[int]:
     """Apply the warehouse's pending migrations and create the declared sources' raw tables;
     the migration versions applied (idempotent)."""
-    with warehouse_connection() as conn:
+    with task_connection("prepare_warehouse") as conn:
         applied = ddl.bootstrap(conn)
         ddl.ensure_raw_tables(conn, load_sources().values())
     return applied
@@ -84,7 +86,7 @@ def extract_load_source(source_name: str, interval: Interval) -> dict[str, int]:
     if source_name not in sources:
         raise SourceConfigError(f"sources.yml: source {source_name!r} is no longer declared")
     source = sources[source_name]
-    with warehouse_connection() as conn:
+    with task_connection("extract_load") as conn:
         results = load.extract_and_load(conn, source, settings.sources_dir, interval,
                                         settings.lookback_days, settings.timezone,
                                         connect=warehouse_connection)
@@ -98,11 +100,11 @@ def extract_load_source(source_name: str, interval: Interval) -> dict[str, int]:
     }
 
 
-def _quality_run(interval: Interval, run_id: str) -> gate.QualityRun:
+def _quality_run(task_id: str, interval: Interval, run_id: str) -> gate.QualityRun:
     settings = load_settings()
     day = interval.as_of_date(settings.timezone)
-    return gate.QualityRun(dsn=warehouse_dsn(), as_of_date=day, interval_end=interval.end,
-                           run_id=run_id, timezone=settings.timezone,
+    return gate.QualityRun(dsn=warehouse_dsn(task_conn_id(task_id)), as_of_date=day,
+                           interval_end=interval.end, run_id=run_id, timezone=settings.timezone,
                            expectations_dir=settings.expectations_dir,
                            report_dir=settings.report_dir(day))
 
@@ -110,8 +112,8 @@ def _quality_run(interval: Interval, run_id: str) -> gate.QualityRun:
 @final_on_deterministic_errors
 def check_raw_batches(interval: Interval, run_id: str) -> dict[str, int]:
     """Great Expectations suites on the batches the run loaded; an error raises and stops the push."""
-    with warehouse_connection() as conn:
-        report = gate.check_raw_batches(conn, _quality_run(interval, run_id),
+    with task_connection("check_raw_batches") as conn:
+        report = gate.check_raw_batches(conn, _quality_run("check_raw_batches", interval, run_id),
                                         list(load_sources().values()), load_rules())
     return report.counts()
 
@@ -120,7 +122,7 @@ def check_raw_batches(interval: Interval, run_id: str) -> dict[str, int]:
 def stage_audiences(interval: Interval) -> dict[str, int]:
     """Write the members of every audience for the run's date, for the gate to validate."""
     day = interval.as_of_date(load_settings().timezone)
-    with warehouse_connection() as conn:
+    with task_connection("stage_audiences") as conn:
         return audiences.stage_audiences(conn, audiences.load_audiences(), day)
 
 
@@ -128,8 +130,9 @@ def stage_audiences(interval: Interval) -> dict[str, int]:
 def check_marts(interval: Interval, run_id: str) -> dict[str, int]:
     """Great Expectations suites on the marts and the staged audiences; an error raises and stops
     the push."""
-    with warehouse_connection() as conn:
-        report = gate.check_marts(conn, _quality_run(interval, run_id), load_rules())
+    with task_connection("check_marts") as conn:
+        report = gate.check_marts(conn, _quality_run("check_marts", interval, run_id),
+                                   load_rules())
     return report.counts()
 
 
@@ -139,7 +142,7 @@ def fit_clv(interval: Interval) -> dict[str, Any]:
     marts.clv_model_runs; a guard-rail failure raises and leaves the previous predictions."""
     settings = load_settings()
     day = interval.as_of_date(settings.timezone)
-    with warehouse_connection() as conn:
+    with task_connection("fit_clv") as conn:
         return predictions.run_clv(conn, day, settings, settings.report_dir(day))
 
 
@@ -148,7 +151,7 @@ def push_audiences(interval: Interval, run_id: str) -> list[dict[str, Any]]:
     """Push every configured audience for the run's as-of date, logged with the run id."""
     settings = load_settings()
     day = interval.as_of_date(settings.timezone)
-    with warehouse_connection() as conn:
+    with task_connection("push_audiences") as conn:
         return [asdict(audiences.push_audience(conn, audience, day, settings.file_drop_dir, run_id))
                 for audience in audiences.load_audiences()]
 
@@ -158,5 +161,5 @@ def summarize(interval: Interval, run_id: str) -> dict[str, Any]:
     """Write the run summary (summary.json) and return it; runs whatever the checks found."""
     settings = load_settings()
     day = interval.as_of_date(settings.timezone)
-    with warehouse_connection() as conn:
+    with task_connection("summarize") as conn:
         return summary.build_summary(conn, day, settings.report_dir(day), run_id)

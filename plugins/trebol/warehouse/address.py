@@ -9,6 +9,27 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 AIRFLOW_CONN_ID = "trebol_warehouse"
 POS_CONN_ID = "trebol_pos"
+# The roles the nightly tasks connect as, each through an Airflow connection of its own
+# (``trebol_warehouse_<role>``) as a login role that acts as the group role ``trebol_<role>``,
+# which holds the privileges (warehouse/ddl.py creates both; the admin connection
+# ``trebol_warehouse`` is for the migrations only).
+TASK_ROLES = ("loader", "transformer", "activation", "checker")
+
+
+def group_role(role: str) -> str:
+    """The NOLOGIN role holding a task role's privileges, e.g. ``trebol_loader``."""
+    return f"trebol_{role}"
+
+
+def login_role(role: str) -> str:
+    """The login role of a task role, e.g. ``trebol_loader_login``."""
+    return f"trebol_{role}_login"
+
+
+def role_conn_id(role: str) -> str:
+    """The Airflow connection of a task role, e.g. ``trebol_warehouse_loader``."""
+    return f"{AIRFLOW_CONN_ID}_{role}"
+
 
 
 @dataclass(frozen=True)

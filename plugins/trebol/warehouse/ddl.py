@@ -8,8 +8,15 @@ has not had yet, in order, each in its own transaction, and records them in
 ``trebol_meta.schema_migrations``; a warehouse built before the migrations were recorded gets
 them all, and each is written to be harmless there (``if not exists``).
 
+Also the one owner of the warehouse's roles and of every grant but those on the relations dbt
+builds (dbt's ``grants`` config, dbt_project.yml): migration 10 gives each task role
+(``trebol_loader``, ``trebol_transformer``, ``trebol_activation``, ``trebol_checker``, NOLOGIN)
+what it may read and write, and a login role (``trebol_<role>_login``) that acts as it; the
+connection this module is handed (Airflow's ``trebol_warehouse``) is the admin's, for the
+migrations only. README, "Least privilege", has the whole matrix.
+
 Inputs: a psycopg connection (autocommit) and, for the raw tables, the declared sources.
-Outputs: tables; nothing else in the package creates one.
+Outputs: tables, roles and grants; nothing else in the package creates one.
 """
 
 from __future__ import annotations
@@ -21,12 +28,24 @@ import psycopg
 from psycopg import sql
 
 from trebol.extract.sources import Source
+from trebol.warehouse.address import TASK_ROLES, group_role, login_role
 
-# the schemas Trébol's own tables live in; dbt creates (and keeps private) the layers it builds
+# the schemas Trébol's own tables live in; the layers dbt builds are made by migration 10 for the
+# transformer (DBT_SCHEMAS) or by dbt itself (the dev target's), and dbt keeps them private
 OWN_SCHEMAS = ("raw", "marts", "activation")
 META_SCHEMA = "trebol_meta"
 BI_ROLE = "bi_reader"
 RAW_SCHEMA = "raw"
+LOADER, TRANSFORMER, ACTIVATION, CHECKER = (group_role(role) for role in TASK_ROLES)
+GROUP_ROLES = (LOADER, TRANSFORMER, ACTIVATION, CHECKER)
+# Trébol's own tables in marts (the migrations', owned by the admin); the rest is dbt's
+MARTS_OWN_TABLES = ("data_quality_results", "customer_clv", "clv_model_runs")
+# the schemas dbt builds in the nightly target (marts_partitions: segment_history's partitions);
+# the transformer owns them but marts, which also holds Trébol's own tables (the owner of a
+# schema may drop anything in it), and the dev target's (default prefix, profiles.yml)
+DBT_SCHEMAS = ("staging", "intermediate", "marts", "marts_partitions", "quality")
+TRANSFORMER_SCHEMAS = (*(schema for schema in DBT_SCHEMAS if schema != "marts"),
+                       *(f"dev_{schema}" for schema in DBT_SCHEMAS))
 # a declared column type and the PostgreSQL type its raw column has
 PG_TYPES = {"text": "text", "integer": "bigint", "numeric": "numeric", "boolean": "boolean",
             "date": "date", "timestamptz": "timestamptz", "json": "jsonb"}
@@ -47,6 +66,46 @@ do $$ begin
         grant select on {tables} to {role};
     end if;
 end $$"""
+
+# a role created once for the whole server (two databases migrating at once may both try)
+_CREATE_ROLE = """
+do $$ begin
+    create role {role} {kind};
+exception when duplicate_object or unique_violation then null;
+end $$"""
+
+
+def _sql_array(names: Iterable[str]) -> str:
+    return "array[" + ", ".join(f"'{name}'" for name in names) + "]"
+
+
+# dbt's schemas and relations made before the roles existed (by the admin) go to the transformer,
+# which dbt needs to replace them; marts and Trébol's own tables there stay the migrations'
+_DBT_OBJECTS_TO_TRANSFORMER = f"""
+do $$
+declare
+    item record;
+begin
+    for item in select nspname from pg_namespace
+                where nspname = any({_sql_array(TRANSFORMER_SCHEMAS)})
+                  and nspowner <> '{TRANSFORMER}'::regrole loop
+        execute format('alter schema %I owner to {TRANSFORMER}', item.nspname);
+    end loop;
+    for item in select c.oid::regclass as relation, c.relkind
+                from pg_class as c inner join pg_namespace as n on n.oid = c.relnamespace
+                where n.nspname = any({_sql_array(("marts", *TRANSFORMER_SCHEMAS))})
+                  and c.relkind in ('r', 'p', 'v', 'm')
+                  and c.relowner <> '{TRANSFORMER}'::regrole
+                  and not (n.nspname = 'marts' and c.relname = any({_sql_array(MARTS_OWN_TABLES)}))
+    loop
+        execute format('alter %s %s owner to {TRANSFORMER}',
+                       case item.relkind when 'v' then 'view'
+                                         when 'm' then 'materialized view' else 'table' end,
+                       item.relation);
+    end loop;
+end $$"""
+
+_GROUPS = ", ".join(GROUP_ROLES)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "schemas of Trébol's own tables, the BI role, none of them open to PUBLIC", (
@@ -201,6 +260,73 @@ MIGRATIONS: tuple[Migration, ...] = (
             primary key (source, file_day)
         )""",
     )),
+    Migration(10, "least privilege: a role per task (loader, transformer, activation, checker) with "
+                  "a login role acting as it; what each may read and write", (
+        # NOLOGIN roles hold the privileges; each login role acts as its role from the start of
+        # its sessions, so that what it creates belongs to the role, whichever login made it
+        *(_CREATE_ROLE.format(role=role, kind="nologin") for role in GROUP_ROLES),
+        *(_CREATE_ROLE.format(role=login_role(role), kind="login") for role in TASK_ROLES),
+        *(f"grant {group_role(role)} to {login_role(role)}" for role in TASK_ROLES),
+        *(f"alter role {login_role(role)} set role = '{group_role(role)}'" for role in TASK_ROLES),
+        # an admin that is no superuser (CREATEROLE) joins the roles, to hand them objects
+        f"""do $$ begin
+            if not (select rolsuper from pg_roles where rolname = current_user) then
+                execute format('grant {_GROUPS} to %I', current_user);
+            end if;
+        end $$""",
+        # the database: every role may connect (a server may have revoked it from PUBLIC); the
+        # loader and the transformer stage in temporary tables; the transformer creates schemas
+        # (dbt's, and the dev target's dev_*)
+        f"""do $$ begin
+            execute format('grant connect on database %I to {BI_ROLE}, {_GROUPS}', current_database());
+            execute format('grant temporary on database %I to {LOADER}, {TRANSFORMER}',
+                           current_database());
+            execute format('grant create on database %I to {TRANSFORMER}', current_database());
+        end $$""",
+        # raw: the loader creates the sources' tables (warehouse.ddl.ensure_raw_tables makes
+        # them its own) and writes its records; an operator's snapshot confirmation is only read
+        # (`trebol snapshot confirm` writes it as the admin: the loader cannot confirm itself)
+        f"grant usage, create on schema raw to {LOADER}",
+        f"grant usage on schema raw to {TRANSFORMER}, {CHECKER}",
+        f"grant select, insert, update, delete on raw._load_audit, raw._quarantine, "
+        f"raw._missing_files to {LOADER}",
+        f"grant select on all tables in schema raw to {LOADER}, {TRANSFORMER}, {CHECKER}",
+        f"alter default privileges for role {LOADER} in schema raw "
+        f"grant select on tables to {TRANSFORMER}, {CHECKER}",
+        f"alter default privileges in schema raw grant select on tables "
+        f"to {LOADER}, {TRANSFORMER}, {CHECKER}",
+        # activation: staged members and the push log are the activation role's; dbt reads the
+        # staged members (a source of the quality models)
+        f"grant usage on schema activation to {ACTIVATION}, {TRANSFORMER}, {CHECKER}",
+        f"grant select, insert, update, delete on activation.audience_members, activation.push_log "
+        f"to {ACTIVATION}",
+        f"grant select on activation.audience_members to {TRANSFORMER}",
+        f"grant select on activation.audience_members, activation.push_log to {CHECKER}",
+        f"alter default privileges in schema activation grant select on tables to {CHECKER}",
+        # dbt's schemas are the transformer's, but marts (Trébol's own tables live there too),
+        # where it creates, and may pass on its usage (dbt's hooks: macros/bi_reader_access.sql);
+        # who reads what dbt builds is dbt's grants config (dbt revokes, on a relation it updates
+        # in place, any grant its config does not list)
+        *(f"create schema if not exists {schema} authorization {TRANSFORMER}"
+          for schema in DBT_SCHEMAS if schema != "marts"),
+        f"grant usage, create on schema marts to {TRANSFORMER} with grant option",
+        _DBT_OBJECTS_TO_TRANSFORMER,
+        *(f"revoke all on schema {schema} from public" for schema in DBT_SCHEMAS),
+        f"grant usage on schema staging, intermediate, marts, quality to {CHECKER}",
+        f"grant usage on schema marts to {ACTIVATION}",
+        # what dbt built before this migration, until its next build applies its grants config
+        f"grant select on all tables in schema staging, intermediate, marts, quality to {CHECKER}",
+        f"""do $$ begin
+            if to_regclass('marts.customer_segments') is not null then
+                grant select on marts.customer_segments to {ACTIVATION};
+            end if;
+        end $$""",
+        # Trébol's own marts: the CLV fit (as the transformer) and the checks write theirs
+        f"grant select, insert, update, delete on marts.customer_clv, marts.clv_model_runs "
+        f"to {TRANSFORMER}",
+        f"grant select, insert, update, delete on marts.data_quality_results to {CHECKER}",
+        f"alter default privileges in schema marts grant select on tables to {CHECKER}",
+    )),
 )
 
 
@@ -251,7 +377,9 @@ UNREADABLE_COLUMN = "_unreadable boolean not null default false"
 def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source]) -> None:
     """Create the raw table of each declared source when missing: its stored columns, the batch
     it came in, the validity range of a snapshot (and whether a version stands for an unreadable
-    row), the declared primary key; idempotent."""
+    row), the declared primary key; idempotent. Each table belongs to the loader role (its fast
+    path truncates a table and rebuilds its key, which only the owner may): one the admin made,
+    now or before migration 10, is handed to it."""
     with conn.transaction():
         for source in sources:
             columns = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(PG_TYPES[c.type]))
@@ -264,6 +392,11 @@ def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source]) -> No
                 key.append("_valid_from")
             conn.execute(sql.SQL("create table if not exists {} ({}, primary key ({}))").format(
                 raw_table(source), sql.SQL(", ").join(columns), identifiers(key)))
+            owner = conn.execute("select tableowner from pg_tables where schemaname = %s "
+                                 "and tablename = %s", (RAW_SCHEMA, source.target)).fetchone()[0]
+            if owner != LOADER:
+                conn.execute(sql.SQL("alter table {} owner to {}").format(
+                    raw_table(source), sql.Identifier(LOADER)))
             if source.kind == "snapshot":  # a history created before the column existed
                 conn.execute(sql.SQL("alter table {} add column if not exists {}").format(
                     raw_table(source), sql.SQL(UNREADABLE_COLUMN)))

@@ -15,8 +15,15 @@ import psycopg
 from psycopg import sql
 
 from trebol.redaction import redact
-from trebol.settings import Settings, SettingsError
-from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts, error_line
+from trebol.settings import ROLE_DSN_SETTINGS, Settings, SettingsError
+from trebol.warehouse.address import (
+    TASK_ROLES,
+    DsnParts,
+    build_dsn,
+    dsn_parts,
+    error_line,
+    login_role,
+)
 
 EMBEDDED_DATABASE = "trebol"
 POS_DATABASE = "trebol_pos"
@@ -39,6 +46,8 @@ UNREACHABLE_ADVICE = {
     "TREBOL_POS_DSN": f"fix the URL or unset it to use database {POS_DATABASE} on the warehouse server",
     "--pos-dsn": "fix the URL or leave --pos-dsn out (then the demo POS goes to the pipeline's POS "
                  "database, or, with --out, nowhere)",
+    **{setting: f"fix the URL or unset it (the {role} tasks then connect as TREBOL_WAREHOUSE_DSN's "
+                "user)" for role, setting in ROLE_DSN_SETTINGS.items()},
 }
 
 log = logging.getLogger(__name__)
@@ -130,6 +139,24 @@ def resolve_dsn(settings: Settings) -> str:
         check(settings.warehouse_dsn)
         return settings.warehouse_dsn
     return start_embedded(settings)
+
+
+def resolve_role_dsns(settings: Settings, warehouse_dsn: str) -> dict[str, str]:
+    """The DSN each task role connects with (the Airflow connections ``trebol_warehouse_<role>``):
+    on the embedded warehouse its login role (no password: trust on a private socket); on an
+    external one its setting (``ROLE_DSN_SETTINGS``: TREBOL_WAREHOUSE_LOADER_DSN, …; checked),
+    else ``warehouse_dsn``, the admin's."""
+    if settings.uses_embedded_warehouse:
+        parts = dsn_parts(warehouse_dsn)
+        return {role: build_dsn(DsnParts(parts.host, parts.port, login_role(role), "", parts.dbname))
+                for role in TASK_ROLES}
+    dsns = {}
+    for role in TASK_ROLES:
+        dsn = settings.role_dsn(role)
+        if dsn is not None:
+            check(dsn, ROLE_DSN_SETTINGS[role])
+        dsns[role] = dsn or warehouse_dsn
+    return dsns
 
 
 def resolve_pos_dsn(settings: Settings, warehouse_dsn: str) -> str:
