@@ -65,7 +65,7 @@ def test_only_data_errors_are_final(monkeypatch: pytest.MonkeyPatch, error: Exce
     def raising(*_args: object, **_kwargs: object) -> None:
         raise error
 
-    monkeypatch.setattr(tasks, "warehouse_connection", _no_warehouse)
+    monkeypatch.setattr(tasks, "task_connection", _no_warehouse)
     monkeypatch.setattr(load, "extract_and_load", raising)
     expected = AirflowFailException if final else type(error)
     with pytest.raises(expected) as raised:
@@ -81,7 +81,7 @@ def test_a_clv_guard_rail_fails_the_fit_without_retry(monkeypatch: pytest.Monkey
     def refused(*_args: object, **_kwargs: object) -> None:
         raise fitting.CLVFitError("BG/NBD: 12 repeat customers, fewer than the 100 required")
 
-    monkeypatch.setattr(tasks, "warehouse_connection", _no_warehouse)
+    monkeypatch.setattr(tasks, "task_connection", _no_warehouse)
     monkeypatch.setattr(predictions, "run_clv", refused)
     with pytest.raises(AirflowFailException, match="CLVFitError: BG/NBD: 12 repeat customers"):
         tasks.fit_clv(INTERVAL)
