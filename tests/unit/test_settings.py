@@ -294,7 +294,7 @@ def test_cli_bad_setting_is_one_line(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["simulate"], ["warehouse"], ["settings"],
-                                     ["clv", "fit"]])
+                                     ["snapshot"], ["snapshot", "confirm"], ["clv", "fit"]])
 def test_every_subcommand_has_help(command: list[str]) -> None:
     result = _trebol(*command, "--help", env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0
@@ -370,3 +370,15 @@ def test_a_folder_a_run_cannot_write_stops_it_before_anything_runs(tmp_path) -> 
         f"trebol: TREBOL_REPORTS_DIR: {blocker / 'reports'} cannot be written (Not a directory); "
         "point it at a folder this user can write")
     assert not (tmp_path / "home" / "warehouse").exists()
+
+
+def test_snapshot_confirm_of_an_unknown_source_is_one_line(tmp_path) -> None:
+    """`trebol snapshot confirm` names the sources it knows when given another, before it
+    reaches the warehouse."""
+    env = {"PATH": "/usr/bin:/bin", "TREBOL_HOME": str(tmp_path)}
+    result = _trebol("snapshot", "confirm", "crm_contact", "2026-06-29", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(
+        "trebol: crm_contact: no such source in sources.yml (sources: crm_cases, crm_contacts, ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "warehouse").exists()
