@@ -83,7 +83,8 @@ def _interval(data_interval_start: datetime | None, data_interval_end: datetime 
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args={"owner": "data-engineering", "retries": 2,
+                  "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds)},
     tags=["trebol", "nightly"],
     doc_md=__doc__,
 )

@@ -75,6 +75,8 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc("TREBOL_DEMO_DAYS", "180", "days of history the simulator generates"),
     SettingDoc("TREBOL_DEMO_SEED", "42", "random seed of the simulator"),
     SettingDoc("TREBOL_LOOKBACK_DAYS", "3", "late-arrival lookback added before each data interval"),
+    SettingDoc("TREBOL_RETRY_DELAY_SECONDS", "120",
+               "wait before Airflow retries a task that failed on a transient error"),
     SettingDoc("TREBOL_CLV_HORIZON_MONTHS", "36", "months of expected margin summed into predicted_clv"),
     SettingDoc("TREBOL_CLV_DISCOUNT_RATE", "0.10", "annual discount rate of predicted_clv (0.10 = 10%)"),
     SettingDoc("TREBOL_CLV_MIN_REPEAT_CUSTOMERS", "100", "fewer repeat customers fail the CLV fit"),
@@ -115,6 +117,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "TREBOL_DEMO_DAYS": (7, 3650),  # ten years of history
     "TREBOL_DEMO_SEED": (0, 2**32 - 1),
     "TREBOL_LOOKBACK_DAYS": (0, 365),
+    "TREBOL_RETRY_DELAY_SECONDS": (1, 3600),
     "TREBOL_CLV_HORIZON_MONTHS": (1, 120),  # ten years of expected margin
     "TREBOL_CLV_MIN_REPEAT_CUSTOMERS": (1, 10_000_000),
 }
@@ -147,6 +150,7 @@ class Settings:
     demo_days: int
     demo_seed: int
     lookback_days: int
+    retry_delay_seconds: int = 120
     clv_horizon_months: int = 36
     clv_discount_rate: float = 0.10
     clv_min_repeat_customers: int = 100
@@ -369,6 +373,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         demo_days=_int(env, "TREBOL_DEMO_DAYS", 180),
         demo_seed=_int(env, "TREBOL_DEMO_SEED", 42),
         lookback_days=_int(env, "TREBOL_LOOKBACK_DAYS", 3),
+        retry_delay_seconds=_int(env, "TREBOL_RETRY_DELAY_SECONDS", 120),
         clv_horizon_months=_int(env, "TREBOL_CLV_HORIZON_MONTHS", 36),
         clv_discount_rate=_rate(env, "TREBOL_CLV_DISCOUNT_RATE", 0.10),
         clv_min_repeat_customers=_int(env, "TREBOL_CLV_MIN_REPEAT_CUSTOMERS", 100),

@@ -20,9 +20,12 @@ import json
 import secrets
 import sqlite3
 import sys
+import threading
+import time
 from datetime import UTC, date, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from trebol import cli
@@ -356,3 +359,47 @@ def test_quality_gate_fails_on_bad_mart_rows(runs: dict[str, dict],
                          "where as_of_date = %s and customer_key = %s", (clv, DEMO_DATE, key))
         assert marts_checksum(conn) == runs["again"]["marts_checksum"]
         assert results.run_outcome(conn, "test__bad_mart_rows")["failed"] == 1
+
+
+def test_a_load_cut_off_by_the_server_is_retried_by_airflow_and_the_run_ends_clean(
+        runs: dict[str, dict], test_warehouse: SessionWarehouse, secret: str) -> None:
+    """The run's pos_tickets load, waiting to merge (the test holds a lock on its raw table), has
+    its connection terminated by the server: a transient error, so Airflow retries the task
+    (after TREBOL_RETRY_DELAY_SECONDS), and the run ends as a clean one: same marts, pushed."""
+    database = dsn_parts(test_warehouse.dsn).dbname
+    locked, struck = threading.Event(), {}
+
+    def strike() -> None:
+        with test_warehouse.connect() as watcher, psycopg.connect(test_warehouse.dsn) as blocker:
+            blocker.execute("lock table raw.pos_tickets in share mode")
+            locked.set()
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and "pid" not in struck:
+                row = watcher.execute("""select pid from pg_stat_activity where datname = %s
+                    and wait_event_type = 'Lock' and query ilike '%%raw%%pos_tickets%%'""",
+                                      (database,)).fetchone()
+                if row:
+                    struck["pid"] = row[0]
+                    struck["terminated"] = watcher.execute("select pg_terminate_backend(%s)",
+                                                           row).fetchone()[0]
+                time.sleep(0.1)
+            blocker.rollback()
+
+    striker = threading.Thread(target=strike)
+    striker.start()
+    assert locked.wait(30)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TREBOL_WAREHOUSE_DSN", _with_password(test_warehouse.dsn, secret))
+        patch.setenv("TREBOL_POS_DSN", _with_password(test_warehouse.pos_dsn, secret))
+        patch.setenv("TREBOL_RETRY_DELAY_SECONDS", "2")
+        summary = _run(DEMO_DATE, test_warehouse, io.StringIO())
+    striker.join()
+    db = test_warehouse.settings.airflow_home / "airflow.db"
+    with sqlite3.connect(db) as conn:
+        tries = conn.execute("""select try_number, state from task_instance
+            where run_id = (select max(run_id) from dag_run where dag_id = 'trebol_nightly')
+            and task_id = 'extract_load' and rendered_map_index = 'pos_tickets'""").fetchone()
+    assert struck.get("terminated") is True
+    assert tries == (2, "success")
+    assert summary["marts_checksum"] == runs["first"]["marts_checksum"]
+    assert summary["activation"] == "pushed" and summary["checks"]["errors"] == []
