@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -49,6 +51,18 @@ def _wait_until_blocked(conn: psycopg.Connection, database: str, what: str,
     raise AssertionError(f"never blocked on {what!r}")
 
 
+@contextmanager
+def _holding(dsn: str, statement: str) -> Iterator[None]:
+    """A lock taken by ``statement`` and held in an open transaction until the block ends."""
+    blocker = psycopg.connect(dsn)
+    blocker.execute(statement)
+    try:
+        yield
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
 def _gone(conn: psycopg.Connection, pid: int) -> None:
     while conn.execute("select 1 from pg_stat_activity where pid = %s", (pid,)).fetchone():
         time.sleep(0.05)
@@ -64,20 +78,16 @@ def test_dbt_killed_in_the_middle_of_a_model_leaves_the_marts_as_they_were(
     database = dsn_parts(demo_marts.dsn).dbname
     with psycopg.connect(demo_marts.dsn, autocommit=True) as conn:
         before = (marts_checksum(conn), history_checksum(conn, DEMO_DATE))
-        blocker = psycopg.connect(demo_marts.dsn)
-        blocker.execute("select 1 from marts.dim_customers limit 1")  # holds its lock open
         command, env = dbt_command(demo_marts.dsn, local_midnight(DEMO_DATE), "run", "--select",
                                    "dim_customers", work_dir=tmp_path)
-        child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
+        # a read of the table holds the lock its swap needs
+        with _holding(demo_marts.dsn, "select 1 from marts.dim_customers limit 1"):
+            child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
             # dbt built the new table and waits to swap it in: kill it there
             pid = _wait_until_blocked(conn, database, "dim_customers", child)
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-        finally:
-            blocker.rollback()
-            blocker.close()
         _gone(conn, pid)
         after_kill = (marts_checksum(conn), history_checksum(conn, DEMO_DATE))
         run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "run", "--select", "dim_customers",
@@ -110,20 +120,15 @@ def test_the_clv_write_killed_halfway_changes_nothing(demo_marts: DemoMarts,
     with psycopg.connect(demo_marts.dsn, autocommit=True) as conn:
         predictions.run_clv(conn, DEMO_DATE, test_warehouse.settings)
         clean = predicted_value(conn, DEMO_DATE)["checksum"]
-        blocker = psycopg.connect(demo_marts.dsn)
-        blocker.execute("lock table marts.clv_model_runs in share mode")
-        child = subprocess.Popen([sys.executable, "-c", KILLED_CLV, demo_marts.dsn,
-                                  DEMO_DATE.isoformat()], cwd=PROJECT_DIR)
-        try:
+        with _holding(demo_marts.dsn, "lock table marts.clv_model_runs in share mode"):
+            child = subprocess.Popen([sys.executable, "-c", KILLED_CLV, demo_marts.dsn,
+                                      DEMO_DATE.isoformat()], cwd=PROJECT_DIR)
             pid = _wait_until_blocked(conn, database, "clv_model_runs", child)
             deleted_meanwhile = conn.execute(
                 "select count(*) from marts.customer_clv where as_of_date = %s", (DEMO_DATE,)
             ).fetchone()[0]
             os.kill(child.pid, signal.SIGKILL)
             child.wait()
-        finally:
-            blocker.rollback()
-            blocker.close()
         _gone(conn, pid)
         after_kill = predicted_value(conn, DEMO_DATE)["checksum"]
         predictions.run_clv(conn, DEMO_DATE, test_warehouse.settings)
@@ -160,19 +165,14 @@ def test_a_load_whose_connection_the_server_terminates_leaves_no_trace(
     with test_warehouse.connect() as conn:
         load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
         before = _checksum(conn, source.target)
-        blocker = psycopg.connect(test_warehouse.dsn)
-        blocker.execute(f"lock table raw.{source.target} in share mode")
-        child = subprocess.Popen([sys.executable, "-c", TERMINATED_LOAD, test_warehouse.dsn,
-                                  str(tmp_path)], cwd=PROJECT_DIR,
-                                 env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)},
-                                 stderr=subprocess.PIPE, text=True)
-        try:
+        with _holding(test_warehouse.dsn, f"lock table raw.{source.target} in share mode"):
+            child = subprocess.Popen([sys.executable, "-c", TERMINATED_LOAD, test_warehouse.dsn,
+                                      str(tmp_path)], cwd=PROJECT_DIR,
+                                     env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)},
+                                     stderr=subprocess.PIPE, text=True)
             pid = _wait_until_blocked(conn, database, source.target, child)
             assert conn.execute("select pg_terminate_backend(%s)", (pid,)).fetchone()[0]
             _, error = child.communicate(timeout=60)
-        finally:
-            blocker.rollback()
-            blocker.close()
         after = _checksum(conn, source.target)
         audits = conn.execute("select count(*) from raw._load_audit where source = %s",
                               (source.name,)).fetchone()[0]
@@ -211,17 +211,12 @@ def test_a_push_killed_between_its_file_and_its_log_is_made_whole_by_the_rerun(
     with psycopg.connect(demo_marts.dsn, autocommit=True) as conn:
         audiences.stage_audiences(conn, [audience], DEMO_DATE)
         clean = audiences.push_audience(conn, audience, DEMO_DATE, clean_dir, "clean_run")
-        blocker = psycopg.connect(demo_marts.dsn)
-        blocker.execute("lock table activation.push_log in share mode")
-        child = subprocess.Popen([sys.executable, "-c", KILLED_PUSH, demo_marts.dsn,
-                                  DEMO_DATE.isoformat(), str(killed_dir)], cwd=PROJECT_DIR)
-        try:
+        with _holding(demo_marts.dsn, "lock table activation.push_log in share mode"):
+            child = subprocess.Popen([sys.executable, "-c", KILLED_PUSH, demo_marts.dsn,
+                                      DEMO_DATE.isoformat(), str(killed_dir)], cwd=PROJECT_DIR)
             pid = _wait_until_blocked(conn, database, "push_log", child)
             os.kill(child.pid, signal.SIGKILL)
             child.wait()
-        finally:
-            blocker.rollback()
-            blocker.close()
         _gone(conn, pid)
         left_by_kill = sorted(p.relative_to(killed_dir).as_posix() for p in killed_dir.rglob("*"))
         dropped = (killed_dir / audience.name / f"{DEMO_DATE.isoformat()}.csv").read_bytes()

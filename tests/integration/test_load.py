@@ -21,7 +21,7 @@ from psycopg import sql
 
 from trebol.demo import SimulationResult, SimulationSpec, simulate
 from trebol.extract import load
-from trebol.extract.sources import Column, Rule, Source, SourceConfigError, load_sources
+from trebol.extract.sources import Column, Rule, Source, load_sources
 from trebol.interval import Interval
 from trebol.warehouse import ddl
 
@@ -459,18 +459,6 @@ def test_categories_and_dates_before_the_opening_are_quarantined(test_warehouse:
                           "(2000-01-01)"}
 
 
-def test_a_sources_file_without_its_opening_day_names_the_key(tmp_path: Path) -> None:
-    config = tmp_path / "sources.yml"
-    text = (PROJECT_DIR / "config" / "sources.yml").read_text()
-    config.write_text(text.replace("business_opened_on: 2000-01-01", "business_opened_on: soon"))
-    with pytest.raises(SourceConfigError, match=r"sources\.yml: business_opened_on: 'soon' is not a date"):
-        load_sources(config)
-    config.write_text(text.replace("values: [bronze, silver, gold]", "values: bronze"))
-    with pytest.raises(SourceConfigError,
-                       match=r"sources.loyalty_members.columns.tier.values: a list of strings"):
-        load_sources(config)
-
-
 def _contacts(count: int, day: str, amount: int = 1, changed: int | None = None) -> list[str]:
     """A snapshot of contacts c000.. of ``day``: ``count`` of them as first recorded, but for
     ``changed``, with another amount and update time."""
@@ -653,21 +641,3 @@ def test_a_value_longer_than_its_columns_maximum_is_quarantined(test_warehouse: 
     assert loaded == ["a", "d"]
     assert reasons == {2: "note: 6 characters, more than the maximum 5",
                        3: "postal_code: 52,428,800 characters, more than the maximum 20"}
-
-
-def test_max_length_is_a_whole_number_for_text_and_json_columns(tmp_path: Path) -> None:
-    config = tmp_path / "sources.yml"
-    text = (PROJECT_DIR / "config" / "sources.yml").read_text()
-    config.write_text(text.replace("max_text_length: 1000", "max_text_length: lots"))
-    with pytest.raises(SourceConfigError, match=r"sources\.yml: max_text_length: 'lots' is not a whole"):
-        load_sources(config)
-    config.write_text(text.replace("points: {type: integer,", "points: {type: integer, max_length: 3,"))
-    with pytest.raises(SourceConfigError, match=r"columns\.points\.max_length: only for text and json"):
-        load_sources(config)
-    config.write_text(text.replace("postal_code: {type: text}", "postal_code: {type: text, max_length: 0}"))
-    with pytest.raises(SourceConfigError, match=r"postal_code\.max_length: 0 is not a whole number"):
-        load_sources(config)
-    sources = load_sources(PROJECT_DIR / "config" / "sources.yml")
-    assert sources["ecom_orders"].column("lines").max_length == 100_000
-    assert sources["crm_contacts"].column("postal_code").max_length == 1_000
-    assert sources["crm_contacts"].column("updated_at").max_length is None

@@ -21,8 +21,8 @@ def test_a_run_that_did_not_push_never_reports_an_earlier_push(demo_marts: DemoM
         ddl.bootstrap(conn)
         conn.execute("""insert into activation.push_log (audience, destination, as_of_date,
             rows_pushed, target, content_sha256, run_id)
-            values ('winback_at_risk', 'file', %s, 130, '/tmp/x.csv', 'abc', 'earlier_run')""",
-                     (DEMO_DATE,))
+            values ('winback_at_risk', 'file', %s, 130, %s, 'abc', 'earlier_run')""",
+                     (DEMO_DATE, str(tmp_path / "x.csv")))
         try:
             failed = summary.build_summary(conn, DEMO_DATE, tmp_path / "failed", "failed_run")
             earlier = summary.build_summary(conn, DEMO_DATE, tmp_path / "earlier", "earlier_run")
@@ -34,4 +34,4 @@ def test_a_run_that_did_not_push_never_reports_an_earlier_push(demo_marts: DemoM
     assert "pushed      " not in text and "activation not run" in text
     assert earlier["activation"] == "pushed"
     assert earlier["pushes"] == [{"audience": "winback_at_risk", "destination": "file", "rows": 130,
-                                  "target": "/tmp/x.csv"}]
+                                  "target": str(tmp_path / "x.csv")}]

@@ -45,6 +45,14 @@ def _load(tmp_path: Path, text: str) -> dict:
      r"sources\.pos_ticket_lines\.rules\[0\]\.valid_when: one statement, without ';'"),
     ("select l.ticket_id,", "delete from pos.tickets returning l.ticket_id,",
      r"sources\.pos_ticket_lines\.query: a SELECT that only reads the source"),
+    ("business_opened_on: 2000-01-01", "business_opened_on: soon",
+     r"sources\.yml: business_opened_on: 'soon' is not a date"),
+    ("values: [bronze, silver, gold]", "values: bronze",
+     r"sources.loyalty_members.columns.tier.values: a list of strings"),
+    ("max_text_length: 1000", "max_text_length: lots",
+     r"sources\.yml: max_text_length: 'lots' is not a whole"),
+    ("points: {type: integer,", "points: {type: integer, max_length: 3,",
+     r"columns\.points\.max_length: only for text and json"),
 ])
 def test_a_wrong_sources_file_stops_with_one_line_naming_the_key(tmp_path: Path, old: str, new: str,
                                                                  message: str) -> None:
