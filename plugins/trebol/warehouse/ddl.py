@@ -33,6 +33,8 @@ from trebol.warehouse.address import TASK_ROLES, group_role, login_role
 # the schemas Trébol's own tables live in; the layers dbt builds are made by migration 10 for the
 # transformer (DBT_SCHEMAS) or by dbt itself (the dev target's), and dbt keeps them private
 OWN_SCHEMAS = ("raw", "marts", "activation")
+# the audience models dbt builds (the transformer's, migration 11), which the activation reads
+AUDIENCES_SCHEMA = "audiences"
 META_SCHEMA = "trebol_meta"
 BI_ROLE = "bi_reader"
 RAW_SCHEMA = "raw"
@@ -326,6 +328,81 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"to {TRANSFORMER}",
         f"grant select, insert, update, delete on marts.data_quality_results to {CHECKER}",
         f"alter default privileges in schema marts grant select on tables to {CHECKER}",
+    )),
+    Migration(11, "activation: audiences schema (dbt's), staged fields and holdouts, sync state, "
+                  "sync runs and their records", (
+        # the audience models (dbt_project/models/audiences) are the transformer's, read by the
+        # activation tasks that stage them and by the checks
+        f"create schema if not exists {AUDIENCES_SCHEMA} authorization {TRANSFORMER}",
+        f"revoke all on schema {AUDIENCES_SCHEMA} from public",
+        f"grant usage on schema {AUDIENCES_SCHEMA} to {ACTIVATION}, {CHECKER}",
+        # what a staged member carries to the destinations (every column of its audience row),
+        # and whether the member is in the audience's control group (never sent)
+        "alter table activation.audience_members "
+        "add column if not exists fields jsonb not null default '{}'::jsonb, "
+        "add column if not exists is_holdout boolean not null default false",
+        "alter table activation.audience_members alter column fields drop default",
+        # the control group of each audience: assigned on the first date a customer was staged
+        # with the share they were drawn at (a changed share draws again)
+        """create table if not exists activation.holdouts (
+            audience text not null,
+            customer_key text not null,
+            holdout_share numeric(5, 4) not null,
+            assigned_on date not null,
+            primary key (audience, customer_key)
+        )""",
+        """create table if not exists activation.sync_runs (
+            sync_run_id bigint generated always as identity primary key,
+            sync_name text not null,
+            audience text not null,
+            destination text not null,
+            as_of_date date not null,
+            run_id text not null,
+            full_resync boolean not null default false,
+            status text not null check (status in ('running', 'succeeded', 'partial', 'failed',
+                                                   'abandoned', 'skipped')),
+            started_at timestamptz not null default now(),
+            finished_at timestamptz,
+            members integer not null default 0,
+            held_out integer not null default 0,
+            added integer not null default 0,
+            changed integer not null default 0,
+            removed integer not null default 0,
+            failed integer not null default 0,
+            error text
+        )""",
+        "create index if not exists sync_runs_by_sync on activation.sync_runs (sync_name, as_of_date)",
+        # every change a sync run planned, by batch, and what became of it
+        """create table if not exists activation.sync_records (
+            sync_run_id bigint not null references activation.sync_runs on delete cascade,
+            sync_name text not null,
+            customer_key text not null,
+            operation text not null check (operation in ('add', 'update', 'remove')),
+            reason text,
+            batch_no integer not null,
+            status text not null check (status in ('pending', 'ok', 'failed')),
+            error text,
+            fields jsonb not null,
+            previous jsonb,
+            primary key (sync_run_id, customer_key)
+        )""",
+        "create index if not exists sync_records_by_customer "
+        "on activation.sync_records (customer_key, sync_name)",
+        # the last state each sync delivered, per customer: what the next run diffs against
+        """create table if not exists activation.sync_state (
+            sync_name text not null,
+            customer_key text not null,
+            fields jsonb not null,
+            fields_md5 text not null,
+            sync_run_id bigint not null,
+            synced_at timestamptz not null default now(),
+            primary key (sync_name, customer_key)
+        )""",
+        f"grant select, insert, update, delete on activation.holdouts, activation.sync_runs, "
+        f"activation.sync_records, activation.sync_state to {ACTIVATION}",
+        f"grant select on activation.holdouts, activation.sync_runs, activation.sync_records, "
+        f"activation.sync_state to {CHECKER}",
+        f"grant select on activation.holdouts to {TRANSFORMER}",
     )),
 )
 
