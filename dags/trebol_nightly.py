@@ -30,16 +30,22 @@ backfilling a date reproduces that date.
    runs once dbt_build succeeded, whether or not the fit did: without predictions for the date the
    models fall back to their documented rules (`value_tier_basis`, `churn_risk_basis`), so the
    marts stay those of the run's date.
-7. **stage_audiences** (activation): the members of each audience of
-   `$TREBOL_CONFIG_DIR/audiences.yml` for the date (consenting customers with an email) into
-   `activation.audience_members`.
+7. **stage_audiences** (activation): the members of each audience a sync of
+   `$TREBOL_CONFIG_DIR/destinations.yml` sends (dbt models `audiences.aud_<name>`) for the date:
+   consenting customers with an email, their fields, and the audience's stable control group
+   (holdouts, never sent) into `activation.audience_members`; an audience that is missing, stale
+   or holds a customer twice is refused (its syncs stop, the others go on).
 8. **check_marts** (checker): Great Expectations suites on what dbt's contracts and tests cannot
    judge: the share of customers with an email or phone, plausible CLV predictions, segment sizes
    and value quantiles (12-month net value, predicted CLV) against the previous run, the spread of
    p_alive, and consent in every staged audience.
 9. **push_audiences** (activation): only when both check tasks and the fit passed (an expectation
-   of severity error fails its task, and the push does not run): the staged members go to their
-   destination (file drop), logged in `activation.push_log`.
+   of severity error fails its task, and the push does not run): one mapped task per sync
+   (`list_syncs`), so a failing destination leaves the others done. Each diffs its staged
+   audience against what it last delivered (`activation.sync_state`) and sends only adds,
+   changes and removals, in batches, to its destination (file, webhook, Mailchimp, Meta custom
+   audience); every record's outcome in `activation.sync_records`, the run in
+   `activation.sync_runs`; failed records are retried by the next run, a killed run resumes.
 10. **summarize** (checker; always, whatever failed): rows per layer, customers per segment, the
     checks of this run (`marts.data_quality_results`) with each failure, whether this run pushed
     (or why not) and its pushes, never an earlier run's: `summary.json` in the run's report
@@ -147,12 +153,19 @@ def trebol_nightly() -> None:
         return tasks.fit_clv(_interval(data_interval_start, data_interval_end))
 
     @task
-    def push_audiences(data_interval_start: datetime | None = None,
-                       data_interval_end: datetime | None = None,
-                       run_id: str | None = None) -> list[dict[str, object]]:
+    def list_syncs() -> list[str]:
         from trebol.airflow import tasks
 
-        return tasks.push_audiences(_interval(data_interval_start, data_interval_end), str(run_id))
+        return tasks.sync_names()
+
+    @task(map_index_template="{{ sync_name }}")
+    def push_audiences(sync_name: str, data_interval_start: datetime | None = None,
+                       data_interval_end: datetime | None = None,
+                       run_id: str | None = None) -> dict[str, object]:
+        from trebol.airflow import tasks
+
+        return tasks.push_sync(sync_name, _interval(data_interval_start, data_interval_end),
+                               str(run_id))
 
     @task(trigger_rule="all_done")
     def summarize(data_interval_start: datetime | None = None,
@@ -172,7 +185,8 @@ def trebol_nightly() -> None:
     loaded = extract_load.expand(source_name=list_sources())
     raw_checked = check_raw_batches()
     marts_checked = check_marts()
-    push = push_audiences()
+    syncs = list_syncs()
+    push = push_audiences.expand(sync_name=syncs)
     prepared = prepare_warehouse()
     fitted = fit_clv()
     staged = stage_audiences()
@@ -181,9 +195,9 @@ def trebol_nightly() -> None:
     fitted >> dbt_build_value
     dbt_build >> dbt_build_value  # its trigger rule: dbt_build succeeded, fit_clv done
     dbt_build_value >> staged >> marts_checked
-    [raw_checked, marts_checked, fitted] >> push
+    [raw_checked, marts_checked, fitted] >> syncs >> push
     every_task = [prepared, loaded, raw_checked, dbt_build, fitted, dbt_build_value, staged,
-                  marts_checked, push]
+                  marts_checked, syncs, push]
     every_task >> summarized
     [*every_task, summarized] >> fail_run()
 

@@ -49,12 +49,12 @@ def _date(text: str) -> date:
 def _check_config() -> dict[str, Source]:
     """Parse every configuration file before any task runs (a wrong one raises ConfigError);
     the declared sources."""
-    from trebol.activation.audiences import load_audiences
+    from trebol.activation.config import load_activation
     from trebol.extract.sources import load_sources
     from trebol.quality.rules import load_rules
 
     load_rules()
-    load_audiences()
+    load_activation()
     return load_sources()
 
 
@@ -206,6 +206,59 @@ def command_snapshot_confirm(settings: Settings, args: argparse.Namespace) -> in
     with psycopg.connect(embedded.resolve_dsn(settings), autocommit=True) as conn:
         print(confirm_held_snapshot(conn, sources[args.source], args.date, getpass.getuser()))
     return 0
+
+
+def _print_sync(report: dict[str, object]) -> None:
+    counts = ", ".join(f"{label} {report[key]:,}" for key, label in (
+        ("members", "members"), ("held_out", "held out"), ("added", "adds"),
+        ("changed", "changes"), ("removed", "removals"), ("failed", "failed")))
+    print(f"{report['sync']} ({report['audience']} -> {report['destination']}) "
+          f"{report['as_of_date']}: {report['status']}; {counts}")
+    if report.get("error"):
+        print(f"  {report['error']}")
+    examples = report.get("examples") or {}
+    for operation in ("add", "update", "remove"):
+        for example in examples.get(operation, []):
+            print(f"  {operation:<6} {json.dumps(example, ensure_ascii=False, default=str)}")
+
+
+def command_sync(settings: Settings, args: argparse.Namespace) -> int:
+    """trebol sync: what each sync would send for a date (--dry-run), or send it."""
+    import psycopg
+
+    from trebol.activation import sync
+    from trebol.activation.config import load_activation
+    from trebol.activation.endpoints import build_destination
+    from trebol.warehouse import embedded
+    from trebol.warehouse.ddl import ACTIVATION
+
+    config = load_activation()
+    names = [config.sync(args.sync).name] if args.sync else [spec.name for spec in config.syncs]
+    with psycopg.connect(embedded.resolve_dsn(settings), autocommit=True) as conn:
+        conn.execute(f"set role {ACTIVATION}")  # what the push task may do, no more
+        day = args.date or conn.execute(
+            "select max(as_of_date) from activation.staged_audiences").fetchone()[0]
+        if day is None:
+            print("trebol sync: no audience has been staged yet (run the nightly DAG first)",
+                  file=sys.stderr)
+            return 2
+        failed = 0
+        for name in names:
+            try:
+                if args.dry_run:
+                    report = sync.preview(conn, config, name, day, full_resync=args.full_resync)
+                else:
+                    spec = config.sync(name)
+                    destination = build_destination(config.destinations[spec.destination],
+                                                    settings.file_drop_dir)
+                    report = sync.run_sync(conn, config, name, day, f"cli__{day}", destination,
+                                           full_resync=args.full_resync)
+            except (sync.SyncRefused, sync.DestinationError) as error:
+                print(f"{name}: {error}")
+                failed += 1
+                continue
+            _print_sync(report.as_dict())
+    return 1 if failed else 0
 
 
 def command_settings(settings: Settings, args: argparse.Namespace) -> int:
@@ -361,6 +414,21 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("source", help="the snapshot source, as named in sources.yml")
     confirm.add_argument("date", type=_date, help="the date of the snapshot file, YYYY-MM-DD")
     confirm.set_defaults(handler=command_snapshot_confirm)
+
+    sy = commands.add_parser(
+        "sync", help="show (--dry-run) or send each sync's adds, changes and removals",
+        description="Each sync of destinations.yml diffs its staged audience (the nightly "
+        "run's stage_audiences, as validated by its checks) against what it last delivered. "
+        "With --dry-run: print per sync the members, held out, adds, changes and removals, with "
+        "examples, and send nothing. Without: send them now, as the nightly push task does "
+        "(the destinations' Airflow connections must be defined, e.g. AIRFLOW_CONN_<ID>).")
+    sy.add_argument("--dry-run", action="store_true", help="print what would be sent; send nothing")
+    sy.add_argument("--date", type=_date,
+                    help="as-of date of the staged audiences (default: the latest staged)")
+    sy.add_argument("--sync", help="only this sync (default: every sync)")
+    sy.add_argument("--full-resync", action="store_true",
+                    help="send every member again, not only the changes (removals still removed)")
+    sy.set_defaults(handler=command_sync)
 
     clv_parser = commands.add_parser("clv", help="customer lifetime value models",
                                      description="Customer lifetime value (BG/NBD and Gamma-Gamma).")

@@ -30,7 +30,7 @@ class ConfigError(ValueError):
     naming the file and the key."""
 
 
-CONFIG_FILES = ("sources.yml", "quality.yml", "audiences.yml")
+CONFIG_FILES = ("sources.yml", "quality.yml", "destinations.yml")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc("TREBOL_PROJECT_DIR", "the checkout holding dags/ and dbt_project/",
                "project folder (dags, dbt project, expectations)"),
     SettingDoc("TREBOL_CONFIG_DIR", "<project>/config (the demo's configuration)",
-               "the company's configuration: sources.yml, quality.yml, audiences.yml"),
+               "the company's configuration: sources.yml, quality.yml, destinations.yml"),
     SettingDoc("TREBOL_HOME", "<project>/.trebol",
                "state folder: embedded warehouse, demo sources, reports, file drops"),
     SettingDoc("TREBOL_WAREHOUSE_DSN", "(unset: embedded PostgreSQL under TREBOL_HOME)",

@@ -51,13 +51,17 @@ def identity(conn: psycopg.Connection) -> dict[str, int]:
     return {"source_records": records, "customers": customers, "shared_identifiers": shared}
 
 
-def pushes(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
-    """What the run pushed where (never an earlier run's pushes of the same date)."""
+def syncs(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+    """The sync runs of this Airflow run (never an earlier run's), by sync: status, members,
+    held out, added, changed, removed, failed, the delivery and the error."""
+    columns = ("sync", "audience", "destination", "status", "members", "held_out", "added",
+               "changed", "removed", "failed", "delivery", "error")
     rows = conn.execute("""
-        select audience, destination, rows_pushed, target from activation.push_log
-        where run_id = %s order by audience, destination""", (run_id,)).fetchall()
-    return [dict(zip(("audience", "destination", "rows", "target"), row, strict=True))
-            for row in rows]
+        select distinct on (sync_name) sync_name, audience, destination, status, members,
+               held_out, added, changed, removed, failed, delivery, error
+        from activation.sync_runs where run_id = %s
+        order by sync_name, sync_run_id desc""", (run_id,)).fetchall()
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 # marts that accumulate across run dates: their content depends on which dates ran before
@@ -103,12 +107,13 @@ def predicted_value(conn: psycopg.Connection, as_of_date: date) -> dict[str, Any
             "checksum": _table_digest(conn, "customer_clv", where)}
 
 
-def activation_outcome(checks: dict[str, Any], pushed: list[dict[str, Any]]) -> str:
+def activation_outcome(checks: dict[str, Any], synced: list[dict[str, Any]]) -> str:
     """Whether this run pushed, and if not, why (from this run's facts only)."""
     if checks["errors"]:
         return "stopped by the quality gate"
-    if pushed:
-        return "pushed"
+    if synced:
+        failed = [sync["sync"] for sync in synced if sync["status"] == "failed"]
+        return f"pushed ({len(failed)} of {len(synced)} syncs failed)" if failed else "pushed"
     return "not run (a task before the push failed or has not run)"
 
 
@@ -116,15 +121,15 @@ def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
                   run_id: str) -> dict[str, Any]:
     """Collect the summary of the run ``run_id`` for ``as_of_date`` and write it as summary.json."""
     checks = results.run_outcome(conn, run_id)
-    pushed = pushes(conn, run_id)
+    synced = syncs(conn, run_id)
     summary = {
         "as_of_date": as_of_date.isoformat(),
         "rows_per_layer": rows_per_layer(conn),
         "customers_per_segment": customers_per_segment(conn, as_of_date),
         "identity": identity(conn),
         "checks": checks,
-        "activation": activation_outcome(checks, pushed),
-        "pushes": pushed,
+        "activation": activation_outcome(checks, synced),
+        "syncs": synced,
         "marts_checksum": marts_checksum(conn),
         "history_checksum": history_checksum(conn, as_of_date),
         "predicted_value": predicted_value(conn, as_of_date),
@@ -154,9 +159,12 @@ def render(summary: dict[str, Any]) -> str:
                  f"activation {summary['activation']}")
     lines += [f"    error     {message}" for message in checks["errors"]]
     lines += [f"    warning   {message}" for message in checks["warnings"]]
-    for push in summary["pushes"]:
-        lines.append(f"  pushed      {push['audience']}: {push['rows']:,} customers "
-                     f"-> {push['destination']} {push['target']}")
+    for sync in summary["syncs"]:
+        counts = ", ".join(f"{label} {sync[key]:,}" for key, label in (
+            ("added", "added"), ("changed", "changed"), ("removed", "removed"),
+            ("held_out", "held out"), ("failed", "failed")))
+        lines.append(f"  sync        {sync['sync']} ({sync['destination']}): {sync['status']}; "
+                     f"{counts}" + (f"; {sync['error']}" if sync["error"] else ""))
     clv = summary.get("predicted_value") or {}
     if clv.get("churn_risk_band"):
         lines.append("  churn risk  " + ", ".join(f"{k} {v:,}" for k, v in clv["churn_risk_band"].items())

@@ -18,13 +18,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any, ParamSpec, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from trebol import summary
-from trebol.activation import audiences
+from trebol.activation import staging, sync
+from trebol.activation.config import load_activation
+from trebol.activation.destinations.base import DestinationRejected
+from trebol.activation.endpoints import build_destination
 from trebol.airflow.connections import task_conn_id, task_connection, warehouse_connection, warehouse_dsn
 from trebol.clv import predictions
 from trebol.clv.fitting import CLVFitError
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 # errors a retry meets again: the task fails without one (a CLV guard rail judges the same data
 # the same way)
 DETERMINISTIC_ERRORS: tuple[type[Exception], ...] = (SettingsError, ConfigError, CLVFitError,
-                                                      *DATA_ERRORS)
+                                                      DestinationRejected, *DATA_ERRORS)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -120,10 +122,21 @@ def check_raw_batches(interval: Interval, run_id: str) -> dict[str, int]:
 
 @final_on_deterministic_errors
 def stage_audiences(interval: Interval) -> dict[str, int]:
-    """Write the members of every audience for the run's date, for the gate to validate."""
+    """Stage every audience a sync sends for the run's date, for the gate to validate; members
+    per audience (-1: refused, its syncs will stop with the reason)."""
     day = interval.as_of_date(load_settings().timezone)
     with task_connection("stage_audiences") as conn:
-        return audiences.stage_audiences(conn, audiences.load_audiences(), day)
+        staged = staging.stage_audiences(conn, load_activation(), day)
+    for audience in staged:
+        if audience.error:
+            log.error("audience %s refused: %s", audience.audience, audience.error)
+    return {audience.audience: audience.members if audience.status == "staged" else -1
+            for audience in staged}
+
+
+def sync_names() -> list[str]:
+    """The syncs of destinations.yml, one mapped push task each."""
+    return [spec.name for spec in load_activation().syncs]
 
 
 @final_on_deterministic_errors
@@ -147,13 +160,18 @@ def fit_clv(interval: Interval) -> dict[str, Any]:
 
 
 @final_on_deterministic_errors
-def push_audiences(interval: Interval, run_id: str) -> list[dict[str, Any]]:
-    """Push every configured audience for the run's as-of date, logged with the run id."""
+def push_sync(sync_name: str, interval: Interval, run_id: str) -> dict[str, Any]:
+    """One sync's diff for the run's date to its destination; its report (counts, no data)."""
     settings = load_settings()
     day = interval.as_of_date(settings.timezone)
+    config = load_activation()
+    spec = config.sync(sync_name)
+    destination = build_destination(config.destinations[spec.destination], settings.file_drop_dir)
     with task_connection("push_audiences") as conn:
-        return [asdict(audiences.push_audience(conn, audience, day, settings.file_drop_dir, run_id))
-                for audience in audiences.load_audiences()]
+        report = sync.run_sync(conn, config, sync_name, day, run_id, destination)
+    result = report.as_dict()
+    result.pop("examples")
+    return result
 
 
 @final_on_deterministic_errors

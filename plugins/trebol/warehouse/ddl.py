@@ -342,6 +342,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "add column if not exists fields jsonb not null default '{}'::jsonb, "
         "add column if not exists is_holdout boolean not null default false",
         "alter table activation.audience_members alter column fields drop default",
+        # what staging made of each audience for a date: a sync sends only an audience staged
+        # for its date (never diffs against a missing one, which would remove everyone)
+        """create table if not exists activation.staged_audiences (
+            as_of_date date not null,
+            audience text not null,
+            status text not null check (status in ('staged', 'refused')),
+            members integer not null,
+            held_out integer not null,
+            holdout_share numeric(5, 4) not null,
+            error text,
+            primary key (as_of_date, audience)
+        )""",
         # the control group of each audience: assigned on the first date a customer was staged
         # with the share they were drawn at (a changed share draws again)
         """create table if not exists activation.holdouts (
@@ -349,7 +361,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             customer_key text not null,
             holdout_share numeric(5, 4) not null,
             assigned_on date not null,
-            primary key (audience, customer_key)
+            primary key (audience, customer_key, holdout_share)
         )""",
         """create table if not exists activation.sync_runs (
             sync_run_id bigint generated always as identity primary key,
@@ -369,6 +381,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             changed integer not null default 0,
             removed integer not null default 0,
             failed integer not null default 0,
+            delivery text,
             error text
         )""",
         "create index if not exists sync_runs_by_sync on activation.sync_runs (sync_name, as_of_date)",
@@ -386,6 +399,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             previous jsonb,
             primary key (sync_run_id, customer_key)
         )""",
+        "create index if not exists sync_records_by_batch "
+        "on activation.sync_records (sync_run_id, batch_no)",
         "create index if not exists sync_records_by_customer "
         "on activation.sync_records (customer_key, sync_name)",
         # the last state each sync delivered, per customer: what the next run diffs against
@@ -398,11 +413,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             synced_at timestamptz not null default now(),
             primary key (sync_name, customer_key)
         )""",
-        f"grant select, insert, update, delete on activation.holdouts, activation.sync_runs, "
-        f"activation.sync_records, activation.sync_state to {ACTIVATION}",
-        f"grant select on activation.holdouts, activation.sync_runs, activation.sync_records, "
-        f"activation.sync_state to {CHECKER}",
+        f"grant select, insert, update, delete on activation.staged_audiences, activation.holdouts, "
+        f"activation.sync_runs, activation.sync_records, activation.sync_state to {ACTIVATION}",
+        f"grant select on activation.staged_audiences, activation.holdouts, activation.sync_runs, "
+        f"activation.sync_records, activation.sync_state to {CHECKER}",
         f"grant select on activation.holdouts to {TRANSFORMER}",
+        # the push log of the single file audience gives way to the sync runs and records
+        "drop table if exists activation.push_log",
     )),
 )
 

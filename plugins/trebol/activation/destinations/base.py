@@ -93,6 +93,11 @@ class SyncContext:
     as_of_date: str
     sync_run_id: int
     options: Mapping[str, Any]  # the destination's keys in destinations.yml beyond type/connection
+    # the delivery's name: the as-of date, or <date>.<n> for the n-th delivery of a date; the
+    # changes the run planned; the sync's destination fields in mapping order (for files)
+    delivery: str = ""
+    changes: int = 0
+    fields: Sequence[str] = ()
 
 
 class Destination(Protocol):

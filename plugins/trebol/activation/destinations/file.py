@@ -1,0 +1,189 @@
+"""File destination: each delivery of a sync as a folder with the full snapshot, the change file,
+a manifest and a done marker.
+
+Layout under the base folder (the ``fs`` Airflow connection's ``extra.path`` or host; without a
+connection, ``TREBOL_FILE_DROP_DIR``)::
+
+    <destination>/<sync>/<delivery>/snapshot.csv   customer_key + the mapped fields: everything
+                                                   the sync holds after this delivery
+    <destination>/<sync>/<delivery>/changes.csv    operation (add|update|remove), customer_key,
+                                                   the fields (a removal: the fields last sent)
+    <destination>/<sync>/<delivery>/manifest.json  files with rows, bytes and SHA-256, the schema,
+                                                   sync, audience, as-of date, sync run
+    <destination>/<sync>/<delivery>/_SUCCESS       written last: read nothing before it exists
+
+``<delivery>`` is the as-of date (``2026-06-30``), or ``2026-06-30.2`` for a second delivery of
+the same date (a re-run that found changes). ``format: jsonl`` writes ``.jsonl`` files instead
+(one JSON object per line). CSV is RFC 4180: UTF-8 without BOM, header, CRLF, quoted when needed.
+
+A delivery is atomic: batches are written as part files of the sync run (so a run killed midway
+and resumed keeps what it had sent), the delivery is assembled in a hidden temporary folder, and
+renamed into place; part and temporary folders of other runs are removed when a run opens.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from trebol.activation.destinations.base import (
+    Batch,
+    Change,
+    Connection,
+    DestinationRejected,
+    RecordOutcome,
+    SyncContext,
+)
+
+OPTIONS = frozenset({"format", "batch_size"})
+REQUIRED_FIELDS: frozenset[str] = frozenset()
+CONNECTION_OPTIONAL = True
+FORMATS = ("csv", "jsonl")
+DONE_MARKER = "_SUCCESS"
+
+
+def check_option(key: str, value: Any) -> str | None:
+    """A problem with an option's value, or None."""
+    if key == "format" and value not in FORMATS:
+        return f"{value!r} is not one of {', '.join(FORMATS)}"
+    return None
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class FileDestination:
+    """Snapshot and change files per delivery, written atomically."""
+
+    def __init__(self, name: str, base: Path, options: Mapping[str, Any]) -> None:
+        self.name = name
+        self.base = base
+        self.format = options.get("format", "csv")
+        self.batch_size = int(options.get("batch_size", 50_000))
+
+    def _sync_dir(self, context: SyncContext) -> Path:
+        return self.base / self.name / context.sync_name
+
+    def _parts(self, context: SyncContext) -> Path:
+        return self._sync_dir(context) / f".parts-{context.sync_run_id}"
+
+    def open(self, context: SyncContext) -> None:
+        folder = self._sync_dir(context)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DestinationRejected(f"{self.name}: cannot create {folder}: {error.strerror}") from None
+        for leftover in folder.glob(".*"):
+            if leftover.name != self._parts(context).name and leftover.is_dir():
+                shutil.rmtree(leftover)
+
+    def _row(self, operation: str | None, change: Change | Mapping[str, Any],
+             fields: list[str]) -> list[Any]:
+        if isinstance(change, Change):
+            key, values = change.customer_key, change.fields
+        else:
+            key, values = change["customer_key"], change["fields"]
+        return ([operation] if operation else []) + [key] + [values.get(field) for field in fields]
+
+    def _encode(self, header: list[str], rows: Iterator[list[Any]]) -> Iterator[str]:
+        if self.format == "jsonl":
+            for row in rows:
+                yield json.dumps(dict(zip(header, row, strict=True)), ensure_ascii=False,
+                                 default=str) + "\n"
+            return
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(header)
+        yield buffer.getvalue()
+        for row in rows:
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerow([_text(value) for value in row])
+            yield buffer.getvalue()
+
+    def send(self, batch: Batch) -> list[RecordOutcome]:
+        """Write the batch as a part file of its run (rewritten whole when resent)."""
+        parts = self.base / self.name / batch.sync_name / f".parts-{batch.sync_run_id}"
+        parts.mkdir(parents=True, exist_ok=True)
+        part = parts / f"{batch.batch_no:09d}.jsonl"
+        temporary = part.with_suffix(".tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            for change in batch.changes:
+                handle.write(json.dumps({"operation": change.operation,
+                                         "customer_key": change.customer_key,
+                                         "fields": dict(change.fields)}, default=str) + "\n")
+        os.replace(temporary, part)
+        return [RecordOutcome(change.customer_key, True) for change in batch.changes]
+
+    def _write(self, path: Path, chunks: Iterator[str]) -> dict[str, Any]:
+        digest, size, lines = hashlib.sha256(), 0, -1 if self.format == "csv" else 0
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+                data = chunk.encode("utf-8")
+                digest.update(data)
+                size += len(data)
+                lines += 1
+        return {"name": path.name, "rows": lines, "bytes": size, "sha256": digest.hexdigest()}
+
+    def close(self, context: SyncContext, snapshot: Iterator[Mapping[str, Any]]) -> None:
+        """Assemble the delivery: changes from the run's parts, the snapshot, the manifest, the
+        done marker; then rename it into place. No delivery name: nothing changed, no files."""
+        parts = self._parts(context)
+        if not context.delivery:
+            shutil.rmtree(parts, ignore_errors=True)
+            return
+        fields = list(context.fields)
+        folder = self._sync_dir(context)
+        final = folder / context.delivery
+        temporary = folder / f".tmp-{context.delivery}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        suffix = self.format
+
+        def changes() -> Iterator[list[Any]]:
+            for part in sorted(parts.glob("*.jsonl")) if parts.is_dir() else []:
+                with part.open(encoding="utf-8") as handle:
+                    for line in handle:
+                        record = json.loads(line)
+                        yield self._row(record["operation"], record, fields)
+
+        files = [
+            self._write(temporary / f"snapshot.{suffix}",
+                        self._encode(["customer_key", *fields],
+                                     (self._row(None, row, fields) for row in snapshot))),
+            self._write(temporary / f"changes.{suffix}",
+                        self._encode(["operation", "customer_key", *fields], changes())),
+        ]
+        manifest = {"sync": context.sync_name, "audience": context.audience,
+                    "destination": self.name, "as_of_date": context.as_of_date,
+                    "delivery": context.delivery, "sync_run_id": context.sync_run_id,
+                    "format": self.format, "schema": ["customer_key", *fields], "files": files}
+        (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n",
+                                                 encoding="utf-8")
+        (temporary / DONE_MARKER).write_bytes(b"")
+        if final.exists():  # a resumed run re-assembling its own delivery
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+        shutil.rmtree(parts, ignore_errors=True)
+
+
+def build(name: str, connection: Connection, options: Mapping[str, Any]) -> FileDestination:
+    """The destination; the base folder is the connection's ``extra.path`` or host."""
+    base = connection.extra.get("path") or connection.host
+    if not base:
+        raise DestinationRejected(f"{name}: connection {connection.conn_id!r} names no folder "
+                                  "(extra.path)")
+    return FileDestination(name, Path(base), options)
