@@ -4,6 +4,7 @@ data (``demo``), generate demo data, manage the warehouse, list settings, fit CL
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -61,7 +62,9 @@ def _check_config() -> dict[str, Source]:
 def _run(settings: Settings, run_date: date, warehouse: Warehouse, sources: list[str]) -> int:
     """The nightly DAG for one logical date with real Airflow, then the summary."""
     from trebol import summary
+    from trebol.activation.config import load_activation
     from trebol.airflow.local_runner import run_dag
+    from trebol.demo.endpoints import demo_endpoints
 
     logical_date = datetime(run_date.year, run_date.month, run_date.day,
                             tzinfo=ZoneInfo(settings.timezone))
@@ -69,9 +72,10 @@ def _run(settings: Settings, run_date: date, warehouse: Warehouse, sources: list
     started = time.monotonic()
     (report_dir / "summary.json").unlink(missing_ok=True)
     try:
-        run_dag(settings, warehouse.dsn, warehouse.pos_dsn, warehouse.role_dsns, DAG_ID,
-                logical_date, report_dir / "airflow.log", _progress,
-                map_labels={"extract_load": sorted(sources)})
+        with demo_endpoints(settings, load_activation()) as endpoint_env:
+            run_dag(settings, warehouse.dsn, warehouse.pos_dsn, warehouse.role_dsns, DAG_ID,
+                    logical_date, report_dir / "airflow.log", _progress,
+                    map_labels={"extract_load": sorted(sources)}, extra_env=endpoint_env)
     finally:
         # the summary task runs whatever the checks found: print it before any failure
         if (report_dir / "summary.json").exists():
@@ -229,12 +233,16 @@ def command_sync(settings: Settings, args: argparse.Namespace) -> int:
     from trebol.activation import sync
     from trebol.activation.config import load_activation
     from trebol.activation.endpoints import build_destination
+    from trebol.demo.endpoints import demo_endpoints
     from trebol.warehouse import embedded
     from trebol.warehouse.ddl import ACTIVATION
 
     config = load_activation()
     names = [config.sync(args.sync).name] if args.sync else [spec.name for spec in config.syncs]
-    with psycopg.connect(embedded.resolve_dsn(settings), autocommit=True) as conn:
+    endpoints = contextlib.nullcontext({}) if args.dry_run else demo_endpoints(settings, config)
+    with endpoints as endpoint_env, psycopg.connect(embedded.resolve_dsn(settings),
+                                                    autocommit=True) as conn:
+        os.environ.update(endpoint_env)  # the demo receiver's connection, for this command
         conn.execute(f"set role {ACTIVATION}")  # what the push task may do, no more
         day = args.date or conn.execute(
             "select max(as_of_date) from activation.staged_audiences").fetchone()[0]

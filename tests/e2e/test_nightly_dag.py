@@ -29,7 +29,9 @@ import psycopg
 import pytest
 
 from trebol import cli
+from trebol.activation.config import load_activation
 from trebol.demo import SimulationResult
+from trebol.demo.endpoints import receiver_dir
 from trebol.quality import gate, results
 from trebol.quality.rules import load_rules
 from trebol.summary import marts_checksum
@@ -210,8 +212,8 @@ def test_every_task_ran_in_airflow(runs: dict[str, dict], test_warehouse: Sessio
         """).fetchall()
     tasks = {task for task, _ in states}
     assert {"prepare_warehouse", "extract_load", "check_raw_batches", "dbt_build", "fit_clv",
-            "dbt_build_value", "stage_audiences", "check_marts", "push_audiences", "summarize",
-            "fail_run"} <= tasks
+            "dbt_build_value", "stage_audiences", "check_marts", "list_syncs", "push_audiences",
+            "summarize", "fail_run"} <= tasks
     # nothing failed, so the task that fails a run was skipped
     assert {state for task, state in states if task != "fail_run"} == {"success"}
     assert dict(states)["fail_run"] == "skipped"
@@ -240,7 +242,7 @@ def test_a_failed_raw_check_stops_that_runs_push_and_says_why(
     assert states["summarize"] == "success"
     assert states["fail_run"] == "failed"
     with test_warehouse.connect() as conn:
-        pushed = conn.execute("select count(*) from activation.push_log where as_of_date = %s",
+        pushed = conn.execute("select count(*) from activation.sync_runs where as_of_date = %s",
                               (BACKFILL_DATE,)).fetchone()[0]
         late = conn.execute("""select count(*), min(reason) from raw._quarantine
             where source = 'loyalty_points' and batch_id like '%%-late.csv'""").fetchone()
@@ -289,15 +291,37 @@ def test_value_tiers_and_churn_risk_come_from_the_predictions(
             assert basis == "lifecycle_stage" and churn_risk is None
 
 
-def test_pushed_list_holds_only_consenting_at_risk_customers(
+def webhook_state(settings, sync_name: str) -> dict[str, dict]:
+    """What the demo's webhook receiver holds for a sync: its accepted batches replayed."""
+    state: dict[str, dict] = {}
+    path = receiver_dir(settings) / f"{sync_name}.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        for record in json.loads(line)["records"]:
+            if record["operation"] == "remove":
+                state.pop(record["customer_key"], None)
+            else:
+                state[record["customer_key"]] = record["fields"]
+    return state
+
+
+def test_every_sync_delivered_only_consenting_members_of_its_audience(
         runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
-    [push] = runs["again"]["pushes"]
-    with Path(push["target"]).open(newline="") as handle:
-        pushed = list(csv.DictReader(handle))
-    assert len(pushed) == push["rows"] > 0
+    """The first run delivers every staged member but the control group, to every destination
+    (the file drop's snapshot, the webhook receiver's state); the re-runs of the date send
+    nothing more; what was delivered holds only customers of the audience whose every CRM
+    contact consents (straight from raw) and never a held-out one."""
+    config = load_activation(PROJECT_DIR / "config" / "destinations.yml")
+    first = {sync["sync"]: sync for sync in runs["first"]["syncs"]}
+    assert set(first) == {spec.name for spec in config.syncs}
+    for sync in first.values():
+        assert sync["status"] == "succeeded" and sync["failed"] == sync["removed"] == 0, sync
+        assert sync["added"] == sync["members"] - sync["held_out"], sync
+    assert sum(sync["added"] for sync in first.values()) > 0
+    assert sum(sync["held_out"] for sync in first.values()) > 0
+    for name in ("second", "again"):
+        assert {(sync["sync"], sync["added"], sync["changed"], sync["removed"])
+                for sync in runs[name]["syncs"]} == {(spec.name, 0, 0, 0) for spec in config.syncs}
     with test_warehouse.connect() as conn:
-        # straight from raw: each pushed customer has CRM contacts in the newest snapshot, all of
-        # them opted in, and none of their contacts ever unsubscribed
         consenting = {row[0] for row in conn.execute("""
             select k.customer_key from marts.customer_source_keys k
             inner join raw.crm_contacts c on k.source = 'crm' and k.source_id = c.contact_id
@@ -305,12 +329,27 @@ def test_pushed_list_holds_only_consenting_at_risk_customers(
             having bool_and(c.unsubscribed_at is null)
                 and bool_and(c.marketing_consent or c._valid_to is not null)
                 and bool_or(c._valid_to is null)""")}
-        at_risk = {row[0] for row in conn.execute(
-            "select customer_key from marts.customer_segments where lifecycle_stage = 'at_risk'")}
         emails = dict(conn.execute("select customer_key, email from marts.dim_customers"))
-    keys = {row["customer_key"] for row in pushed}
-    assert keys <= consenting & at_risk
-    assert all(row["email"] == emails[row["customer_key"]] for row in pushed)
+        for spec in config.syncs:
+            delivered = dict(conn.execute("select customer_key, fields from activation.sync_state "
+                                          "where sync_name = %s", (spec.name,)).fetchall())
+            audience = {row[0] for row in conn.execute(
+                f"select customer_key from audiences.{spec.audience}")}
+            held = {row[0] for row in conn.execute(
+                "select customer_key from activation.holdouts where audience = %s", (spec.audience,))}
+            assert len(delivered) == first[spec.name]["added"]
+            assert set(delivered) <= consenting & audience and not set(delivered) & held
+            assert all(fields["email"] == emails[key] for key, fields in delivered.items())
+            kind = config.destinations[spec.destination].type
+            if kind == "file":
+                folder = (test_warehouse.settings.file_drop_dir / spec.destination / spec.name
+                          / DEMO_DATE.isoformat())
+                with (folder / "snapshot.csv").open(newline="", encoding="utf-8") as handle:
+                    snapshot = {row["customer_key"]: row["email"] for row in csv.DictReader(handle)}
+                assert snapshot == {key: fields["email"] for key, fields in delivered.items()}
+                assert (folder / "_SUCCESS").exists()
+            else:
+                assert webhook_state(test_warehouse.settings, spec.name) == delivered
 
 
 def test_identity_resolution_matches_the_ground_truth(runs: dict[str, dict],

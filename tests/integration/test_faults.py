@@ -185,51 +185,75 @@ def test_a_load_whose_connection_the_server_terminates_leaves_no_trace(
     assert rows[0] == 5001 and str(rows[1]) == "2"
 
 
-KILLED_PUSH = """
+KILLED_SYNC = """
 import sys
 from datetime import date
 from pathlib import Path
 import psycopg
-from trebol.activation import audiences
-with psycopg.connect(sys.argv[1], autocommit=True, application_name="trebol-killed-push") as conn:
-    [audience] = audiences.load_audiences()
-    audiences.push_audience(conn, audience, date.fromisoformat(sys.argv[2]), Path(sys.argv[3]),
-                            "killed_run")
+from trebol.activation import sync
+from trebol.activation.config import parse
+from trebol.activation.destinations import file
+from trebol.activation.destinations.base import Connection
+config = parse({"destinations": {"drop": {"type": "file", "batch_size": 20}},
+                "syncs": [{"audience": "aud_winback_high_value", "destination": "drop",
+                           "holdout_share": 0.1, "fields": {"email": "email", "offer": "offer_code"}}]})
+with psycopg.connect(sys.argv[1], autocommit=True, application_name="trebol-killed-sync") as conn:
+    drop = file.build("drop", Connection("", sys.argv[3]), config.destinations["drop"].options)
+    sync.run_sync(conn, config, config.syncs[0].name, date.fromisoformat(sys.argv[2]),
+                  "killed_run", drop)
 """
 
 
-def test_a_push_killed_between_its_file_and_its_log_is_made_whole_by_the_rerun(
+def test_a_sync_killed_midway_is_resumed_by_the_rerun_to_the_clean_run_s_files(
         demo_marts: DemoMarts, tmp_path: Path) -> None:
-    """The file drop is written whole (a temporary file renamed) before the push is logged:
-    killed while waiting to log, the file is complete and no temporary file is left; the re-run
-    writes the same bytes and logs the push once."""
-    from trebol.activation import audiences
+    """kill -9 of a sync while it records its first batch: nothing of that batch counts as sent,
+    no delivery appears (its parts wait in a hidden folder), and the re-run resumes the same
+    sync run and delivers exactly what a clean sync delivers."""
+    from trebol.activation import staging, sync
+    from trebol.activation.config import parse
+    from trebol.activation.destinations import file
+    from trebol.activation.destinations.base import Connection
 
     database = dsn_parts(demo_marts.dsn).dbname
-    [audience] = audiences.load_audiences()
+    config = parse({"destinations": {"drop": {"type": "file", "batch_size": 20}},
+                    "syncs": [{"audience": "aud_winback_high_value", "destination": "drop",
+                               "holdout_share": 0.1,
+                               "fields": {"email": "email", "offer": "offer_code"}}]})
+    name = config.syncs[0].name
     clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
+    options = config.destinations["drop"].options
+
+    def reset(conn: psycopg.Connection) -> None:
+        conn.execute("delete from activation.sync_runs where sync_name = %s", (name,))
+        conn.execute("delete from activation.sync_state where sync_name = %s", (name,))
+
     with psycopg.connect(demo_marts.dsn, autocommit=True) as conn:
-        audiences.stage_audiences(conn, [audience], DEMO_DATE)
-        clean = audiences.push_audience(conn, audience, DEMO_DATE, clean_dir, "clean_run")
-        with _holding(demo_marts.dsn, "lock table activation.push_log in share mode"):
-            child = subprocess.Popen([sys.executable, "-c", KILLED_PUSH, demo_marts.dsn,
+        staging.stage_audiences(conn, config, DEMO_DATE)
+        reset(conn)
+        clean = sync.run_sync(conn, config, name, DEMO_DATE, "clean_run",
+                              file.build("drop", Connection("", str(clean_dir)), options))
+        reset(conn)
+        with _holding(demo_marts.dsn, "lock table activation.sync_state in share mode"):
+            child = subprocess.Popen([sys.executable, "-c", KILLED_SYNC, demo_marts.dsn,
                                       DEMO_DATE.isoformat(), str(killed_dir)], cwd=PROJECT_DIR)
-            pid = _wait_until_blocked(conn, database, "push_log", child)
+            pid = _wait_until_blocked(conn, database, "sync_state", child)
             os.kill(child.pid, signal.SIGKILL)
             child.wait()
         _gone(conn, pid)
-        left_by_kill = sorted(p.relative_to(killed_dir).as_posix() for p in killed_dir.rglob("*"))
-        dropped = (killed_dir / audience.name / f"{DEMO_DATE.isoformat()}.csv").read_bytes()
-        logged_by_killed = conn.execute("select count(*) from activation.push_log "
-                                        "where run_id = 'killed_run'").fetchone()[0]
-        rerun = audiences.push_audience(conn, audience, DEMO_DATE, killed_dir, "rerun")
-        logs = conn.execute("select run_id, content_sha256 from activation.push_log "
-                            "where as_of_date = %s and audience = %s", (DEMO_DATE, audience.name)
-                            ).fetchall()
-        conn.execute("delete from activation.push_log where as_of_date = %s", (DEMO_DATE,))
-        conn.execute("delete from activation.audience_members where as_of_date = %s", (DEMO_DATE,))
-    # killed: the file complete (the clean run's bytes), nothing temporary, nothing logged
-    assert left_by_kill == [audience.name, f"{audience.name}/{DEMO_DATE.isoformat()}.csv"]
-    assert dropped == Path(clean.target).read_bytes() and logged_by_killed == 0
-    assert rerun.rows == clean.rows > 0 and rerun.sha256 == clean.sha256
-    assert logs == [("rerun", clean.sha256)]
+        sent_by_killed = conn.execute("select count(*) from activation.sync_records "
+                                      "where status <> 'pending'").fetchone()[0]
+        visible = sorted(p.name for p in (killed_dir / "drop" / name).iterdir()
+                         if not p.name.startswith("."))
+        rerun = sync.run_sync(conn, config, name, DEMO_DATE, "rerun",
+                              file.build("drop", Connection("", str(killed_dir)), options))
+        runs = conn.execute("select status, run_id from activation.sync_runs where sync_name = %s",
+                            (name,)).fetchall()
+        reset(conn)
+    assert clean.added > 20 and sent_by_killed == 0 and visible == []
+    assert rerun.added == clean.added
+    assert runs == [("succeeded", "rerun")]  # the killed run, resumed: one run, no duplicate
+    delivered = {path.relative_to(killed_dir).as_posix() for path in killed_dir.rglob("*")}
+    assert delivered == {path.relative_to(clean_dir).as_posix() for path in clean_dir.rglob("*")}
+    for kind in ("snapshot.csv", "changes.csv"):
+        relative = Path("drop", name, DEMO_DATE.isoformat(), kind)
+        assert (killed_dir / relative).read_bytes() == (clean_dir / relative).read_bytes()

@@ -23,7 +23,8 @@ import psycopg
 import pytest
 import yaml
 
-from trebol.activation import audiences
+from trebol.activation import staging
+from trebol.activation.config import load_activation
 from trebol.clv import predictions
 from trebol.demo import SimulationSpec, simulate
 from trebol.extract.sources import load_sources
@@ -225,7 +226,7 @@ def mart_world(demo_marts: DemoMarts, test_warehouse: SessionWarehouse,
     reports = tmp_path_factory.mktemp("quality-marts")
     with psycopg.connect(demo_marts.dsn, autocommit=True) as conn:
         predictions.run_clv(conn, DEMO_DATE, test_warehouse.settings)
-        audiences.stage_audiences(conn, audiences.load_audiences(), DEMO_DATE)
+        staging.stage_audiences(conn, load_activation(), DEMO_DATE)
         # the quality models the mart suites read, built on the predictions (as dbt_build_value)
         _build_quality_models(demo_marts.dsn, reports)
         yield conn, _quality_run(demo_marts.dsn, DEMO_DATE, test_warehouse.settings, reports)

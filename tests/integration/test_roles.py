@@ -19,7 +19,10 @@ import pytest
 from psycopg import sql
 
 from trebol import summary
-from trebol.activation import audiences
+from trebol.activation import staging, sync
+from trebol.activation.config import parse
+from trebol.activation.destinations import file as file_destination
+from trebol.activation.destinations.base import Connection
 from trebol.airflow import connections
 from trebol.demo import SimulationResult
 from trebol.extract.sources import load_sources
@@ -151,7 +154,7 @@ def test_the_loader_writes_raw_and_nothing_else(warehouse: RolesWarehouse) -> No
         refused(loader, "select count(*) from marts.dim_customers")
         refused(loader, "create table marts.loader_was_here (id int)")
         refused(loader, same_rows("marts.customer_segments"))
-        refused(loader, same_rows("activation.push_log"))
+        refused(loader, same_rows("activation.sync_state"))
         refused(loader, "select count(*) from staging.stg_crm__contacts")
 
 
@@ -181,7 +184,7 @@ def test_the_transformer_builds_from_raw_and_writes_only_its_layers(
         refused(transformer, same_rows("raw._load_audit"))
         refused(transformer, "create table raw.transformer_was_here (id int)")
         refused(transformer, same_rows("activation.audience_members"))
-        refused(transformer, same_rows("activation.push_log"))
+        refused(transformer, same_rows("activation.sync_state"))
         refused(transformer, same_rows("marts.data_quality_results"))  # the checks' verdicts
         # the migrations' own tables: written by the CLV fit, never dropped or altered
         refused(transformer, "drop table marts.customer_clv")
@@ -190,21 +193,28 @@ def test_the_transformer_builds_from_raw_and_writes_only_its_layers(
 
 def test_activation_stages_and_pushes_and_writes_nothing_else(warehouse: RolesWarehouse,
                                                               tmp_path: Path) -> None:
+    config = parse({"destinations": {"drop": {"type": "file"}},
+                    "syncs": [{"audience": "aud_winback_high_value", "destination": "drop",
+                               "holdout_share": 0.1, "fields": {"email": "email",
+                                                                "offer": "offer_code"}}]})
+    drop = file_destination.build("drop", Connection("", str(tmp_path)), {})
     with warehouse.connect("activation") as activation:
-        staged = audiences.stage_audiences(activation, audiences.load_audiences(), DEMO_DATE)
-        assert sum(staged.values()) > 0
-        pushed = [audiences.push_audience(activation, audience, DEMO_DATE, tmp_path, "roles_test")
-                  for audience in audiences.load_audiences()]
-        assert [push.rows for push in pushed] == list(staged.values())
-        assert activation.execute("select count(*) from activation.push_log "
-                                  "where run_id = 'roles_test'").fetchone() == (len(pushed),)
+        [staged] = staging.stage_audiences(activation, config, DEMO_DATE)
+        assert staged.status == "staged" and staged.members > 0
+        report = sync.run_sync(activation, config, config.syncs[0].name, DEMO_DATE, "roles_test",
+                               drop)
+        assert report.added == staged.members - staged.held_out > 0
+        assert activation.execute("select count(*) from activation.sync_records "
+                                  "where status = 'ok'").fetchone() == (report.added,)
         refused(activation, "select count(*) from marts.dim_customers")
         refused(activation, "select count(*) from raw.crm_contacts")
         refused(activation, same_rows("raw._load_audit"))
         refused(activation, same_rows("marts.customer_segments"))
+        refused(activation, same_rows("audiences.aud_winback_high_value"))
         refused(activation, "delete from marts.customer_segments where false")
         refused(activation, "create table activation.activation_was_here (id int)")
         refused(activation, "create table marts.activation_was_here (id int)")
+        refused(activation, "create table audiences.activation_was_here (id int)")
 
 
 def test_the_checker_reads_every_layer_and_writes_only_the_verdicts(warehouse: RolesWarehouse,
@@ -233,7 +243,7 @@ def test_the_checker_reads_every_layer_and_writes_only_the_verdicts(warehouse: R
         refused(checker, same_rows("marts.customer_segments"))
         refused(checker, same_rows("marts.customer_clv"))
         refused(checker, same_rows("raw.crm_contacts"))
-        refused(checker, same_rows("activation.push_log"))
+        refused(checker, same_rows("activation.sync_state"))
         refused(checker, "create table marts.checker_was_here (id int)")
         refused(checker, "create table quality.checker_was_here (id int)")
 

@@ -19,19 +19,21 @@ def test_a_run_that_did_not_push_never_reports_an_earlier_push(demo_marts: DemoM
                                                                tmp_path: Path) -> None:
     with psycopg.connect(demo_marts.dsn, autocommit=True) as conn:
         ddl.bootstrap(conn)
-        conn.execute("""insert into activation.push_log (audience, destination, as_of_date,
-            rows_pushed, target, content_sha256, run_id)
-            values ('winback_at_risk', 'file', %s, 130, %s, 'abc', 'earlier_run')""",
-                     (DEMO_DATE, str(tmp_path / "x.csv")))
+        conn.execute("""insert into activation.sync_runs (sync_name, audience, destination,
+            as_of_date, run_id, status, members, held_out, added, changed, removed, failed,
+            delivery) values ('winback__drop', 'aud_winback', 'drop', %s, 'earlier_run',
+            'succeeded', 144, 14, 130, 0, 0, 0, '2026-06-30')""", (DEMO_DATE,))
         try:
             failed = summary.build_summary(conn, DEMO_DATE, tmp_path / "failed", "failed_run")
             earlier = summary.build_summary(conn, DEMO_DATE, tmp_path / "earlier", "earlier_run")
         finally:
-            conn.execute("delete from activation.push_log where run_id = 'earlier_run'")
-    assert failed["pushes"] == []
+            conn.execute("delete from activation.sync_runs where run_id = 'earlier_run'")
+    assert failed["syncs"] == []
     assert failed["activation"] == "not run (a task before the push failed or has not run)"
     text = summary.render(failed)
-    assert "pushed      " not in text and "activation not run" in text
+    assert "  sync  " not in text and "activation not run" in text
     assert earlier["activation"] == "pushed"
-    assert earlier["pushes"] == [{"audience": "winback_at_risk", "destination": "file", "rows": 130,
-                                  "target": str(tmp_path / "x.csv")}]
+    [pushed] = earlier["syncs"]
+    assert (pushed["sync"], pushed["added"], pushed["held_out"]) == ("winback__drop", 130, 14)
+    assert ("sync        winback__drop (drop): succeeded; added 130, changed 0, removed 0, "
+            "held out 14, failed 0") in summary.render(earlier)

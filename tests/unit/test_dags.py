@@ -61,7 +61,11 @@ def test_push_only_after_the_quality_gate(dag_bag: DagBag) -> None:
     dag = dag_bag.dags["trebol_nightly"]
     push = dag.get_task("push_audiences")
     assert push.trigger_rule == "all_success"
-    assert push.upstream_task_ids == {"check_raw_batches", "check_marts", "fit_clv"}
+    # one mapped push per sync of destinations.yml, listed only once the gate has passed
+    assert push.upstream_task_ids == {"list_syncs"}
+    syncs = dag.get_task("list_syncs")
+    assert syncs.trigger_rule == "all_success"
+    assert syncs.upstream_task_ids == {"check_raw_batches", "check_marts", "fit_clv"}
     # the raw suites read the quality models dbt_build makes; they run whatever its tests found
     raw_check = dag.get_task("check_raw_batches")
     assert raw_check.upstream_task_ids == {"dbt_build"} and raw_check.trigger_rule == "all_done"
@@ -123,7 +127,7 @@ def test_each_task_reaches_the_warehouse_as_its_role(dag_bag: DagBag,
     """Every task but list_sources and fail_run reaches the warehouse, through its role's
     connection (tests/integration/test_roles.py: each connection's role, what it may do)."""
     dag = dag_bag.dags["trebol_nightly"]
-    assert set(ROLE_OF_TASK) == set(dag.task_ids) - {"list_sources", "fail_run"}
+    assert set(ROLE_OF_TASK) == set(dag.task_ids) - {"list_sources", "list_syncs", "fail_run"}
     assert {task_id: task_conn_id(task_id) for task_id in ROLE_OF_TASK} == {
         "prepare_warehouse": "trebol_warehouse",  # the admin: migrations
         "extract_load": "trebol_warehouse_loader",
@@ -154,7 +158,7 @@ def test_each_task_reaches_the_warehouse_as_its_role(dag_bag: DagBag,
         "fit_clv": lambda: tasks.fit_clv(interval),
         "stage_audiences": lambda: tasks.stage_audiences(interval),
         "check_marts": lambda: tasks.check_marts(interval, "run"),
-        "push_audiences": lambda: tasks.push_audiences(interval, "run"),
+        "push_audiences": lambda: tasks.push_sync(tasks.sync_names()[0], interval, "run"),
         "summarize": lambda: tasks.summarize(interval, "run"),
     }
     for task_id, call in calls.items():

@@ -328,21 +328,21 @@ def test_config_dir_missing_or_incomplete_stops_with_one_line(tmp_path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == (f"trebol: TREBOL_CONFIG_DIR: {tmp_path / 'no'} is not a folder; "
                                      "point it at the folder holding sources.yml, quality.yml, "
-                                     "audiences.yml")
+                                     "destinations.yml")
     config = tmp_path / "config"
     config.mkdir()
     (config / "sources.yml").write_text((PROJECT_DIR / "config" / "sources.yml").read_text())
     (config / "quality.yml").write_text((PROJECT_DIR / "config" / "quality.yml").read_text())
     result = _trebol("run", "--date", "2026-06-30", env={**base, "TREBOL_CONFIG_DIR": str(config)})
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"trebol: {config / 'audiences.yml'}: missing "
+    assert result.stderr.strip() == (f"trebol: {config / 'destinations.yml'}: missing "
                                      f"(TREBOL_CONFIG_DIR={config} must hold sources.yml, "
-                                     "quality.yml, audiences.yml)")
-    (config / "audiences.yml").write_text("audiences:\n  winback: {destination: fax, lifecycle_stage: x}\n")
+                                     "quality.yml, destinations.yml)")
+    (config / "destinations.yml").write_text("destinations:\n  fax_machine: {type: fax}\n")
     result = _trebol("run", "--date", "2026-06-30", env={**base, "TREBOL_CONFIG_DIR": str(config)})
     assert result.returncode == 2
-    assert result.stderr.strip() == ("trebol: audiences.yml: audiences.winback.destination: 'fax' is "
-                                     "not one of ('file',)")
+    assert result.stderr.strip() == ("trebol: destinations.yml: destinations.fax_machine.type: 'fax' "
+                                     "is not one of file, webhook, mailchimp, meta_custom_audience")
 
 
 def test_settings_lists_the_values_in_force(tmp_path) -> None:

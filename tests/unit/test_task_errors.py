@@ -35,7 +35,7 @@ def test_every_task_body_fails_without_retry_on_deterministic_errors() -> None:
 
 def test_a_wrong_sources_file_fails_the_extract_task_without_retry(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("sources.yml", "quality.yml", "audiences.yml"):
+    for name in ("sources.yml", "quality.yml", "destinations.yml"):
         (tmp_path / name).write_text((PROJECT_DIR / "config" / name).read_text())
     (tmp_path / "sources.yml").write_text((tmp_path / "sources.yml").read_text().replace(
         "max_text_length: 1000", "max_text_length: -1"))

@@ -118,10 +118,12 @@ def _migrate(settings: Settings, env: dict[str, str], log: IO[str], log_file: Pa
 
 def run_dag(settings: Settings, dsn: str, pos_dsn: str, role_dsns: Mapping[str, str], dag_id: str,
             logical_date: datetime, log_file: Path, progress: Callable[[str], None],
-            map_labels: Mapping[str, list[str]] | None = None) -> None:
+            map_labels: Mapping[str, list[str]] | None = None,
+            extra_env: Mapping[str, str] | None = None) -> None:
     """Migrate Airflow's metadata DB and run ``dag_id`` for ``logical_date``; raise on failure.
-    ``map_labels`` names the instances of a mapped task in the progress lines (by map index)."""
-    env = {**os.environ, **airflow_env(settings, dsn, pos_dsn, role_dsns)}
+    ``map_labels`` names the instances of a mapped task in the progress lines (by map index);
+    ``extra_env`` adds to the run's environment (e.g. the demo endpoints' connections)."""
+    env = {**os.environ, **airflow_env(settings, dsn, pos_dsn, role_dsns), **(extra_env or {})}
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as log:
