@@ -229,6 +229,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -347,10 +348,10 @@ class FakeMailchimp:
             return [self._segment_json(lst, s) for s in lst.segments.values()]
 
     def segment_emails(self, list_id: str, name: str) -> set[str]:
-        """The addresses in the (only) segment of that name; KeyError when there is none."""
+        """The addresses in the (only) tag of that name; KeyError when there is none."""
         with self._lock:
             lst = self.lists[list_id]
-            matches = [s for s in lst.segments.values() if s.name == name]
+            matches = [s for s in lst.segments.values() if s.name == name and s.type == "static"]
             if len(matches) != 1:
                 raise KeyError(f"{len(matches)} segments named {name!r} on list {list_id}")
             by_contact = {m.contact_id: m.email_address for m in lst.members.values()}
