@@ -29,7 +29,7 @@ from trebol.activation.destinations.mailchimp import (
     api_base_url,
     build,
 )
-from trebol.activation.http import RetryPolicy
+from trebol.activation.http import HttpTransport, RetryPolicy, _TokenBucket
 from trebol.settings import ConfigError
 
 from ..fakes.mailchimp import FakeMailchimp, subscriber_hash
@@ -500,3 +500,26 @@ def test_consent_feedback_export_pages_and_writes_atomically(fake: FakeMailchimp
     since = (start + timedelta(minutes=1040)).isoformat()
     assert export_mailchimp_opt_outs(connection, target, since_last_changed=since, policy=policy) == 10
     assert len(target.read_text().splitlines()) == 10
+
+
+# ---- the transport fixes this destination needed ---------------------------------------------
+
+
+def test_transport_accept_and_a_rate_below_one_per_second(fake: FakeMailchimp) -> None:
+    with HttpTransport("t", fake.base_url, RetryPolicy(), auth=("x", KEY)) as http:
+        missing = f"/lists/{LIST}/members/{'0' * 32}"
+        assert http.request("GET", missing, accept={404}).status_code == 404
+        with pytest.raises(DestinationRejected):
+            http.request("GET", missing)
+
+    now, waits = [0.0], []
+
+    def sleep(seconds: float) -> None:
+        assert len(waits) < 5, "the bucket never fills"
+        waits.append(seconds)
+        now[0] += seconds
+
+    bucket = _TokenBucket(0.5, lambda: now[0], sleep)
+    bucket.take()
+    bucket.take()
+    assert waits == [2.0]  # one start every two seconds
