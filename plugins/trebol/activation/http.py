@@ -23,7 +23,7 @@ from __future__ import annotations
 import email.utils
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,18 +96,20 @@ def error_detail(response: httpx.Response) -> str:
 
 
 class _TokenBucket:
-    """At most ``rate`` starts per second, bursts of one second's worth."""
+    """At most ``rate`` starts per second, bursts of one second's worth (at least one start:
+    below one request per second the bucket must still hold a whole token)."""
 
     def __init__(self, rate: float, clock: Callable[[], float], sleep: Callable[[float], None]):
         self.rate, self.clock, self.sleep = rate, clock, sleep
-        self.tokens, self.updated = rate, clock()
+        self.capacity = max(1.0, rate)
+        self.tokens, self.updated = self.capacity, clock()
         self.lock = threading.Lock()
 
     def take(self) -> None:
         while True:
             with self.lock:
                 now = self.clock()
-                self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
                 if self.tokens >= 1:
                     self.tokens -= 1
@@ -134,6 +136,7 @@ class HttpTransport:
         self.bucket = (_TokenBucket(policy.requests_per_second, time.monotonic, sleep)
                        if policy.requests_per_second else None)
         self.attempts = 0  # every attempt made, for the audit and the tests
+        self._attempts_lock = threading.Lock()  # += is not atomic across threads
 
     def close(self) -> None:
         self.client.close()
@@ -156,7 +159,8 @@ class HttpTransport:
         if self.bucket:
             self.bucket.take()
         with self.in_flight:
-            self.attempts += 1
+            with self._attempts_lock:
+                self.attempts += 1
             try:
                 response = self.client.request(method, path, **kwargs)
             except (httpx.TimeoutException, httpx.TransportError) as error:
@@ -166,8 +170,11 @@ class HttpTransport:
                              retry_after_seconds(response.headers.get("Retry-After")))
         return response
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One call, retried as the policy says; a 2xx or 3xx response, or an error."""
+    def request(self, method: str, path: str, *, accept: Collection[int] = (),
+                **kwargs: Any) -> httpx.Response:
+        """One call, retried as the policy says; a 2xx or 3xx response, or an error.
+        ``accept``: 4xx statuses returned rather than raised, where they are an answer (a 404
+        to an update-only call on what is not there; a 400 about one record)."""
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.policy.max_attempts),
             wait=self._wait, sleep=self.sleep, reraise=True,
@@ -178,7 +185,7 @@ class HttpTransport:
             raise TransientDestinationError(redact(
                 f"{self.destination}: {method} {path}: {error} "
                 f"(after {self.policy.max_attempts} attempts)")) from None
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code not in accept:
             raise DestinationRejected(redact(
                 f"{self.destination}: {method} {path}: {response.status_code} "
                 f"{error_detail(response)}".strip()))
