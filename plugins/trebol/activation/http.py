@@ -93,6 +93,8 @@ def error_detail(response: httpx.Response) -> str:
         error = body.get("error")
         if isinstance(error, dict):  # Graph API (Meta)
             return f"{error.get('message', '')} (code {error.get('code')})"
+        if isinstance(error, str) and error:  # {"error": "..."} (webhook receivers, many APIs)
+            return error
         if body.get("message"):
             return str(body["message"])
     return str(body)[:200]
