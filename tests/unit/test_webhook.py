@@ -271,6 +271,19 @@ def test_per_record_errors_in_a_2xx_become_failed_outcomes(receiver: WebhookRece
     assert sorted(receiver.state(SYNC)) == ["C1", "C3", "C5"]
 
 
+def test_a_receiver_that_cannot_store_a_batch_changes_nothing_and_accepts_the_resend(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    with WebhookReceiver([SECRET], blocked) as receiver:
+        with pytest.raises(TransientDestinationError, match="500 could not apply the batch"):
+            destination(receiver, max_attempts=2).send(ADDS)
+        assert receiver.state(SYNC) == {} and receiver.batches() == [] and receiver.count("error") == 2
+        receiver.out_dir = tmp_path / "out"  # the disk is fixed; the next run resends
+        assert all(o.ok for o in destination(receiver).send(ADDS))
+        assert len(receiver.state(SYNC)) == 5 and receiver.replays == 0
+        assert len((tmp_path / "out" / f"{SYNC}.jsonl").read_text().splitlines()) == 1
+
+
 def test_a_hanging_receiver_times_out_and_the_retry_waits_for_the_first_request(
         receiver: WebhookReceiver) -> None:
     receiver.hang_next(seconds=1.0)

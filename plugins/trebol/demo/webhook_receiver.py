@@ -283,7 +283,7 @@ class WebhookReceiver:
         if hang:
             self._stopping.wait(hang)
         try:
-            reply = self._apply(key, document)
+            reply = self._apply(document)
         except Exception as error:  # the key is freed: a retry may succeed
             with self._lock:
                 self._keys.pop(key, None)
@@ -295,13 +295,17 @@ class WebhookReceiver:
             return self._note(headers, _Reply(reply.status, b"", {}, drop=True), "lost")
         return self._note(headers, reply, "applied")
 
-    def _apply(self, key: str, document: dict[str, Any]) -> _Reply:
+    def _apply(self, document: dict[str, Any]) -> _Reply:
         sync = document["sync"]
         with self._lock:
             keys = [record["customer_key"] for record in document["records"]]
             errors = [{"customer_key": key, "error": self._rejected[key]}
                       for key in keys if key in self._rejected]
             refused = {error["customer_key"] for error in errors}
+            if self.out_dir is not None:  # first: the one step that can fail, before any change
+                line = {**document, "errors": errors,
+                        "received_at": datetime.now(UTC).isoformat(timespec="seconds")}
+                self._append(self.out_dir / f"{sync}.jsonl", line)
             members = self._state.setdefault(sync, {})
             for record in document["records"]:
                 if record["customer_key"] in refused:
@@ -311,10 +315,6 @@ class WebhookReceiver:
                 else:
                     members[record["customer_key"]] = dict(record["fields"])
             self._batches.append(document)
-            if self.out_dir is not None:
-                line = {**document, "errors": errors,
-                        "received_at": datetime.now(UTC).isoformat(timespec="seconds")}
-                self._append(self.out_dir / f"{sync}.jsonl", line)
         applied = len(document["records"]) - len(errors)
         return _json_reply(200, {"received": len(document["records"]), "applied": applied, "errors": errors})
 
