@@ -6,7 +6,10 @@ One transport per destination and sync run, over an ``httpx.Client`` (connection
   errors; a 429's or 503's ``Retry-After`` (seconds or an HTTP date) is honoured, capped at
   ``max_backoff_seconds``; otherwise exponential backoff with full jitter from
   ``backoff_seconds``. After ``max_attempts`` the call raises
-  :class:`~trebol.activation.destinations.base.TransientDestinationError`.
+  :class:`~trebol.activation.destinations.base.TransientDestinationError`. A destination whose
+  API signals "try later" with another status (Meta's Graph API: HTTP 400 with a throttling
+  error code; a webhook receiver's 409 for a request still in flight) passes ``retryable``, a
+  test of the response, and those responses are retried the same way.
 - **no retry** of other 4xx: the same request would be refused again
   (:class:`~trebol.activation.destinations.base.DestinationRejected`, naming status, title and
   detail of a problem+json or JSON error body).
@@ -90,6 +93,8 @@ def error_detail(response: httpx.Response) -> str:
         error = body.get("error")
         if isinstance(error, dict):  # Graph API (Meta)
             return f"{error.get('message', '')} (code {error.get('code')})"
+        if isinstance(error, str) and error:  # {"error": "..."} (webhook receivers, many APIs)
+            return error
         if body.get("message"):
             return str(body["message"])
     return str(body)[:200]
@@ -124,8 +129,10 @@ class HttpTransport:
     def __init__(self, destination: str, base_url: str, policy: RetryPolicy, *,
                  auth: httpx.Auth | tuple[str, str] | None = None,
                  headers: Mapping[str, str] | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 retryable: Callable[[httpx.Response], bool] | None = None) -> None:
         self.destination = destination
+        self.retryable = retryable  # other responses worth another attempt (beside 429/5xx)
         self.policy = policy
         self.sleep = sleep
         self.client = httpx.Client(base_url=base_url.rstrip("/"), auth=auth,
@@ -165,7 +172,8 @@ class HttpTransport:
                 response = self.client.request(method, path, **kwargs)
             except (httpx.TimeoutException, httpx.TransportError) as error:
                 raise _Retryable(f"{type(error).__name__}: {error}") from None
-        if response.status_code in RETRYABLE_STATUSES:
+        if response.status_code in RETRYABLE_STATUSES or (
+                self.retryable is not None and response.status_code >= 400 and self.retryable(response)):
             raise _Retryable(f"{response.status_code} {error_detail(response)}".strip(),
                              retry_after_seconds(response.headers.get("Retry-After")))
         return response
