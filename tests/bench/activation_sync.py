@@ -41,7 +41,7 @@ from trebol.warehouse import address, ddl, embedded
 
 DATABASE = "trebol_bench_activation"
 DAY = date(2026, 6, 30)
-API_KEY = "bench-key-us21"
+API_KEY = "0123456789abcdef0123456789abcdef-us21"
 LIST_ID = "bench"
 
 
@@ -117,7 +117,7 @@ def _serve_mailchimp(ready: Any) -> None:
     from tests.fakes.mailchimp import FakeMailchimp
 
     fake = FakeMailchimp(api_key=API_KEY)
-    fake.add_list(LIST_ID)
+    fake.add_list(LIST_ID, merge_fields={"FNAME": "text", "OFFER": "text"})
     with fake:
         ready.send(fake.base_url)
         ready.recv()  # until the benchmark is done

@@ -408,7 +408,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             sync_name text not null,
             customer_key text not null,
             fields jsonb not null,
-            fields_md5 text not null,
             sync_run_id bigint not null,
             synced_at timestamptz not null default now(),
             primary key (sync_name, customer_key)

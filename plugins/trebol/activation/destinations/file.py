@@ -26,16 +26,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from trebol.activation.destinations.base import (
     Batch,
-    Change,
     Connection,
     DestinationRejected,
     RecordOutcome,
@@ -72,6 +72,7 @@ class FileDestination:
         self.base = base
         self.format = options.get("format", "csv")
         self.batch_size = int(options.get("batch_size", 50_000))
+        self._fields: dict[str, tuple[str, ...]] = {}  # each open sync's columns
 
     def _sync_dir(self, context: SyncContext) -> Path:
         return self.base / self.name / context.sync_name
@@ -80,6 +81,7 @@ class FileDestination:
         return self._sync_dir(context) / f".parts-{context.sync_run_id}"
 
     def open(self, context: SyncContext) -> None:
+        self._fields[context.sync_name] = tuple(context.fields)
         folder = self._sync_dir(context)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -89,15 +91,12 @@ class FileDestination:
             if leftover.name != self._parts(context).name and leftover.is_dir():
                 shutil.rmtree(leftover)
 
-    def _row(self, operation: str | None, change: Change | Mapping[str, Any],
-             fields: list[str]) -> list[Any]:
-        if isinstance(change, Change):
-            key, values = change.customer_key, change.fields
-        else:
-            key, values = change["customer_key"], change["fields"]
-        return ([operation] if operation else []) + [key] + [values.get(field) for field in fields]
+    def _row(self, operation: str | None, customer_key: str, values: Mapping[str, Any],
+             fields: Sequence[str]) -> list[Any]:
+        return ([operation] if operation else []) + [customer_key] + [values.get(f) for f in fields]
 
-    def _encode(self, header: list[str], rows: Iterator[list[Any]]) -> Iterator[str]:
+    def _lines(self, header: list[str], rows: Iterable[list[Any]]) -> Iterator[str]:
+        """The rows encoded in the format, one line each (no header)."""
         if self.format == "jsonl":
             for row in rows:
                 yield json.dumps(dict(zip(header, row, strict=True)), ensure_ascii=False,
@@ -105,42 +104,52 @@ class FileDestination:
             return
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
-        writer.writerow(header)
-        yield buffer.getvalue()
         for row in rows:
-            buffer.seek(0)
-            buffer.truncate()
             writer.writerow([_text(value) for value in row])
-            yield buffer.getvalue()
+            if buffer.tell() > 1 << 16:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    def _header(self, header: list[str]) -> str:
+        if self.format == "jsonl":
+            return ""
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\r\n").writerow(header)
+        return buffer.getvalue()
 
     def send(self, batch: Batch) -> list[RecordOutcome]:
-        """Write the batch as a part file of its run (rewritten whole when resent)."""
+        """Write the batch's changes, encoded, as a part file of its run (rewritten whole when
+        resent); the delivery's change file is the parts in order."""
         parts = self.base / self.name / batch.sync_name / f".parts-{batch.sync_run_id}"
         parts.mkdir(parents=True, exist_ok=True)
-        part = parts / f"{batch.batch_no:09d}.jsonl"
+        fields = self._fields.get(batch.sync_name, ())
+        part = parts / f"{batch.batch_no:09d}.part"
         temporary = part.with_suffix(".tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
-            for change in batch.changes:
-                handle.write(json.dumps({"operation": change.operation,
-                                         "customer_key": change.customer_key,
-                                         "fields": dict(change.fields)}, default=str) + "\n")
+        rows = (self._row(change.operation, change.customer_key, change.fields, fields)
+                for change in batch.changes)
+        with temporary.open("w", encoding="utf-8", newline="") as handle:
+            handle.writelines(self._lines(["operation", "customer_key", *fields], rows))
         os.replace(temporary, part)
         return [RecordOutcome(change.customer_key, True) for change in batch.changes]
 
-    def _write(self, path: Path, chunks: Iterator[str]) -> dict[str, Any]:
-        digest, size, lines = hashlib.sha256(), 0, -1 if self.format == "csv" else 0
-        with path.open("w", encoding="utf-8", newline="") as handle:
+    @staticmethod
+    def _write(path: Path, chunks: Iterable[str | bytes]) -> dict[str, Any]:
+        digest, size, lines = hashlib.sha256(), 0, 0
+        with path.open("wb") as handle:
             for chunk in chunks:
-                handle.write(chunk)
-                data = chunk.encode("utf-8")
+                data = chunk.encode("utf-8") if isinstance(chunk, str) else chunk
+                handle.write(data)
                 digest.update(data)
                 size += len(data)
-                lines += 1
-        return {"name": path.name, "rows": lines, "bytes": size, "sha256": digest.hexdigest()}
+                lines += data.count(b"\n")
+        return {"name": path.name, "lines": lines, "bytes": size, "sha256": digest.hexdigest()}
 
     def close(self, context: SyncContext, snapshot: Iterator[Mapping[str, Any]]) -> None:
-        """Assemble the delivery: changes from the run's parts, the snapshot, the manifest, the
-        done marker; then rename it into place. No delivery name: nothing changed, no files."""
+        """Assemble the delivery: the change file from the run's parts, the snapshot, the
+        manifest, the done marker; then rename it into place. No delivery name: nothing changed,
+        no files."""
         parts = self._parts(context)
         if not context.delivery:
             shutil.rmtree(parts, ignore_errors=True)
@@ -152,25 +161,30 @@ class FileDestination:
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
         suffix = self.format
+        header = ["customer_key", *fields]
 
-        def changes() -> Iterator[list[Any]]:
-            for part in sorted(parts.glob("*.jsonl")) if parts.is_dir() else []:
-                with part.open(encoding="utf-8") as handle:
-                    for line in handle:
-                        record = json.loads(line)
-                        yield self._row(record["operation"], record, fields)
+        def part_bytes() -> Iterator[bytes]:
+            yield self._header(["operation", *header]).encode("utf-8")
+            for part in sorted(parts.glob("*.part")) if parts.is_dir() else []:
+                with part.open("rb") as handle:
+                    while chunk := handle.read(1 << 20):
+                        yield chunk
 
+        rows = (self._row(None, row["customer_key"], row["fields"], fields) for row in snapshot)
         files = [
             self._write(temporary / f"snapshot.{suffix}",
-                        self._encode(["customer_key", *fields],
-                                     (self._row(None, row, fields) for row in snapshot))),
-            self._write(temporary / f"changes.{suffix}",
-                        self._encode(["operation", "customer_key", *fields], changes())),
+                        itertools.chain([self._header(header)], self._lines(header, rows))),
+            self._write(temporary / f"changes.{suffix}", part_bytes()),
         ]
+        if suffix == "csv":  # records, without the header line
+            for described in files:
+                described["lines"] -= 1
+        for described in files:
+            described["rows"] = described.pop("lines")
         manifest = {"sync": context.sync_name, "audience": context.audience,
                     "destination": self.name, "as_of_date": context.as_of_date,
                     "delivery": context.delivery, "sync_run_id": context.sync_run_id,
-                    "format": self.format, "schema": ["customer_key", *fields], "files": files}
+                    "format": self.format, "schema": header, "files": files}
         (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n",
                                                  encoding="utf-8")
         (temporary / DONE_MARKER).write_bytes(b"")
