@@ -14,12 +14,13 @@ import json
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
-from trebol.activation import staging, sync
-from trebol.activation.config import parse
+from trebol.activation import destinations, staging, sync
+from trebol.activation.config import ActivationConfig, parse
 from trebol.activation.destinations import file as file_destination
 from trebol.activation.destinations.base import (
     Batch,
@@ -28,8 +29,10 @@ from trebol.activation.destinations.base import (
     SyncContext,
     TransientDestinationError,
 )
+from trebol.demo.webhook_receiver import WebhookReceiver
 from trebol.warehouse import ddl
 
+from ..fakes.mailchimp import FakeMailchimp
 from ..helpers import SessionWarehouse, drop_database, fresh_database
 
 pytestmark = pytest.mark.integration
@@ -266,3 +269,162 @@ def test_the_dry_run_shows_the_changes_and_sends_nothing(conn, activation_dsn, t
         "email": "p0@example.com", "first_name": "Name c0000", "offer": "welcome10"}
     assert conn.execute("select count(*) from activation.sync_runs").fetchone()[0] == 0
     assert not (tmp_path / "drop").exists()
+
+
+# ---- against the local fakes of the campaign tools ----------------------------------------------
+
+API_KEY = "0123456789abcdef0123456789abcdef-us21"
+FAST = {"backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "timeout_seconds": 2, "max_attempts": 12}
+
+
+def two_tools(share: float = 0.1) -> ActivationConfig:
+    return parse({
+        "destinations": {"mailchimp": {"type": "mailchimp", "connection": "mc", **FAST},
+                         "hook": {"type": "webhook", "connection": "hook", "batch_size": 50,
+                                  **FAST}},
+        "syncs": [{"name": "to_mailchimp", "audience": "aud_test", "destination": "mailchimp",
+                   "holdout_share": share,
+                   "fields": {"email_address": "email", "FNAME": "first_name", "OFFER": "offer"}},
+                  {"name": "to_hook", "audience": "aud_test", "destination": "hook",
+                   "holdout_share": share, "fields": FIELDS}],
+    })
+
+
+@pytest.fixture
+def tools(tmp_path: Path) -> Iterator[tuple[FakeMailchimp, WebhookReceiver, dict[str, Any]]]:
+    with FakeMailchimp(api_key=API_KEY) as mailchimp, \
+            WebhookReceiver(["whsec_test"], out_dir=tmp_path / "hook") as receiver:
+        mailchimp.add_list("list1", merge_fields={"FNAME": "text", "OFFER": "text"})
+        connections = {
+            "mailchimp": Connection("mc", mailchimp.base_url, "trebol", API_KEY,
+                                    {"list_id": "list1"}),
+            "hook": Connection("hook", receiver.url, "", "whsec_test"),
+        }
+        yield mailchimp, receiver, connections
+
+
+def push_all(conn, settings: ActivationConfig, connections, day: date) -> dict[str, sync.SyncReport]:
+    """Stage the day, then every sync (a failing one leaves the others done)."""
+    staging.stage_audiences(conn, settings, day)
+    reports = {}
+    for spec in settings.syncs:
+        destination_spec = settings.destinations[spec.destination]
+        module = destinations.module(destination_spec.type)
+        destination = module.build(spec.destination, connections[spec.destination],
+                                   destination_spec.options)
+        try:
+            reports[spec.name] = sync.run_sync(conn, settings, spec.name, day, f"run-{day}",
+                                               destination)
+        except TransientDestinationError:
+            reports[spec.name] = None
+    return reports
+
+
+def expected_members(conn, day: date) -> dict[str, str]:
+    return dict(conn.execute("""select customer_key, email from activation.audience_members
+        where as_of_date = %s and not is_holdout""", (day,)).fetchall())
+
+
+def test_storms_of_429_and_503_end_in_the_exact_state_without_duplicates(conn, activation_dsn,
+                                                                         tools):
+    mailchimp, receiver, connections = tools
+    set_audience(activation_dsn, DAY, people(1200))
+    settings = two_tools()
+    mailchimp.throttle_next(6)
+    mailchimp.fail_next(3, status=503, retry_after=0)
+    mailchimp.lose_next_response(1, endpoint="POST /lists/{list_id}")
+    receiver.fail_next(4, status=503, retry_after=0)
+    receiver.fail_next(2, status=429)
+    receiver.lose_next_response(1)
+    reports = push_all(conn, settings, connections, DAY)
+    wanted = expected_members(conn, DAY)
+    assert {name: (report.status, report.added) for name, report in reports.items()} == {
+        "to_mailchimp": ("succeeded", len(wanted)), "to_hook": ("succeeded", len(wanted))}
+    # Mailchimp holds each member once, subscribed, tagged with the audience; the receiver
+    # applied each batch once (the resent one was recognised by its idempotency key)
+    assert mailchimp.segment_emails("list1", "aud_test") == set(wanted.values())
+    assert len(mailchimp.members("list1")) == len(wanted)
+    assert mailchimp.count(status=429) >= 6 and mailchimp.count(status=503) >= 3
+    assert {key: fields["email"] for key, fields in receiver.state("to_hook").items()} == wanted
+    assert len(receiver.batches("to_hook")) == -(-len(wanted) // 50) and receiver.replays >= 1
+
+    # the next day 1 % changed: only they are sent (one batch subscribe, one webhook batch)
+    changed = sorted(wanted)[:12]
+    audience = people(1200)
+    for key in changed:
+        audience[key] = (audience[key][0], "vip20", True)
+    set_audience(activation_dsn, DAY + timedelta(days=1), audience)
+    mailchimp.clear_log()
+    batches_before = len(receiver.batches("to_hook"))
+    reports = push_all(conn, settings, connections, DAY + timedelta(days=1))
+    assert {name: (report.added, report.changed, report.removed)
+            for name, report in reports.items()} == {"to_mailchimp": (0, 12, 0),
+                                                     "to_hook": (0, 12, 0)}
+    assert mailchimp.count("POST /lists/{list_id}") == 1
+    assert {mailchimp.member("list1", wanted[key])["merge_fields"]["OFFER"] for key in changed} == {
+        "vip20"}
+    assert len(receiver.batches("to_hook")) == batches_before + 1
+
+
+def test_an_unsubscribed_customer_is_removed_everywhere_and_never_added_again(conn, activation_dsn,
+                                                                              tools):
+    mailchimp, receiver, connections = tools
+    audience = people(60)
+    # one person unsubscribed in Mailchimp itself: Mailchimp refuses to resubscribe them, the
+    # record fails (retried each run, never forced)
+    mailchimp.add_member("list1", "p5@example.com", "unsubscribed")
+    set_audience(activation_dsn, DAY, audience)
+    settings = two_tools(share=0)
+    first = push_all(conn, settings, connections, DAY)
+    assert first["to_mailchimp"].failed == 1 and first["to_mailchimp"].status == "partial"
+    assert "Compliance" in conn.execute("select error from activation.sync_records where "
+                                        "customer_key = 'c0005' and status = 'failed'").fetchone()[0]
+    assert mailchimp.member("list1", "p5@example.com")["status"] == "unsubscribed"
+    # another withdraws consent in the CRM: removed from the tag and unsubscribed in Mailchimp,
+    # removed from the receiver, and not sent again on the following days
+    audience["c0009"] = ("p9@example.com", "welcome10", False)
+    for offset in (1, 2):
+        set_audience(activation_dsn, DAY + timedelta(days=offset), audience)
+        push_all(conn, settings, connections, DAY + timedelta(days=offset))
+    assert "p9@example.com" not in mailchimp.segment_emails("list1", "aud_test")
+    assert mailchimp.member("list1", "p9@example.com")["status"] == "unsubscribed"
+    assert mailchimp.member("list1", "p5@example.com")["status"] == "unsubscribed"
+    assert "c0009" not in receiver.state("to_hook")
+    assert conn.execute("""select operation, reason from activation.sync_records
+        where customer_key = 'c0009' and sync_name = 'to_hook' order by sync_run_id""").fetchall() == [
+        ("add", None), ("remove", "consent_withdrawn")]
+
+
+def test_a_destination_that_hangs_leaves_the_other_sync_done_and_is_resumed_exactly(
+        conn, activation_dsn, tools):
+    """The receiver holds the first batch longer than the client waits (then applies it): the
+    webhook sync fails as transient after its attempts, the Mailchimp sync is done all the same;
+    the next attempt resumes the run with the same idempotency keys, the receiver replays its
+    answer for the held batch, and every batch is applied exactly once."""
+    import time
+
+    _, receiver, connections = tools
+    set_audience(activation_dsn, DAY, people(100))
+    settings = two_tools(share=0)
+    hook = settings.destinations["hook"]
+    settings = parse({
+        "destinations": {name: {"type": spec.type, "connection": spec.connection,
+                                **spec.options} for name, spec in settings.destinations.items()
+                         if name != "hook"}
+        | {"hook": {"type": "webhook", "connection": "hook", **hook.options,
+                    "max_attempts": 2, "timeout_seconds": 1}},
+        "syncs": [{"name": spec.name, "audience": spec.audience, "destination": spec.destination,
+                   "fields": dict(spec.fields)} for spec in settings.syncs]})
+    receiver.hang_next(1, seconds=3)
+    reports = push_all(conn, settings, connections, DAY)
+    assert reports["to_hook"] is None and reports["to_mailchimp"].status == "succeeded"
+    assert conn.execute("select status from activation.sync_runs where sync_name = 'to_hook'"
+                        ).fetchone()[0] == "failed"
+    time.sleep(3.5)  # the held batch is applied by the receiver meanwhile
+    resumed = push_all(conn, settings, connections, DAY)
+    assert resumed["to_hook"].status == "succeeded" and resumed["to_hook"].added == 100
+    assert conn.execute("select count(*) from activation.sync_runs where sync_name = 'to_hook'"
+                        ).fetchone()[0] == 1  # the same run, resumed
+    assert len(receiver.state("to_hook")) == 100
+    assert len(receiver.batches("to_hook")) == 2 and receiver.replays >= 1
+    assert resumed["to_mailchimp"].added == 0  # already delivered: nothing to send

@@ -127,7 +127,7 @@ def _destination(name: str, spec: Any) -> DestinationSpec:
     for key, value in options.items():
         problem = module.check_option(key, value) if hasattr(module, "check_option") else None
         if problem is None:
-            problem = _check_common_option(key, value)
+            problem = _check_common_option(key, value, _limits(module))
         if problem:
             raise _fail(f"{where}.{key}", problem)
     return DestinationSpec(name, kind, connection, MappingProxyType(options))
@@ -142,10 +142,18 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
 }
 
 
-def _check_common_option(key: str, value: Any) -> str | None:
+def _limits(module: Any) -> dict[str, float]:
+    """The destination type's own upper bounds (its API's per-call and connection limits)."""
+    return {key: getattr(module, constant) for key, constant in
+            (("batch_size", "MAX_BATCH_SIZE"), ("max_concurrency", "MAX_CONCURRENCY"))
+            if hasattr(module, constant)}
+
+
+def _check_common_option(key: str, value: Any, limits: Mapping[str, float]) -> str | None:
     if key not in _BOUNDS:
         return None
     low, high, integral = _BOUNDS[key]
+    high = min(high, limits.get(key, high))
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return f"{value!r} is not a number"
     if integral and not float(value).is_integer():

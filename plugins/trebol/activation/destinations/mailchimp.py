@@ -60,6 +60,7 @@ OPTIONS = frozenset({"segment_name", "batch_size"}) | RETRY_OPTIONS
 REQUIRED_FIELDS = frozenset({"email_address"})
 MAX_MEMBERS = 500  # per batch subscribe call and per segment add/remove array
 MAX_CONCURRENCY = 10  # Mailchimp's simultaneous connections per API key
+MAX_BATCH_SIZE = MAX_MEMBERS  # what destinations.yml's batch_size may be (checked at load)
 PAGE_SIZE = 1000  # Mailchimp's largest page
 DEFAULT_SEGMENT_NAME = "{audience}"
 NOT_MAILABLE = frozenset({"unsubscribed", "cleaned"})

@@ -61,6 +61,7 @@ DEFAULT_TIMEOUT_SECONDS = 60.0
 RETRY_OPTIONS = frozenset(field.name for field in dataclasses.fields(RetryPolicy))
 OPTIONS: frozenset[str] = frozenset({"batch_size"}) | RETRY_OPTIONS
 REQUIRED_FIELDS: frozenset[str] = frozenset()
+MAX_BATCH_SIZE = MAX_ROWS  # what destinations.yml's batch_size may be (checked at load)
 REQUIRED_ANY: frozenset[str] = frozenset(SCHEMA)  # a sync maps at least one of these
 FIELDS: frozenset[str] = frozenset(SCHEMA)  # the destination fields this destination reads
 
