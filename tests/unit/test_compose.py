@@ -44,6 +44,7 @@ REQUIRED_SECRETS = {
     "AIRFLOW__CORE__FERNET_KEY": "test-fernet",
     "AIRFLOW__API_AUTH__JWT_SECRET": "test-jwt",
     "AIRFLOW__API__SECRET_KEY": "test-secret-key",
+    "DEMO_WEBHOOK_SECRET": "test-webhook-secret",
 }
 
 AIRFLOW_SERVICES = {
@@ -54,7 +55,7 @@ AIRFLOW_SERVICES = {
     "airflow-triggerer": ["airflow", "triggerer"],
     "airflow-worker": ["airflow", "celery", "worker"],
 }
-SERVICES = {"postgres", "redis", *AIRFLOW_SERVICES}
+SERVICES = {"postgres", "redis", "demo-webhook-receiver", *AIRFLOW_SERVICES}
 PROJECT_FOLDERS = ("dags", "dbt_project", "expectations", "plugins")
 
 
@@ -249,6 +250,21 @@ def test_compose_airflow_settings(resolved: dict[str, Any]) -> None:
         assert env["AIRFLOW__CORE__FERNET_KEY"] == "test-fernet", name
         assert env["AIRFLOW__API__SECRET_KEY"] == "test-secret-key", name
         assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False", name
+
+
+def test_compose_demo_webhook_reaches_its_receiver_with_the_same_secret(
+        resolved: dict[str, Any]) -> None:
+    """The demo's webhook destination (config/destinations.yml) has a connection in every
+    Airflow service, to the receiver service, signed with the secret the receiver checks."""
+    receiver = resolved["services"]["demo-webhook-receiver"]
+    command = receiver["command"]
+    port = command[command.index("--port") + 1]
+    assert receiver["environment"]["DEMO_WEBHOOK_SECRET"] == "test-webhook-secret"
+    assert command[command.index("--secret-env") + 1] == "DEMO_WEBHOOK_SECRET"
+    for name in AIRFLOW_SERVICES:
+        connection = json.loads(service_env(resolved, name)["AIRFLOW_CONN_TREBOL_DEMO_WEBHOOK"])
+        assert connection["host"] == f"http://demo-webhook-receiver:{port}/hooks/trebol", name
+        assert connection["password"] == "test-webhook-secret", name
 
 
 def test_compose_trebol_settings_are_known_and_the_warehouse_is_set(

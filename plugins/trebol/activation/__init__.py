@@ -1,5 +1,9 @@
-"""Activation: the audiences of ``$TREBOL_CONFIG_DIR/audiences.yml`` staged for the quality gate
-and pushed to their destinations with consent enforced and an audit trail (``audiences``).
+"""Activation: audiences (dbt models ``audiences.aud_<name>``) staged for the quality gate with
+their control groups (``staging``), then diff-synced to the destinations of
+``$TREBOL_CONFIG_DIR/destinations.yml`` (``config``, ``sync``, ``destinations``: file, webhook,
+Mailchimp, Meta custom audiences; ``http``: retries and limits), consent enforced, every change
+audited; Mailchimp's opt-outs flow back as a source (``consent_feedback``).
 
-Inputs: ``marts.customer_segments``, ``marts.dim_customers``. Outputs:
-``activation.audience_members``, ``activation.push_log``, files in ``TREBOL_FILE_DROP_DIR``."""
+Inputs: ``audiences.*``, ``marts.customer_segments``, Airflow connections. Outputs: the
+``activation`` tables (staged members, holdouts, sync state, runs, records) and what the
+destinations hold."""
