@@ -6,10 +6,10 @@ sqlfluff's own dbt builtins (apply_dbt_builtins) give ref, source, config, is_in
 and return; this package adds var (the values in dbt_project.yml), env_var (a run's values for
 TREBOL_AS_OF_AT and TREBOL_TIMEZONE, else the default), execute, target (the warehouse target),
 model and graph (a placeholder audience model and an empty project graph: sqlfluff renders one
-file, without dbt's manifest), adapter.dispatch (postgres__<macro>, else default__<macro>, as dbt's dispatch on PostgreSQL),
-adapter.quote, exceptions.raise_compiler_error, and the dbt cross-database macros the models call
-(dbt.dateadd, date_trunc, listagg, split_part: dbt-postgres 1.11's SQL). Names defined here take
-precedence over sqlfluff's builtins.
+file, without dbt's manifest), adapter.dispatch (postgres__<macro>, else default__<macro>, as
+dbt's dispatch on PostgreSQL), adapter.quote, exceptions.raise_compiler_error, and the dbt
+cross-database macros the models call (dbt.dateadd, date_trunc, listagg, split_part:
+dbt-postgres 1.11's SQL). Names defined here take precedence over sqlfluff's builtins.
 """
 
 from __future__ import annotations
