@@ -5,10 +5,11 @@ database, no profile and no dbt parse.
 sqlfluff's own dbt builtins (apply_dbt_builtins) give ref, source, config, is_incremental, this
 and return; this package adds var (the values in dbt_project.yml), env_var (a run's values for
 TREBOL_AS_OF_AT and TREBOL_TIMEZONE, else the default), execute, target (the warehouse target),
-adapter.dispatch (postgres__<macro>, else default__<macro>, as dbt's dispatch on PostgreSQL),
-adapter.quote, exceptions.raise_compiler_error, and the dbt cross-database macros the models call
-(dbt.dateadd, date_trunc, listagg, split_part: dbt-postgres 1.11's SQL). Names defined here take
-precedence over sqlfluff's builtins.
+model and graph (a placeholder audience model and an empty project graph: sqlfluff renders one
+file, without dbt's manifest), adapter.dispatch (postgres__<macro>, else default__<macro>, as
+dbt's dispatch on PostgreSQL), adapter.quote, exceptions.raise_compiler_error, and the dbt
+cross-database macros the models call (dbt.dateadd, date_trunc, listagg, split_part:
+dbt-postgres 1.11's SQL). Names defined here take precedence over sqlfluff's builtins.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ class _Target:
 
 
 target = _Target()
+
+# the node being rendered, as dbt's `model` (a dict): sqlfluff knows no node, so an audience
+# placeholder (macro audience_name); and dbt's flat graph of the project's nodes, empty
+model: dict[str, Any] = {"name": "aud_linted", "unique_id": "model.trebol.aud_linted",
+                         "resource_type": "model"}
+graph: dict[str, Any] = {"nodes": {}, "sources": {}, "exposures": {}}
 
 
 def env_var(name: str, default: str | None = None) -> str:
