@@ -13,7 +13,7 @@ from psycopg import sql
 
 from trebol.quality import gx_project, results
 
-LAYERS = ("raw", "staging", "marts", "activation")
+LAYERS = ("raw", "staging", "marts", "audiences", "activation")
 
 
 def rows_per_layer(conn: psycopg.Connection) -> dict[str, dict[str, int]]:

@@ -323,7 +323,7 @@ def test_an_existing_warehouse_is_handed_to_the_roles(
             assert admin.execute("select pg_get_userbyid(relowner) from pg_class "
                                  "where oid = 'staging.stg_crm__contacts'::regclass"
                                  ).fetchone()[0] != ddl.TRANSFORMER
-            assert ddl.bootstrap(admin) == [10]
+            assert ddl.bootstrap(admin) == [10, 11]
             ddl.ensure_raw_tables(admin, load_sources().values())
         with psycopg.connect(login_dsn(dsn, "loader"), autocommit=True) as loader:
             load_sources_until(loader, test_warehouse.pos_dsn, sources_dir, DEMO_DATE)
