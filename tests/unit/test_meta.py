@@ -231,10 +231,3 @@ def test_an_unknown_audience_is_rejected(fake: FakeMeta) -> None:
 def test_bad_connections_are_config_errors(connection: Connection, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build("meta_vip", connection, {})
-
-
-def test_batch_size_above_10000_is_a_config_error() -> None:
-    connection = Connection("m", host="https://graph.facebook.com/v19.0", password="t",
-                            extra={"audience_id": "1"})
-    with pytest.raises(ConfigError, match="batch_size must be an integer from 1 to 10,000"):
-        build("meta_vip", connection, {"batch_size": 10_001})

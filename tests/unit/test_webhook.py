@@ -310,16 +310,6 @@ def test_a_hang_longer_than_the_retries_is_transient_and_the_next_run_converges(
 
 # -- configuration ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"batch_size": 10_001}, "batch_size must be an integer from 1 to 10,000, not 10001"),
-    ({"batch_size": 0}, "batch_size must be an integer"),
-    ({"batch_size": "500"}, "batch_size must be an integer"),
-])
-def test_bad_batch_sizes_are_config_errors(options: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        build("crm_webhook", Connection("c", host="https://h.example/x", password="s"), options)
-
-
 @pytest.mark.parametrize(("connection", "message"), [
     (Connection("c", host="h.example/x", password="s"), "host must be the receiver's http"),
     (Connection("c", host="https://h.example/x", password=""), "password .* is empty"),

@@ -142,30 +142,14 @@ class MailchimpDestination:
     def __init__(self, name: str, connection: Connection, options: Mapping[str, Any], *,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         where = f"destinations.yml: destination {name}"
-        unknown = sorted(set(options) - OPTIONS - {"type", "connection"})
-        if unknown:
-            raise ConfigError(f"{where}: unknown option {unknown[0]} (known: {', '.join(sorted(OPTIONS))})")
         self.name = name
         self.list_id = list_id_of(connection, where)
         self.base_url = api_base_url(connection, where)
         self.api_key = connection.password
-        self.batch_size = options.get("batch_size", MAX_MEMBERS)
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
-                or not 1 <= self.batch_size <= MAX_MEMBERS:
-            raise ConfigError(f"{where}: batch_size must be a whole number from 1 to {MAX_MEMBERS} "
-                              f"(Mailchimp's limit), not {self.batch_size!r}")
+        # options were checked when destinations.yml was loaded (trebol.activation.config)
+        self.batch_size = int(options.get("batch_size", MAX_MEMBERS))
         self.policy = RetryPolicy.from_options(options)
-        if not 1 <= self.policy.max_concurrency <= MAX_CONCURRENCY:
-            raise ConfigError(f"{where}: max_concurrency must be from 1 to {MAX_CONCURRENCY} "
-                              f"(Mailchimp's connections per API key), not {self.policy.max_concurrency}")
-        self.segment_template = options.get("segment_name", DEFAULT_SEGMENT_NAME)
-        try:
-            sample = str(self.segment_template).format(audience="a", sync="s")
-        except (KeyError, IndexError, ValueError):
-            sample = ""
-        if not isinstance(self.segment_template, str) or not sample.strip():
-            raise ConfigError(f"{where}: segment_name must be a non-empty name; {{audience}} and "
-                              f"{{sync}} are the only placeholders, got {self.segment_template!r}")
+        self.segment_template = str(options.get("segment_name", DEFAULT_SEGMENT_NAME))
         self.sleep = sleep
         self._transport: HttpTransport | None = None
         self._segments: dict[str, int] = {}  # sync name → tag id
@@ -363,6 +347,19 @@ class MailchimpDestination:
                                 thread_name_prefix="mailchimp-unsubscribe") as pool:
             results = dict(zip(withdrawn, pool.map(one, withdrawn), strict=True))
         return {key: error for key, error in results.items() if error}
+
+
+def check_option(key: str, value: Any) -> str | None:
+    """A problem with a destinations.yml option of this type, or None (the loader asks)."""
+    if key != "segment_name":
+        return None
+    try:
+        sample = str(value).format(audience="a", sync="s")
+    except (KeyError, IndexError, ValueError):
+        sample = ""
+    if not isinstance(value, str) or not sample.strip():
+        return (f"{value!r}: a tag name; {{audience}} and {{sync}} are the only placeholders")
+    return None
 
 
 def build(name: str, connection: Connection, options: Mapping[str, Any]) -> MailchimpDestination:

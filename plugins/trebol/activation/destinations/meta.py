@@ -107,7 +107,7 @@ class MetaCustomAudience:
     def __init__(self, name: str, connection: Connection, options: Mapping[str, Any], *,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.name = name
-        self.batch_size = _batch_size(name, options)
+        self.batch_size = int(options.get("batch_size", MAX_ROWS))  # checked by the config loader
         self.policy = RetryPolicy.from_options(options, timeout_seconds=DEFAULT_TIMEOUT_SECONDS)
         parts = urlsplit(connection.host.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -217,10 +217,3 @@ def build(name: str, connection: Connection, options: Mapping[str, Any]) -> Meta
     """The Meta Custom Audiences destination ``name`` of destinations.yml."""
     return MetaCustomAudience(name, connection, options)
 
-
-def _batch_size(name: str, options: Mapping[str, Any]) -> int:
-    value = options.get("batch_size", MAX_ROWS)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ROWS:
-        raise ConfigError(f"destinations.yml: {name}: batch_size must be an integer from 1 to "
-                          f"{MAX_ROWS:,}, not {value!r}")
-    return value

@@ -180,7 +180,7 @@ class WebhookDestination:
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.time) -> None:
         self.name = name
-        self.batch_size = _batch_size(name, options)
+        self.batch_size = int(options.get("batch_size", DEFAULT_BATCH_SIZE))  # checked at load
         self.policy = RetryPolicy.from_options(options, timeout_seconds=DEFAULT_TIMEOUT_SECONDS)
         self._base_url, self._path = _split_url(connection)
         if not connection.password:
@@ -231,14 +231,6 @@ class WebhookDestination:
 def build(name: str, connection: Connection, options: Mapping[str, Any]) -> WebhookDestination:
     """The webhook destination ``name`` of destinations.yml."""
     return WebhookDestination(name, connection, options)
-
-
-def _batch_size(name: str, options: Mapping[str, Any]) -> int:
-    value = options.get("batch_size", DEFAULT_BATCH_SIZE)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH_SIZE:
-        raise ConfigError(f"destinations.yml: {name}: batch_size must be an integer from 1 to "
-                          f"{MAX_BATCH_SIZE:,}, not {value!r}")
-    return value
 
 
 def _split_url(connection: Connection) -> tuple[str, str]:
