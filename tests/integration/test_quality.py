@@ -332,8 +332,8 @@ def test_an_audience_member_without_consent_fails_the_audience_suite(
     conn, run = mart_world
     key, email = conn.execute("""select customer_key, email from marts.dim_customers
         where not has_marketing_consent and email is not null order by customer_key limit 1""").fetchone()
-    conn.execute("insert into activation.audience_members values (%s, 'winback_at_risk', %s, %s)",
-                 (DEMO_DATE, key, email))
+    conn.execute("insert into activation.audience_members values (%s, 'aud_winback', %s, %s, "
+                 "'{}', false)", (DEMO_DATE, key, email))
     try:
         outcome = _check_marts(conn, run, "test__marts_consent")
     finally:
@@ -342,7 +342,7 @@ def test_an_audience_member_without_consent_fails_the_audience_suite(
     errors = _errors(outcome)
     assert [(s, e, c) for s, e, c, _, _ in errors] == [
         ("activation_audiences", "expect_column_values_to_be_in_set", "has_marketing_consent")]
-    assert f"customer_key={key}" in errors[0][4] and "audience=winback_at_risk" in errors[0][4]
+    assert f"customer_key={key}" in errors[0][4] and "audience=aud_winback" in errors[0][4]
 
 
 def test_a_wrong_rules_file_names_the_key(tmp_path: Path) -> None:

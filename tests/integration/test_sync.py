@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from trebol import cli
 from trebol.activation import destinations, staging, sync
 from trebol.activation.config import ActivationConfig, parse
 from trebol.activation.destinations import file as file_destination
@@ -33,7 +34,7 @@ from trebol.demo.webhook_receiver import WebhookReceiver
 from trebol.warehouse import ddl
 
 from ..fakes.mailchimp import FakeMailchimp
-from ..helpers import SessionWarehouse, drop_database, fresh_database
+from ..helpers import PROJECT_DIR, SessionWarehouse, drop_database, fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -428,3 +429,69 @@ def test_a_destination_that_hangs_leaves_the_other_sync_done_and_is_resumed_exac
     assert len(receiver.state("to_hook")) == 100
     assert len(receiver.batches("to_hook")) == 2 and receiver.replays >= 1
     assert resumed["to_mailchimp"].added == 0  # already delivered: nothing to send
+
+
+class DiskFullOnce(file_destination.FileDestination):
+    """The file drop on a disk that fills up during the first batch's write: the part file's
+    temporary name points at /dev/full, where the kernel answers every write with ENOSPC."""
+
+    def send(self, batch: Batch) -> list[RecordOutcome]:
+        if not getattr(self, "filled", False):
+            self.filled = True
+            parts = self.base / self.name / batch.sync_name / f".parts-{batch.sync_run_id}"
+            parts.mkdir(parents=True, exist_ok=True)
+            (parts / f"{batch.batch_no:09d}.tmp").symlink_to("/dev/full")
+        return super().send(batch)
+
+
+def test_a_full_disk_fails_the_sync_in_one_line_and_the_rerun_delivers_exactly(
+        conn, activation_dsn, tmp_path):
+    set_audience(activation_dsn, DAY, people(100))
+    settings = config(share=0)
+    staging.stage_audiences(conn, settings, DAY)
+    full = DiskFullOnce("drop", tmp_path, {"batch_size": 40})
+    with pytest.raises(TransientDestinationError) as raised:
+        sync.run_sync(conn, settings, "test_to_drop", DAY, "run-1", full)
+    assert "drop: cannot write under" in str(raised.value)
+    assert "No space left on device" in str(raised.value)
+    assert conn.execute("select status, error from activation.sync_runs").fetchone() == (
+        "failed", str(raised.value))
+    folder = tmp_path / "drop" / "test_to_drop"
+    assert not (folder / DAY.isoformat()).exists()
+    assert not list(folder.rglob("*.tmp"))  # the half-written file is gone
+    resumed = sync.run_sync(conn, settings, "test_to_drop", DAY, "run-2", full)
+    assert (resumed.status, resumed.added) == ("succeeded", 100)
+    assert len(read_csv(folder / DAY.isoformat() / "snapshot.csv")) == 100
+    assert len(read_csv(folder / DAY.isoformat() / "changes.csv")) == 100
+    assert sorted(path.name for path in folder.iterdir()) == [DAY.isoformat()]
+
+
+def test_trebol_sync_dry_run_prints_the_changes_then_sync_sends_them(
+        conn, activation_dsn, tmp_path, monkeypatch, capsys):
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    for name in ("sources.yml", "quality.yml"):
+        (config_dir / name).write_text((PROJECT_DIR / "config" / name).read_text())
+    (config_dir / "destinations.yml").write_text(
+        "destinations:\n  drop: {type: file}\n"
+        "syncs:\n  - {name: test_to_drop, audience: aud_test, destination: drop,\n"
+        "     fields: {email: email, first_name: first_name, offer: offer}}\n")
+    set_audience(activation_dsn, DAY, people(5))
+    staging.stage_audiences(conn, config(share=0), DAY)
+    monkeypatch.setenv("TREBOL_CONFIG_DIR", str(config_dir))
+    monkeypatch.setenv("TREBOL_WAREHOUSE_DSN", activation_dsn)
+    monkeypatch.setenv("TREBOL_FILE_DROP_DIR", str(tmp_path / "outbox"))
+    assert cli.main(["sync", "--dry-run"]) == 0  # the latest staged date
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == ("test_to_drop (aud_test -> drop) 2026-06-30: dry run; members 5, "
+                          "held out 0, adds 5, changes 0, removals 0, failed 0")
+    assert printed[1].startswith('  add    {"customer_key": "c0000", "fields": {"email": '
+                                 '"p0@example.com"')
+    assert len(printed) == 4  # three examples
+    assert conn.execute("select count(*) from activation.sync_runs").fetchone() == (0,)
+    assert not (tmp_path / "outbox").exists()
+    assert cli.main(["sync", "--date", "2026-06-30", "--sync", "test_to_drop"]) == 0
+    assert capsys.readouterr().out.startswith(
+        "test_to_drop (aud_test -> drop) 2026-06-30: succeeded; members 5, held out 0, adds 5")
+    assert len(read_csv(tmp_path / "outbox" / "drop" / "test_to_drop" / DAY.isoformat()
+                        / "snapshot.csv")) == 5

@@ -134,6 +134,7 @@ def stage_audiences(interval: Interval) -> dict[str, int]:
             for audience in staged}
 
 
+@final_on_deterministic_errors
 def sync_names() -> list[str]:
     """The syncs of destinations.yml, one mapped push task each."""
     return [spec.name for spec in load_activation().syncs]

@@ -25,7 +25,7 @@ request, then sleep before applying and answering, longer than the client waits)
 :meth:`~WebhookReceiver.reject_records` (answer 200 with those records in ``errors[]``).
 
 From a shell (the demo): ``python -m trebol.demo.webhook_receiver --port 8765 --secret-env
-TREBOL_WEBHOOK_SECRET [--secret-env TREBOL_WEBHOOK_OLD_SECRET] --out DIR``.
+DEMO_WEBHOOK_SECRET [--secret-env DEMO_WEBHOOK_OLD_SECRET] --out DIR``.
 """
 
 from __future__ import annotations

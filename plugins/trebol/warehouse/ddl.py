@@ -83,19 +83,23 @@ def _sql_array(names: Iterable[str]) -> str:
 
 # dbt's schemas and relations made before the roles existed (by the admin) go to the transformer,
 # which dbt needs to replace them; marts and Trébol's own tables there stay the migrations'
-_DBT_OBJECTS_TO_TRANSFORMER = f"""
+def _dbt_objects_to_transformer(schemas: tuple[str, ...], relations_also_in: tuple[str, ...] = ()
+                                ) -> str:
+    """Hand ``schemas`` and the relations in them (and in ``relations_also_in``, but Trébol's
+    own marts tables) to the transformer."""
+    return f"""
 do $$
 declare
     item record;
 begin
     for item in select nspname from pg_namespace
-                where nspname = any({_sql_array(TRANSFORMER_SCHEMAS)})
+                where nspname = any({_sql_array(schemas)})
                   and nspowner <> '{TRANSFORMER}'::regrole loop
         execute format('alter schema %I owner to {TRANSFORMER}', item.nspname);
     end loop;
     for item in select c.oid::regclass as relation, c.relkind
                 from pg_class as c inner join pg_namespace as n on n.oid = c.relnamespace
-                where n.nspname = any({_sql_array(("marts", *TRANSFORMER_SCHEMAS))})
+                where n.nspname = any({_sql_array((*relations_also_in, *schemas))})
                   and c.relkind in ('r', 'p', 'v', 'm')
                   and c.relowner <> '{TRANSFORMER}'::regrole
                   and not (n.nspname = 'marts' and c.relname = any({_sql_array(MARTS_OWN_TABLES)}))
@@ -106,6 +110,9 @@ begin
                        item.relation);
     end loop;
 end $$"""
+
+
+_DBT_OBJECTS_TO_TRANSFORMER = _dbt_objects_to_transformer(TRANSFORMER_SCHEMAS, ("marts",))
 
 _GROUPS = ", ".join(GROUP_ROLES)
 
@@ -300,10 +307,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         # activation: staged members and the push log are the activation role's; dbt reads the
         # staged members (a source of the quality models)
         f"grant usage on schema activation to {ACTIVATION}, {TRANSFORMER}, {CHECKER}",
-        f"grant select, insert, update, delete on activation.audience_members, activation.push_log "
-        f"to {ACTIVATION}",
+        f"grant select, insert, update, delete on activation.audience_members to {ACTIVATION}",
         f"grant select on activation.audience_members to {TRANSFORMER}",
-        f"grant select on activation.audience_members, activation.push_log to {CHECKER}",
+        f"grant select on activation.audience_members to {CHECKER}",
+        # (the push log, until migration 11 replaced it: this migration may run again after it)
+        f"""do $$ begin
+            if to_regclass('activation.push_log') is not null then
+                grant select, insert, update, delete on activation.push_log to {ACTIVATION};
+                grant select on activation.push_log to {CHECKER};
+            end if;
+        end $$""",
         f"alter default privileges in schema activation grant select on tables to {CHECKER}",
         # dbt's schemas are the transformer's, but marts (Trébol's own tables live there too),
         # where it creates, and may pass on its usage (dbt's hooks: macros/bi_reader_access.sql);
@@ -334,6 +347,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         # the audience models (dbt_project/models/audiences) are the transformer's, read by the
         # activation tasks that stage them and by the checks
         f"create schema if not exists {AUDIENCES_SCHEMA} authorization {TRANSFORMER}",
+        # (one a dbt build as the admin made before this migration is handed over, with the dev
+        # target's)
+        _dbt_objects_to_transformer((AUDIENCES_SCHEMA, f"dev_{AUDIENCES_SCHEMA}")),
         f"revoke all on schema {AUDIENCES_SCHEMA} from public",
         f"grant usage on schema {AUDIENCES_SCHEMA} to {ACTIVATION}, {CHECKER}",
         # what a staged member carries to the destinations (every column of its audience row),

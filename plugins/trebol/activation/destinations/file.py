@@ -40,6 +40,7 @@ from trebol.activation.destinations.base import (
     DestinationRejected,
     RecordOutcome,
     SyncContext,
+    TransientDestinationError,
 )
 
 OPTIONS = frozenset({"format", "batch_size"})
@@ -129,10 +130,19 @@ class FileDestination:
         temporary = part.with_suffix(".tmp")
         rows = (self._row(change.operation, change.customer_key, change.fields, fields)
                 for change in batch.changes)
-        with temporary.open("w", encoding="utf-8", newline="") as handle:
-            handle.writelines(self._lines(["operation", "customer_key", *fields], rows))
-        os.replace(temporary, part)
+        try:
+            with temporary.open("w", encoding="utf-8", newline="") as handle:
+                handle.writelines(self._lines(["operation", "customer_key", *fields], rows))
+            os.replace(temporary, part)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise self._unwritable(parts, error) from None
         return [RecordOutcome(change.customer_key, True) for change in batch.changes]
+
+    def _unwritable(self, where: Path, error: OSError) -> TransientDestinationError:
+        """A disk full or a folder not writable: the run fails, and resumes once it is fixed."""
+        return TransientDestinationError(f"{self.name}: cannot write under {where}: "
+                                         f"{error.strerror or error}")
 
     @staticmethod
     def _write(path: Path, chunks: Iterable[str | bytes]) -> dict[str, Any]:
@@ -156,11 +166,7 @@ class FileDestination:
             return
         fields = list(context.fields)
         folder = self._sync_dir(context)
-        final = folder / context.delivery
         temporary = folder / f".tmp-{context.delivery}"
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir(parents=True)
-        suffix = self.format
         header = ["customer_key", *fields]
 
         def part_bytes() -> Iterator[bytes]:
@@ -171,10 +177,24 @@ class FileDestination:
                         yield chunk
 
         rows = (self._row(None, row["customer_key"], row["fields"], fields) for row in snapshot)
+        try:
+            shutil.rmtree(temporary, ignore_errors=True)
+            temporary.mkdir(parents=True)
+            self._assemble(context, temporary, folder / context.delivery, parts, rows,
+                           part_bytes())
+        except OSError as error:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise self._unwritable(folder, error) from None
+
+    def _assemble(self, context: SyncContext, temporary: Path, final: Path, parts: Path,
+                  rows: Iterator[list[Any]], changes: Iterator[bytes]) -> None:
+        fields = list(context.fields)
+        suffix = self.format
+        header = ["customer_key", *fields]
         files = [
             self._write(temporary / f"snapshot.{suffix}",
                         itertools.chain([self._header(header)], self._lines(header, rows))),
-            self._write(temporary / f"changes.{suffix}", part_bytes()),
+            self._write(temporary / f"changes.{suffix}", changes),
         ]
         if suffix == "csv":  # records, without the header line
             for described in files:
