@@ -56,11 +56,18 @@ def syncs(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
     held out, added, changed, removed, failed, the delivery and the error."""
     columns = ("sync", "audience", "destination", "status", "members", "held_out", "added",
                "changed", "removed", "failed", "delivery", "error")
+    # a sync may take two runs in one Airflow run (an interrupted one resumed, then the rest):
+    # counts summed, the rest from the latest
     rows = conn.execute("""
-        select distinct on (sync_name) sync_name, audience, destination, status, members,
-               held_out, added, changed, removed, failed, delivery, error
+        select sync_name, audience, destination,
+               (array_agg(status order by sync_run_id desc))[1],
+               (array_agg(members order by sync_run_id desc))[1],
+               (array_agg(held_out order by sync_run_id desc))[1],
+               sum(added)::int, sum(changed)::int, sum(removed)::int, sum(failed)::int,
+               (array_agg(delivery order by sync_run_id desc) filter (where delivery <> ''))[1],
+               (array_agg(error order by sync_run_id desc))[1]
         from activation.sync_runs where run_id = %s
-        order by sync_name, sync_run_id desc""", (run_id,)).fetchall()
+        group by sync_name, audience, destination order by sync_name""", (run_id,)).fetchall()
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 

@@ -6,9 +6,11 @@ A sync run for an as-of date:
    for the date (``activation.staged_audiences``: a refused or missing audience stops the sync
    with that line, never a diff against nothing, which would remove everyone);
 2. **resumes** the sync's unfinished run of the same date (killed, or failed on a transient
-   error) at its first pending batch, with the same idempotency keys; an unfinished run of
-   another date is abandoned. A date older than the last one the sync delivered is skipped
-   (a backfill never sends an old audience over a newer one);
+   error, after planning) at its first pending batch, with the same idempotency keys, then plans
+   again if the staged audience still differs (it may have been staged again meanwhile); an
+   unfinished run of another date, or one that planned nothing, is abandoned. A date older
+   than the last one the sync delivered is skipped (a backfill never sends an old audience over
+   a newer one);
 3. **plans** (one SQL statement): the staged members not held out, their fields mapped to the
    destination's (``fields`` of destinations.yml), against ``activation.sync_state`` (what the
    sync last delivered): new keys are adds, keys whose mapped fields changed (jsonb equality)
@@ -188,6 +190,8 @@ def _abandon_unfinished(conn: psycopg.Connection, spec: SyncSpec, keep: int | No
 def _resumable(conn: psycopg.Connection, spec: SyncSpec, as_of_date: date) -> tuple[int, str] | None:
     row = conn.execute("""select sync_run_id, coalesce(delivery, '') from activation.sync_runs
         where sync_name = %s and as_of_date = %s and status in ('running', 'failed')
+          and exists (select from activation.sync_records as records
+                      where records.sync_run_id = sync_runs.sync_run_id)
         order by sync_run_id desc limit 1""", (spec.name, as_of_date)).fetchone()
     return (row[0], row[1]) if row else None
 
@@ -197,7 +201,8 @@ def _delivery_name(conn: psycopg.Connection, spec: SyncSpec, as_of_date: date, c
     """The as-of date, ``<date>.<n>`` for a later delivery of the same date, or '' when there is
     nothing to deliver (no change, and the sync delivered before)."""
     delivered = conn.execute("select count(*) filter (where as_of_date = %s), count(*) "
-                             "from activation.sync_runs where sync_name = %s and delivery <> ''",
+                             "from activation.sync_runs where sync_name = %s and delivery <> '' "
+                             "and status in ('succeeded', 'partial')",
                              (as_of_date, spec.name)).fetchone()
     if not (changes or full_resync or delivered[1] == 0):
         return ""
@@ -313,6 +318,40 @@ def _prune(conn: psycopg.Connection, spec: SyncSpec, as_of_date: date, retention
                  (spec.name, as_of_date - timedelta(days=retention_days)))
 
 
+def _differs(conn: psycopg.Connection, spec: SyncSpec, as_of_date: date) -> bool:
+    """Whether the staged audience differs from what the sync delivered."""
+    return conn.execute(sql.SQL("select exists ({})").format(
+        diff_query(spec, as_of_date, False))).fetchone()[0]
+
+
+def _error_line(error: Exception) -> str:
+    return redact(str(error).splitlines()[0] if str(error) else type(error).__name__)
+
+
+def _execute(conn: psycopg.Connection, config: ActivationConfig, spec: SyncSpec,
+             destination: Destination, as_of_date: date, sync_run_id: int,
+             delivery: str) -> dict[str, int]:
+    """Send a planned run's pending batches and close the destination; finish the run (failed,
+    with the error, when the destination fails)."""
+    planned = conn.execute("select count(*) from activation.sync_records where sync_run_id = %s",
+                           (sync_run_id,)).fetchone()[0]
+    context = SyncContext(spec.name, spec.audience, as_of_date.isoformat(), sync_run_id,
+                          config.destinations[spec.destination].options, delivery, planned,
+                          tuple(spec.fields))
+    try:
+        destination.open(context)
+        batches = [row[0] for row in conn.execute(
+            "select distinct batch_no from activation.sync_records where sync_run_id = %s "
+            "and status = 'pending' order by 1", (sync_run_id,))]
+        for batch_no in batches:
+            _send_batch(conn, destination, spec, sync_run_id, batch_no)
+        destination.close(context, iter(StateSnapshot(conn, spec.name)))
+    except DestinationError as error:
+        _finish(conn, sync_run_id, _error_line(error))
+        raise
+    return _finish(conn, sync_run_id, None)
+
+
 def run_sync(conn: psycopg.Connection, config: ActivationConfig, name: str, as_of_date: date,
              run_id: str, destination: Destination, *, full_resync: bool = False) -> SyncReport:
     """One sync run for the date (see the module docstring); its report."""
@@ -334,40 +373,33 @@ def run_sync(conn: psycopg.Connection, config: ActivationConfig, name: str, as_o
             return report
         resumed = None if full_resync else _resumable(conn, spec, as_of_date)
         _abandon_unfinished(conn, spec, resumed[0] if resumed else None)
-        if resumed:
-            sync_run_id, delivery = resumed
+        totals = {"added": 0, "changed": 0, "removed": 0, "failed": 0}
+        runs = []
+        if resumed:  # finish what an interrupted run of this date planned and sent in part
             conn.execute("update activation.sync_runs set status = 'running', error = null, "
-                         "run_id = %s where sync_run_id = %s", (run_id, sync_run_id))
-            log.info("sync %s: resuming run %s", spec.name, sync_run_id)
-        else:
-            sync_run_id, delivery = _plan(conn, spec, spec.destination, as_of_date, run_id,
-                                          full_resync, destination.batch_size,
-                                          (report.members, report.held_out))
-        report.sync_run_id, report.delivery = sync_run_id, delivery
-        planned = conn.execute("select count(*) from activation.sync_records where sync_run_id = %s",
-                               (sync_run_id,)).fetchone()[0]
-        context = SyncContext(spec.name, spec.audience, as_of_date.isoformat(), sync_run_id,
-                              config.destinations[spec.destination].options, delivery, planned,
-                              tuple(spec.fields))
-        try:
-            destination.open(context)
-            batches = [row[0] for row in conn.execute(
-                "select distinct batch_no from activation.sync_records where sync_run_id = %s "
-                "and status = 'pending' order by 1", (sync_run_id,))]
-            for batch_no in batches:
-                _send_batch(conn, destination, spec, sync_run_id, batch_no)
-            destination.close(context, iter(StateSnapshot(conn, spec.name)))
-        except DestinationError as error:
-            report.error = redact(str(error).splitlines()[0] if str(error) else type(error).__name__)
-            counts = _finish(conn, sync_run_id, report.error)
-            report.status = "failed"
-            for key, value in counts.items():
-                setattr(report, key, value)
-            raise
-        counts = _finish(conn, sync_run_id, None)
-        for key, value in counts.items():
-            setattr(report, key, value)
-        report.status = "partial" if counts["failed"] else "succeeded"
+                         "run_id = %s where sync_run_id = %s", (run_id, resumed[0]))
+            log.info("sync %s: resuming run %s", spec.name, resumed[0])
+            runs.append(resumed)
+        # then what still differs (the audience may have been staged again meanwhile)
+        runs.append(None)
+        for run in runs:
+            if run is None and resumed and not _differs(conn, spec, as_of_date):
+                break  # the resumed run delivered the staged audience: no second run
+            sync_run_id, delivery = run or _plan(
+                conn, spec, spec.destination, as_of_date, run_id, full_resync,
+                destination.batch_size, (report.members, report.held_out))
+            report.sync_run_id, report.delivery = sync_run_id, delivery or report.delivery or ""
+            try:
+                _execute(conn, config, spec, destination, as_of_date, sync_run_id, delivery)
+            except DestinationError as error:
+                report.status, report.error = "failed", _error_line(error)
+                raise
+            finally:
+                for key, value in _counts(conn, sync_run_id).items():
+                    totals[key] += value
+                for key, value in totals.items():
+                    setattr(report, key, value)
+        report.status = "partial" if report.failed else "succeeded"
         _prune(conn, spec, as_of_date, config.retention_days)
     return report
 
