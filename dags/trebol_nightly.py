@@ -7,46 +7,54 @@ backfilling a date reproduces that date.
 
 1. **prepare_warehouse** (as the admin): the warehouse's migrations (layer schemas, the task roles
    and their privileges, Trébol's own tables) and the sources' raw tables (idempotent).
-2. **extract_load** (loader): one mapped task per source in `$TREBOL_CONFIG_DIR/sources.yml`:
+2. **pull_consent_feedback** (no warehouse; beside prepare_warehouse): for each Mailchimp
+   destination of `$TREBOL_CONFIG_DIR/destinations.yml`, through its Airflow connection, every
+   unsubscribed and cleaned contact of its list into
+   `mailchimp/opt_outs/<destination>/<interval day>.jsonl` under `TREBOL_SOURCES_DIR`: the source
+   `mailchimp_opt_outs`, loaded by extract_load like the others, takes consent away in
+   `dim_customers`. Nothing without a Mailchimp destination. If it fails, the warehouse is still
+   built (list_sources waits for it whatever its outcome) but nothing is pushed: who opted out
+   could not be read.
+3. **extract_load** (loader): one mapped task per source in `$TREBOL_CONFIG_DIR/sources.yml`:
    files of the interval (plus the late-arrival lookback) are COPY-loaded into `raw`, bad rows
    quarantined, every file audited in `raw._load_audit` (rows read = loaded + quarantined).
-3. **dbt_build** (transformer): `dbt build` of `dbt_project/` through Cosmos (models, seeds and
+4. **dbt_build** (transformer): `dbt build` of `dbt_project/` through Cosmos (models, seeds and
    data tests in one task; the dbt unit tests check the SQL on fixed inputs and run in CI, not
    nightly) but for what reads the CLV predictions: staging (normalised identifiers), identity
    resolution (stable customer keys), `dim_customers`, `fct_transactions`, RFMT, and the `quality`
    models the raw suites read.
-4. **check_raw_batches** (checker; once dbt_build is done, whether or not it passed): Great
+5. **check_raw_batches** (checker; once dbt_build is done, whether or not it passed): Great
    Expectations suites on the rows the run's batches loaded (distributions: the share of unusual
    amounts, of tickets with a loyalty card, of orders with an email) and on each source's batches
    (share quarantined, the day's volume against the previous days). Types, keys, required values,
    categories and date bounds are the loader's: rows breaking them are already quarantined.
-5. **fit_clv** (transformer): BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases as
+6. **fit_clv** (transformer): BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases as
    of the run's date: `marts.customer_clv` (p_alive, expected purchases, predicted CLV as
    discounted margin, churn risk) and `marts.clv_model_runs`; a failed guard rail fails the task
    and leaves the previous predictions in place.
-6. **dbt_build_value** (transformer): `dbt build` of the models that read `customer_clv` and their
+7. **dbt_build_value** (transformer): `dbt build` of the models that read `customer_clv` and their
    descendants (`source:clv+`: customer value tiers, segments and their history, the service
    recovery queue, the `quality` models comparing segments and values with the previous run). It
    runs once dbt_build succeeded, whether or not the fit did: without predictions for the date the
    models fall back to their documented rules (`value_tier_basis`, `churn_risk_basis`), so the
    marts stay those of the run's date.
-7. **stage_audiences** (activation): the members of each audience a sync of
+8. **stage_audiences** (activation): the members of each audience a sync of
    `$TREBOL_CONFIG_DIR/destinations.yml` sends (dbt models `audiences.aud_<name>`) for the date:
    consenting customers with an email, their fields, and the audience's stable control group
    (holdouts, never sent) into `activation.audience_members`; an audience that is missing, stale
    or holds a customer twice is refused (its syncs stop, the others go on).
-8. **check_marts** (checker): Great Expectations suites on what dbt's contracts and tests cannot
+9. **check_marts** (checker): Great Expectations suites on what dbt's contracts and tests cannot
    judge: the share of customers with an email or phone, plausible CLV predictions, segment sizes
    and value quantiles (12-month net value, predicted CLV) against the previous run, the spread of
    p_alive, and consent in every staged audience.
-9. **push_audiences** (activation): only when both check tasks and the fit passed (an expectation
-   of severity error fails its task, and the push does not run): one mapped task per sync
-   (`list_syncs`), so a failing destination leaves the others done. Each diffs its staged
-   audience against what it last delivered (`activation.sync_state`) and sends only adds,
-   changes and removals, in batches, to its destination (file, webhook, Mailchimp, Meta custom
-   audience); every record's outcome in `activation.sync_records`, the run in
-   `activation.sync_runs`; failed records are retried by the next run, a killed run resumes.
-10. **summarize** (checker; always, whatever failed): rows per layer, customers per segment, the
+10. **push_audiences** (activation): only when both check tasks, the fit and the consent pull
+    passed (an expectation of severity error fails its task, and the push does not run): one
+    mapped task per sync (`list_syncs`), so a failing destination leaves the others done. Each
+    diffs its staged audience against what it last delivered (`activation.sync_state`) and sends
+    only adds, changes and removals, in batches, to its destination (file, webhook, Mailchimp,
+    Meta custom audience); every record's outcome in `activation.sync_records`, the run in
+    `activation.sync_runs`; failed records are retried by the next run, a killed run resumes.
+11. **summarize** (checker; always, whatever failed): rows per layer, customers per segment, the
     checks of this run (`marts.data_quality_results`) with each failure, whether this run pushed
     (or why not) and its pushes, never an earlier run's: `summary.json` in the run's report
     folder, beside the run's Data Docs (`data_docs/`).
@@ -60,7 +68,9 @@ PostgreSQL refuses, fails a task at once (`AirflowFailException`), without retry
 Warehouse: each task connects as the role in brackets, through its own Airflow connection
 (`trebol_warehouse_loader`, `_transformer`, `_activation`, `_checker`; the admin's
 `trebol_warehouse` for prepare_warehouse alone), which may do what the task does and no more
-(README, "Least privilege"; `trebol.airflow.connections.ROLE_OF_TASK`). Owner: data engineering.
+(README, "Least privilege"; `trebol.airflow.connections.ROLE_OF_TASK`); pull_consent_feedback,
+list_sources, list_syncs and fail_run never reach it (`TASKS_WITHOUT_WAREHOUSE`). Owner: data
+engineering.
 """
 
 from __future__ import annotations
@@ -103,7 +113,17 @@ def trebol_nightly() -> None:
 
         return tasks.prepare_warehouse()
 
+    # the Mailchimp opt-outs, written for extract_load to load like any dated export
     @task
+    def pull_consent_feedback(data_interval_start: datetime | None = None,
+                              data_interval_end: datetime | None = None) -> dict[str, int]:
+        from trebol.airflow import tasks
+
+        return tasks.pull_consent_feedback(_interval(data_interval_start, data_interval_end))
+
+    # after the consent pull, whatever its outcome: a campaign tool down does not stop the build
+    # (its failure stops the push, below)
+    @task(trigger_rule="all_done")
     def list_sources() -> list[str]:
         from trebol.airflow import tasks
 
@@ -182,7 +202,9 @@ def trebol_nightly() -> None:
 
         raise AirflowFailException("a task of this run failed (see summary.json for the checks)")
 
-    loaded = extract_load.expand(source_name=list_sources())
+    pulled = pull_consent_feedback()
+    sources = list_sources()
+    loaded = extract_load.expand(source_name=sources)
     raw_checked = check_raw_batches()
     marts_checked = check_marts()
     syncs = list_syncs()
@@ -191,12 +213,13 @@ def trebol_nightly() -> None:
     fitted = fit_clv()
     staged = stage_audiences()
     summarized = summarize()
+    pulled >> sources
     prepared >> loaded >> dbt_build >> [raw_checked, fitted]
     fitted >> dbt_build_value
     dbt_build >> dbt_build_value  # its trigger rule: dbt_build succeeded, fit_clv done
     dbt_build_value >> staged >> marts_checked
-    [raw_checked, marts_checked, fitted] >> syncs >> push
-    every_task = [prepared, loaded, raw_checked, dbt_build, fitted, dbt_build_value, staged,
+    [pulled, raw_checked, marts_checked, fitted] >> syncs >> push
+    every_task = [prepared, pulled, loaded, raw_checked, dbt_build, fitted, dbt_build_value, staged,
                   marts_checked, syncs, push]
     every_task >> summarized
     [*every_task, summarized] >> fail_run()

@@ -4,6 +4,7 @@ the session's server, loading the demo sources as the DAG does, and dbt runs aga
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
+from pytest import MonkeyPatch
 
 from trebol.extract import load
 from trebol.extract.load import SourceConnector
@@ -116,6 +118,31 @@ def run_dbt(dsn: str, as_of_at: datetime, *args: str, work_dir: Path,
 def local_midnight(day: date, timezone: str = "Europe/Madrid") -> datetime:
     """The first moment of ``day`` in ``timezone``: the data interval end of the run for ``day``."""
     return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone))
+
+
+def use_mailchimp_destination(monkeypatch: MonkeyPatch, tmp_path: Path, base_url: str,
+                              api_key: str, list_id: str) -> Path:
+    """Point the settings at a configuration folder of the demo's sources with a Mailchimp
+    destination ``news`` (beside a file one) whose Airflow connection ``test_mailchimp``, in the
+    environment, reaches ``base_url``, and at an empty sources folder; returns the latter."""
+    config = tmp_path / "config"
+    config.mkdir()
+    for name in ("sources.yml", "quality.yml"):
+        (config / name).write_text((DEMO_CONFIG_DIR / name).read_text())
+    (config / "destinations.yml").write_text("""
+destinations:
+  drop: {type: file}
+  news: {type: mailchimp, connection: test_mailchimp, max_attempts: 2, backoff_seconds: 0.001,
+         max_backoff_seconds: 0.01}
+syncs:
+  - {audience: aud_vip, destination: news, holdout_share: 0, fields: {email_address: email}}
+""")
+    monkeypatch.setenv("TREBOL_CONFIG_DIR", str(config))
+    monkeypatch.setenv("TREBOL_SOURCES_DIR", str(tmp_path / "sources"))
+    monkeypatch.setenv("AIRFLOW_CONN_TEST_MAILCHIMP", json.dumps(
+        {"conn_type": "generic", "host": base_url, "password": api_key,
+         "extra": {"list_id": list_id}}))
+    return tmp_path / "sources"
 
 
 @dataclass(frozen=True)

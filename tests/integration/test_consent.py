@@ -1,7 +1,11 @@
 """Consent fails safe through quarantine, end to end on the demo data: a customer with two CRM
 contacts unsubscribes on one of them, in a snapshot row that cannot be loaded. Before, the row's
 contact was closed as gone, the other contact still said yes, and the customer kept consent (and
-was pushed). Now the contact stays, as unreadable, and the customer has no consent."""
+was pushed). Now the contact stays, as unreadable, and the customer has no consent.
+
+And consent flows back from the campaign tools: an address Mailchimp reports as unsubscribed or
+cleaned, pulled by the nightly task, loaded as the source mailchimp_opt_outs and built by dbt,
+takes the customer's consent away although the CRM says yes."""
 
 from __future__ import annotations
 
@@ -15,11 +19,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from trebol.airflow import tasks
 from trebol.extract import load
 from trebol.extract.sources import load_sources
 from trebol.warehouse import ddl
 from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts
 
+from ..fakes.mailchimp import FakeMailchimp
 from ..helpers import (
     DEMO_DATE,
     SessionWarehouse,
@@ -28,6 +34,7 @@ from ..helpers import (
     load_sources_until,
     local_midnight,
     run_dbt,
+    use_mailchimp_destination,
 )
 
 pytestmark = pytest.mark.integration
@@ -116,3 +123,57 @@ def test_an_unsubscribe_lost_in_quarantine_takes_the_customers_consent_away(
     assert reason is not None and "1 unreadable (row quarantined)" in result.notes
     assert carried == [(True, True)]  # the last readable state, flagged: not trusted
     assert after == (False, contacts)  # still both contacts, no consent
+
+
+def test_the_demos_mailchimp_opt_outs_take_consent_the_crm_gives(consenting_warehouse: str) -> None:
+    """The simulator's Mailchimp exports name a few people who consent in the CRM: loaded as
+    the demo's other sources, they are customers without consent."""
+    with psycopg.connect(consenting_warehouse, autocommit=True) as conn:
+        opted_out = conn.execute("""select c.customer_key, c.has_marketing_consent,
+                bool_and(contacts.has_marketing_consent and not contacts.is_unreadable)
+            from marts.dim_customers c
+            cross join lateral unnest(string_to_array(c.crm_contact_ids, ',')) as ids(contact_id)
+            inner join intermediate.int_crm__contacts_as_of contacts
+                on contacts.contact_id = ids.contact_id
+            where c.is_opted_out_in_campaign_tool and not c.is_unsubscribed
+            group by c.customer_key, c.has_marketing_consent""").fetchall()
+    assert opted_out, "the demo's opt-outs matched no customer"
+    assert {consents for _, consents, _ in opted_out} == {False}
+    assert any(crm_says_yes for _, _, crm_says_yes in opted_out)
+
+
+def test_an_opt_out_reported_by_mailchimp_takes_the_customers_consent_away(
+        test_warehouse: SessionWarehouse, consenting_warehouse: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The nightly pull writes what the fake Mailchimp reports (one address unsubscribed, in
+    other letter case; another still subscribed), the loader loads it as the source
+    mailchimp_opt_outs for the next day's interval, and dim_customers as of the next day has the
+    first customer without consent, the second still with it."""
+    key, list_id = "0123456789abcdef0123456789abcdef-us21", "a1b2c3d4e5"
+    dsn = _copy(test_warehouse.dsn, consenting_warehouse, "trebol_test_consent_opt_out")
+    end = local_midnight(NEXT_DATE)
+    interval = load.Interval(end - timedelta(days=1), end)
+    unsubscribed_at = end - timedelta(hours=6)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn, FakeMailchimp(api_key=key) as fake:
+            (leaving, leaving_email), (staying, staying_email) = conn.execute("""select
+                customer_key, email from marts.dim_customers where has_marketing_consent
+                and email is not null order by customer_key limit 2""").fetchall()
+            fake.add_list(list_id)
+            fake.add_member(list_id, leaving_email.upper(), "unsubscribed",
+                            last_changed=unsubscribed_at)
+            fake.add_member(list_id, staying_email, "subscribed")
+            sources_dir = use_mailchimp_destination(monkeypatch, tmp_path, fake.base_url, key,
+                                                    list_id)
+            assert tasks.pull_consent_feedback(interval) == {"news": 1}
+            [result] = load.extract_and_load(conn, load_sources()["mailchimp_opt_outs"],
+                                             sources_dir, interval, 0, "Europe/Madrid")
+            run_dbt(dsn, end, "run", "--select", "+dim_customers", work_dir=tmp_path)
+            after = {row[0]: row[1:] for row in conn.execute("""select customer_key,
+                has_marketing_consent, is_opted_out_in_campaign_tool, campaign_tool_opted_out_at
+                from marts.dim_customers where customer_key in (%s, %s)""",
+                (leaving, staying)).fetchall()}
+    finally:
+        drop_database(test_warehouse.dsn, dsn)
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (1, 1, 0)
+    assert after == {leaving: (False, True, unsubscribed_at), staying: (True, False, None)}

@@ -12,7 +12,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from trebol.airflow import tasks
-from trebol.airflow.connections import ROLE_OF_TASK, task_conn_id
+from trebol.airflow.connections import ROLE_OF_TASK, TASKS_WITHOUT_WAREHOUSE, task_conn_id
 from trebol.interval import Interval
 
 from ..helpers import PROJECT_DIR
@@ -65,7 +65,9 @@ def test_push_only_after_the_quality_gate(dag_bag: DagBag) -> None:
     assert push.upstream_task_ids == {"list_syncs"}
     syncs = dag.get_task("list_syncs")
     assert syncs.trigger_rule == "all_success"
-    assert syncs.upstream_task_ids == {"check_raw_batches", "check_marts", "fit_clv"}
+    # and only when the opt-outs reported by the campaign tools could be read
+    assert syncs.upstream_task_ids == {"check_raw_batches", "check_marts", "fit_clv",
+                                       "pull_consent_feedback"}
     # the raw suites read the quality models dbt_build makes; they run whatever its tests found
     raw_check = dag.get_task("check_raw_batches")
     assert raw_check.upstream_task_ids == {"dbt_build"} and raw_check.trigger_rule == "all_done"
@@ -84,6 +86,21 @@ def test_the_summary_always_runs_and_a_failure_fails_the_run(dag_bag: DagBag) ->
     assert summarize.upstream_task_ids == every_task
     assert fail_run.upstream_task_ids == every_task | {"summarize"}
     assert [task.task_id for task in dag.leaves] == ["fail_run"]
+
+
+def test_the_consent_feedback_is_loaded_and_its_failure_stops_only_the_push(
+        dag_bag: DagBag) -> None:
+    """The opt-outs are exported before the sources are listed and loaded; a campaign tool that
+    cannot be read still lets the warehouse be built (list_sources waits for the pull whatever
+    its outcome), and stops the push (above)."""
+    dag = dag_bag.dags["trebol_nightly"]
+    pull, listing = dag.get_task("pull_consent_feedback"), dag.get_task("list_sources")
+    assert pull.upstream_task_ids == set() and pull.retries >= 1
+    assert listing.upstream_task_ids == {"pull_consent_feedback"}
+    assert listing.trigger_rule == "all_done"
+    extract = dag.get_task("extract_load")
+    assert extract.upstream_task_ids == {"prepare_warehouse", "list_sources"}
+    assert extract.trigger_rule == "all_success"
 
 
 def test_clv_dependent_models_are_built_after_the_fit(dag_bag: DagBag) -> None:
@@ -124,10 +141,11 @@ class _Opened(Exception):
 
 def test_each_task_reaches_the_warehouse_as_its_role(dag_bag: DagBag,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every task but list_sources and fail_run reaches the warehouse, through its role's
+    """Every task but those of TASKS_WITHOUT_WAREHOUSE reaches the warehouse, through its role's
     connection (tests/integration/test_roles.py: each connection's role, what it may do)."""
     dag = dag_bag.dags["trebol_nightly"]
-    assert set(ROLE_OF_TASK) == set(dag.task_ids) - {"list_sources", "list_syncs", "fail_run"}
+    assert set(ROLE_OF_TASK) == set(dag.task_ids) - TASKS_WITHOUT_WAREHOUSE
+    assert set(dag.task_ids) > TASKS_WITHOUT_WAREHOUSE
     assert {task_id: task_conn_id(task_id) for task_id in ROLE_OF_TASK} == {
         "prepare_warehouse": "trebol_warehouse",  # the admin: migrations
         "extract_load": "trebol_warehouse_loader",
@@ -166,6 +184,9 @@ def test_each_task_reaches_the_warehouse_as_its_role(dag_bag: DagBag,
             call()
         assert opened[-1] == task_id
     assert set(calls) == set(ROLE_OF_TASK) - {"dbt_build", "dbt_build_value"}
+    # the consent pull opens no warehouse connection (the demo has no Mailchimp destination)
+    assert tasks.pull_consent_feedback(interval) == {}
+    assert opened == list(calls)
 
 
 def test_airflow_loads_no_module_of_the_package_as_a_plugin() -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from trebol.activation.consent_feedback import export_mailchimp_opt_outs
 from trebol.activation.destinations.base import (
@@ -30,9 +32,14 @@ from trebol.activation.destinations.mailchimp import (
     build,
 )
 from trebol.activation.http import HttpTransport, RetryPolicy, _TokenBucket
+from trebol.airflow import tasks
+from trebol.extract import load
+from trebol.extract.sources import load_sources
+from trebol.interval import Interval
 from trebol.settings import ConfigError
 
 from ..fakes.mailchimp import FakeMailchimp, subscriber_hash
+from ..helpers import use_mailchimp_destination
 
 KEY = "0123456789abcdef0123456789abcdef-us21"
 LIST = "a1b2c3d4e5"
@@ -498,6 +505,50 @@ def test_consent_feedback_export_pages_and_writes_atomically(fake: FakeMailchimp
     since = (start + timedelta(minutes=1040)).isoformat()
     assert export_mailchimp_opt_outs(connection, target, since_last_changed=since, policy=policy) == 10
     assert len(target.read_text().splitlines()) == 10
+
+
+# the run of 2026-06-30: its interval is the day 2026-06-29, whose files it loads
+CONSENT_INTERVAL = Interval(datetime(2026, 6, 29, tzinfo=ZoneInfo("Europe/Madrid")),
+                            datetime(2026, 6, 30, tzinfo=ZoneInfo("Europe/Madrid")))
+
+
+def test_the_consent_pull_writes_each_mailchimp_list_where_the_source_loads_it(
+        fake: FakeMailchimp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sources_dir = use_mailchimp_destination(monkeypatch, tmp_path, fake.base_url, KEY, LIST)
+    fake.add_member(LIST, "Gone@Example.com", "unsubscribed",
+                    last_changed=datetime(2026, 6, 29, 10, tzinfo=UTC))
+    fake.add_member(LIST, "bounced@example.com", "cleaned")
+    fake.add_member(LIST, "here@example.com", "subscribed")
+
+    assert tasks.pull_consent_feedback(CONSENT_INTERVAL) == {"news": 2}
+    written = sources_dir / "mailchimp" / "opt_outs" / "news" / "2026-06-29.jsonl"
+    rows = [json.loads(line) for line in written.read_text().splitlines()]
+    assert [(r["email_address"], r["status"]) for r in rows] == [
+        ("bounced@example.com", "cleaned"), ("Gone@Example.com", "unsubscribed")]
+    # the declared source finds it, dated the interval's day: this run's extract_load loads it
+    source = load_sources()["mailchimp_opt_outs"]
+    assert load.source_files(source, sources_dir) == [written]
+    assert load.exports_for_day([source], sources_dir, date(2026, 6, 29)) == [written]
+    assert sorted(p.name for p in sources_dir.rglob("*") if p.is_file()) == ["2026-06-29.jsonl"]
+
+
+def test_the_consent_pull_retries_what_time_may_cure_and_fails_at_once_otherwise(
+        fake: FakeMailchimp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sources_dir = use_mailchimp_destination(monkeypatch, tmp_path, fake.base_url, KEY, LIST)
+    fake.fail_next(2, status=503)
+    with pytest.raises(TransientDestinationError, match=r"503"):  # Airflow retries the task
+        tasks.pull_consent_feedback(CONSENT_INTERVAL)
+    assert not sources_dir.exists()  # nothing half written
+
+    monkeypatch.setenv("AIRFLOW_CONN_TEST_MAILCHIMP", json.dumps(
+        {"conn_type": "generic", "host": fake.base_url, "password": "wrong-us21",
+         "extra": {"list_id": LIST}}))
+    with pytest.raises(AirflowFailException, match=r"^DestinationRejected: .*401") as raised:
+        tasks.pull_consent_feedback(CONSENT_INTERVAL)
+    assert "wrong-us21" not in str(raised.value)
+    monkeypatch.delenv("AIRFLOW_CONN_TEST_MAILCHIMP")
+    with pytest.raises(AirflowFailException, match=r"connection 'test_mailchimp'.* not defined"):
+        tasks.pull_consent_feedback(CONSENT_INTERVAL)
 
 
 # ---- the transport fixes this destination needed ---------------------------------------------

@@ -7,8 +7,17 @@ keeps, optionally only those changed since a time) and writes them as JSON lines
 (``email_address, status, last_changed, list_id``, sorted by address) to a file, atomically
 (temporary file in the same folder, then rename), for the warehouse to load as a source.
 
+The nightly task ``pull_consent_feedback`` calls :func:`pull_opt_outs`: for each Mailchimp
+destination of destinations.yml, through its Airflow connection, one file
+``<TREBOL_SOURCES_DIR>/mailchimp/opt_outs/<destination>/<day>.jsonl`` dated the run's interval
+day (as every dated export: the run whose interval ends at D+1 00:00 loads the files dated D), the
+source ``mailchimp_opt_outs`` of sources.yml. Each file holds every opt-out of the list as
+Mailchimp reports it when pulled, not only the day's changes: a day missed or pulled twice loses
+nothing, and the day's volume stays comparable from day to day (the raw checks judge it).
+Re-running a day writes its file again with what Mailchimp says then.
+
 Inputs: the Mailchimp connection (as the destination's: host, API key, ``list_id`` extra).
-Outputs: the JSONL file; the number of contacts written.
+Outputs: the JSONL files; the number of contacts written.
 """
 
 from __future__ import annotations
@@ -19,15 +28,20 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from trebol.activation.config import ActivationConfig
 from trebol.activation.destinations.base import Connection, TransientDestinationError
 from trebol.activation.destinations.mailchimp import PAGE_SIZE, api_base_url, list_id_of
+from trebol.activation.endpoints import airflow_connection
 from trebol.activation.http import HttpTransport, RetryPolicy
 
 OPT_OUT_STATUSES = ("unsubscribed", "cleaned")
+# where the exports land under TREBOL_SOURCES_DIR (sources.yml: mailchimp_opt_outs), one folder
+# per Mailchimp destination
+OPT_OUTS_FOLDER = "mailchimp/opt_outs"
 FIELDS = "members.email_address,members.status,members.last_changed,total_items"
 
 
@@ -107,3 +121,23 @@ def export_mailchimp_opt_outs(connection: Connection, path: Path | str, *,
                                     policy=policy, page_size=page_size, sleep=sleep)
     write_jsonl(rows, Path(path))
     return len(rows)
+
+
+def opt_outs_file(sources_dir: Path, destination: str, day: date) -> Path:
+    """The export of ``destination``'s opt-outs dated ``day``."""
+    return sources_dir / OPT_OUTS_FOLDER / destination / f"{day.isoformat()}.jsonl"
+
+
+def pull_opt_outs(config: ActivationConfig, sources_dir: Path, day: date, *,
+                  connection_of: Callable[[str], Connection] = airflow_connection,
+                  sleep: Callable[[float], None] = time.sleep) -> dict[str, int]:
+    """Export each Mailchimp destination's opt-outs (all of them) to its file dated ``day``;
+    contacts written per destination ({} without a Mailchimp destination)."""
+    written: dict[str, int] = {}
+    for name, spec in sorted(config.destinations.items()):
+        if spec.type != "mailchimp" or spec.connection is None:
+            continue  # (a Mailchimp destination always names its connection: destinations.yml)
+        written[name] = export_mailchimp_opt_outs(
+            connection_of(spec.connection), opt_outs_file(sources_dir, name, day),
+            policy=RetryPolicy.from_options(spec.options), sleep=sleep)
+    return written

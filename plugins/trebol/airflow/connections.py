@@ -31,6 +31,10 @@ ROLE_OF_TASK: dict[str, str | None] = {
     "push_audiences": "activation",
     "summarize": "checker",  # reads every layer and the checks' results, writes nothing
 }
+# The tasks that never reach the warehouse: they read configuration (the lists) or a campaign
+# tool through its own Airflow connection (pull_consent_feedback, into the sources folder).
+TASKS_WITHOUT_WAREHOUSE = frozenset({"list_sources", "list_syncs", "pull_consent_feedback",
+                                     "fail_run"})
 
 
 def task_conn_id(task_id: str) -> str:

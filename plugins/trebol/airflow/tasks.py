@@ -18,12 +18,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from trebol import summary
-from trebol.activation import staging, sync
+from trebol.activation import consent_feedback, staging, sync
 from trebol.activation.config import load_activation
 from trebol.activation.destinations.base import DestinationRejected
 from trebol.activation.endpoints import build_destination
@@ -72,6 +73,21 @@ def prepare_warehouse() -> list[int]:
         applied = ddl.bootstrap(conn)
         ddl.ensure_raw_tables(conn, load_sources().values())
     return applied
+
+
+@final_on_deterministic_errors
+def pull_consent_feedback(interval: Interval) -> dict[str, int]:
+    """Export each Mailchimp destination's opt-outs (unsubscribed, cleaned) into the source
+    ``mailchimp_opt_outs``, dated the interval's day; contacts per destination (none without a
+    Mailchimp destination). No warehouse: only destinations.yml, the destinations' Airflow
+    connections and the sources folder. A 429 or 5xx left after the transport's retries raises
+    for Airflow to retry; a wrong connection or a 4xx fails at once."""
+    settings = load_settings()
+    day = interval.as_of_date(settings.timezone) - timedelta(days=1)
+    written = consent_feedback.pull_opt_outs(load_activation(), settings.sources_dir, day)
+    for destination, count in written.items():
+        log.info("%s: %d opt-out(s) exported for %s", destination, count, day.isoformat())
+    return written
 
 
 @final_on_deterministic_errors

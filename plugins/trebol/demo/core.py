@@ -1,8 +1,10 @@
-"""``simulate``: generate (or reuse) the four source systems and the ground truth for one spec.
+"""``simulate``: generate (or reuse) the four source systems, Mailchimp's consent feedback and the
+ground truth for one spec.
 
-Owns, under ``out_dir``: ``ecom/``, ``loyalty/``, ``crm/``, ``ground_truth/`` and ``manifest.json``
-(anything else there is left alone); and the schema ``pos`` of the database at ``pos_dsn``. The
-manifest is written last, in both places, so an interrupted run is never mistaken for a finished one.
+Owns, under ``out_dir``: ``ecom/``, ``loyalty/``, ``crm/``, ``mailchimp/``, ``ground_truth/`` and
+``manifest.json`` (anything else there is left alone); and the schema ``pos`` of the database at
+``pos_dsn``. The manifest is written last, in both places, so an interrupted run is never mistaken
+for a finished one.
 
 It only ever replaces what it created: folders under ``out_dir`` without its manifest, or a
 ``pos`` schema without its mark, make it refuse with one line before anything is written.
@@ -22,6 +24,7 @@ import numpy as np
 from trebol.demo import crm as crm_system
 from trebol.demo import ecom as ecom_system
 from trebol.demo import loyalty as loyalty_system
+from trebol.demo import mailchimp as mailchimp_system
 from trebol.demo import pos as pos_system
 from trebol.demo.behaviour import make_sales, present_cards
 from trebol.demo.clock import Clock
@@ -31,7 +34,7 @@ from trebol.demo.people import make_people
 from trebol.demo.reference import STORES, make_catalogue
 from trebol.demo.spec import GENERATOR_VERSION, SimulationResult, SimulationSpec, SimulatorRefused
 
-OWN_FOLDERS = ("ecom", "loyalty", "crm", "ground_truth")
+OWN_FOLDERS = ("ecom", "loyalty", "crm", "mailchimp", "ground_truth")
 MANIFEST = "manifest.json"
 
 
@@ -124,6 +127,8 @@ def simulate(spec: SimulationSpec, out_dir: Path, pos_dsn: str | None,
     counts["crm_cases"] = crm_system.write_cases(out_dir, people, sales, crm, clock, spec.rng("crm-cases"),
                                                  spec.fault_rate, log)
     say(f"wrote CRM: {counts['crm_contacts']:,} snapshot rows, {counts['crm_cases']:,} case rows")
+    counts["mailchimp_opt_outs"] = mailchimp_system.write_opt_outs(out_dir, people, crm, clock,
+                                                                   spec.rng("mailchimp"))
 
     truth = out_dir / "ground_truth"
     write_people(truth / "people.csv", people, sales, pos, loyalty, crm, clock)

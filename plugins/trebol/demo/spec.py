@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 # Bump when the generated data changes for the same spec, so stale outputs are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 -- One row per customer: the golden record (survivorship by seed source_trust), the identifiers
--- per source, purchases, loyalty membership and marketing consent, as of the run's date.
+-- per source, purchases, loyalty membership and marketing consent (the CRM's, and the opt-outs
+-- the campaign tools report), as of the run's date.
 with
 
 clusters as (
@@ -35,6 +36,12 @@ contacts as (
 contact_versions as (
 
     select * from {{ ref('stg_crm__contacts') }}
+
+),
+
+campaign_tool_opt_outs as (
+
+    select * from {{ ref('stg_mailchimp__opt_outs') }}
 
 ),
 
@@ -175,6 +182,24 @@ customer_consents as (
 
 ),
 
+-- an address a campaign tool reports as unsubscribed or cleaned (bounced), on any of the
+-- customer's records, takes consent away too: from its change on, or always when the tool gave no
+-- time for it
+customer_campaign_tool_opt_outs as (
+
+    select
+        customer_records.customer_key,
+        min(campaign_tool_opt_outs.opted_out_at) as opted_out_at
+
+    from customer_records
+    inner join campaign_tool_opt_outs
+        on customer_records.email = campaign_tool_opt_outs.email
+    where campaign_tool_opt_outs.opted_out_at < {{ as_of_at() }}
+        or campaign_tool_opt_outs.opted_out_at is null
+    group by customer_records.customer_key
+
+),
+
 customer_purchases as (
 
     select
@@ -219,9 +244,12 @@ final as (
         cast(customer_memberships.loyalty_tier as varchar) as loyalty_tier,
         customer_memberships.enrolled_on as loyalty_enrolled_on,
         coalesce(customer_consents.has_unanimous_consent, false)
-            and customer_unsubscribes.customer_key is null as has_marketing_consent,
+            and customer_unsubscribes.customer_key is null
+            and customer_campaign_tool_opt_outs.customer_key is null as has_marketing_consent,
         customer_unsubscribes.customer_key is not null as is_unsubscribed,
         customer_unsubscribes.unsubscribed_at,
+        customer_campaign_tool_opt_outs.customer_key is not null as is_opted_out_in_campaign_tool,
+        customer_campaign_tool_opt_outs.opted_out_at as campaign_tool_opted_out_at,
         {{ local_date(as_of_at()) }} as as_of_date
 
     from customer_identifiers
@@ -234,6 +262,8 @@ final as (
         on customer_identifiers.customer_key = customer_unsubscribes.customer_key
     left join customer_consents
         on customer_identifiers.customer_key = customer_consents.customer_key
+    left join customer_campaign_tool_opt_outs
+        on customer_identifiers.customer_key = customer_campaign_tool_opt_outs.customer_key
     left join customer_purchases
         on customer_identifiers.customer_key = customer_purchases.customer_key
 
