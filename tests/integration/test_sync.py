@@ -495,3 +495,23 @@ def test_trebol_sync_dry_run_prints_the_changes_then_sync_sends_them(
         "test_to_drop (aud_test -> drop) 2026-06-30: succeeded; members 5, held out 0, adds 5")
     assert len(read_csv(tmp_path / "outbox" / "drop" / "test_to_drop" / DAY.isoformat()
                         / "snapshot.csv")) == 5
+
+
+def test_a_full_resync_sends_everyone_again_and_old_runs_leave_with_the_retention(
+        conn, activation_dsn, tmp_path):
+    settings = parse({"destinations": {"drop": {"type": "file", "batch_size": 40}},
+                      "syncs": [{"name": "test_to_drop", "audience": "aud_test",
+                                 "destination": "drop", "fields": FIELDS}],
+                      "audit": {"retention_days": 3}})
+    audience = people(50)
+    set_audience(activation_dsn, DAY, audience)
+    stage_and_sync(conn, settings, file_drop(tmp_path))
+    later = DAY + timedelta(days=5)
+    set_audience(activation_dsn, later, audience)
+    report = stage_and_sync(conn, settings, file_drop(tmp_path), later, full_resync=True)
+    assert (report.added, report.changed, report.removed) == (0, 50, 0)
+    changes = read_csv(tmp_path / "drop" / "test_to_drop" / later.isoformat() / "changes.csv")
+    assert len(changes) == 50 and {row["operation"] for row in changes} == {"update"}
+    # the first date's run and its records are older than 3 days before the latest: deleted
+    assert conn.execute("select as_of_date from activation.sync_runs").fetchall() == [(later,)]
+    assert conn.execute("select count(*) from activation.sync_records").fetchone() == (50,)
