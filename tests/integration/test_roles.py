@@ -41,7 +41,7 @@ from ..helpers import (
     run_dbt,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.server]
 # models, seeds and snapshots: the data tests are other tests' business
 NO_TESTS = ("--exclude-resource-type", "test", "--exclude-resource-type", "unit_test")
 

@@ -36,7 +36,7 @@ from trebol.warehouse import ddl
 from ..fakes.mailchimp import FakeMailchimp
 from ..helpers import PROJECT_DIR, SessionWarehouse, drop_database, fresh_database
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.server]
 
 DAY = date(2026, 6, 30)
 FIELDS = {"email": "email", "first_name": "first_name", "offer": "offer"}
