@@ -27,7 +27,7 @@ from trebol.warehouse import ddl
 
 from ..helpers import PROJECT_DIR, SessionWarehouse, drop_database, fresh_database, source_connector
 
-pytestmark = [pytest.mark.integration, pytest.mark.server]
+pytestmark = pytest.mark.integration
 TZ = "Europe/Madrid"
 
 
