@@ -5,8 +5,10 @@ The nightly batch for one data interval (the day before the logical date, in the
 timezone `TREBOL_TIMEZONE`); every step computes "as of" the interval end, so re-running or
 backfilling a date reproduces that date.
 
-1. **prepare_warehouse** (as the admin): the warehouse's migrations (layer schemas, the task roles
-   and their privileges, Trébol's own tables) and the sources' raw tables (idempotent).
+1. **prepare_warehouse** (as the admin): fails the run at once, naming the range the exports
+   hold, when no daily export holds the run's day (a date typed wrong, or before the first
+   export); then the warehouse's migrations (layer schemas, the task roles and their privileges,
+   Trébol's own tables) and the sources' raw tables (idempotent).
 2. **pull_consent_feedback** (no warehouse; beside prepare_warehouse): for each Mailchimp
    destination of `$TREBOL_CONFIG_DIR/destinations.yml`, through its Airflow connection, every
    unsubscribed and cleaned contact of its list into
@@ -96,7 +98,8 @@ def _interval(data_interval_start: datetime | None, data_interval_end: datetime 
     dag_id="trebol_nightly",
     schedule=CronTriggerTimetable("0 0 * * *", timezone=SETTINGS.timezone,
                                   interval=timedelta(days=1)),
-    start_date=datetime(2026, 1, 1),
+    # any date the exports hold may run (prepare_warehouse checks the range): no earlier bound
+    start_date=datetime(2000, 1, 1),
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "data-engineering", "retries": 2,
@@ -108,10 +111,11 @@ def trebol_nightly() -> None:
     # Airflow fills the keyword arguments named like context values (data_interval_start,
     # data_interval_end, run_id) when the task runs.
     @task
-    def prepare_warehouse() -> list[int]:
+    def prepare_warehouse(data_interval_start: datetime | None = None,
+                          data_interval_end: datetime | None = None) -> list[int]:
         from trebol.airflow import tasks
 
-        return tasks.prepare_warehouse()
+        return tasks.prepare_warehouse(_interval(data_interval_start, data_interval_end))
 
     # the Mailchimp opt-outs, written for extract_load to load like any dated export
     @task

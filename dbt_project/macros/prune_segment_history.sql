@@ -1,7 +1,9 @@
 {#- Post-hook of segment_history: drop the daily snapshots (partitions) older than the retention
-    window before the newest date held, never the first day of a month. Relative to the data, not
-    the clock, so a backfill of an old day keeps it only if it is a month start. Each partition's
-    date is its list bound, read from the catalog (no snapshot is read). -#}
+    window before the newest date held, never the first day of a month and never the run's own
+    date (its checks read it after this hook: a backfill of an old day keeps its snapshot until
+    a later run of the newest date prunes it, unless it is a month start). Relative to the data,
+    not the clock. Each partition's date is its list bound, read from the catalog (no snapshot
+    is read). -#}
 {% macro prune_segment_history() -%}
     {%- set expired = [] -%}
     {%- if execute -%}
@@ -19,6 +21,7 @@
             select partition_name
             from partitions
             where extract(day from as_of_date) <> 1
+                and as_of_date <> {{ local_date(as_of_at()) }}
                 and as_of_date < (
                     select max(as_of_date) - {{ var('segment_history_daily_retention_days') }}
                     from partitions

@@ -59,27 +59,31 @@ def _check_config() -> dict[str, Source]:
     return load_sources()
 
 
-def _run(settings: Settings, run_date: date, warehouse: Warehouse, sources: list[str]) -> int:
-    """The nightly DAG for one logical date with real Airflow, then the summary."""
+def _run(settings: Settings, run_date: date, warehouse: Warehouse, sources: list[str],
+         command: str) -> int:
+    """The nightly DAG for one logical date with real Airflow, then the summary; one run at a
+    time on the warehouse (``trebol.warehouse.run_lock``)."""
     from trebol import summary
     from trebol.activation.config import load_activation
     from trebol.airflow.local_runner import run_dag
     from trebol.demo.endpoints import demo_endpoints
+    from trebol.warehouse.run_lock import exclusive_run
 
     logical_date = datetime(run_date.year, run_date.month, run_date.day,
                             tzinfo=ZoneInfo(settings.timezone))
     report_dir = settings.report_dir(run_date)
     started = time.monotonic()
-    (report_dir / "summary.json").unlink(missing_ok=True)
-    try:
-        with demo_endpoints(settings, load_activation()) as endpoint_env:
-            run_dag(settings, warehouse.dsn, warehouse.pos_dsn, warehouse.role_dsns, DAG_ID,
-                    logical_date, report_dir / "airflow.log", _progress,
-                    map_labels={"extract_load": sorted(sources)}, extra_env=endpoint_env)
-    finally:
-        # the summary task runs whatever the checks found: print it before any failure
-        if (report_dir / "summary.json").exists():
-            print(summary.render(json.loads((report_dir / "summary.json").read_text())))
+    with exclusive_run(warehouse.dsn, f"trebol {command} {run_date} (pid {os.getpid()})"):
+        (report_dir / "summary.json").unlink(missing_ok=True)
+        try:
+            with demo_endpoints(settings, load_activation()) as endpoint_env:
+                run_dag(settings, warehouse.dsn, warehouse.pos_dsn, warehouse.role_dsns, DAG_ID,
+                        logical_date, report_dir / "airflow.log", _progress,
+                        map_labels={"extract_load": sorted(sources)}, extra_env=endpoint_env)
+        finally:
+            # the summary task runs whatever the checks found: print it before any failure
+            if (report_dir / "summary.json").exists():
+                print(summary.render(json.loads((report_dir / "summary.json").read_text())))
     _progress(f"done in {time.monotonic() - started:.0f} s")
     return 0
 
@@ -114,22 +118,25 @@ def _warehouse(settings: Settings) -> Warehouse:
 def command_run(settings: Settings, args: argparse.Namespace) -> int:
     """trebol run: the nightly DAG for one logical date on the exports in TREBOL_SOURCES_DIR."""
     from trebol.extract.load import exports_for_day
+    from trebol.extract.run_dates import check_run_date
 
     run_date: date = args.date
     sources = _check_config()
     check_writable(settings)
+    check_run_date(run_date, sources.values(), settings.sources_dir)
     day = run_date - timedelta(days=1)  # the data interval: the day before the logical date
     if not exports_for_day(sources.values(), settings.sources_dir, day):
         print(f"trebol run: no exports dated {day} in {settings.sources_dir} (the data interval of "
               f"{run_date}); deliver them there, set TREBOL_SOURCES_DIR, or try `trebol demo`",
               file=sys.stderr)
         return 2
-    return _run(settings, run_date, _warehouse(settings), list(sources))
+    return _run(settings, run_date, _warehouse(settings), list(sources), "run")
 
 
 def command_demo(settings: Settings, args: argparse.Namespace) -> int:
     """trebol demo: simulated sources (generated once, reused), then the nightly DAG on them."""
     from trebol.demo import SimulationSpec, simulate
+    from trebol.extract.run_dates import check_run_date
 
     sources = _check_config()
     check_writable(settings)
@@ -142,7 +149,8 @@ def command_demo(settings: Settings, args: argparse.Namespace) -> int:
     _progress(f"sources: {state} demo data for {spec.customers:,} people over {spec.days} days "
               f"({sum(result.counts.values()):,} rows, {result.faults:,} injected faults) in "
               f"{settings.sources_dir} and the POS database")
-    return _run(settings, run_date, warehouse, list(sources))
+    check_run_date(run_date, sources.values(), settings.sources_dir)
+    return _run(settings, run_date, warehouse, list(sources), "demo")
 
 
 def command_simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -472,8 +480,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as error:
         from trebol.demo import SimulatorRefused
+        from trebol.extract.run_dates import RunDateOutOfRange
+        from trebol.warehouse.run_lock import RunInProgress
 
-        if isinstance(error, SimulatorRefused):
+        if isinstance(error, SimulatorRefused | RunDateOutOfRange | RunInProgress):
             print(f"trebol: {error}", file=sys.stderr)
             return 2
         from trebol.airflow.local_runner import DagRunFailed

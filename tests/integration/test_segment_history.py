@@ -129,3 +129,23 @@ def test_a_plain_history_is_converted_without_losing_rows(
         f"marts_partitions.segment_history_{day:%Y%m%d}" for day in (RECENT_DAILY, DEMO_DATE)}
     assert view_after == view
     assert sizes == {day: count for day, (count, _) in before.items()}
+
+
+def test_a_run_of_an_old_date_keeps_its_own_snapshot(
+        history: psycopg.Connection, demo_marts: DemoMarts, tmp_path: Path) -> None:
+    """A backfill of a day more than the retention window before the newest snapshot writes its
+    snapshot and keeps it (its checks read it after the post-hook); the newest date's run prunes
+    it later."""
+    _snapshot_of(history, RECENT_DAILY)
+    history.execute("update marts.customer_segments set as_of_date = %s", (OLD_DAILY,))
+    try:
+        run_dbt(demo_marts.dsn, local_midnight(OLD_DAILY), "run", "--select", "segment_history",
+                work_dir=tmp_path)
+        kept = _digests(history)
+    finally:
+        run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "run", "--select",
+                "customer_segments", "segment_history", work_dir=tmp_path)
+    pruned_later = _digests(history)
+    assert kept[OLD_DAILY][0] == kept[DEMO_DATE][0] > 0
+    assert set(kept) == {OLD_DAILY, RECENT_DAILY, DEMO_DATE}
+    assert set(pruned_later) == {RECENT_DAILY, DEMO_DATE}

@@ -8,7 +8,7 @@ import json
 import re
 import subprocess
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -312,6 +312,27 @@ def test_run_without_exports_for_the_interval_is_one_line(tmp_path) -> None:
         f"trebol run: no exports dated 2026-06-29 in {tmp_path / 'sources'} (the data interval of "
         "2026-06-30); deliver them there, set TREBOL_SOURCES_DIR, or try `trebol demo`")
     assert not (tmp_path / "warehouse").exists() and not (tmp_path / "sources").exists()
+
+
+@pytest.mark.parametrize("run_date", ["2030-01-01", "2026-06-01"])
+def test_a_run_date_outside_the_exports_is_one_line_naming_the_range(tmp_path, run_date) -> None:
+    """A date beyond the newest export (a typo) or not after the first one stops `trebol run`
+    before anything starts, naming the days the exports hold and the run dates they allow; an
+    opt-out file (cadence none) extends no range."""
+    for day in ("2026-06-01", "2026-06-10"):
+        (tmp_path / "sources/ecom/orders").mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"sources/ecom/orders/{day}.jsonl").write_text("")
+    (tmp_path / "sources/mailchimp/opt_outs/news").mkdir(parents=True)
+    (tmp_path / "sources/mailchimp/opt_outs/news/2029-12-31.jsonl").write_text("")
+    env = {"PATH": "/usr/bin:/bin", "TREBOL_HOME": str(tmp_path)}
+    result = _trebol("run", "--date", run_date, env=env)
+    assert result.returncode == 2
+    day_before = (date.fromisoformat(run_date) - timedelta(days=1)).isoformat()
+    assert result.stderr.strip() == (
+        f"trebol: run date {run_date} (loads {day_before}) is outside the exports in "
+        f"{tmp_path / 'sources'}, which hold 2026-06-01 to 2026-06-10: run dates 2026-06-02 to "
+        "2026-06-11")
+    assert not (tmp_path / "warehouse").exists()
 
 
 def test_a_day_that_does_not_exist_is_named_as_such() -> None:

@@ -34,6 +34,7 @@ from trebol.clv.fitting import CLVFitError
 from trebol.extract import load
 from trebol.extract.audit import iter_results
 from trebol.extract.readers import DATA_ERRORS
+from trebol.extract.run_dates import RunDateOutOfRange, check_run_date
 from trebol.extract.sources import SourceConfigError, load_sources
 from trebol.interval import Interval
 from trebol.quality import gate
@@ -46,7 +47,8 @@ log = logging.getLogger(__name__)
 # errors a retry meets again: the task fails without one (a CLV guard rail judges the same data
 # the same way)
 DETERMINISTIC_ERRORS: tuple[type[Exception], ...] = (SettingsError, ConfigError, CLVFitError,
-                                                      DestinationRejected, *DATA_ERRORS)
+                                                      DestinationRejected, RunDateOutOfRange,
+                                                      *DATA_ERRORS)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -66,9 +68,14 @@ def final_on_deterministic_errors(task: Callable[P, R]) -> Callable[P, R]:
 
 
 @final_on_deterministic_errors
-def prepare_warehouse() -> list[int]:
-    """Apply the warehouse's pending migrations and create the declared sources' raw tables;
-    the migration versions applied (idempotent)."""
+def prepare_warehouse(interval: Interval) -> list[int]:
+    """Check that the exports hold the run's day (a date outside them fails the run at once,
+    naming the range: ``trebol.extract.run_dates``), then apply the warehouse's pending
+    migrations and create the declared sources' raw tables; the migration versions applied
+    (idempotent)."""
+    settings = load_settings()
+    check_run_date(interval.as_of_date(settings.timezone), load_sources().values(),
+                   settings.sources_dir)
     with task_connection("prepare_warehouse") as conn:
         applied = ddl.bootstrap(conn)
         ddl.ensure_raw_tables(conn, load_sources().values())

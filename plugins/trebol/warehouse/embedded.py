@@ -62,9 +62,10 @@ def _embedded_server(data_dir: Path):
 
 
 def _ensure_runtime_dir(settings: Settings) -> None:
-    """The wheel keeps its lock file under XDG_RUNTIME_DIR; give it a private one if unset."""
-    if "XDG_RUNTIME_DIR" not in os.environ:
-        runtime_dir = settings.home / "run"
+    """The wheel keeps its lock file under XDG_RUNTIME_DIR; give it a private one if unset (made
+    again if it was removed since: a directory created by someone else is not private)."""
+    runtime_dir = settings.home / "run"
+    if os.environ.get("XDG_RUNTIME_DIR", str(runtime_dir)) == str(runtime_dir):
         runtime_dir.mkdir(parents=True, exist_ok=True)
         runtime_dir.chmod(0o700)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)

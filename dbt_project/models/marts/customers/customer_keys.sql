@@ -8,8 +8,8 @@
     )
 }}
 
--- The register of every customer key ever issued: when it was issued, when it was last in use,
--- and, for a key retired by a merge, the key it was merged into. Keys are a pure function of the
+-- The register of every customer key ever issued: when it was issued (its customer's oldest
+-- record), when it was last in use, and, for a key retired by a merge, the key it was merged into. Keys are a pure function of the
 -- data (see int_identity__clusters); this register keeps their history, so it is never rebuilt
 -- (full_refresh: false). Only the newest as-of date moves it: a backfill of an earlier date
 -- leaves it as it is.
@@ -21,15 +21,31 @@ source_keys as (
 
 ),
 
-active_keys as (
+-- a key is issued on the local date of its customer's oldest record: from the data, so every
+-- order of runs (clean, backfilled, re-run) gives the same date
+key_first_seen as (
 
     select
         customer_key,
-        source as key_source,
-        source_id as key_source_id
+        min({{ local_date('first_seen_at') }}) as issued_on
 
     from source_keys
-    where is_key_record
+    group by customer_key
+
+),
+
+active_keys as (
+
+    select
+        source_keys.customer_key,
+        source_keys.source as key_source,
+        source_keys.source_id as key_source_id,
+        key_first_seen.issued_on
+
+    from source_keys
+    inner join key_first_seen
+        on source_keys.customer_key = key_first_seen.customer_key
+    where source_keys.is_key_record
 
 ),
 
@@ -79,7 +95,7 @@ current_keys as (
         active_keys.customer_key,
         active_keys.key_source,
         active_keys.key_source_id,
-        coalesce(registered_keys.issued_on, {{ local_date(as_of_at()) }}) as issued_on,
+        active_keys.issued_on,
         {{ local_date(as_of_at()) }} as last_active_on,
         cast(null as varchar) as merged_into_customer_key,
         cast(null as date) as merged_on
@@ -114,7 +130,7 @@ final as (
         customer_key,
         key_source,
         key_source_id,
-        {{ local_date(as_of_at()) }} as issued_on,
+        issued_on,
         {{ local_date(as_of_at()) }} as last_active_on,
         cast(null as varchar) as merged_into_customer_key,
         cast(null as date) as merged_on
