@@ -60,6 +60,11 @@ backfilling a date reproduces that date.
     checks of this run (`marts.data_quality_results`) with each failure, whether this run pushed
     (or why not) and its pushes, never an earlier run's: `summary.json` in the run's report
     folder, beside the run's Data Docs (`data_docs/`).
+12. **find_newest_date** and **rebuild_current_marts** (transformer; after the summary,
+    whatever failed): a run of a date older than the newest one the history holds (a backfill)
+    has written that date's history (segment_history, customer_clv, the checks' results) and
+    built the current marts as of its date; `dbt build` then rebuilds them as of the newest
+    date, so what BI reads never goes back in time. For the newest date, both are skipped.
     **fail_run** runs only if a task failed, so that the DAG run is marked failed.
 
 Every task calls one typed function of `trebol.airflow.tasks` with the run's data interval
@@ -199,6 +204,19 @@ def trebol_nightly() -> None:
 
         return tasks.summarize(_interval(data_interval_start, data_interval_end), str(run_id))
 
+    # after the summary, whatever failed: a run older than the newest date done (a backfill)
+    # rebuilds the current marts as of the newest date; for the newest date it skips the rebuild
+    @task.short_circuit(trigger_rule="all_done", ignore_downstream_trigger_rules=False)
+    def find_newest_date(data_interval_start: datetime | None = None,
+                         data_interval_end: datetime | None = None) -> str | None:
+        from trebol.airflow import tasks
+
+        return tasks.find_newest_date(_interval(data_interval_start, data_interval_end))
+
+    rebuild_current_marts = dbt_build_operator(
+        "rebuild_current_marts", SETTINGS,
+        as_of_at="{{ ti.xcom_pull(task_ids='find_newest_date') }}")
+
     @task(trigger_rule="one_failed", retries=0)
     def fail_run() -> None:
         """Runs only when a task failed: fails the DAG run, which the summary alone would not."""
@@ -226,7 +244,9 @@ def trebol_nightly() -> None:
     every_task = [prepared, pulled, loaded, raw_checked, dbt_build, fitted, dbt_build_value, staged,
                   marts_checked, syncs, push]
     every_task >> summarized
-    [*every_task, summarized] >> fail_run()
+    newest = find_newest_date()
+    summarized >> newest >> rebuild_current_marts
+    [*every_task, summarized, newest, rebuild_current_marts] >> fail_run()
 
 
 trebol_nightly()

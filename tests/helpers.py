@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 from pytest import MonkeyPatch
 
+from trebol import interval
 from trebol.extract import load
 from trebol.extract.load import SourceConnector
 from trebol.extract.sources import load_sources
@@ -116,8 +116,8 @@ def run_dbt(dsn: str, as_of_at: datetime, *args: str, work_dir: Path,
 
 
 def local_midnight(day: date, timezone: str = "Europe/Madrid") -> datetime:
-    """The first moment of ``day`` in ``timezone``: the data interval end of the run for ``day``."""
-    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone))
+    """The first moment of ``day`` in ``timezone`` (default: the tests' business timezone)."""
+    return interval.local_midnight(day, timezone)
 
 
 def use_mailchimp_destination(monkeypatch: MonkeyPatch, tmp_path: Path, base_url: str,

@@ -11,10 +11,9 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 from trebol.settings import (
     ROLE_DSN_SETTINGS,
@@ -67,10 +66,10 @@ def _run(settings: Settings, run_date: date, warehouse: Warehouse, sources: list
     from trebol.activation.config import load_activation
     from trebol.airflow.local_runner import run_dag
     from trebol.demo.endpoints import demo_endpoints
+    from trebol.interval import local_midnight
     from trebol.warehouse.run_lock import exclusive_run
 
-    logical_date = datetime(run_date.year, run_date.month, run_date.day,
-                            tzinfo=ZoneInfo(settings.timezone))
+    logical_date = local_midnight(run_date, settings.timezone)
     report_dir = settings.report_dir(run_date)
     started = time.monotonic()
     with exclusive_run(warehouse.dsn, f"trebol {command} {run_date} (pid {os.getpid()})"):

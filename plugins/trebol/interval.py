@@ -21,3 +21,8 @@ class Interval:
     def as_of_date(self, timezone: str) -> date:
         """The run's as-of date: the local date of the interval end."""
         return self.end.astimezone(ZoneInfo(timezone)).date()
+
+
+def local_midnight(day: date, timezone: str) -> datetime:
+    """The first moment of ``day`` in ``timezone``: the interval end of the run of date ``day``."""
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone))

@@ -18,9 +18,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.server]
 
 
 def test_a_second_run_stops_naming_the_first(test_warehouse: SessionWarehouse) -> None:
-    with exclusive_run(test_warehouse.dsn, "trebol run 2026-06-30 (pid 1)"):
-        with pytest.raises(RunInProgress) as busy, exclusive_run(test_warehouse.dsn, "trebol run 2026-06-29"):
-            pass
+    with (exclusive_run(test_warehouse.dsn, "trebol run 2026-06-30 (pid 1)"),
+          pytest.raises(RunInProgress) as busy,
+          exclusive_run(test_warehouse.dsn, "trebol run 2026-06-29")):
+        pass
     assert str(busy.value).startswith("another run holds the warehouse: trebol run 2026-06-30 (pid 1) "
                                       "(server pid ")
     assert str(busy.value).endswith("; wait until it ends, then run again")

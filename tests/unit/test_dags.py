@@ -82,10 +82,23 @@ def test_the_summary_always_runs_and_a_failure_fails_the_run(dag_bag: DagBag) ->
     summarize, fail_run = dag.get_task("summarize"), dag.get_task("fail_run")
     assert summarize.trigger_rule == "all_done"
     assert fail_run.trigger_rule == "one_failed"
-    every_task = set(dag.task_ids) - {"summarize", "fail_run", "list_sources"}
+    after_summary = {"find_newest_date", "rebuild_current_marts"}
+    every_task = set(dag.task_ids) - {"summarize", "fail_run", "list_sources"} - after_summary
     assert summarize.upstream_task_ids == every_task
-    assert fail_run.upstream_task_ids == every_task | {"summarize"}
+    assert fail_run.upstream_task_ids == every_task | {"summarize"} | after_summary
     assert [task.task_id for task in dag.leaves] == ["fail_run"]
+
+
+def test_a_backfill_rebuilds_the_current_marts_after_its_summary(dag_bag: DagBag) -> None:
+    """The newest date's marts come back after a run of an older date, whatever it met: the
+    rebuild follows the summary (which reports the run's own date), and a run of the newest date
+    skips it without skipping fail_run."""
+    dag = dag_bag.dags["trebol_nightly"]
+    newest, rebuild = dag.get_task("find_newest_date"), dag.get_task("rebuild_current_marts")
+    assert newest.upstream_task_ids == {"summarize"} and newest.trigger_rule == "all_done"
+    assert newest.ignore_downstream_trigger_rules is False
+    assert rebuild.upstream_task_ids == {"find_newest_date"}
+    assert rebuild.env["TREBOL_AS_OF_AT"] == "{{ ti.xcom_pull(task_ids='find_newest_date') }}"
 
 
 def test_the_consent_feedback_is_loaded_and_its_failure_stops_only_the_push(
@@ -127,7 +140,7 @@ def test_schedule_is_daily_in_the_business_timezone(dag_bag: DagBag) -> None:
 
 
 def test_no_secret_is_templated_into_the_dbt_tasks(dag_bag: DagBag) -> None:
-    for task_id in ("dbt_build", "dbt_build_value"):
+    for task_id in ("dbt_build", "dbt_build_value", "rebuild_current_marts"):
         dbt_task = dag_bag.dags["trebol_nightly"].get_task(task_id)
         templated = {name: getattr(dbt_task, name) for name in dbt_task.template_fields}
         assert "TREBOL_AS_OF_AT" in templated["env"]
@@ -157,8 +170,10 @@ def test_each_task_reaches_the_warehouse_as_its_role(dag_bag: DagBag,
         "stage_audiences": "trebol_warehouse_activation",
         "push_audiences": "trebol_warehouse_activation",
         "summarize": "trebol_warehouse_checker",
+        "find_newest_date": "trebol_warehouse_transformer",
+        "rebuild_current_marts": "trebol_warehouse_transformer",
     }
-    for task_id in ("dbt_build", "dbt_build_value"):
+    for task_id in ("dbt_build", "dbt_build_value", "rebuild_current_marts"):
         assert dag.get_task(task_id).conn_id == task_conn_id(task_id)
     # each task function opens the connection of its own task
     opened: list[str] = []
@@ -170,7 +185,7 @@ def test_each_task_reaches_the_warehouse_as_its_role(dag_bag: DagBag,
     monkeypatch.setattr(tasks, "task_connection", record)
     interval = Interval(datetime(2026, 6, 29, 22, tzinfo=UTC), datetime(2026, 6, 30, 22, tzinfo=UTC))
     calls: dict[str, Callable[[], object]] = {
-        "prepare_warehouse": tasks.prepare_warehouse,
+        "prepare_warehouse": lambda: tasks.prepare_warehouse(interval),
         "extract_load": lambda: tasks.extract_load_source(tasks.source_names()[0], interval),
         "check_raw_batches": lambda: tasks.check_raw_batches(interval, "run"),
         "fit_clv": lambda: tasks.fit_clv(interval),
@@ -178,12 +193,13 @@ def test_each_task_reaches_the_warehouse_as_its_role(dag_bag: DagBag,
         "check_marts": lambda: tasks.check_marts(interval, "run"),
         "push_audiences": lambda: tasks.push_sync(tasks.sync_names()[0], interval, "run"),
         "summarize": lambda: tasks.summarize(interval, "run"),
+        "find_newest_date": lambda: tasks.find_newest_date(interval),
     }
     for task_id, call in calls.items():
         with pytest.raises(_Opened):
             call()
         assert opened[-1] == task_id
-    assert set(calls) == set(ROLE_OF_TASK) - {"dbt_build", "dbt_build_value"}
+    assert set(calls) == set(ROLE_OF_TASK) - {"dbt_build", "dbt_build_value", "rebuild_current_marts"}
     # the consent pull opens no warehouse connection (the demo has no Mailchimp destination)
     assert tasks.pull_consent_feedback(interval) == {}
     assert opened == list(calls)

@@ -30,6 +30,8 @@ ROLE_OF_TASK: dict[str, str | None] = {
     "stage_audiences": "activation",
     "push_audiences": "activation",
     "summarize": "checker",  # reads every layer and the checks' results, writes nothing
+    "find_newest_date": "transformer",  # reads the history of segments (marts)
+    "rebuild_current_marts": "transformer",
 }
 # The tasks that never reach the warehouse: they read configuration (the lists) or a campaign
 # tool through its own Airflow connection (pull_consent_feedback, into the sources folder).

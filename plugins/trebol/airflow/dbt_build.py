@@ -57,18 +57,21 @@ def dbt_profile(settings: Settings) -> ProfileConfig:
                          profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml")
 
 
-def dbt_build_operator(task_id: str, settings: Settings, **kwargs: Any) -> WarehouseDbtBuildOperator:
-    """A ``dbt build`` task of the project as of the run's data interval end (``kwargs``: the
-    selection, e.g. ``select`` or ``exclude``, and other operator arguments). Models, seeds and
-    data tests: the unit tests check the SQL on fixed inputs, so they run in development and CI
-    (``make test``), not every night, as dbt Labs recommends for production builds."""
+def dbt_build_operator(task_id: str, settings: Settings,
+                       as_of_at: str = "{{ data_interval_end.isoformat() }}",
+                       **kwargs: Any) -> WarehouseDbtBuildOperator:
+    """A ``dbt build`` task of the project as of the run's data interval end, or of ``as_of_at``
+    (a template rendering an ISO timestamp) (``kwargs``: the selection, e.g. ``select`` or
+    ``exclude``, and other operator arguments). Models, seeds and data tests: the unit tests
+    check the SQL on fixed inputs, so they run in development and CI (``make test``), not every
+    night, as dbt Labs recommends for production builds."""
     return WarehouseDbtBuildOperator(
         task_id=task_id,
         conn_id=task_conn_id(task_id),
         project_dir=str(settings.dbt_project_dir),
         profile_config=dbt_profile(settings),
         install_deps=False,
-        env={"TREBOL_AS_OF_AT": "{{ data_interval_end.isoformat() }}",
+        env={"TREBOL_AS_OF_AT": as_of_at,
              "TREBOL_TIMEZONE": settings.timezone,
              "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
              "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"},

@@ -36,7 +36,7 @@ from trebol.extract.audit import iter_results
 from trebol.extract.readers import DATA_ERRORS
 from trebol.extract.run_dates import RunDateOutOfRange, check_run_date
 from trebol.extract.sources import SourceConfigError, load_sources
-from trebol.interval import Interval
+from trebol.interval import Interval, local_midnight
 from trebol.quality import gate
 from trebol.quality.rules import load_rules
 from trebol.settings import ConfigError, SettingsError, load_settings
@@ -196,6 +196,22 @@ def push_sync(sync_name: str, interval: Interval, run_id: str) -> dict[str, Any]
     result = report.as_dict()
     result.pop("examples")
     return result
+
+
+@final_on_deterministic_errors
+def find_newest_date(interval: Interval) -> str | None:
+    """The as-of moment (ISO, the interval end of that date's run) to rebuild the current marts
+    for when this run's date is older than the newest one the history holds (a backfill), so
+    what BI reads never goes back in time; None (nothing to rebuild) for the newest date."""
+    settings = load_settings()
+    day = interval.as_of_date(settings.timezone)
+    with task_connection("find_newest_date") as conn:
+        newest = conn.execute("select max(as_of_date) from marts.segment_history").fetchone()[0]
+    if newest is None or newest <= day:
+        return None
+    log.info("run date %s is older than the newest date done, %s: the current marts are rebuilt "
+             "as of %s", day, newest, newest)
+    return local_midnight(newest, settings.timezone).isoformat()
 
 
 @final_on_deterministic_errors
