@@ -11,9 +11,11 @@ them all, and each is written to be harmless there (``if not exists``).
 Also the one owner of the warehouse's roles and of every grant but those on the relations dbt
 builds (dbt's ``grants`` config, dbt_project.yml): migration 10 gives each task role
 (``trebol_loader``, ``trebol_transformer``, ``trebol_activation``, ``trebol_checker``, NOLOGIN)
-what it may read and write, and a login role (``trebol_<role>_login``) that acts as it; the
-connection this module is handed (Airflow's ``trebol_warehouse``) is the admin's, for the
-migrations only. README, "Least privilege", has the whole matrix.
+what it may read and write, and a login role (``trebol_<role>_login``) that acts as it; migration
+12 gives BI its two roles (``bi_reader`` without the direct identifiers, ``bi_pii_reader`` with
+them) and the seeds their schemas (``reference``, ``internal``). The connection this module is
+handed (Airflow's ``trebol_warehouse``) is the admin's, for the migrations only. README, "Least
+privilege" and "BI tools", has the whole matrix.
 
 Inputs: a psycopg connection (autocommit) and, for the raw tables, the declared sources.
 Outputs: tables, roles and grants; nothing else in the package creates one.
