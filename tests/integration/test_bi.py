@@ -64,6 +64,9 @@ def test_marts_hold_the_business_tables_and_reference_the_lookups(demo_marts: De
                 where table_schema in ('marts', 'reference', 'internal')"""):
             tables.setdefault(schema, set()).add(name)
     assert tables["marts"] == marts | set(ddl.MARTS_OWN_TABLES)
+    # and their shape is a contract: names and types checked by every build, before the swap
+    assert all(node["config"]["contract"]["enforced"] for node in nodes
+               if node["resource_type"] == "model" and node["schema"] == "marts")
     assert not tables["marts"] & set(seeds)
     assert tables["reference"] == {name for name, schema in seeds.items() if schema == "reference"}
     assert tables["internal"] == {"placeholder_emails", "placeholder_phones", "identifier_types",

@@ -432,3 +432,49 @@ def test_an_existing_warehouse_is_handed_to_the_roles(
                   and relowner = %s::regrole""", (ddl.TRANSFORMER,)).fetchone() == (2,)
     finally:
         drop_database(test_warehouse.dsn, dsn)
+
+
+def test_migration_12_takes_the_seeds_out_of_marts_and_the_observed_values_from_bi_reader(
+        test_warehouse: SessionWarehouse) -> None:
+    """A warehouse whose seeds dbt built in marts (before migration 12), with a staging view
+    reading one: the migration drops them (the next build makes them in reference and internal,
+    and the view again), and bi_reader keeps every column of the checks' results but the
+    observed values."""
+    dsn = fresh_database(test_warehouse.dsn, "trebol_test_roles_migration_12")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as admin, pytest.MonkeyPatch.context() as before:
+            before.setattr(ddl, "MIGRATIONS", tuple(m for m in ddl.MIGRATIONS if m.version < 12))
+            ddl.bootstrap(admin)
+            with admin.transaction():
+                admin.execute(f"set local role {ddl.TRANSFORMER}")
+                admin.execute("create table marts.placeholder_emails (email varchar)")
+                admin.execute("create table marts.lifecycle_stages (lifecycle_stage varchar)")
+                admin.execute("grant select on marts.placeholder_emails, marts.lifecycle_stages "
+                              "to bi_reader")
+                admin.execute("create view staging.stg_emails as select email from "
+                              "marts.placeholder_emails")
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            assert 12 in ddl.bootstrap(admin)
+            gone = admin.execute("""select to_regclass('marts.placeholder_emails'),
+                to_regclass('marts.lifecycle_stages'), to_regclass('staging.stg_emails')""")
+            assert gone.fetchone() == (None, None, None)
+            schemas = dict(admin.execute("""select nspname, nspowner::regrole::text
+                from pg_namespace where nspname in ('reference', 'internal')""").fetchall())
+            assert schemas == {"reference": ddl.TRANSFORMER, "internal": ddl.TRANSFORMER}
+            usage = admin.execute("""select has_schema_privilege('bi_reader', 'reference', 'usage'),
+                has_schema_privilege('bi_reader', 'internal', 'usage'),
+                has_schema_privilege('bi_pii_reader', 'internal', 'usage'),
+                has_schema_privilege('trebol_checker', 'internal', 'usage'),
+                pg_has_role('bi_pii_reader', 'bi_reader', 'member')""").fetchone()
+            assert usage == (True, False, False, True, True)
+            readable = {role: {column for (column,) in admin.execute(
+                """select column_name from information_schema.columns
+                   where table_schema = 'marts' and table_name = 'data_quality_results'
+                     and has_column_privilege(%s, 'marts.data_quality_results', column_name,
+                                              'select')""", (role,))}
+                for role in ddl.BI_ROLES}
+            assert readable[ddl.BI_ROLE] == set(ddl.QUALITY_RESULT_COLUMNS_FOR_BI)
+            assert readable[ddl.BI_PII_ROLE] == readable[ddl.BI_ROLE] | {"observed_value"}
+            assert ddl.bootstrap(admin) == []
+    finally:
+        drop_database(test_warehouse.dsn, dsn)
