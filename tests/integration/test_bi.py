@@ -208,6 +208,32 @@ def test_a_bi_login_is_refused_a_wrong_password_and_the_contact_details(
             admin.execute(f"drop role if exists {login}")
 
 
+def test_url_role_bi_is_the_embedded_warehouses_own_bi_login(
+        test_warehouse: SessionWarehouse, capsys: pytest.CaptureFixture[str]) -> None:
+    """`trebol warehouse url --role bi`: the same working TCP URL each time, as trebol_bi_login
+    (bi_reader), its password in a file only this user may read."""
+    if not test_warehouse.settings.uses_embedded_warehouse:
+        assert cli.main(["warehouse", "url", "--role", "bi"]) == 2
+        return
+    urls = []
+    for _ in range(2):
+        assert cli.main(["warehouse", "url", "--role", "bi"]) == 0
+        out, err = capsys.readouterr()
+        urls.append(out.strip())
+        assert err == ""
+    assert urls[0] == urls[1]
+    parts = address.dsn_parts(urls[0])
+    assert (parts.host, parts.port, parts.user) == (
+        "127.0.0.1", test_warehouse.settings.warehouse_port, "trebol_bi_login")
+    with psycopg.connect(urls[0], connect_timeout=5) as conn:
+        assert conn.execute("select current_user, pg_has_role('bi_reader', 'usage')").fetchone() \
+            == ("trebol_bi_login", True)
+    secret = test_warehouse.settings.home / "secrets" / "trebol_bi_login.password"
+    assert secret.read_text().strip() == parts.password
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert secret.parent.stat().st_mode & 0o777 == 0o700
+
+
 def test_docs_builds_the_dbt_site_and_links_the_data_docs(
         demo_marts: DemoMarts, test_warehouse: SessionWarehouse, tmp_path: Path,
         ) -> None:
