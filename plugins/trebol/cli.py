@@ -180,7 +180,7 @@ def command_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def command_warehouse(settings: Settings, args: argparse.Namespace) -> int:
-    """trebol warehouse start|stop|url."""
+    """trebol warehouse start|stop|url [--role bi]."""
     from trebol.redaction import redact
     from trebol.warehouse import embedded
 
@@ -191,12 +191,88 @@ def command_warehouse(settings: Settings, args: argparse.Namespace) -> int:
         else:
             print("TREBOL_WAREHOUSE_DSN names an external warehouse: nothing to stop")
         return 0
+    if getattr(args, "role", None) == "bi" and not settings.uses_embedded_warehouse:
+        print("trebol warehouse url --role bi: TREBOL_WAREHOUSE_DSN names an external warehouse, "
+              "whose logins are its owner's: make one with `trebol warehouse users add NAME --role "
+              "bi` (it prints its URL once)", file=sys.stderr)
+        return 2
+    dsn = _started_warehouse(settings)
+    if args.action == "url" and args.role == "bi":
+        import psycopg
+
+        from trebol.warehouse import bi
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            password = bi.default_bi_login(conn, settings)
+        # the URL, password included, is what the user asked for: printed, never logged
+        print(bi.tcp_url(settings, dsn, bi.DEFAULT_BI_LOGIN, password))
+        return 0
+    print(redact(dsn) if args.action == "url" else f"warehouse ready: {redact(dsn)}")
+    return 0
+
+
+def _started_warehouse(settings: Settings) -> str:
+    """The admin's DSN, the embedded warehouse started when it is not running (said on stderr)."""
+    from trebol.warehouse import embedded
+
     was_running = (settings.uses_embedded_warehouse
                    and (settings.embedded_data_dir / "postmaster.pid").exists())
     dsn = embedded.resolve_dsn(settings)
     if settings.uses_embedded_warehouse and not was_running:
         print("started the embedded warehouse (`trebol warehouse stop` stops it)", file=sys.stderr)
-    print(redact(dsn) if args.action == "url" else f"warehouse ready: {redact(dsn)}")
+    return dsn
+
+
+def command_warehouse_users_add(settings: Settings, args: argparse.Namespace) -> int:
+    """trebol warehouse users add NAME --role bi|bi_pii: a BI login with a new password, shown
+    once (its URL on stdout), never logged."""
+    import psycopg
+
+    from trebol.warehouse import bi
+
+    try:
+        bi.check_login_name(args.name)
+    except bi.BiLoginError as error:
+        print(f"trebol warehouse users add: {error}", file=sys.stderr)
+        return 2
+    dsn = _started_warehouse(settings)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            password = bi.add_login(conn, args.name, args.role)
+    except bi.BiLoginError as error:
+        print(f"trebol warehouse users add: {error}", file=sys.stderr)
+        return 2
+    role = bi.BI_LOGIN_ROLES[args.role]
+    print(f"created login {args.name} in role {role}; its password is in the URL below, shown "
+          "this once (Trébol keeps no copy): put it in your BI tool's connection", file=sys.stderr)
+    print(bi.tcp_url(settings, dsn, args.name, password))
+    return 0
+
+
+def command_docs(settings: Settings, args: argparse.Namespace) -> int:
+    """trebol docs [--out DIR] [--serve [--port N]]: the dbt docs site and the Data Docs."""
+    from trebol import docs
+    from trebol.warehouse import embedded
+
+    dsn = _started_warehouse(settings)
+    checker_dsn = embedded.resolve_role_dsns(settings, dsn)["checker"]  # reads, writes nothing
+    out = Path(args.out).resolve() if args.out else docs.docs_dir(settings.reports_dir)
+    try:
+        index = docs.build_docs(settings, checker_dsn, out)
+    except docs.DocsError as error:
+        print(f"trebol docs: {error}", file=sys.stderr)
+        return 1
+    print(f"docs: {index}")
+    if args.serve:
+        try:
+            server = docs.serve(out, args.port)
+        except OSError as error:
+            print(f"trebol docs: --port {args.port}: cannot listen on {docs.SERVE_HOST} "
+                  f"({error.strerror or error}); choose another port", file=sys.stderr)
+            return 2
+        print(f"serving http://{docs.SERVE_HOST}:{args.port}/ (Ctrl-C stops)", flush=True)
+        with server, contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
     return 0
 
 
@@ -401,13 +477,54 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: none with --out, the pipeline's POS database without)")
     sim.set_defaults(handler=command_simulate)
 
-    wh = commands.add_parser("warehouse", help="start, stop or locate the warehouse",
-                             description="start: start the embedded warehouse (or check the "
-                             "external one); stop: stop the embedded one; url: print its URL "
-                             "(password hidden), starting the embedded warehouse when it is not "
-                             "running, which it says on stderr.")
-    wh.add_argument("action", choices=("start", "stop", "url"))
+    wh = commands.add_parser("warehouse", help="start, stop or locate the warehouse; BI logins",
+                             description="The warehouse: the embedded one (unless "
+                             "TREBOL_WAREHOUSE_DSN names an external one) listens on its private "
+                             "socket and, for BI tools, on 127.0.0.1 at TREBOL_WAREHOUSE_PORT, "
+                             "where every login needs its password.")
+    wh_commands = wh.add_subparsers(dest="action", required=True, metavar="ACTION")
+    wh_commands.add_parser("start", help="start the embedded warehouse (or check the external one)")
+    wh_commands.add_parser("stop", help="stop the embedded warehouse")
+    url = wh_commands.add_parser(
+        "url", help="print the warehouse's URL",
+        description="Print the admin's URL (password hidden), starting the embedded warehouse "
+        "when it is not running, which it says on stderr. With --role bi: the TCP URL a BI tool "
+        "connects with, as the embedded warehouse's own BI login trebol_bi_login (in bi_reader: "
+        "the marts without direct identifiers, the reference seeds), password included: that URL "
+        "is what you asked for, so it is printed whole (its password is kept in "
+        "TREBOL_HOME/secrets). On an external warehouse, make a login with `users add`.")
+    url.add_argument("--role", choices=("bi",), help="bi: the URL of the BI login, for a BI tool")
     wh.set_defaults(handler=command_warehouse)
+    users = wh_commands.add_parser("users", help="BI logins",
+                                   description="Logins for the people and BI tools that read the "
+                                   "warehouse.")
+    users_commands = users.add_subparsers(dest="users_action", required=True, metavar="ACTION")
+    add = users_commands.add_parser(
+        "add", help="create a BI login with a generated password, shown once",
+        description="Create the login NAME in role bi_reader (--role bi: the marts without direct "
+        "identifiers, i.e. names, emails, phones, postal codes and source systems' ids, and the "
+        "reference seeds) or bi_pii_reader (--role bi_pii: also those, for support and the CRM "
+        "team), with a generated password, and print its URL (127.0.0.1 at "
+        "TREBOL_WAREHOUSE_PORT on the embedded warehouse; TREBOL_WAREHOUSE_DSN's host otherwise) "
+        "with the password, this once: Trébol keeps no copy and logs nothing of it. Applies the "
+        "warehouse's pending migrations first. To remove a login: `drop role NAME` as the admin.")
+    add.add_argument("name", help="the login's name: lower-case letters, digits and _")
+    add.add_argument("--role", required=True, choices=("bi", "bi_pii"),
+                     help="bi: bi_reader; bi_pii: bi_pii_reader (contact details too)")
+    add.set_defaults(handler=command_warehouse_users_add)
+
+    docs = commands.add_parser(
+        "docs", help="build the dbt docs site (and link the Data Docs); optionally serve it",
+        description="Build the dbt docs site of the warehouse (dbt docs generate --static, with the "
+        "project's profile, as the checks' read-only role, for the newest as-of date built) into "
+        "TREBOL_REPORTS_DIR/docs, beside a copy of the newest run's Great Expectations Data Docs "
+        "and an index page linking both; the run summary links it. With --serve, serve that "
+        "folder on 127.0.0.1 until interrupted.")
+    docs.add_argument("--out", help="folder of the site (default TREBOL_REPORTS_DIR/docs)")
+    docs.add_argument("--serve", action="store_true", help="then serve it on 127.0.0.1")
+    docs.add_argument("--port", type=int, default=8580,
+                      help="port of --serve on 127.0.0.1 (default 8580)")
+    docs.set_defaults(handler=command_docs)
 
     st = commands.add_parser("settings", help="list every setting with the value in force",
                              description="List the environment settings Trébol reads, each with "

@@ -51,6 +51,10 @@ SETTINGS: tuple[SettingDoc, ...] = (
                "state folder: embedded warehouse, demo sources, reports, file drops"),
     SettingDoc("TREBOL_WAREHOUSE_DSN", "(unset: embedded PostgreSQL under TREBOL_HOME)",
                "postgresql://user:password@host:port/database of an external warehouse"),
+    # BI tools reach the embedded warehouse over TCP on 127.0.0.1 at this port (README, BI tools)
+    SettingDoc("TREBOL_WAREHOUSE_PORT", "15432",
+               "port of the embedded warehouse on 127.0.0.1, for BI tools (docker-compose "
+               "publishes its warehouse there too)"),
     # the task roles' logins on an external warehouse (README, "Least privilege")
     SettingDoc("TREBOL_WAREHOUSE_LOADER_DSN",
                "(unset: embedded: trebol_loader_login; external: TREBOL_WAREHOUSE_DSN)",
@@ -120,6 +124,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "TREBOL_RETRY_DELAY_SECONDS": (1, 3600),
     "TREBOL_CLV_HORIZON_MONTHS": (1, 120),  # ten years of expected margin
     "TREBOL_CLV_MIN_REPEAT_CUSTOMERS": (1, 10_000_000),
+    "TREBOL_WAREHOUSE_PORT": (1024, 65535),  # no privileged port: the server runs unprivileged
 }
 
 
@@ -159,6 +164,7 @@ class Settings:
     warehouse_transformer_dsn: str | None = field(default=None, repr=False)
     warehouse_activation_dsn: str | None = field(default=None, repr=False)
     warehouse_checker_dsn: str | None = field(default=None, repr=False)
+    warehouse_port: int = 15432
 
     def config_file(self, name: str) -> Path:
         """A file of the configuration folder; a one-line ConfigError when it is missing."""
@@ -378,6 +384,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         clv_discount_rate=_rate(env, "TREBOL_CLV_DISCOUNT_RATE", 0.10),
         clv_min_repeat_customers=_int(env, "TREBOL_CLV_MIN_REPEAT_CUSTOMERS", 100),
         clv_churn_bands=_bands(env, "TREBOL_CLV_CHURN_BANDS", "0.5,0.8"),
+        warehouse_port=_int(env, "TREBOL_WAREHOUSE_PORT", 15432),
         **{name.removeprefix("TREBOL_").lower(): _role_dsn(env, name)
            for name in ROLE_DSN_SETTINGS.values()},
     )

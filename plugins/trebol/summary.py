@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from trebol.docs import docs_dir
 from trebol.quality import gx_project, results
 
 LAYERS = ("raw", "staging", "marts", "audiences", "activation")
@@ -141,11 +142,18 @@ def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
         "history_checksum": history_checksum(conn, as_of_date),
         "predicted_value": predicted_value(conn, as_of_date),
         "reports": {"folder": str(report_dir),
-                    "data_docs": str(gx_project.data_docs_dir(report_dir) / "index.html")},
+                    "data_docs": str(gx_project.data_docs_dir(report_dir) / "index.html"),
+                    "docs": docs_site(report_dir)},
     }
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def docs_site(report_dir: Path) -> str | None:
+    """The warehouse's docs site (``trebol docs``, beside the runs' report folders), if built."""
+    index = docs_dir(report_dir.parent) / "index.html"
+    return str(index) if index.is_file() else None
 
 
 def render(summary: dict[str, Any]) -> str:
@@ -179,4 +187,7 @@ def render(summary: dict[str, Any]) -> str:
     lines.append(f"  marts md5   {summary['marts_checksum']}")
     lines.append(f"  reports     {summary['reports']['folder']}")
     lines.append(f"  data docs   {summary['reports']['data_docs']}")
+    docs = summary["reports"].get("docs")
+    lines.append(f"  docs site   {docs}" if docs else
+                 "  docs site   `trebol docs` builds the warehouse's docs for BI (dbt docs, Data Docs)")
     return "\n".join(lines)

@@ -156,7 +156,8 @@ def _latest_orders(sources_dir: Path, faulty_lines: dict[str, set[int]]) -> dict
 def _ecom_lines(sources_dir: Path, faulty_lines: dict[str, set[int]]) -> pd.DataFrame:
     """Web lines: a sale at order time unless cancelled; a returned order also comes back whole,
     every line negated, at its return (the returned version's updated_at)."""
-    with (DBT_PROJECT / "seeds" / "ecom_order_statuses.csv").open(newline="", encoding="utf-8") as handle:
+    statuses_csv = DBT_PROJECT / "seeds" / "internal" / "ecom_order_statuses.csv"
+    with statuses_csv.open(newline="", encoding="utf-8") as handle:
         statuses = {row["order_status"]: row for row in csv.DictReader(handle)}
     rows = []
     for order in _latest_orders(sources_dir, faulty_lines).values():
@@ -192,7 +193,8 @@ def _recompute(lines: pd.DataFrame, crosswalk: pd.DataFrame) -> dict[str, tuple]
     with (DBT_PROJECT / "dbt_project.yml").open(encoding="utf-8") as handle:
         configured = yaml.safe_load(handle)["vars"]["rfmt_weights"]
     weights = {name: Decimal(str(weight)) for name, weight in configured.items()}
-    with (DBT_PROJECT / "seeds" / "rfm_segments.csv").open(newline="", encoding="utf-8") as handle:
+    segments_csv = DBT_PROJECT / "seeds" / "reference" / "rfm_segments.csv"
+    with segments_csv.open(newline="", encoding="utf-8") as handle:
         segment_map = sorted(csv.DictReader(handle), key=lambda row: int(row["priority"]))
 
     lines = lines.merge(crosswalk, on=["source", "source_id"], how="inner", validate="many_to_one")

@@ -248,28 +248,106 @@ def test_the_checker_reads_every_layer_and_writes_only_the_verdicts(warehouse: R
         refused(checker, "create table quality.checker_was_here (id int)")
 
 
-def test_bi_reader_reads_marts_only(warehouse: RolesWarehouse) -> None:
-    user = "trebol_test_roles_analyst"
-    with warehouse.connect() as admin:
-        admin.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(user)))
-        admin.execute(sql.SQL("create role {} login in role {}").format(
-            sql.Identifier(user), sql.Identifier(ddl.BI_ROLE)))
+# The direct identifiers of a person in each mart (names, emails, phones, postal codes, the source
+# systems' ids of their records), written out here rather than read from the dbt project: a
+# column that loses its tag in the yml fails this test. Every other column of every relation in
+# marts and reference is bi_reader's to read.
+DIRECT_IDENTIFIERS = {
+    "marts.dim_customers": {"first_name", "last_name", "email", "phone", "postal_code",
+                            "loyalty_card_numbers", "ecom_account_ids", "crm_contact_ids"},
+    "marts.customer_segments": {"email"},
+    "marts.customer_source_keys": {"source_id"},
+    "marts.customer_keys": {"key_source_id"},
+    "marts.fct_transactions": {"customer_source_id"},
+    "marts.service_recovery_queue": {"contact_id"},
+    "marts.loyalty_members": {"loyalty_card_number"},
+    # a check's observed value names offending rows (a failed email-format check, the addresses)
+    "marts.data_quality_results": {"observed_value"},
+}
+# what no BI role may read at all: every other layer, and the pipeline's own seeds
+CLOSED_TO_BI = ("raw.crm_contacts", "staging.stg_crm__contacts", "intermediate.int_identity__records",
+                "quality.raw_source_days", "activation.audience_members",
+                "audiences.aud_winback_high_value", "internal.placeholder_emails",
+                "internal.identifier_types", "internal.source_trust")
+
+
+@pytest.fixture(scope="module")
+def bi_logins(warehouse: RolesWarehouse) -> Iterator[dict[str, str]]:
+    """A login in each BI role, as `trebol warehouse users add` makes them (without a password:
+    the test reaches the server as the tasks do)."""
+    logins = {ddl.BI_ROLE: "trebol_test_roles_analyst", ddl.BI_PII_ROLE: "trebol_test_roles_support"}
     parts = address.dsn_parts(warehouse.admin)
-    analyst_dsn = address.build_dsn(address.DsnParts(parts.host, parts.port, user, "", parts.dbname))
+    with warehouse.connect() as admin:
+        for role, user in logins.items():
+            admin.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(user)))
+            admin.execute(sql.SQL("create role {} login in role {}").format(
+                sql.Identifier(user), sql.Identifier(role)))
     try:
-        with psycopg.connect(analyst_dsn, autocommit=True) as analyst:  # connect: bi_reader's grant
-            for mart in ("marts.dim_customers", "marts.customer_segments", "marts.customer_clv",
-                         "marts.data_quality_results", "marts.lifecycle_stages"):
-                analyst.execute(f"select count(*) from {mart}")
-            assert analyst.execute("select count(*) from marts.dim_customers").fetchone()[0] > 0
-            for relation in ("raw.crm_contacts", "staging.stg_crm__contacts",
-                             "intermediate.int_identity__records", "quality.raw_source_days",
-                             "activation.audience_members"):
-                refused(analyst, f"select 1 from {relation} limit 1")
-            refused(analyst, same_rows("marts.customer_segments"))
+        yield {role: address.build_dsn(address.DsnParts(parts.host, parts.port, user, "",
+                                                        parts.dbname))
+               for role, user in logins.items()}
     finally:
         with warehouse.connect() as admin:
-            admin.execute(sql.SQL("drop role {}").format(sql.Identifier(user)))
+            for user in logins.values():
+                admin.execute(sql.SQL("drop role {}").format(sql.Identifier(user)))
+
+
+def readable_columns(conn: psycopg.Connection, relation: str, columns: list[str]) -> set[str]:
+    """The columns of ``relation`` a select of each, one at a time, reads; a refusal must be
+    PostgreSQL's for want of a privilege."""
+    readable = set()
+    for column in columns:
+        try:
+            conn.execute(sql.SQL("select {} from {} limit 1").format(
+                sql.Identifier(column), sql.Identifier(*relation.split("."))))
+        except psycopg.errors.InsufficientPrivilege:
+            continue
+        readable.add(column)
+    return readable
+
+
+def test_bi_reader_reads_marts_only(warehouse: RolesWarehouse, bi_logins: dict[str, str]) -> None:
+    with psycopg.connect(bi_logins[ddl.BI_ROLE], autocommit=True) as analyst:  # connect: the grant
+        for mart in ("marts.customer_segments", "marts.customer_rfmt", "marts.customer_clv",
+                     "marts.segment_history", "reference.lifecycle_stages",
+                     "reference.audience_offers"):
+            analyst.execute(f"select count(*) from {mart}")
+        assert analyst.execute("select count(*) from marts.dim_customers").fetchone()[0] > 0
+        for relation in CLOSED_TO_BI:
+            refused(analyst, f"select 1 from {relation} limit 1")
+        refused(analyst, same_rows("marts.customer_segments"))
+        refused(analyst, same_rows("reference.lifecycle_stages"))
+        refused(analyst, "create table reference.analyst_was_here (id int)")
+
+
+def test_the_bi_roles_read_the_marts_column_by_column(warehouse: RolesWarehouse,
+                                                      bi_logins: dict[str, str]) -> None:
+    """bi_reader reads every column of marts and reference but the direct identifiers, which
+    bi_pii_reader reads too; column by column, as each role's login."""
+    with warehouse.connect() as admin:
+        columns: dict[str, list[str]] = {}
+        for schema, table, column in admin.execute("""
+                select table_schema, table_name, column_name from information_schema.columns
+                where table_schema in ('marts', 'reference') order by 1, 2, ordinal_position"""):
+            columns.setdefault(f"{schema}.{table}", []).append(column)
+    assert set(DIRECT_IDENTIFIERS) <= set(columns)
+    assert {"marts.customer_value", "reference.value_tiers"} <= set(columns)
+    with psycopg.connect(bi_logins[ddl.BI_ROLE], autocommit=True) as analyst, \
+            psycopg.connect(bi_logins[ddl.BI_PII_ROLE], autocommit=True) as support:
+        for relation, names in columns.items():
+            hidden = DIRECT_IDENTIFIERS.get(relation, set())
+            assert readable_columns(analyst, relation, names) == set(names) - hidden, relation
+            assert readable_columns(support, relation, names) == set(names), relation
+        # a BI tool lists the columns it may read; `select *` is the whole table's
+        listed = {row[0] for row in analyst.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'marts' and table_name = 'dim_customers'")}
+        assert listed == set(columns["marts.dim_customers"]) - DIRECT_IDENTIFIERS["marts.dim_customers"]
+        refused(analyst, "select * from marts.dim_customers limit 1")
+        assert support.execute("select count(email) from marts.dim_customers").fetchone()[0] > 0
+        for relation in CLOSED_TO_BI:
+            refused(support, f"select 1 from {relation} limit 1")
+        refused(support, same_rows("marts.dim_customers"))
 
 
 def test_a_rebuild_in_place_keeps_the_readers_grants(warehouse: RolesWarehouse) -> None:
@@ -279,10 +357,22 @@ def test_a_rebuild_in_place_keeps_the_readers_grants(warehouse: RolesWarehouse) 
             "fct_transactions lifecycle_stages customer_segments", *NO_TESTS,
             work_dir=warehouse.work_dir)
     with warehouse.connect("checker") as checker:
-        for relation in ("marts.fct_transactions", "marts.lifecycle_stages"):
+        for relation in ("marts.fct_transactions", "reference.lifecycle_stages"):
             assert checker.execute(f"select count(*) from {relation}").fetchone()[0] > 0, relation
     with warehouse.connect("activation") as activation:
         assert activation.execute("select count(*) from marts.customer_segments").fetchone()[0] > 0
+    # and bi_reader's column grants (fct_transactions is incremental: updated in place)
+    with warehouse.connect() as admin:
+        for relation in ("marts.fct_transactions", "marts.customer_segments",
+                         "reference.lifecycle_stages"):
+            granted = admin.execute("""select count(*) from information_schema.column_privileges
+                where grantee = %s and table_schema || '.' || table_name = %s""",
+                                    (ddl.BI_ROLE, relation)).fetchone()[0]
+            hidden = DIRECT_IDENTIFIERS.get(relation, set())
+            total = admin.execute("select count(*) from information_schema.columns "
+                                  "where table_schema || '.' || table_name = %s",
+                                  (relation,)).fetchone()[0]
+            assert granted == total - len(hidden), relation
 
 
 def test_migration_10_runs_again_harmlessly(warehouse: RolesWarehouse) -> None:
@@ -307,6 +397,7 @@ def test_an_existing_warehouse_is_handed_to_the_roles(
     dsn = fresh_database(test_warehouse.dsn, "trebol_test_roles_existing")
     sources_dir = test_warehouse.settings.sources_dir
     some_models = ("--select", "+stg_crm__contacts lifecycle_stages")
+    since_10 = [migration.version for migration in ddl.MIGRATIONS if migration.version >= 10]
     try:
         with psycopg.connect(dsn, autocommit=True) as admin, pytest.MonkeyPatch.context() as before_10:
             before_10.setattr(ddl, "MIGRATIONS", tuple(m for m in ddl.MIGRATIONS if m.version < 10))
@@ -323,7 +414,7 @@ def test_an_existing_warehouse_is_handed_to_the_roles(
             assert admin.execute("select pg_get_userbyid(relowner) from pg_class "
                                  "where oid = 'staging.stg_crm__contacts'::regclass"
                                  ).fetchone()[0] != ddl.TRANSFORMER
-            assert ddl.bootstrap(admin) == [10, 11]
+            assert ddl.bootstrap(admin) == since_10
             ddl.ensure_raw_tables(admin, load_sources().values())
         with psycopg.connect(login_dsn(dsn, "loader"), autocommit=True) as loader:
             load_sources_until(loader, test_warehouse.pos_dsn, sources_dir, DEMO_DATE)
@@ -332,11 +423,12 @@ def test_an_existing_warehouse_is_handed_to_the_roles(
         run_dbt(login_dsn(dsn, "transformer"), local_midnight(DEMO_DATE), "build", *some_models,
                 *NO_TESTS, work_dir=tmp_path)
         with psycopg.connect(login_dsn(dsn, "checker"), autocommit=True) as checker:
-            for relation in ("staging.stg_crm__contacts", "marts.lifecycle_stages",
+            for relation in ("staging.stg_crm__contacts", "reference.lifecycle_stages",
                              "raw.crm_contacts", "raw._load_audit"):
                 assert checker.execute(f"select count(*) from {relation}").fetchone()[0] > 0
             assert checker.execute("""select count(*) from pg_class
-                where oid in ('staging.stg_crm__contacts'::regclass, 'marts.lifecycle_stages'::regclass)
+                where oid in ('staging.stg_crm__contacts'::regclass,
+                              'reference.lifecycle_stages'::regclass)
                   and relowner = %s::regrole""", (ddl.TRANSFORMER,)).fetchone() == (2,)
     finally:
         drop_database(test_warehouse.dsn, dsn)

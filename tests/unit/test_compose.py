@@ -339,6 +339,38 @@ def test_interpolation_emulation_matches_compose_rules() -> None:
         interpolate("${EMPTY:?set EMPTY}", values)
 
 
+def _published_ports(service: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of a service's published ports, from Compose's
+    short syntax ("127.0.0.1:15432:5432") or its resolved long one."""
+    published = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            published.append((port.get("host_ip", ""), str(port.get("published", "")),
+                              str(port["target"])))
+        else:
+            host_ip, host_port, target = (["", *str(port).split(":")])[-3:]
+            published.append((host_ip, host_port, target))
+    return published
+
+
+def test_compose_publishes_the_warehouse_for_bi_on_the_loopback_only(
+        resolved: dict[str, Any], tmp_path: Path) -> None:
+    """BI tools on the host reach the warehouse at 127.0.0.1:TREBOL_WAREHOUSE_PORT (the embedded
+    warehouse's default port too), never on another interface; Redis stays unpublished."""
+    services = resolved["services"]
+    assert _published_ports(services["postgres"]) == [
+        ("127.0.0.1", str(load_settings({}).warehouse_port), "5432")]
+    assert not services["redis"].get("ports")
+    values = {**REQUIRED_SECRETS, "TREBOL_WAREHOUSE_PORT": "25432"}
+    if compose_cli() is None:
+        moved = parse_compose_yaml(values)
+    else:
+        result = run_compose_config(values, tmp_path)
+        assert result.returncode == 0, result.stderr
+        moved = json.loads(result.stdout)
+    assert _published_ports(moved["services"]["postgres"]) == [("127.0.0.1", "25432", "5432")]
+
+
 # --- deploy/postgres-init -------------------------------------------------------------------
 
 

@@ -294,7 +294,8 @@ def test_cli_bad_setting_is_one_line(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["simulate"], ["warehouse"], ["settings"],
-                                     ["snapshot"], ["snapshot", "confirm"], ["clv", "fit"]])
+                                     ["snapshot"], ["snapshot", "confirm"], ["clv", "fit"],
+                                     ["warehouse", "url"], ["warehouse", "users", "add"], ["docs"]])
 def test_every_subcommand_has_help(command: list[str]) -> None:
     result = _trebol(*command, "--help", env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0

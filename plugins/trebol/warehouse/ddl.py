@@ -11,9 +11,11 @@ them all, and each is written to be harmless there (``if not exists``).
 Also the one owner of the warehouse's roles and of every grant but those on the relations dbt
 builds (dbt's ``grants`` config, dbt_project.yml): migration 10 gives each task role
 (``trebol_loader``, ``trebol_transformer``, ``trebol_activation``, ``trebol_checker``, NOLOGIN)
-what it may read and write, and a login role (``trebol_<role>_login``) that acts as it; the
-connection this module is handed (Airflow's ``trebol_warehouse``) is the admin's, for the
-migrations only. README, "Least privilege", has the whole matrix.
+what it may read and write, and a login role (``trebol_<role>_login``) that acts as it; migration
+12 gives BI its two roles (``bi_reader`` without the direct identifiers, ``bi_pii_reader`` with
+them) and the seeds their schemas (``reference``, ``internal``). The connection this module is
+handed (Airflow's ``trebol_warehouse``) is the admin's, for the migrations only. README, "Least
+privilege" and "BI tools", has the whole matrix.
 
 Inputs: a psycopg connection (autocommit) and, for the raw tables, the declared sources.
 Outputs: tables, roles and grants; nothing else in the package creates one.
@@ -37,6 +39,25 @@ OWN_SCHEMAS = ("raw", "marts", "activation")
 AUDIENCES_SCHEMA = "audiences"
 META_SCHEMA = "trebol_meta"
 BI_ROLE = "bi_reader"
+# BI's readers (migration 12): bi_reader reads the marts without direct identifiers (dbt grants it
+# the other columns of a mart that has some: macros/bi_reader_access.sql), bi_pii_reader, a
+# member of bi_reader, the marts whole (contact details, for support and the CRM team)
+BI_PII_ROLE = "bi_pii_reader"
+BI_ROLES = (BI_ROLE, BI_PII_ROLE)
+# the seeds' schemas (dbt's, the transformer's, migration 12): reference data BI may join (segment
+# maps, value tiers, …) and the pipeline's own lists (placeholders, identifier types, source
+# trust), which no BI role may even look into
+REFERENCE_SCHEMA = "reference"
+INTERNAL_SCHEMA = "internal"
+# the seeds dbt built in marts until migration 12 moved them to reference and internal
+SEEDS_FORMERLY_IN_MARTS = (
+    "audience_offers", "cost_to_serve", "ecom_order_statuses", "identifier_types",
+    "lifecycle_stages", "loyalty_tier_privileges", "placeholder_emails", "placeholder_phones",
+    "predicted_value_bands", "rfm_segments", "source_trust", "value_tiers")
+# marts.data_quality_results' columns but observed_value, which names offending rows (a failed
+# email-format check quotes the addresses): what bi_reader may read of it
+QUALITY_RESULT_COLUMNS_FOR_BI = ("as_of_date", "run_id", "suite", "expectation", "expectation_id",
+                                 "column_name", "severity", "success")
 RAW_SCHEMA = "raw"
 LOADER, TRANSFORMER, ACTIVATION, CHECKER = (group_role(role) for role in TASK_ROLES)
 GROUP_ROLES = (LOADER, TRANSFORMER, ACTIVATION, CHECKER)
@@ -435,6 +456,31 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"grant select on activation.holdouts to {TRANSFORMER}",
         # the push log of the single file audience gives way to the sync runs and records
         "drop table if exists activation.push_log",
+    )),
+    Migration(12, "BI: seeds in schemas reference (BI may join them) and internal (out of BI's "
+                  "sight); bi_pii_reader for contact details, bi_reader without direct "
+                  "identifiers", (
+        *(f"create schema if not exists {schema} authorization {TRANSFORMER}"
+          for schema in (REFERENCE_SCHEMA, INTERNAL_SCHEMA)),
+        # (one a dbt build as the admin made before this migration is handed over, with the dev
+        # target's)
+        _dbt_objects_to_transformer((REFERENCE_SCHEMA, INTERNAL_SCHEMA, f"dev_{REFERENCE_SCHEMA}",
+                                     f"dev_{INTERNAL_SCHEMA}")),
+        f"revoke all on schema {REFERENCE_SCHEMA}, {INTERNAL_SCHEMA} from public",
+        f"grant usage on schema {REFERENCE_SCHEMA} to {BI_ROLE}, {CHECKER}",
+        f"grant usage on schema {INTERNAL_SCHEMA} to {CHECKER}",
+        # contact details: a member of bi_reader that also reads the columns bi_reader may not
+        _CREATE_ROLE.format(role=BI_PII_ROLE, kind="nologin"),
+        f"grant {BI_ROLE} to {BI_PII_ROLE}",
+        # the seeds the nightly build made in marts before: the next build makes them in their
+        # schemas (cascade: staging's views that read a placeholder list, rebuilt by that build)
+        "drop table if exists " + ", ".join(f"marts.{seed}" for seed in SEEDS_FORMERLY_IN_MARTS)
+        + " cascade",
+        # the checks' verdicts name offending rows (observed_value): bi_reader reads the rest
+        f"revoke select on marts.data_quality_results from {BI_ROLE}",
+        f"grant select ({', '.join(QUALITY_RESULT_COLUMNS_FOR_BI)}) on marts.data_quality_results "
+        f"to {BI_ROLE}",
+        f"grant select on marts.data_quality_results to {BI_PII_ROLE}",
     )),
 )
 

