@@ -72,6 +72,25 @@ Every task calls one typed function of `trebol.airflow.tasks` with the run's dat
 for what time may cure (a connection, a lock): a wrong setting or configuration file, or a value
 PostgreSQL refuses, fails a task at once (`AirflowFailException`), without retry.
 
+**Task policy** (`trebol.airflow.policy`): two retries, after `TREBOL_RETRY_DELAY_SECONDS` then
+about twice that (exponential backoff, at most 30 min apart); the checks and fail_run none. Each
+task's `execution_timeout` is three times its duration measured on ten times the demo's data,
+in whole 5 minutes, at least 5 (README, "Task policy").
+
+**Alerts** (`trebol.airflow.alerts`, to the channels of the Airflow connections
+`trebol_alerts_smtp` and `trebol_alerts_webhook`; none configured: one log line, no alert): a
+task that fails after its last try sends one message (DAG, task, logical date, the error's first
+line, the log URL; fail_run sends none, the failed task has); a run that succeeds after a failed
+one sends a recovery; a run not succeeded by `TREBOL_ALERT_DEADLINE` (local time, 07:00: a
+Deadline Alert 7 h after the run was queued at midnight) sends a late-run alert from the
+triggerer.
+
+**Assets** (`trebol.airflow.assets`): dbt_build writes `trebol_marts_core`, dbt_build_value
+`trebol_marts_value`, stage_audiences `trebol_audiences_staged`, each push_audiences
+`trebol_audiences_pushed`; each event's extra holds the run's `as_of_date` (and the audiences'
+sizes, the sync). A DAG scheduled on them runs when they are written, e.g.
+`trebol_marts_published`.
+
 Warehouse: each task connects as the role in brackets, through its own Airflow connection
 (`trebol_warehouse_loader`, `_transformer`, `_activation`, `_checker`; the admin's
 `trebol_warehouse` for prepare_warehouse alone), which may do what the task does and no more
@@ -84,13 +103,25 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import (
+    AsyncCallback,
+    CronTriggerTimetable,
+    DeadlineAlert,
+    DeadlineReference,
+    dag,
+    get_current_context,
+    task,
+)
 
+from trebol.airflow import alerts
+from trebol.airflow.assets import OUTLETS, record_events
 from trebol.airflow.dbt_build import CLV_DEPENDENT_NODES, dbt_build_operator
+from trebol.airflow.policy import DEFAULT_ARGS, task_policy
 from trebol.interval import Interval
 from trebol.settings import load_settings
 
 SETTINGS = load_settings()
+DEADLINE = SETTINGS.alert_deadline
 
 
 def _interval(data_interval_start: datetime | None, data_interval_end: datetime | None) -> Interval:
@@ -107,15 +138,22 @@ def _interval(data_interval_start: datetime | None, data_interval_end: datetime 
     start_date=datetime(2000, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-engineering", "retries": 2,
-                  "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds)},
+    default_args={**DEFAULT_ARGS, "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
+                  "on_failure_callback": alerts.on_task_failure},
+    on_success_callback=alerts.on_dag_success,
+    # queued at the scheduled midnight: the deadline falls at DEADLINE local time
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(hours=DEADLINE.hour, minutes=DEADLINE.minute),
+        callback=AsyncCallback(alerts.notify_deadline_missed, kwargs={
+            "deadline": f"{DEADLINE:%H:%M} {SETTINGS.timezone}"})),
     tags=["trebol", "nightly"],
     doc_md=__doc__,
 )
 def trebol_nightly() -> None:
     # Airflow fills the keyword arguments named like context values (data_interval_start,
     # data_interval_end, run_id) when the task runs.
-    @task
+    @task(**task_policy("prepare_warehouse"))
     def prepare_warehouse(data_interval_start: datetime | None = None,
                           data_interval_end: datetime | None = None) -> list[int]:
         from trebol.airflow import tasks
@@ -123,7 +161,7 @@ def trebol_nightly() -> None:
         return tasks.prepare_warehouse(_interval(data_interval_start, data_interval_end))
 
     # the Mailchimp opt-outs, written for extract_load to load like any dated export
-    @task
+    @task(**task_policy("pull_consent_feedback"))
     def pull_consent_feedback(data_interval_start: datetime | None = None,
                               data_interval_end: datetime | None = None) -> dict[str, int]:
         from trebol.airflow import tasks
@@ -132,26 +170,29 @@ def trebol_nightly() -> None:
 
     # after the consent pull, whatever its outcome: a campaign tool down does not stop the build
     # (its failure stops the push, below)
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", **task_policy("list_sources"))
     def list_sources() -> list[str]:
         from trebol.airflow import tasks
 
         return tasks.source_names()
 
-    @task(map_index_template="{{ source_name }}")
+    @task(map_index_template="{{ source_name }}", **task_policy("extract_load"))
     def extract_load(source_name: str, data_interval_start: datetime | None = None,
                      data_interval_end: datetime | None = None) -> dict[str, int]:
         from trebol.airflow import tasks
 
         return tasks.extract_load_source(source_name, _interval(data_interval_start, data_interval_end))
 
-    dbt_build = dbt_build_operator("dbt_build", SETTINGS, exclude=CLV_DEPENDENT_NODES)
+    dbt_build = dbt_build_operator("dbt_build", SETTINGS, exclude=CLV_DEPENDENT_NODES,
+                                   outlets=OUTLETS["dbt_build"], **task_policy("dbt_build"))
     dbt_build_value = dbt_build_operator("dbt_build_value", SETTINGS, select=CLV_DEPENDENT_NODES,
-                                         trigger_rule="all_done_min_one_success")
+                                         trigger_rule="all_done_min_one_success",
+                                         outlets=OUTLETS["dbt_build_value"],
+                                         **task_policy("dbt_build_value"))
 
     # the checks are deterministic: a retry would find the same data, so a failure is final;
     # the raw checks read the quality models dbt_build makes, and run whatever its tests found
-    @task(retries=0, trigger_rule="all_done")
+    @task(trigger_rule="all_done", **task_policy("check_raw_batches"))
     def check_raw_batches(data_interval_start: datetime | None = None,
                           data_interval_end: datetime | None = None,
                           run_id: str | None = None) -> dict[str, int]:
@@ -159,14 +200,16 @@ def trebol_nightly() -> None:
 
         return tasks.check_raw_batches(_interval(data_interval_start, data_interval_end), str(run_id))
 
-    @task
+    @task(outlets=OUTLETS["stage_audiences"], **task_policy("stage_audiences"))
     def stage_audiences(data_interval_start: datetime | None = None,
                         data_interval_end: datetime | None = None) -> dict[str, int]:
         from trebol.airflow import tasks
 
-        return tasks.stage_audiences(_interval(data_interval_start, data_interval_end))
+        staged = tasks.stage_audiences(_interval(data_interval_start, data_interval_end))
+        record_events(get_current_context(), SETTINGS.timezone, audiences=staged)
+        return staged
 
-    @task(retries=0)
+    @task(**task_policy("check_marts"))
     def check_marts(data_interval_start: datetime | None = None,
                     data_interval_end: datetime | None = None,
                     run_id: str | None = None) -> dict[str, int]:
@@ -174,29 +217,32 @@ def trebol_nightly() -> None:
 
         return tasks.check_marts(_interval(data_interval_start, data_interval_end), str(run_id))
 
-    @task
+    @task(**task_policy("fit_clv"))
     def fit_clv(data_interval_start: datetime | None = None,
                 data_interval_end: datetime | None = None) -> dict[str, object]:
         from trebol.airflow import tasks
 
         return tasks.fit_clv(_interval(data_interval_start, data_interval_end))
 
-    @task
+    @task(**task_policy("list_syncs"))
     def list_syncs() -> list[str]:
         from trebol.airflow import tasks
 
         return tasks.sync_names()
 
-    @task(map_index_template="{{ sync_name }}")
+    @task(map_index_template="{{ sync_name }}", outlets=OUTLETS["push_audiences"],
+          **task_policy("push_audiences"))
     def push_audiences(sync_name: str, data_interval_start: datetime | None = None,
                        data_interval_end: datetime | None = None,
                        run_id: str | None = None) -> dict[str, object]:
         from trebol.airflow import tasks
 
-        return tasks.push_sync(sync_name, _interval(data_interval_start, data_interval_end),
-                               str(run_id))
+        report = tasks.push_sync(sync_name, _interval(data_interval_start, data_interval_end),
+                                 str(run_id))
+        record_events(get_current_context(), SETTINGS.timezone, sync=sync_name)
+        return report
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", **task_policy("summarize"))
     def summarize(data_interval_start: datetime | None = None,
                   data_interval_end: datetime | None = None,
                   run_id: str | None = None) -> dict[str, object]:
@@ -206,7 +252,8 @@ def trebol_nightly() -> None:
 
     # after the summary, whatever failed: a run older than the newest date done (a backfill)
     # rebuilds the current marts as of the newest date; for the newest date it skips the rebuild
-    @task.short_circuit(trigger_rule="all_done", ignore_downstream_trigger_rules=False)
+    @task.short_circuit(trigger_rule="all_done", ignore_downstream_trigger_rules=False,
+                        **task_policy("find_newest_date"))
     def find_newest_date(data_interval_start: datetime | None = None,
                          data_interval_end: datetime | None = None) -> str | None:
         from trebol.airflow import tasks
@@ -215,9 +262,11 @@ def trebol_nightly() -> None:
 
     rebuild_current_marts = dbt_build_operator(
         "rebuild_current_marts", SETTINGS,
-        as_of_at="{{ ti.xcom_pull(task_ids='find_newest_date') }}")
+        as_of_at="{{ ti.xcom_pull(task_ids='find_newest_date') }}",
+        outlets=OUTLETS["rebuild_current_marts"], **task_policy("rebuild_current_marts"))
 
-    @task(trigger_rule="one_failed", retries=0)
+    # no alert of its own: the task that failed sent one
+    @task(trigger_rule="one_failed", on_failure_callback=None, **task_policy("fail_run"))
     def fail_run() -> None:
         """Runs only when a task failed: fails the DAG run, which the summary alone would not."""
         from airflow.sdk.exceptions import AirflowFailException

@@ -14,7 +14,7 @@ import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -81,6 +81,9 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc("TREBOL_LOOKBACK_DAYS", "3", "late-arrival lookback added before each data interval"),
     SettingDoc("TREBOL_RETRY_DELAY_SECONDS", "120",
                "wait before Airflow retries a task that failed on a transient error"),
+    SettingDoc("TREBOL_ALERT_DEADLINE", "07:00",
+               "local time (HH:MM, TREBOL_TIMEZONE) by which a nightly run that started at midnight "
+               "should have succeeded; past it, a late-run alert"),
     SettingDoc("TREBOL_CLV_HORIZON_MONTHS", "36", "months of expected margin summed into predicted_clv"),
     SettingDoc("TREBOL_CLV_DISCOUNT_RATE", "0.10", "annual discount rate of predicted_clv (0.10 = 10%)"),
     SettingDoc("TREBOL_CLV_MIN_REPEAT_CUSTOMERS", "100", "fewer repeat customers fail the CLV fit"),
@@ -156,6 +159,7 @@ class Settings:
     demo_seed: int
     lookback_days: int
     retry_delay_seconds: int = 120
+    alert_deadline: time = time(7, 0)
     clv_horizon_months: int = 36
     clv_discount_rate: float = 0.10
     clv_min_repeat_customers: int = 100
@@ -305,6 +309,21 @@ def _date(env: Mapping[str, str], name: str, default: str) -> date:
         raise _fail(name, f"{raw!r} is not a date", "use YYYY-MM-DD, e.g. 2026-06-30") from None
 
 
+def _clock_time(env: Mapping[str, str], name: str, default: str) -> time:
+    """A local time of day, HH:MM, after midnight (the nightly run starts at midnight)."""
+    raw = env.get(name, "").strip() or default
+    fix = "use HH:MM between 00:01 and 23:59, e.g. 07:00"
+    if not re.fullmatch(r"\d{2}:\d{2}", raw):
+        raise _fail(name, f"{_shown(raw)!r} is not HH:MM", fix)
+    try:
+        value = time.fromisoformat(raw)
+    except ValueError:
+        raise _fail(name, f"{raw!r} is not a time of day", fix) from None
+    if value == time(0, 0):
+        raise _fail(name, "00:00 is when the nightly run starts", fix)
+    return value
+
+
 def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name, "").strip() or default
     try:
@@ -380,6 +399,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         demo_seed=_int(env, "TREBOL_DEMO_SEED", 42),
         lookback_days=_int(env, "TREBOL_LOOKBACK_DAYS", 3),
         retry_delay_seconds=_int(env, "TREBOL_RETRY_DELAY_SECONDS", 120),
+        alert_deadline=_clock_time(env, "TREBOL_ALERT_DEADLINE", "07:00"),
         clv_horizon_months=_int(env, "TREBOL_CLV_HORIZON_MONTHS", 36),
         clv_discount_rate=_rate(env, "TREBOL_CLV_DISCOUNT_RATE", 0.10),
         clv_min_repeat_customers=_int(env, "TREBOL_CLV_MIN_REPEAT_CUSTOMERS", 100),

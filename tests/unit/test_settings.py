@@ -8,7 +8,7 @@ import json
 import re
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -57,6 +57,9 @@ def test_defaults_point_inside_the_project() -> None:
     ("TREBOL_CLV_DISCOUNT_RATE", "1.5", "outside [0, 1)"),
     ("TREBOL_CLV_MIN_REPEAT_CUSTOMERS", "0", "below 1"),
     ("TREBOL_CLV_CHURN_BANDS", "0.9,0.2", "not 0 < medium < high < 1"),
+    ("TREBOL_ALERT_DEADLINE", "7am", "is not HH:MM"),
+    ("TREBOL_ALERT_DEADLINE", "25:00", "is not a time of day"),
+    ("TREBOL_ALERT_DEADLINE", "00:00", "when the nightly run starts"),
 ])
 def test_wrong_value_names_the_setting_in_one_line(name: str, value: str, expected: str) -> None:
     with pytest.raises(SettingsError) as error:
@@ -231,6 +234,12 @@ def test_each_task_role_gets_a_connection_of_its_own(tmp_path: Path) -> None:
                               "postgresql://a:***@127.0.0.1:1/x (")
     assert message.endswith("); fix the URL or unset it (the activation tasks then connect as "
                             "TREBOL_WAREHOUSE_DSN's user)")
+
+
+def test_the_alert_deadline_is_a_local_time_of_day() -> None:
+    assert load_settings({}).alert_deadline == time(7, 0)
+    assert load_settings({"TREBOL_ALERT_DEADLINE": "05:30"}).alert_deadline == time(5, 30)
+    assert load_settings({"TREBOL_ALERT_DEADLINE": "23:59"}).alert_deadline == time(23, 59)
 
 
 def test_every_documented_setting_is_read() -> None:

@@ -3,18 +3,21 @@
 Credentials reach dbt at run time from the transformer role's Airflow connection
 (``trebol_warehouse_transformer``), as the environment that ``dbt_project/profiles.yml`` reads:
 never rendered into templates. dbt's ``run_results.json``
-is kept in the run's report folder as ``<task_id>_run_results.json``.
+is kept in the run's report folder as ``<task_id>_run_results.json``. A build that succeeds
+writes its outlets' asset events with the run's as-of date (``trebol.airflow.assets``).
 """
 
 from __future__ import annotations
 
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cosmos.config import ProfileConfig
 from cosmos.operators.local import DbtBuildLocalOperator
 
+from trebol.airflow.assets import record_events
 from trebol.airflow.connections import task_conn_id, warehouse_parts
 from trebol.interval import Interval
 from trebol.settings import Settings, load_settings
@@ -48,7 +51,11 @@ class WarehouseDbtBuildOperator(DbtBuildLocalOperator):
 
     def execute(self, context: Any, **kwargs: Any) -> Any:
         self.env = {**(self.env or {}), **dbt_env(warehouse_parts(self.conn_id))}
-        return super().execute(context, **kwargs)
+        as_of_at = self.env.get("TREBOL_AS_OF_AT")  # rendered: the data interval end, or a newer one
+        result = super().execute(context, **kwargs)
+        record_events(context, load_settings().timezone,
+                      as_of_at=datetime.fromisoformat(as_of_at) if as_of_at else None)
+        return result
 
 
 def dbt_profile(settings: Settings) -> ProfileConfig:

@@ -1,0 +1,88 @@
+"""Per-task policy of the Trébol DAGs: retries with exponential backoff, and an execution timeout
+sized by measurement.
+
+The rule: a task's ``execution_timeout`` is three times its longest measured duration on ten times
+the demo's data (a first run, which loads every day of history: the heaviest a night gets),
+rounded up to whole 5 minutes, and never under 5 minutes (start-up and a loaded machine). Three
+times leaves room for a slower machine or a busier warehouse; a task past it is stuck, not slow.
+The measurements (``make run``; seconds from the ``task_instance`` table of
+``.trebol/airflow/airflow.db``): ``demo`` at 2,000 customers, ``tenfold`` at 20,000
+(``TREBOL_DEMO_CUSTOMERS=20000``), both a first run of 2026-06-30 on the 2-core machine,
+shared with other work (README, "Task policy").
+
+Retries are for what time may cure (a connection, a lock): two, after ``retry_delay``
+(``TREBOL_RETRY_DELAY_SECONDS``) then about twice that (``retry_exponential_backoff``), never more
+than ``MAX_RETRY_DELAY`` apart. The checks and ``fail_run`` are not retried: a retry would meet the
+same data, so their answer is final.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+OWNER = "data-engineering"
+RETRIES = 2
+RETRY_EXPONENTIAL_BACKOFF = 2.0
+MAX_RETRY_DELAY = timedelta(minutes=30)
+TIMEOUT_FACTOR = 3
+TIMEOUT_FLOOR = timedelta(minutes=5)
+TIMEOUT_STEP = timedelta(minutes=5)
+
+# What every task of a Trébol DAG inherits (a DAG adds its retry_delay and callbacks).
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": RETRIES,
+    "retry_exponential_backoff": RETRY_EXPONENTIAL_BACKOFF,
+    "max_retry_delay": MAX_RETRY_DELAY,
+}
+
+
+@dataclass(frozen=True)
+class TaskPolicy:
+    """A task's measured durations (seconds; a mapped task: its slowest instance) and retries."""
+
+    demo_seconds: float
+    tenfold_seconds: float
+    retries: int = RETRIES
+
+    @property
+    def execution_timeout(self) -> timedelta:
+        """``TIMEOUT_FACTOR`` times the tenfold measurement, in whole steps, at least the floor."""
+        wanted = TIMEOUT_FACTOR * self.tenfold_seconds
+        steps = math.ceil(wanted / TIMEOUT_STEP.total_seconds())
+        return max(TIMEOUT_FLOOR, steps * TIMEOUT_STEP)
+
+
+POLICY: dict[str, TaskPolicy] = {
+    # trebol_nightly; extract_load: its slowest source, crm_contacts (a first run loads its 180
+    # daily snapshots: 15.4 s at 2,000 customers, 1,515.8 s at 20,000, the others at most 17.4 s)
+    "prepare_warehouse": TaskPolicy(5.6, 5.2),
+    "pull_consent_feedback": TaskPolicy(0.05, 0.05),
+    "list_sources": TaskPolicy(0.09, 0.05),
+    "extract_load": TaskPolicy(15.4, 1515.8),
+    "dbt_build": TaskPolicy(18.6, 66.0),
+    "check_raw_batches": TaskPolicy(3.9, 16.5, retries=0),
+    "fit_clv": TaskPolicy(2.3, 9.2),
+    "dbt_build_value": TaskPolicy(6.0, 37.6),
+    "stage_audiences": TaskPolicy(0.14, 0.6),
+    "check_marts": TaskPolicy(1.1, 5.8, retries=0),
+    "list_syncs": TaskPolicy(0.05, 0.09),
+    "push_audiences": TaskPolicy(0.38, 1.1),
+    "summarize": TaskPolicy(0.31, 3.4),
+    "fail_run": TaskPolicy(0.0, 0.0, retries=0),
+    # after a backfill: both dbt builds in one, as of the newest date (their sum, not measured
+    # on its own); find_newest_date reads one aggregate of segment_history
+    "find_newest_date": TaskPolicy(0.1, 0.2),
+    "rebuild_current_marts": TaskPolicy(18.6 + 6.0, 66.0 + 37.6),
+    # trebol_marts_published (measured in tests/unit/test_alerts.py: one marker file)
+    "mark_published": TaskPolicy(0.1, 0.1),
+}
+
+
+def task_policy(task_id: str) -> dict[str, Any]:
+    """The operator arguments of a task's policy: ``retries`` and ``execution_timeout``."""
+    policy = POLICY[task_id]
+    return {"retries": policy.retries, "execution_timeout": policy.execution_timeout}
