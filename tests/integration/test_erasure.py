@@ -26,6 +26,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from trebol import cli
 from trebol.activation import staging, sync
 from trebol.activation.config import ActivationConfig, load_activation
 from trebol.activation.endpoints import build_destination
@@ -419,6 +420,36 @@ def test_a_shared_email_a_placeholder_and_a_bad_phone_are_refused(erased: Erased
         with connect() as conn:
             assert requests.audit_row(conn, request.request_id)["status"] == "refused"
     assert shared, "the demo has household emails (README): one is refused"
+
+
+def test_the_command_line_erases_a_customer_by_key(erased: Erased, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`trebol erase --customer-key`, on the warehouse the settings name, as the eraser's login."""
+    with psycopg.connect(erased.dsn, autocommit=True) as admin:
+        third, _ = choose_person(admin, AUDIENCES, erased.person.customer_key)
+    monkeypatch.setenv("TREBOL_WAREHOUSE_DSN", erased.dsn)
+    monkeypatch.setenv("TREBOL_WAREHOUSE_ERASER_DSN", role_dsn(erased.dsn, "eraser"))
+    assert cli.main(["erase", "--customer-key", third.customer_key, "--requested-by", "cli test"]) == 0
+    printed = capsys.readouterr().out
+    assert "(customer_key, asked by cli test): completed" in printed
+    assert "found       1 customer key(s)" in printed and "raw.loyalty_members" in printed
+    assert third.customer_key not in printed and third.email not in printed
+    with psycopg.connect(erased.dsn, autocommit=True) as conn:
+        assert traces(conn, third) == {}
+
+
+def test_the_eraser_deletes_but_changes_nothing_else(erased: Erased) -> None:
+    """Least privilege: the eraser's login acts as trebol_eraser, which runs no migration, makes
+    no role, alters no table of Trébol's own and takes no one off the suppression list."""
+    with psycopg.connect(role_dsn(erased.dsn, "eraser"), autocommit=True) as conn:
+        assert conn.execute("select current_user").fetchone()[0] == ddl.ERASER
+        for statement in ("create role trebol_test_intruder",
+                          "alter table raw._load_audit add column intruder integer",
+                          "delete from raw._suppression_list",
+                          "drop table audit.erasure_requests",
+                          "select * from trebol_meta.schema_migrations"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
 
 
 def test_identifiers_are_normalised_as_staging_normalises_them(erased: Erased) -> None:
