@@ -307,12 +307,13 @@ def command_erase(settings: Settings, args: argparse.Namespace) -> int:
     from trebol.activation.config import load_activation
     from trebol.activation.destinations.base import DestinationError
     from trebol.activation.endpoints import build_destination
+    from trebol.activation.sync import SyncBusy
     from trebol.demo.endpoints import demo_endpoints
     from trebol.erasure import requests
     from trebol.erasure.identifiers import require_salt
     from trebol.extract.sources import load_sources
     from trebol.warehouse import ddl, embedded
-    from trebol.warehouse.address import ERASER_ROLE
+    from trebol.warehouse.address import ERASER_ROLE, error_line
 
     kind, value = _erase_identifier(args)
     require_salt(settings)
@@ -329,10 +330,11 @@ def command_erase(settings: Settings, args: argparse.Namespace) -> int:
             row = requests.run_request(lambda: psycopg.connect(eraser_dsn, autocommit=True),
                                        request, settings, sources.values(), config,
                                        lambda spec: build_destination(spec, settings.file_drop_dir))
-        except DestinationError as error:
+        except (DestinationError, SyncBusy) as error:  # a destination or a sync's lock
             with psycopg.connect(eraser_dsn, autocommit=True) as conn:
                 _print_erasure(requests.audit_row(conn, request.request_id))
-            print(f"trebol erase: {error}", file=sys.stderr)
+            print(f"trebol erase: {error_line(error)}; run the request again once that is fixed",
+                  file=sys.stderr)
             return 1
     _print_erasure(row)
     return 0
