@@ -32,7 +32,7 @@ from trebol.activation.config import ActivationConfig, load_activation
 from trebol.activation.endpoints import build_destination
 from trebol.airflow.local_runner import run_dag
 from trebol.demo.webhook_receiver import WebhookReceiver
-from trebol.erasure import requests
+from trebol.erasure import purge, requests
 from trebol.erasure.identifiers import IdentifierRefused, normalise, phone_rule, placeholders
 from trebol.extract.sources import load_sources
 from trebol.settings import load_settings
@@ -450,6 +450,30 @@ def test_the_eraser_deletes_but_changes_nothing_else(erased: Erased) -> None:
                           "select * from trebol_meta.schema_migrations"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
+
+
+def test_a_table_the_eraser_may_not_change_stops_the_purge_naming_it(erased: Erased) -> None:
+    """A table made without the privileges erasure needs (here: by the admin, in marts) that
+    holds the person's rows: the purge deletes nothing and names it; the request fails."""
+    key = "C00000000000abcde"
+    with psycopg.connect(erased.dsn, autocommit=True) as admin:
+        admin.execute("create table marts.t_admin_owned (customer_key text, note text)")
+        admin.execute("insert into marts.t_admin_owned values (%s, 'kept')", (key,))
+        admin.execute("insert into activation.holdouts values ('aud_x', %s, 0.1, '2026-06-30')", (key,))
+    request = requests.ErasureRequest(str(uuid.uuid4()), "cli", "customer_key", key, "test")
+    try:
+        with pytest.raises(purge.PurgeRefused, match=r"^marts.t_admin_owned holds rows of the person"):
+            requests.run_request(lambda: psycopg.connect(role_dsn(erased.dsn, "eraser"), autocommit=True),
+                                 request, load_settings(), load_sources().values(), erased.config,
+                                 lambda spec: build_destination(spec, erased.tmp / "outbox"))
+        with psycopg.connect(erased.dsn, autocommit=True) as admin:
+            assert admin.execute("select count(*) from activation.holdouts where customer_key = %s",
+                                 (key,)).fetchone()[0] == 1  # one transaction: nothing deleted
+            assert requests.audit_row(admin, request.request_id)["status"] == "failed"
+    finally:
+        with psycopg.connect(erased.dsn, autocommit=True) as admin:
+            admin.execute("drop table marts.t_admin_owned")
+            admin.execute("delete from activation.holdouts where customer_key = %s", (key,))
 
 
 def test_identifiers_are_normalised_as_staging_normalises_them(erased: Erased) -> None:

@@ -19,8 +19,9 @@
 - the audit texts that may quote an identifier (``marts.data_quality_results.observed_value``,
   ``activation.sync_runs.error``): the identifiers replaced by ``[erased]``, the row kept.
 
-Views need nothing (they read the tables). Source systems (the POS database, the export files)
-are never touched: their owners erase there.
+A table the eraser may not change that holds the person's rows stops the purge with one line
+naming it (``PurgeRefused``): nothing is deleted. Views need nothing (they read the tables).
+Source systems (the POS database, the export files) are never touched: their owners erase there.
 
 Inputs: a connection as ``trebol_eraser``, a :class:`Subject`, the declared sources. Outputs:
 rows deleted (or redacted) per table.
@@ -45,9 +46,11 @@ from trebol.erasure.identifiers import (
 )
 from trebol.erasure.subject import Subject
 from trebol.extract.sources import Source
+from trebol.settings import ConfigError
 from trebol.warehouse.ddl import (
     AUDIENCES_SCHEMA,
     DBT_SCHEMAS,
+    ERASER,
     RAW_SCHEMA,
     raw_table,
 )
@@ -163,18 +166,26 @@ def purge_quarantine(conn: psycopg.Connection, subject: Subject, sources: Iterab
     return deleted
 
 
-def _tables(conn: psycopg.Connection) -> list[tuple[str, str, list[str]]]:
-    """Every ordinary table (and partition) of the searched schemas, with its columns."""
+class PurgeRefused(ConfigError):
+    """A table holds the person's rows but the eraser may not change it (a table made without
+    the privileges erasure needs): nothing is deleted; the message names the table."""
+
+
+def _tables(conn: psycopg.Connection) -> list[tuple[str, str, list[str], bool, bool]]:
+    """Every ordinary table (and partition) of the searched schemas: its columns, and whether
+    this role may delete from it and update it."""
     dev = [f"dev_{schema}" for schema in (*DBT_SCHEMAS, AUDIENCES_SCHEMA)]
     rows = conn.execute("""
-        select n.nspname, c.relname, array_agg(a.attname::text order by a.attnum)
+        select n.nspname, c.relname, array_agg(a.attname::text order by a.attnum),
+               has_table_privilege(c.oid, 'delete'), has_table_privilege(c.oid, 'update')
         from pg_class as c
         inner join pg_namespace as n on n.oid = c.relnamespace
         inner join pg_attribute as a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
         where c.relkind = 'r' and n.nspname = any(%s)
-        group by n.nspname, c.relname order by n.nspname, c.relname""",
+        group by n.nspname, c.relname, c.oid order by n.nspname, c.relname""",
         ([*SEARCHED_SCHEMAS, *dev],)).fetchall()
-    return [(schema, table, list(columns)) for schema, table, columns in rows]
+    return [(schema, table, list(columns), deletes, updates)
+            for schema, table, columns, deletes, updates in rows]
 
 
 def _matches(columns: list[str], subject: Subject) -> list[sql.Composable]:
@@ -207,9 +218,12 @@ def purge_tables(conn: psycopg.Connection, subject: Subject) -> dict[str, int]:
     emails, others = _patterns(subject)
     ids = [value for values in _ids(subject).values() for value in values]
     id_tokens = token_pattern(ids)
-    for schema, table, columns in _tables(conn):
+    for schema, table, columns, deletes, updates in _tables(conn):
         relation = sql.Identifier(schema, table)
         redacted = [column for s, t, column in REDACTED if (s, t) == (schema, table)]
+        if not (updates if redacted else deletes):
+            _refuse_if_named(conn, schema, table, columns, subject)
+            continue
         if redacted:
             column = sql.Identifier(redacted[0])
             expression: sql.Composable = column
@@ -228,6 +242,17 @@ def purge_tables(conn: psycopg.Connection, subject: Subject) -> dict[str, int]:
         if count:
             changed[f"{schema}.{table}"] = count
     return changed
+
+
+def _refuse_if_named(conn: psycopg.Connection, schema: str, table: str, columns: list[str],
+                     subject: Subject) -> None:
+    """A table the eraser may not change: refuse when a row of it names the person."""
+    tests = _matches(columns, subject)
+    if tests and conn.execute(sql.SQL("select exists (select from {} as t where {})").format(
+            sql.Identifier(schema, table), sql.SQL(" or ").join(tests))).fetchone()[0]:
+        raise PurgeRefused(f"{schema}.{table} holds rows of the person but {ERASER} may not change it: "
+                           "grant it the privileges in a migration (warehouse/ddl.py), then run "
+                           "the request again; nothing was deleted")
 
 
 def purge(conn: psycopg.Connection, subject: Subject, sources: Iterable[Source],
