@@ -19,7 +19,9 @@ backfilling a date reproduces that date.
    could not be read.
 3. **extract_load** (loader): one mapped task per source in `$TREBOL_CONFIG_DIR/sources.yml`:
    files of the interval (plus the late-arrival lookback) are COPY-loaded into `raw`, bad rows
-   quarantined, every file audited in `raw._load_audit` (rows read = loaded + quarantined).
+   quarantined, the rows of erased people skipped (the suppression list the DAG `trebol_erasure`
+   fills), every file audited in `raw._load_audit` (rows read = loaded + quarantined +
+   suppressed).
 4. **dbt_build** (transformer): `dbt build` of `dbt_project/` through Cosmos (models, seeds and
    data tests in one task; the dbt unit tests check the SQL on fixed inputs and run in CI, not
    nightly) but for what reads the CLV predictions: staging (normalised identifiers), identity

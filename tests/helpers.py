@@ -62,6 +62,18 @@ def fresh_database(admin_dsn: str, name: str) -> str:
                                                   parts.password, name))
 
 
+def copy_database(admin_dsn: str, template_dsn: str, name: str) -> str:
+    """(Re)create database ``name`` as a copy of ``template_dsn``'s (no one may be connected to
+    it); its DSN."""
+    parts = address.dsn_parts(template_dsn)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("create database {} template {}").format(
+            sql.Identifier(name), sql.Identifier(parts.dbname)))
+    return address.build_dsn(address.DsnParts(parts.host, parts.port, parts.user, parts.password,
+                                              name))
+
+
 def drop_database(admin_dsn: str, dsn: str) -> None:
     """Drop the database ``dsn`` names, from the server of ``admin_dsn``."""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:

@@ -2,12 +2,13 @@
 --   airflow  Airflow's metadata (and the Celery result backend), owned by role airflow
 --   trebol   the Trébol warehouse (raw, staging, marts, activation schemas), owned by role trebol,
 --            which may create roles: its migrations (plugins/trebol/warehouse/ddl.py) make the BI
---            role and the task roles; the tasks log in as trebol_loader_login, …, made here with
---            their passwords, which the migrations let act as their roles (README, Least privilege)
+--            role and the task roles; the tasks log in as trebol_loader_login, … (the erasure
+--            DAG's as trebol_eraser_login), made here with their passwords, which the migrations
+--            let act as their roles (README, Least privilege)
 --
 -- The postgres image runs this file once, when its data volume is empty, as the superuser,
 -- with psql. Passwords come from the container's environment (set by docker-compose.yml from
--- AIRFLOW_DB_PASSWORD, WAREHOUSE_DB_PASSWORD and the four WAREHOUSE_<ROLE>_DB_PASSWORD) through
+-- AIRFLOW_DB_PASSWORD, WAREHOUSE_DB_PASSWORD and the five WAREHOUSE_<ROLE>_DB_PASSWORD) through
 -- psql's \getenv, and are quoted by psql (:'name'), so no secret is written in this file. Changing a password later means
 -- ALTER ROLE on the running server: this file does not run again.
 \set ON_ERROR_STOP on
@@ -18,9 +19,11 @@
 \getenv transformer_password WAREHOUSE_TRANSFORMER_DB_PASSWORD
 \getenv activation_password WAREHOUSE_ACTIVATION_DB_PASSWORD
 \getenv checker_password WAREHOUSE_CHECKER_DB_PASSWORD
+\getenv eraser_password WAREHOUSE_ERASER_DB_PASSWORD
 
 SELECT :{?airflow_password} AND :{?warehouse_password} AND :{?loader_password}
   AND :{?transformer_password} AND :{?activation_password} AND :{?checker_password}
+  AND :{?eraser_password}
   AS passwords_set \gset
 \if :passwords_set
 \else
@@ -42,6 +45,7 @@ CREATE ROLE trebol_loader_login LOGIN PASSWORD :'loader_password';
 CREATE ROLE trebol_transformer_login LOGIN PASSWORD :'transformer_password';
 CREATE ROLE trebol_activation_login LOGIN PASSWORD :'activation_password';
 CREATE ROLE trebol_checker_login LOGIN PASSWORD :'checker_password';
+CREATE ROLE trebol_eraser_login LOGIN PASSWORD :'eraser_password';
 RESET ROLE;
 
 -- Nobody but the owner (and the superuser) connects to either database; the warehouse's

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from trebol.settings import (
     ROLE_DSN_SETTINGS,
+    SECRET_SETTINGS,
     SETTINGS,
     ConfigError,
     Settings,
@@ -352,6 +353,76 @@ def command_sync(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+ERASE_OPTIONS = {"email": "email", "phone": "phone", "card": "loyalty_card",
+                 "customer_key": "customer_key"}
+
+
+def _erase_identifier(args: argparse.Namespace) -> tuple[str, str]:
+    """The identifier type and value given (``-``: read from standard input)."""
+    option, value = next((option, getattr(args, option)) for option in ERASE_OPTIONS
+                         if getattr(args, option) is not None)
+    if value == "-":
+        value = sys.stdin.readline().rstrip("\n")
+    return ERASE_OPTIONS[option], value
+
+
+def _print_erasure(row: dict[str, object]) -> None:
+    print(f"erasure request {row['request_id']} ({row['identifier_type']}, asked by "
+          f"{row['requested_by']}): {row['status']}" + (f": {row['error']}" if row.get("error") else ""))
+    print(f"  found       {row['customers']} customer key(s), {row['source_records']} source "
+          f"record(s); {row['identifiers_suppressed']} identifier(s) suppressed, "
+          f"{row['shared_identifiers_kept']} shared with other customers kept")
+    for name, result in sorted(dict(row.get("destinations") or {}).items()):
+        print(f"  destination {name} ({result['destination']}): removed {result['removed']}, "
+              f"failed {result['failed']}")
+    tables = dict(row.get("tables") or {})
+    if tables:
+        print("  warehouse   " + ", ".join(f"{table} {count:,}" for table, count in sorted(tables.items())))
+
+
+def command_erase(settings: Settings, args: argparse.Namespace) -> int:
+    """trebol erase: the erasure DAG's steps for one person, in this process."""
+    import getpass
+    import uuid
+
+    import psycopg
+
+    from trebol.activation.config import load_activation
+    from trebol.activation.destinations.base import DestinationError
+    from trebol.activation.endpoints import build_destination
+    from trebol.activation.sync import SyncBusy
+    from trebol.demo.endpoints import demo_endpoints
+    from trebol.erasure import requests
+    from trebol.erasure.identifiers import require_salt
+    from trebol.extract.sources import load_sources
+    from trebol.warehouse import ddl, embedded
+    from trebol.warehouse.address import ERASER_ROLE, error_line
+
+    kind, value = _erase_identifier(args)
+    require_salt(settings)
+    config, sources = load_activation(), load_sources()
+    dsn = embedded.resolve_dsn(settings)
+    with psycopg.connect(dsn, autocommit=True) as admin:  # as prepare_warehouse: the migrations
+        ddl.bootstrap(admin)
+    eraser_dsn = embedded.resolve_role_dsns(settings, dsn)[ERASER_ROLE]
+    request = requests.ErasureRequest(str(uuid.uuid4()), "cli", kind, value,
+                                      args.requested_by or getpass.getuser())
+    with demo_endpoints(settings, config) as endpoint_env:
+        os.environ.update(endpoint_env)  # the demo receiver's connection, for this command
+        try:
+            row = requests.run_request(lambda: psycopg.connect(eraser_dsn, autocommit=True),
+                                       request, settings, sources.values(), config,
+                                       lambda spec: build_destination(spec, settings.file_drop_dir))
+        except (DestinationError, SyncBusy) as error:  # a destination or a sync's lock
+            with psycopg.connect(eraser_dsn, autocommit=True) as conn:
+                _print_erasure(requests.audit_row(conn, request.request_id))
+            print(f"trebol erase: {error_line(error)}; run the request again once that is fixed",
+                  file=sys.stderr)
+            return 1
+    _print_erasure(row)
+    return 0
+
+
 def command_settings(settings: Settings, args: argparse.Namespace) -> int:
     """trebol settings: every setting, the value in force (passwords hidden), its default, its
     meaning and, for a whole number, its range."""
@@ -362,6 +433,8 @@ def command_settings(settings: Settings, args: argparse.Namespace) -> int:
         value = getattr(settings, doc.name.removeprefix("TREBOL_").lower())
         if value is None:
             shown = doc.default
+        elif doc.name in SECRET_SETTINGS:
+            shown = "***"
         elif isinstance(value, tuple):
             shown = ",".join(map(str, value))
         else:
@@ -561,6 +634,25 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--full-resync", action="store_true",
                     help="send every member again, not only the changes (removals still removed)")
     sy.set_defaults(handler=command_sync)
+
+    erase = commands.add_parser(
+        "erase", help="erase a person (GDPR): warehouse, destinations, suppression at load",
+        description="Run an erasure request for the person one identifier names, the steps of "
+        "the DAG trebol_erasure in this process (README, Erasure requests): record it in "
+        "audit.erasure_requests, add the salted hashes of every identifier of the person to the "
+        "suppression list (later loads skip their rows), remove them from every sync's "
+        "destination (Mailchimp deletes them for good), and delete them from every layer of the "
+        "warehouse. Needs TREBOL_ERASURE_SALT. Prints what was found and removed, never the "
+        "identifier. Give the value as - to read it from standard input (out of the shell's "
+        "history). The source systems (POS database, export files) are their owners' to erase.")
+    who = erase.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", help="the person's email address")
+    who.add_argument("--phone", help="the person's phone (read as staging reads it: E.164)")
+    who.add_argument("--card", help="the person's loyalty card number")
+    who.add_argument("--customer-key", dest="customer_key", help="the person's customer key")
+    erase.add_argument("--requested-by", help="who asked (an operator, a ticket), for the audit "
+                       "(default: your user name)")
+    erase.set_defaults(handler=command_erase)
 
     clv_parser = commands.add_parser("clv", help="customer lifetime value models",
                                      description="Customer lifetime value (BG/NBD and Gamma-Gamma).")

@@ -68,6 +68,9 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc("TREBOL_WAREHOUSE_CHECKER_DSN",
                "(unset: embedded: trebol_checker_login; external: TREBOL_WAREHOUSE_DSN)",
                "postgresql:// URL of a login acting as trebol_checker (checks, summary)"),
+    SettingDoc("TREBOL_WAREHOUSE_ERASER_DSN",
+               "(unset: embedded: trebol_eraser_login; external: TREBOL_WAREHOUSE_DSN)",
+               "postgresql:// URL of a login acting as trebol_eraser (erasure requests)"),
     SettingDoc("TREBOL_POS_DSN", "(unset: database trebol_pos on the warehouse server)",
                "postgresql:// URL of the point-of-sale database (the simulator writes the demo there)"),
     SettingDoc("TREBOL_SOURCES_DIR", "<TREBOL_HOME>/sources", "where source exports land"),
@@ -88,16 +91,25 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc("TREBOL_CLV_DISCOUNT_RATE", "0.10", "annual discount rate of predicted_clv (0.10 = 10%)"),
     SettingDoc("TREBOL_CLV_MIN_REPEAT_CUSTOMERS", "100", "fewer repeat customers fail the CLV fit"),
     SettingDoc("TREBOL_CLV_CHURN_BANDS", "0.5,0.8", "churn_risk from which the band is medium, high"),
+    SettingDoc("TREBOL_ERASURE_SALT", "(unset: erasure requests are refused)",
+               "secret salt of the erasure suppression list's hashes, at least 16 characters; "
+               "keep it for good (the list is only readable with it)"),
 )
+
+# Settings whose value is a secret: `trebol settings` never shows it
+SECRET_SETTINGS = frozenset({"TREBOL_ERASURE_SALT"})
+# the shortest erasure salt accepted (characters)
+MIN_SALT_LENGTH = 16
 
 KNOWN_SETTING_NAMES = frozenset(doc.name for doc in SETTINGS)
 
-# The setting of each task role's DSN on an external warehouse (trebol.warehouse.address.TASK_ROLES)
+# The setting of each login role's DSN on an external warehouse (trebol.warehouse.address.LOGIN_ROLES)
 ROLE_DSN_SETTINGS = {
     "loader": "TREBOL_WAREHOUSE_LOADER_DSN",
     "transformer": "TREBOL_WAREHOUSE_TRANSFORMER_DSN",
     "activation": "TREBOL_WAREHOUSE_ACTIVATION_DSN",
     "checker": "TREBOL_WAREHOUSE_CHECKER_DSN",
+    "eraser": "TREBOL_WAREHOUSE_ERASER_DSN",
 }
 
 # TREBOL_ variables that are no user setting but that the project sets (or a developer sets for
@@ -114,6 +126,7 @@ INTERNAL_SETTINGS: dict[str, str] = {
     "TREBOL_GX_RESULTS_DIR": "quality/gx_project.open_context, for great_expectations.yml",
     "TREBOL_GX_DATA_DOCS_DIR": "quality/gx_project.open_context, for great_expectations.yml",
     "TREBOL_TEST_CHROMIUM": "a developer running the browser tests (tests/browser.py)",
+    "TREBOL_DAG_RUN_CONF": "airflow/local_runner.run_dag, for its child: the DAG run's conf",
 }
 
 ALL_SETTING_NAMES = KNOWN_SETTING_NAMES | frozenset(INTERNAL_SETTINGS)
@@ -169,6 +182,8 @@ class Settings:
     warehouse_activation_dsn: str | None = field(default=None, repr=False)
     warehouse_checker_dsn: str | None = field(default=None, repr=False)
     warehouse_port: int = 15432
+    warehouse_eraser_dsn: str | None = field(default=None, repr=False)
+    erasure_salt: str | None = field(default=None, repr=False)
 
     def config_file(self, name: str) -> Path:
         """A file of the configuration folder; a one-line ConfigError when it is missing."""
@@ -362,6 +377,19 @@ def _role_dsn(env: Mapping[str, str], name: str) -> str | None:
     return validate_dsn(raw, name)
 
 
+def _salt(env: Mapping[str, str], name: str) -> str | None:
+    """The erasure salt: unset, or a secret of at least ``MIN_SALT_LENGTH`` characters (never
+    quoted in a message)."""
+    raw = env.get(name, "")
+    if not raw.strip():
+        return None
+    if len(raw) < MIN_SALT_LENGTH or raw != raw.strip():
+        raise _fail(name, f"{len(raw)} characters{' with surrounding spaces' if raw != raw.strip() else ''}",
+                    f"use a random secret of at least {MIN_SALT_LENGTH} characters, e.g. "
+                    "python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+    return raw
+
+
 def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
     raw = env.get(name, "").strip()
     path = Path(raw).expanduser() if raw else default
@@ -407,4 +435,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         warehouse_port=_int(env, "TREBOL_WAREHOUSE_PORT", 15432),
         **{name.removeprefix("TREBOL_").lower(): _role_dsn(env, name)
            for name in ROLE_DSN_SETTINGS.values()},
+        erasure_salt=_salt(env, "TREBOL_ERASURE_SALT"),
     )

@@ -209,16 +209,18 @@ def test_nothing_lost_between_sources_and_raw(runs: dict[str, dict],
                                               test_warehouse: SessionWarehouse) -> None:
     with test_warehouse.connect() as conn:
         per_source = conn.execute("""
-            select source, sum(rows_read), sum(rows_loaded), sum(rows_quarantined), count(*)
+            select source, sum(rows_read), sum(rows_loaded), sum(rows_quarantined),
+                   sum(rows_suppressed), count(*)
             from raw._load_audit group by source order by source""").fetchall()
         in_quarantine = dict(conn.execute(
             "select source, count(*) from raw._quarantine group by source").fetchall())
     sources = {row[0]: row[1:] for row in per_source}
     assert set(sources) >= {"pos_tickets", "ecom_orders", "loyalty_points", "crm_contacts"}
-    for name, (read, loaded, quarantined, _batches) in sources.items():
-        assert read == loaded + quarantined, name
+    for name, (read, loaded, quarantined, suppressed, _batches) in sources.items():
+        assert read == loaded + quarantined + suppressed, name
+        assert suppressed == 0, name  # nobody was erased: the suppression list is empty
         assert quarantined == in_quarantine.get(name, 0), name
-    assert sources["ecom_orders"][3] == test_warehouse.settings.demo_days
+    assert sources["ecom_orders"][4] == test_warehouse.settings.demo_days
 
 
 def test_quality_checks_and_dbt_tests_all_passed(runs: dict[str, dict],

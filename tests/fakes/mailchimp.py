@@ -21,7 +21,10 @@ cleaned ones); member list/get/patch; static segments (tags): list, create, batc
 their members; paging (``count`` default 10, at most 1000; ``offset``; ``total_items``) and
 ``fields``/``exclude_fields``; problem+json errors (``type, title, status, detail, instance``)
 with ``X-Request-Id``; the concurrency cap (the request over ``max_connections`` in flight gets
-429, no Retry-After).
+429, no Retry-After); the GDPR erase ``POST /lists/{id}/members/{hash}/actions/delete-permanent``
+(204, no body; the contact and its tags gone, its data kept nowhere; 404 when not a member) and
+its tombstone: the list keeps only the address's hash, and a later batch subscribe of that
+address fails for that member ("permanently deleted and cannot be re-imported").
 
 Faults from Python: :meth:`FakeMailchimp.fail_next` (5xx or 429, optional Retry-After),
 :meth:`FakeMailchimp.throttle_next` (a 429 storm), :meth:`FakeMailchimp.lose_next_response`
@@ -134,6 +137,8 @@ class MailchimpList:
     merge_fields: dict[str, MergeField]
     members: dict[str, Member] = field(default_factory=dict)  # by subscriber hash
     segments: dict[int, Segment] = field(default_factory=dict)
+    # hashes of the addresses deleted for good: they can never be imported again
+    erased: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         "GET /lists/{list_id}/segments/{segment_id}",
         "POST /lists/{list_id}/segments/{segment_id}",
         "GET /lists/{list_id}/segments/{segment_id}/members",
+        "POST /lists/{list_id}/members/{subscriber_hash}/actions/delete-permanent",
     )
 ]
 
@@ -334,6 +340,11 @@ class FakeMailchimp:
             found = lst.members.get(subscriber_hash(email))
             return self._member_json(lst, found) if found else None
 
+    def was_erased(self, list_id: str, email: str) -> bool:
+        """Whether the address was deleted for good (delete-permanent)."""
+        with self._lock:
+            return subscriber_hash(email) in self.lists[list_id].erased
+
     def members(self, list_id: str, status: str | None = None) -> list[dict[str, Any]]:
         """All members (optionally of one status), as GET returns them."""
         with self._lock:
@@ -482,11 +493,14 @@ class FakeMailchimp:
             if endpoint == "<405>":
                 raise ApiError(405, "Method Not Allowed",
                                f"The requested method and resource are not compatible: {method} {path}")
-            if method in ("POST", "PATCH") and not isinstance(body, dict):
+            if method in ("POST", "PATCH") and not isinstance(body, dict) \
+                    and not endpoint.endswith("/actions/delete-permanent"):
                 raise ApiError(400, "JSON Parse Exception",
                                "We encountered an unspecified JSON parsing error.")
             with self._lock:
                 document = self._call(endpoint, params, query, body)
+            if document is None:  # an action: 204 No Content
+                return 204, b"", {}
             fields = [f.split(".") for f in query.get("fields", "").split(",") if f]
             excluded = [f.split(".") for f in query.get("exclude_fields", "").split(",") if f]
             if fields:
@@ -538,7 +552,7 @@ class FakeMailchimp:
     # ---- the API ------------------------------------------------------------------------------
 
     def _call(self, endpoint: str, params: dict[str, str], query: dict[str, str],
-              body: Any) -> dict[str, Any]:
+              body: Any) -> dict[str, Any] | None:
         if endpoint == "GET /ping":
             return {"health_status": "Everything's Chimpy!"}
         lst = self.lists.get(params["list_id"])
@@ -549,6 +563,9 @@ class FakeMailchimp:
                                      else params["member"].lower())
             if member is None:
                 raise _not_found()
+            if endpoint.endswith("/actions/delete-permanent"):
+                self._delete_permanently(lst, member)
+                return None
             if endpoint.startswith("PATCH"):
                 self._patch_member(lst, member, body)
             return self._member_json(lst, member)
@@ -708,6 +725,10 @@ class FakeMailchimp:
                     fail(email, f"{email} appears more than once in this request.")
                 continue
             seen.add(key)
+            if key in lst.erased:
+                fail(email, f"{email} was permanently deleted and cannot be re-imported. The "
+                     "contact must re-subscribe to get back on the list.")
+                continue
             existing = lst.members.get(key)
             if existing is not None and not update_existing:
                 fail(email, f"{email} is already a list member, do you want to update? please "
@@ -788,6 +809,14 @@ class FakeMailchimp:
             changed = True
         if changed:
             member.last_changed = self._now()
+
+    def _delete_permanently(self, lst: MailchimpList, member: Member) -> None:
+        """The GDPR erase: the contact, its tags and data gone; only the hash stays, to refuse
+        the address later."""
+        for segment in lst.segments.values():
+            segment.members.pop(member.contact_id, None)
+        del lst.members[member.id]
+        lst.erased.add(member.id)
 
     # segments
 

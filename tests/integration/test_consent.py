@@ -17,18 +17,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from trebol.airflow import tasks
 from trebol.extract import load
 from trebol.extract.sources import load_sources
 from trebol.warehouse import ddl
-from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts
 
 from ..fakes.mailchimp import FakeMailchimp
 from ..helpers import (
     DEMO_DATE,
     SessionWarehouse,
+    copy_database,
     drop_database,
     fresh_database,
     load_sources_until,
@@ -75,20 +74,11 @@ def consenting_warehouse(test_warehouse: SessionWarehouse, demo_sources: object,
         drop_database(test_warehouse.dsn, dsn)
 
 
-def _copy(admin_dsn: str, template_dsn: str, name: str) -> str:
-    parts = dsn_parts(template_dsn)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("create database {} template {}").format(
-            sql.Identifier(name), sql.Identifier(parts.dbname)))
-    return build_dsn(DsnParts(parts.host, parts.port, parts.user, parts.password, name))
-
-
 @pytest.mark.parametrize("fault", ["latin-1 byte", "unreadable timestamp"])
 def test_an_unsubscribe_lost_in_quarantine_takes_the_customers_consent_away(
         test_warehouse: SessionWarehouse, consenting_warehouse: str, tmp_path: Path,
         fault: str) -> None:
-    dsn = _copy(test_warehouse.dsn, consenting_warehouse, "trebol_test_consent")
+    dsn = copy_database(test_warehouse.dsn, consenting_warehouse, "trebol_test_consent")
     sources = load_sources()
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -150,7 +140,7 @@ def test_an_opt_out_reported_by_mailchimp_takes_the_customers_consent_away(
     mailchimp_opt_outs for the next day's interval, and dim_customers as of the next day has the
     first customer without consent, the second still with it."""
     key, list_id = "0123456789abcdef0123456789abcdef-us21", "a1b2c3d4e5"
-    dsn = _copy(test_warehouse.dsn, consenting_warehouse, "trebol_test_consent_opt_out")
+    dsn = copy_database(test_warehouse.dsn, consenting_warehouse, "trebol_test_consent_opt_out")
     end = local_midnight(NEXT_DATE)
     interval = load.Interval(end - timedelta(days=1), end)
     unsubscribed_at = end - timedelta(hours=6)

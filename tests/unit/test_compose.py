@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from trebol.settings import KNOWN_SETTING_NAMES, ROLE_DSN_SETTINGS, load_settings
-from trebol.warehouse.address import TASK_ROLES, airflow_connection_json, login_role, role_conn_id
+from trebol.warehouse.address import LOGIN_ROLES, airflow_connection_json, login_role, role_conn_id
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = PROJECT_DIR / "docker-compose.yml"
@@ -41,6 +41,7 @@ REQUIRED_SECRETS = {
     "WAREHOUSE_TRANSFORMER_DB_PASSWORD": "test-transformer",
     "WAREHOUSE_ACTIVATION_DB_PASSWORD": "test-activation",
     "WAREHOUSE_CHECKER_DB_PASSWORD": "test-checker",
+    "WAREHOUSE_ERASER_DB_PASSWORD": "test-eraser",
     "AIRFLOW__CORE__FERNET_KEY": "test-fernet",
     "AIRFLOW__API_AUTH__JWT_SECRET": "test-jwt",
     "AIRFLOW__API__SECRET_KEY": "test-secret-key",
@@ -285,7 +286,7 @@ def test_compose_trebol_settings_are_known_and_the_warehouse_is_set(
         connection = json.loads(env["AIRFLOW_CONN_TREBOL_WAREHOUSE"])
         assert connection == json.loads(airflow_connection_json(env["TREBOL_WAREHOUSE_DSN"]))
         # and so does each task role's, as its login role (README, Least privilege)
-        for role in TASK_ROLES:
+        for role in LOGIN_ROLES:
             role_dsn = env[ROLE_DSN_SETTINGS[role]]
             assert role_dsn == (f"postgresql://{login_role(role)}:test-{role}@postgres:5432/trebol")
             connection = json.loads(env[f"AIRFLOW_CONN_{role_conn_id(role).upper()}"])
@@ -295,7 +296,7 @@ def test_compose_trebol_settings_are_known_and_the_warehouse_is_set(
         settings = load_settings({**trebol_env, "TREBOL_PROJECT_DIR": str(PROJECT_DIR),
                                   "TREBOL_CONFIG_DIR": str(PROJECT_DIR / "config")})
         assert settings.warehouse_dsn == env["TREBOL_WAREHOUSE_DSN"]
-        assert all(settings.role_dsn(role) for role in TASK_ROLES)
+        assert all(settings.role_dsn(role) for role in LOGIN_ROLES)
 
 
 def test_compose_sets_no_secret_literally() -> None:
@@ -384,7 +385,7 @@ def test_postgres_init_creates_both_databases_with_passwords_from_the_environmen
         assert re.search(rf"CREATE DATABASE {database} OWNER {database}", sql), database
     # the warehouse's migrations create roles; the task roles' logins come with their passwords
     assert "ALTER ROLE trebol CREATEROLE;" in sql
-    for role in TASK_ROLES:
+    for role in LOGIN_ROLES:
         assert re.search(rf"CREATE ROLE {login_role(role)} LOGIN PASSWORD :'\w+'", sql), role
     postgres_env = service_env(resolved, "postgres")
     for variable in re.findall(r"\\getenv \w+ (\w+)", sql):

@@ -4,6 +4,7 @@ and assets are wired."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -292,3 +293,49 @@ def test_airflow_loads_no_module_of_the_package_as_a_plugin() -> None:
     assert (plugins, errors) == ("0", "0")
     for name in ("'load'", "'settings'", "'tasks'", "'checks'", "'cli'"):
         assert name not in imported, imported
+
+
+def test_the_erasure_dag_takes_validated_params_and_runs_the_steps_in_order(
+        dag_bag: DagBag) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    from trebol.erasure.identifiers import REQUEST_KINDS
+    from trebol.erasure.requests import STEP_NAMES
+
+    dag = dag_bag.dags["trebol_erasure"]
+    assert dag.timetable.can_be_scheduled is False and dag.max_active_runs == 1
+    # the same steps, in the same order, as `trebol erase` (requests.run_request)
+    assert [task.task_id for task in dag.topological_sort()] == list(STEP_NAMES)
+    assert dag.get_task("close_request").trigger_rule == "all_done"
+    assert dag.params.get_param("identifier_type").schema["enum"] == list(REQUEST_KINDS)
+    good = {"identifier_type": "email", "identifier": "ann@example.com", "requested_by": "DPO"}
+
+    def validated(conf: dict[str, str]) -> dict[str, object]:
+        params = copy.deepcopy(dag.params)
+        params.update(conf)
+        return params.validate()
+
+    assert validated(good) == good
+    for bad in ({**good, "identifier_type": "name"}, {**good, "identifier": ""},
+                {"identifier_type": "email", "requested_by": "DPO"}):
+        with pytest.raises(ParamValidationError):
+            validated(bad)
+
+
+def test_each_erasure_task_connects_as_the_eraser(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trebol.airflow import erasure_tasks
+    from trebol.erasure.requests import STEP_NAMES
+
+    opened: list[str] = []
+
+    def record(conn_id: str) -> None:
+        opened.append(conn_id)
+        raise _Opened(conn_id)
+
+    monkeypatch.setattr(erasure_tasks, "warehouse_connection", record)
+    monkeypatch.setenv("TREBOL_ERASURE_SALT", "a-salt-of-sixteen-characters")
+    params = {"identifier_type": "email", "identifier": "ann@example.com", "requested_by": "DPO"}
+    for step in STEP_NAMES:
+        with pytest.raises(_Opened):
+            getattr(erasure_tasks, step)(params, "manual__2026-07-01")
+    assert opened == ["trebol_warehouse_eraser"] * len(STEP_NAMES)

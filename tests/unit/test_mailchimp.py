@@ -332,6 +332,28 @@ def test_removal_leaves_the_tag_only(fake: FakeMailchimp) -> None:
     assert fake.count("PATCH /lists/{list_id}/members/{subscriber_hash}") == 0
 
 
+def test_an_erased_person_is_deleted_for_good_and_cannot_be_imported_again(
+        fake: FakeMailchimp) -> None:
+    destination = _destination(fake)
+    destination.send(_batch([_add("c1", "a@example.com", FNAME="Al"), _add("c2", "b@example.com")]))
+    erased = [Change("c1", "remove", {"email_address": "a@example.com"}, reason="erased"),
+              Change("c3", "remove", {"email_address": "never@example.com"}, reason="erased")]
+    assert all(o.ok for o in destination.send(_batch(erased, 2)))  # not on the list: 404, fine
+    assert fake.member(LIST, "a@example.com") is None and fake.was_erased(LIST, "a@example.com")
+    assert fake.segment_emails(LIST, "vip") == {"b@example.com"}
+    assert fake.count("POST /lists/{list_id}/members/{subscriber_hash}/actions/delete-permanent",
+                      status=204) == 1
+    assert fake.count(SEGMENT_BATCH) == 1  # no untagging of a deleted contact
+    # Mailchimp refuses to import the address again: the record fails, nothing is created
+    [again] = destination.send(_batch([_add("c1", "A@example.com")], 3))
+    assert not again.ok and "permanently deleted" in again.error
+    assert fake.member(LIST, "a@example.com") is None
+    with _client(fake) as client:  # the fake's endpoint itself: 204, then 404
+        path = f"/lists/{LIST}/members/{subscriber_hash('b@example.com')}/actions/delete-permanent"
+        first, second = client.post(path), client.post(path)
+    assert (first.status_code, first.content, second.status_code) == (204, b"", 404)
+
+
 def test_withdrawn_consent_unsubscribes_and_is_never_resubscribed(fake: FakeMailchimp) -> None:
     fake.add_member(LIST, "bounced@example.com", "cleaned")
     destination = _destination(fake)

@@ -216,7 +216,7 @@ def test_each_task_role_gets_a_connection_of_its_own(tmp_path: Path) -> None:
     embedded_settings = load_settings({"TREBOL_HOME": str(tmp_path)})
     role_dsns = embedded.resolve_role_dsns(embedded_settings, socket)
     assert role_dsns == {role: f"postgresql://trebol_{role}_login@/trebol?host=/srv/run&port=5432"
-                         for role in ("loader", "transformer", "activation", "checker")}
+                         for role in ("loader", "transformer", "activation", "checker", "eraser")}
     env = airflow_env(embedded_settings, socket, socket, role_dsns)
     logins = {name: json.loads(value)["login"] for name, value in env.items()
               if name.startswith("AIRFLOW_CONN_TREBOL_WAREHOUSE")}
@@ -304,12 +304,30 @@ def test_cli_bad_setting_is_one_line(tmp_path) -> None:
 
 @pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["simulate"], ["warehouse"], ["settings"],
                                      ["snapshot"], ["snapshot", "confirm"], ["clv", "fit"],
-                                     ["warehouse", "url"], ["warehouse", "users", "add"], ["docs"]])
+                                     ["warehouse", "url"], ["warehouse", "users", "add"], ["docs"],
+                                     ["erase"]])
 def test_every_subcommand_has_help(command: list[str]) -> None:
     result = _trebol(*command, "--help", env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0
     assert "usage: trebol" in result.stdout
     assert len(result.stdout.splitlines()) >= 3
+
+
+def test_the_erasure_salt_is_never_shown_and_erasure_refuses_to_run_without_it(tmp_path) -> None:
+    base = {"PATH": "/usr/bin:/bin", "TREBOL_HOME": str(tmp_path)}
+    shown = _trebol("settings", env={**base, "TREBOL_ERASURE_SALT": "s3cret-salt-0123456789"})
+    assert shown.returncode == 0 and "s3cret" not in shown.stdout
+    assert re.search(r"^TREBOL_ERASURE_SALT +\*\*\*  \(set\)$", shown.stdout, re.MULTILINE)
+    result = _trebol("erase", "--email", "ann@example.com", env=base)
+    assert result.returncode == 2
+    assert result.stderr.startswith("trebol: TREBOL_ERASURE_SALT: not set; erasure requests and "
+                                    "the suppression list need this secret salt")
+    assert result.stderr.count("\n") == 1 and "ann@example.com" not in result.stderr
+    assert not list(tmp_path.iterdir()), "nothing runs without the salt"
+    short = _trebol("settings", env={**base, "TREBOL_ERASURE_SALT": "tooshort"})
+    assert short.returncode == 2 and short.stderr.count("\n") == 1
+    assert short.stderr.startswith("trebol: TREBOL_ERASURE_SALT: 8 characters; use a random "
+                                   "secret of at least 16 characters") and "tooshort" not in short.stderr
 
 
 def test_run_without_exports_for_the_interval_is_one_line(tmp_path) -> None:

@@ -160,6 +160,22 @@ def test_updates_and_removals_change_the_receivers_state(receiver: WebhookReceiv
     assert len(receiver.batches(SYNC)) == 2
 
 
+def test_an_erasure_is_a_delete_event_without_fields_and_the_receiver_forgets(
+        receiver: WebhookReceiver, tmp_path: Path) -> None:
+    sender = destination(receiver)
+    sender.send(ADDS)
+    erased = Change("C2", "remove", {"email": "c2@example.com", "points": 20}, reason="erased")
+    body = json.loads(encode_body(batch([erased], batch_no=2)))
+    assert body["records"] == [{"customer_key": "C2", "fields": {}, "operation": "remove",
+                                "reason": "erased"}]
+    assert all(outcome.ok for outcome in sender.send(batch([erased], batch_no=2)))
+    assert sorted(receiver.state(SYNC)) == ["C1", "C3", "C4", "C5"]
+    # nothing of C2 is kept: not in the batches it holds, nor in its log on disk
+    assert "C2" not in json.dumps(receiver.batches())
+    logged = (tmp_path / "out" / f"{SYNC}.jsonl").read_text()
+    assert "C2" not in logged and "c2@example.com" not in logged and "c3@example.com" in logged
+
+
 def test_extra_headers_from_the_connection_are_sent(receiver: WebhookReceiver) -> None:
     connection = Connection("webhook_test", host=receiver.url, password=SECRET,
                             extra={"headers": {"X-Gateway-Key": "gw-123"}})

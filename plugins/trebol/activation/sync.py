@@ -28,6 +28,13 @@ A sync run for an as-of date:
 A transient destination error leaves the run ``failed`` with its pending batches and raises (the
 task's retry resumes it); a refusal raises at once (deterministic).
 
+An erasure request reaches each sync through :func:`erase_customers`: the person's customer
+keys the sync ever sent (its state, or a record of its audit) are removed with reason
+``erased`` (the destination deletes them for good and sends no field of theirs), their state
+goes, and the destination is closed with what the sync now holds (the file destination's next
+snapshot, written at once, lacks them). It is a sync run of its own (``run_id``
+``erasure__<request>``, counts only: no per-record audit row names the person).
+
 Inputs: a warehouse connection (role trebol_activation), the config, a sync name, the date, a
 destination. Outputs: ``activation.sync_runs``, ``sync_records``, ``sync_state``; what the
 destination holds.
@@ -48,6 +55,7 @@ from psycopg import sql
 
 from trebol.activation.config import ActivationConfig, ConfigError, SyncSpec
 from trebol.activation.destinations.base import (
+    ERASED,
     Batch,
     Change,
     Destination,
@@ -401,6 +409,68 @@ def run_sync(conn: psycopg.Connection, config: ActivationConfig, name: str, as_o
                     setattr(report, key, value)
         report.status = "partial" if report.failed else "succeeded"
         _prune(conn, spec, as_of_date, config.retention_days)
+    return report
+
+
+def erase_customers(conn: psycopg.Connection, config: ActivationConfig, name: str,
+                    destination: Destination, customer_keys: list[str],
+                    request_id: str) -> SyncReport:
+    """Remove erased customers from one sync's destination (see the module docstring); its
+    report (``removed``, ``failed``). A destination error raises, the run recorded as failed."""
+    spec = config.sync(name)
+    report = SyncReport(spec.name, spec.audience, spec.destination, "", "succeeded")
+    with _sync_lock(conn, spec.name):
+        known = conn.execute("""
+            select distinct on (customer_key) customer_key, fields from (
+                select customer_key, fields, 0 as rank, sync_run_id from activation.sync_state
+                where sync_name = %(sync)s and customer_key = any(%(keys)s)
+                union all
+                select customer_key, fields, 1, sync_run_id from activation.sync_records
+                where sync_name = %(sync)s and customer_key = any(%(keys)s)
+            ) as sent order by customer_key, rank, sync_run_id desc""",
+            {"sync": spec.name, "keys": customer_keys}).fetchall()
+        if not known:
+            report.status = "skipped"
+            return report
+        as_of_date = conn.execute("select max(as_of_date) from activation.sync_runs "
+                                  "where sync_name = %s", (spec.name,)).fetchone()[0]
+        report.as_of_date = as_of_date.isoformat()
+        sync_run_id = _record_unsent(conn, spec, as_of_date, f"erasure__{request_id}", "running",
+                                     None)
+        delivery = _delivery_name(conn, spec, as_of_date, len(known), False)
+        conn.execute("update activation.sync_runs set delivery = %s, finished_at = null "
+                     "where sync_run_id = %s", (delivery, sync_run_id))
+        report.sync_run_id, report.delivery = sync_run_id, delivery
+        context = SyncContext(spec.name, spec.audience, report.as_of_date, sync_run_id,
+                              config.destinations[spec.destination].options, delivery, len(known),
+                              tuple(spec.fields))
+        outcomes: dict[str, Any] = {}
+        try:
+            destination.open(context)
+            for batch_no, start in enumerate(range(0, len(known), destination.batch_size)):
+                changes = [Change(key, "remove", fields, None, ERASED)
+                           for key, fields in known[start:start + destination.batch_size]]
+                batch = Batch(spec.name, spec.audience, sync_run_id, batch_no,
+                              f"{spec.name}-{sync_run_id}-erase-{batch_no}", changes)
+                outcomes.update({outcome.customer_key: outcome for outcome in destination.send(batch)})
+            removed = [key for key, _ in known if key in outcomes and outcomes[key].ok]
+            conn.execute("delete from activation.sync_state where sync_name = %s "
+                         "and customer_key = any(%s)", (spec.name, removed))
+            destination.close(context, iter(StateSnapshot(conn, spec.name)))
+        except DestinationError as error:
+            report.status, report.error = "failed", _error_line(error)
+            conn.execute("update activation.sync_runs set status = 'failed', finished_at = now(), "
+                         "error = %s where sync_run_id = %s", (report.error, sync_run_id))
+            raise
+        report.removed, report.failed = len(removed), len(known) - len(removed)
+        errors = [redact(outcomes[key].error or "failed") if key in outcomes
+                  else "the destination returned no outcome for this record"
+                  for key, _ in known if key not in removed]
+        report.status = "partial" if errors else "succeeded"
+        report.error = errors[0] if errors else None
+        conn.execute("""update activation.sync_runs set status = %s, finished_at = now(),
+            removed = %s, failed = %s, error = %s where sync_run_id = %s""",
+                     (report.status, report.removed, report.failed, report.error, sync_run_id))
     return report
 
 

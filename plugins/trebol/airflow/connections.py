@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, contextmanager
 
 import psycopg
 
-from trebol.warehouse.address import AIRFLOW_CONN_ID, DsnParts, build_dsn, role_conn_id
+from trebol.warehouse.address import AIRFLOW_CONN_ID, ERASER_ROLE, DsnParts, build_dsn, role_conn_id
 
 # The warehouse role each task of the nightly DAG connects as (what each may do: the README,
 # "Least privilege", and warehouse/ddl.py); None: the admin connection, for the migrations.
@@ -33,6 +33,9 @@ ROLE_OF_TASK: dict[str, str | None] = {
     "find_newest_date": "transformer",  # reads the history of segments (marts)
     "rebuild_current_marts": "transformer",
 }
+# Every task of the erasure DAG (trebol_erasure) connects as the eraser (warehouse/ddl.py,
+# migration 13), through this connection.
+ERASER_CONN_ID = role_conn_id(ERASER_ROLE)
 # The tasks that never reach the warehouse: they read configuration (the lists) or a campaign
 # tool through its own Airflow connection (pull_consent_feedback, into the sources folder).
 TASKS_WITHOUT_WAREHOUSE = frozenset({"list_sources", "list_syncs", "pull_consent_feedback",

@@ -11,6 +11,7 @@ metadata database and reports them as progress.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from trebol.settings import Settings
 
@@ -42,6 +43,10 @@ QUIET_ENV = {
     "GX_ANALYTICS_ENABLED": "False",
     "TQDM_DISABLE": "1",
 }
+
+
+# the environment variable that carries a run's conf to the child (trebol.settings knows it)
+RUN_CONF_VARIABLE = "TREBOL_DAG_RUN_CONF"
 
 
 class DagRunFailed(RuntimeError):
@@ -123,11 +128,16 @@ def _migrate(settings: Settings, env: dict[str, str], log: IO[str], log_file: Pa
 def run_dag(settings: Settings, dsn: str, pos_dsn: str, role_dsns: Mapping[str, str], dag_id: str,
             logical_date: datetime, log_file: Path, progress: Callable[[str], None],
             map_labels: Mapping[str, list[str]] | None = None,
-            extra_env: Mapping[str, str] | None = None) -> None:
+            extra_env: Mapping[str, str] | None = None,
+            conf: Mapping[str, Any] | None = None) -> None:
     """Migrate Airflow's metadata DB and run ``dag_id`` for ``logical_date``; raise on failure.
     ``map_labels`` names the instances of a mapped task in the progress lines (by map index);
-    ``extra_env`` adds to the run's environment (e.g. the demo endpoints' connections)."""
+    ``extra_env`` adds to the run's environment (e.g. the demo endpoints' connections);
+    ``conf`` is the run's conf (its params), handed to the child in its environment (never on
+    its command line, which other users of the machine can read)."""
     env = {**os.environ, **airflow_env(settings, dsn, pos_dsn, role_dsns), **(extra_env or {})}
+    if conf is not None:
+        env[RUN_CONF_VARIABLE] = json.dumps(dict(conf))
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as log:
@@ -157,23 +167,26 @@ def run_dag(settings: Settings, dsn: str, pos_dsn: str, role_dsns: Mapping[str, 
                            f"({', '.join(failed) or 'see log'}); log: {log_file}")
 
 
-def test_run(dag: DAG, logical_date: datetime) -> DagRun:
-    """``dag.test()`` of one logical date, in this process. Without the DAG's Deadline Alerts:
-    no scheduler watches them here, and Airflow 3.3.2's ``dag.test()`` fails the run of a DAG
-    that has one when it succeeds (it looks the alert up by its serialized form, not its id)."""
+def test_run(dag: DAG, logical_date: datetime, run_conf: dict[str, Any] | None = None) -> DagRun:
+    """``dag.test()`` of one logical date (with ``run_conf``, a triggered DAG's params), in this
+    process. Without the DAG's Deadline Alerts: no scheduler watches them here, and Airflow
+    3.3.2's ``dag.test()`` fails the run of a DAG that has one when it succeeds (it looks the
+    alert up by its serialized form, not its id)."""
     dag.deadline = None
-    return dag.test(logical_date=logical_date)
+    return dag.test(logical_date=logical_date, run_conf=run_conf)
 
 
 def _child(dag_id: str, logical_date: str) -> int:
     from airflow.dag_processing.dagbag import DagBag
+
+    conf = os.environ.pop(RUN_CONF_VARIABLE, None)
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         print(f"DAG import errors: {bag.import_errors}", file=sys.stderr)
         return 2
     dag = bag.get_dag(dag_id)
-    dag_run = test_run(dag, datetime.fromisoformat(logical_date))
+    dag_run = test_run(dag, datetime.fromisoformat(logical_date), json.loads(conf) if conf else None)
     state = str(getattr(dag_run.state, "value", dag_run.state))
     print(f"trebol: dag run {dag_run.run_id} finished: {state}")
     return 0 if state == "success" else 1

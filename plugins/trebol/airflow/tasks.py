@@ -31,6 +31,7 @@ from trebol.activation.endpoints import build_destination
 from trebol.airflow.connections import task_conn_id, task_connection, warehouse_connection, warehouse_dsn
 from trebol.clv import predictions
 from trebol.clv.fitting import CLVFitError
+from trebol.erasure.suppression import Suppression
 from trebol.extract import load
 from trebol.extract.audit import iter_results
 from trebol.extract.readers import DATA_ERRORS
@@ -114,7 +115,8 @@ def extract_load_source(source_name: str, interval: Interval) -> dict[str, int]:
     with task_connection("extract_load") as conn:
         results = load.extract_and_load(conn, source, settings.sources_dir, interval,
                                         settings.lookback_days, settings.timezone,
-                                        connect=warehouse_connection)
+                                        connect=warehouse_connection,
+                                        suppression=Suppression.from_settings(settings))
     for line in iter_results(results):
         log.info("%s", line)
     return {
@@ -122,6 +124,7 @@ def extract_load_source(source_name: str, interval: Interval) -> dict[str, int]:
         "rows_read": sum(r.rows_read for r in results),
         "rows_loaded": sum(r.rows_loaded for r in results),
         "rows_quarantined": sum(r.rows_quarantined for r in results),
+        "rows_suppressed": sum(r.rows_suppressed for r in results),
     }
 
 

@@ -6,7 +6,10 @@ secrets, so a secret can be rotated; ``Trebol-Timestamp`` within 300 s) and answ
 JSON error otherwise; it dedupes by ``Idempotency-Key`` (the stored response replayed for the
 same key and body, 409 while that key is still being processed, 422 for the key with another
 body; keys kept 24 h); it applies the records to its state (per sync: customer_key → fields; a
-removal deletes) and appends each accepted batch as one JSON line to ``<out>/<sync>.jsonl``.
+removal deletes) and appends each accepted batch as one JSON line to ``<out>/<sync>.jsonl``. A
+removal with reason ``erased`` (an erasure request's delete event) forgets the customer
+everywhere: its state, every record of it in the batches kept in memory and in every
+``<out>/*.jsonl`` (rewritten), and the delete event itself is not logged.
 ``GET /health`` answers 200. It never logs or returns a secret.
 
 From Python (tests, the demo)::
@@ -46,6 +49,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from trebol.activation.destinations.base import ERASED
 from trebol.activation.destinations.webhook import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
@@ -305,7 +309,10 @@ class WebhookReceiver:
             if self.out_dir is not None:  # first: the one step that can fail, before any change
                 line = {**document, "errors": errors,
                         "received_at": datetime.now(UTC).isoformat(timespec="seconds")}
-                self._append(self.out_dir / f"{sync}.jsonl", line)
+                line["records"] = [record for record in document["records"]
+                                   if record.get("reason") != ERASED]
+                if line["records"]:
+                    self._append(self.out_dir / f"{sync}.jsonl", line)
             members = self._state.setdefault(sync, {})
             for record in document["records"]:
                 if record["customer_key"] in refused:
@@ -314,9 +321,36 @@ class WebhookReceiver:
                     members.pop(record["customer_key"], None)
                 else:
                     members[record["customer_key"]] = dict(record["fields"])
+            erased = {record["customer_key"] for record in document["records"]
+                      if record.get("reason") == ERASED and record["customer_key"] not in refused}
             self._batches.append(document)
+            if erased:
+                self._forget(erased)
         applied = len(document["records"]) - len(errors)
         return _json_reply(200, {"received": len(document["records"]), "applied": applied, "errors": errors})
+
+    def _forget(self, customer_keys: set[str]) -> None:
+        """Every trace of these customers gone: state, batches in memory, the logs on disk (under
+        the receiver's lock)."""
+        for members in self._state.values():
+            for key in customer_keys:
+                members.pop(key, None)
+        for batch in self._batches:
+            batch["records"] = [record for record in batch["records"]
+                                if record["customer_key"] not in customer_keys]
+        for path in sorted(self.out_dir.glob("*.jsonl")) if self.out_dir is not None else []:
+            kept = []
+            for text in path.read_text(encoding="utf-8").splitlines():
+                line = json.loads(text)
+                line["records"] = [record for record in line.get("records", [])
+                                   if record.get("customer_key") not in customer_keys]
+                line["errors"] = [error for error in line.get("errors", [])
+                                  if error.get("customer_key") not in customer_keys]
+                if line["records"]:
+                    kept.append(json.dumps(line, sort_keys=True, ensure_ascii=False) + "\n")
+            temporary = path.with_suffix(".jsonl.tmp")
+            temporary.write_text("".join(kept), encoding="utf-8")
+            os.replace(temporary, path)
 
     @staticmethod
     def _append(path: Path, line: dict[str, Any]) -> None:

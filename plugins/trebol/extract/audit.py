@@ -1,7 +1,8 @@
 """The record of every batch: its rejected rows in ``raw._quarantine`` (reason, line or key,
 original text, and the record's key when it could be read: ``record_key``, e.g.
 ``{"contact_id": "C123"}``) and one ``raw._load_audit`` row (rows read = rows loaded + rows
-quarantined, a constraint of the table).
+quarantined + rows suppressed, a constraint of the table; suppressed: the rows of people an
+erasure request put on the suppression list, neither loaded nor kept).
 
 Inputs: a batch's ``Staged`` and ``_checked``. Outputs: quarantine and audit rows, a
 ``BatchResult``.
@@ -34,6 +35,7 @@ class BatchResult:
     rows_loaded: int
     rows_quarantined: int
     notes: str = ""
+    rows_suppressed: int = 0
 
 
 def clear_quarantine(conn: psycopg.Connection, source: Source, batch_id: str) -> None:
@@ -57,27 +59,30 @@ def audit(conn: psycopg.Connection, source: Source, batch_id: str, location: str
            started_at: datetime, held_reason: str | None = None) -> BatchResult:
     """Record the batch (replacing an earlier record of the same batch); ``held_reason``: why
     nothing of it was applied (a held snapshot)."""
-    loaded = staged.rows_read - quarantined
+    loaded = staged.rows_read - quarantined - staged.suppressed
     notes = "; ".join(staged.notes)
     conn.execute("""
         insert into raw._load_audit (source, batch_id, location, file_day, checksum, interval_start,
-            interval_end, rows_read, rows_loaded, rows_quarantined, notes, started_at, finished_at,
-            held_reason)
-        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), %s)
+            interval_end, rows_read, rows_loaded, rows_quarantined, rows_suppressed, notes,
+            started_at, finished_at, held_reason)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), %s)
         on conflict (source, batch_id) do update set
             location = excluded.location, file_day = excluded.file_day,
             checksum = excluded.checksum, interval_start = excluded.interval_start,
             interval_end = excluded.interval_end, rows_read = excluded.rows_read,
             rows_loaded = excluded.rows_loaded, rows_quarantined = excluded.rows_quarantined,
-            notes = excluded.notes, started_at = excluded.started_at,
-            finished_at = excluded.finished_at, held_reason = excluded.held_reason""",
+            rows_suppressed = excluded.rows_suppressed, notes = excluded.notes,
+            started_at = excluded.started_at, finished_at = excluded.finished_at,
+            held_reason = excluded.held_reason""",
         (source.name, batch_id, location, day, staged.checksum, interval.start, interval.end,
-         staged.rows_read, loaded, quarantined, notes or None, started_at, held_reason))
+         staged.rows_read, loaded, quarantined, staged.suppressed, notes or None, started_at,
+         held_reason))
     if held_reason:
         log.error("%s %s: %s", source.name, batch_id, held_reason)
     for note in staged.notes:
         log.info("%s %s: %s", source.name, batch_id, note)
-    return BatchResult(source.name, batch_id, staged.rows_read, loaded, quarantined, notes)
+    return BatchResult(source.name, batch_id, staged.rows_read, loaded, quarantined, notes,
+                       staged.suppressed)
 
 
 def interval_days(interval: Interval, tz: ZoneInfo) -> list[date]:
@@ -115,4 +120,6 @@ def iter_results(results: Iterable[BatchResult]) -> Iterator[str]:
     """One readable line per batch, for task logs."""
     for r in results:
         yield (f"{r.source} {r.batch_id}: read {r.rows_read}, loaded {r.rows_loaded}, "
-               f"quarantined {r.rows_quarantined}" + (f" ({r.notes})" if r.notes else ""))
+               f"quarantined {r.rows_quarantined}"
+               + (f", suppressed {r.rows_suppressed}" if r.rows_suppressed else "")
+               + (f" ({r.notes})" if r.notes else ""))

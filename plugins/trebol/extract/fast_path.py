@@ -25,6 +25,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from trebol.erasure.suppression import Suppression, remove_suppressed
 from trebol.extract.checks import CAST_RAISES, checked_rows
 from trebol.extract.readers import DATA_ERRORS, Staged, create_incoming, csv_header
 from trebol.extract.sources import Source
@@ -40,9 +41,11 @@ class _NotClean(Exception):
 
 
 def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_id: str,
-                   interval: Interval, timezone: str) -> Staged | None:
+                   interval: Interval, timezone: str,
+                   suppression: Suppression | None = None) -> Staged | None:
     """Load a clean CSV file of new keys in one COPY and one insert; None (rolled back) when any
-    row needs the general path."""
+    row needs the general path. The rows of erased people (``suppression``) are taken out
+    before the insert and counted."""
     if (source.kind != "files" or source.format != "csv" or source.rules
             or source.stored_column_names != source.column_names or len(source.columns) < 2):
         return None
@@ -72,6 +75,7 @@ def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_i
             rows = lines - 1 + (last != b"\n")
             if staged_rows != rows:
                 raise _NotClean(f"{rows} lines, {staged_rows} records")
+            suppressed = remove_suppressed(conn, source, suppression) if suppression else 0
             empty = conn.execute(sql.SQL("select not exists (select from {})").format(target)
                                  ).fetchone()[0]
             if empty:
@@ -85,8 +89,8 @@ def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_i
                 "where _reason is null").format(
                 t=target, c=identifiers(source.column_names), b=sql.Literal(batch_id),
                 rows=checked_rows(source, interval, CAST_RAISES))).rowcount
-            if inserted != rows:
-                raise _NotClean(f"{rows - inserted} row(s) with a reason")
+            if inserted != rows - suppressed:
+                raise _NotClean(f"{rows - suppressed - inserted} row(s) with a reason")
             if empty:
                 conn.execute("set local maintenance_work_mem = '512MB'")  # sort the keys in memory
                 conn.execute(sql.SQL("alter table {} add constraint {} primary key ({})").format(
@@ -103,4 +107,4 @@ def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_i
     for note in notes:
         log.warning("%s %s: %s", source.name, path.name, note)
     return Staged(rows_read=rows, checksum=digest.hexdigest(), fields=list(source.column_names),
-                  notes=notes)
+                  notes=notes, suppressed=suppressed)

@@ -16,7 +16,11 @@ How a batch (one file, one snapshot or one query over the interval) travels:
    is gone);
 4. audit (``audit``): rejected rows to ``raw._quarantine`` with the reason, the location, the
    original text and the record's key; one ``raw._load_audit`` row per batch: rows read =
-   loaded + quarantined.
+   loaded + quarantined + suppressed.
+
+Between reading and checking, the rows of people an erasure request put on the suppression list
+are taken out of the batch (``trebol.erasure.suppression``): counted as suppressed, neither
+loaded nor quarantined.
 
 No value in a file raises: whatever the data holds, the batch ends loaded or quarantined line
 by line. Only what a retry can cure raises (the warehouse or a source unreachable, a lock), and a
@@ -43,6 +47,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from trebol.erasure.suppression import Suppression, remove_suppressed
 from trebol.extract import apply, checks, fast_path
 from trebol.extract.audit import (
     BatchResult,
@@ -64,7 +69,7 @@ from trebol.extract.readers import (
 )
 from trebol.extract.sources import Source
 from trebol.interval import Interval
-from trebol.settings import ConfigError
+from trebol.settings import ConfigError, load_settings
 from trebol.warehouse.ddl import ensure_raw_tables
 
 DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -197,10 +202,11 @@ def _confirmed(conn: psycopg.Connection, source: Source, batch_id: str, checksum
 
 def _load_batch(conn: psycopg.Connection, source: Source, batch_id: str, location: str,
                 day: date | None, interval: Interval, timezone: str,
-                stage: Callable[[], Staged]) -> BatchResult:
+                stage: Callable[[], Staged], suppression: Suppression) -> BatchResult:
     """Read, check, apply and audit one batch (inside the source's transaction)."""
     started_at = conn.execute("select clock_timestamp()").fetchone()[0]
     staged = stage()
+    staged.suppressed = remove_suppressed(conn, source, suppression)
     checks.check(conn, source, interval, staged, timezone)
     checks.apply_rules(conn, source)
     checks.rank_duplicates(conn, source)
@@ -223,9 +229,12 @@ def _load_batch(conn: psycopg.Connection, source: Source, batch_id: str, locatio
 
 def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path, interval: Interval,
                      lookback_days: int, timezone: str,
-                     connect: SourceConnector | None = None) -> list[BatchResult]:
-    """Load every batch this interval needs for ``source``, all in one transaction."""
+                     connect: SourceConnector | None = None,
+                     suppression: Suppression | None = None) -> list[BatchResult]:
+    """Load every batch this interval needs for ``source``, all in one transaction;
+    ``suppression``: the salt the suppression list is read with (default: from the settings)."""
     tz = ZoneInfo(timezone)
+    suppression = suppression or Suppression.from_settings(load_settings())
     ensure_raw_tables(conn, [source])
     results: list[BatchResult] = []
     with conn.transaction():
@@ -240,7 +249,7 @@ def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path
             location = f"{source.connection}:{source.table or 'query'} where {source.cursor} in [{batch_id})"
             results.append(_load_batch(
                 conn, source, batch_id, location, None, interval, timezone,
-                lambda: stage_postgres(conn, source, interval, start, connect)))
+                lambda: stage_postgres(conn, source, interval, start, connect), suppression))
             return results
         plan = plan_files(conn, source, sources_dir, interval, tz)
         for note in plan.notes:
@@ -252,7 +261,8 @@ def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path
         for path in plan.files:
             batch_id = _batch_id(path, sources_dir)
             started_at = conn.execute("select clock_timestamp()").fetchone()[0]
-            clean = fast_path.load_clean_csv(conn, source, path, batch_id, interval, timezone)
+            clean = fast_path.load_clean_csv(conn, source, path, batch_id, interval, timezone,
+                                             suppression)
             if clean is not None:
                 clear_quarantine(conn, source, batch_id)
                 results.append(audit(conn, source, batch_id, batch_id, file_day(path), clean,
@@ -260,5 +270,5 @@ def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path
                 continue
             results.append(_load_batch(
                 conn, source, batch_id, batch_id, file_day(path), interval, timezone,
-                lambda path=path: stage_file(conn, source, path)))
+                lambda path=path: stage_file(conn, source, path), suppression))
     return results

@@ -81,6 +81,8 @@ class Staged:
     # why every line of the file was rejected (its header: refused, or a required column
     # missing), each staged with this reason; None: the lines were read
     refused: str | None = None
+    # rows of erased people taken out before the checks (trebol.erasure.suppression)
+    suppressed: int = 0
 
 
 class SourceUnavailable(RuntimeError):

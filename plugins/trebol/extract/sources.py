@@ -24,7 +24,10 @@ Besides the checks of each column, ``rules`` hold checks across the columns of a
 ``reason`` and a SQL condition ``valid_when`` over the row's (typed) columns. A column declared
 with ``store: false`` is read and checked like the others (so rules can use it) but not kept in
 the raw table: a query can expose a fact about the row (e.g. whether its product exists) that
-only a rule needs.
+only a rule needs. A text column holding a personal identifier says which with ``identifies``
+(``email``, ``phone``, ``loyalty_card``, ``shop_account``, ``crm_contact``): an erasure request
+finds and deletes the person's rows by these columns, and the loader does not load a row whose
+identifier is on the suppression list (``trebol.erasure``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from trebol.erasure.identifiers import IDENTIFIER_KINDS
 from trebol.settings import ConfigError, load_settings
 
 KINDS = ("files", "snapshot", "postgres")
@@ -83,6 +87,9 @@ class Column:
     not_before: date | None = None
     # the longest value in characters (text and json columns); None: no limit
     max_length: int | None = None
+    # the kind of personal identifier the column holds (an erased person's rows are found and
+    # suppressed by it: trebol.erasure); None: none
+    identifies: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,11 @@ class Source:
 
     def column(self, name: str) -> Column:
         return next(column for column in self.columns if column.name == name)
+
+    @property
+    def identifier_columns(self) -> tuple[Column, ...]:
+        """The columns that hold a personal identifier (``identifies``)."""
+        return tuple(column for column in self.columns if column.identifies)
 
 
 def _values(where: str, name: str, spec: dict[str, Any]) -> tuple[str, ...] | None:
@@ -177,11 +189,15 @@ def _column(where: str, name: str, spec: dict[str, Any], opened_on: date,
     if not IDENTIFIER.match(name):
         raise SourceConfigError(f"{where}.columns.{name}: use lower-case letters, digits and _")
     bounds = {key: _bound(where, name, spec, key) for key in ("min", "max")}
+    identifies = spec.get("identifies")
+    if identifies is not None and (kind != "text" or identifies not in IDENTIFIER_KINDS):
+        raise SourceConfigError(f"{where}.columns.{name}.identifies: {identifies!r}: a text column "
+                                f"may identify one of {', '.join(IDENTIFIER_KINDS)}")
     return Column(name, kind, str(spec.get("from", name)), bool(spec.get("required", False)),
                   bounds["min"], bounds["max"], bool(spec.get("not_after_interval_end", False)),
                   bool(spec.get("store", True)), _values(where, name, spec),
                   opened_on if kind in ("date", "timestamptz") else None,
-                  _max_length(where, name, spec, max_lengths))
+                  _max_length(where, name, spec, max_lengths), identifies)
 
 
 def _confined_path(where: str, pattern: str, sources_dir: Path) -> str:

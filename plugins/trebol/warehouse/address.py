@@ -14,6 +14,11 @@ POS_CONN_ID = "trebol_pos"
 # which holds the privileges (warehouse/ddl.py creates both; the admin connection
 # ``trebol_warehouse`` is for the migrations only).
 TASK_ROLES = ("loader", "transformer", "activation", "checker")
+# The role erasure requests run as (the trebol_erasure DAG and `trebol erase`; migration 13): a
+# member of the four task roles, with a login and an Airflow connection of its own like theirs.
+ERASER_ROLE = "eraser"
+# Every role with a login role and an Airflow connection ``trebol_warehouse_<role>``.
+LOGIN_ROLES = (*TASK_ROLES, ERASER_ROLE)
 
 
 def group_role(role: str) -> str:
@@ -29,7 +34,6 @@ def login_role(role: str) -> str:
 def role_conn_id(role: str) -> str:
     """The Airflow connection of a task role, e.g. ``trebol_warehouse_loader``."""
     return f"{AIRFLOW_CONN_ID}_{role}"
-
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,11 @@ builds (dbt's ``grants`` config, dbt_project.yml): migration 10 gives each task 
 (``trebol_loader``, ``trebol_transformer``, ``trebol_activation``, ``trebol_checker``, NOLOGIN)
 what it may read and write, and a login role (``trebol_<role>_login``) that acts as it; migration
 12 gives BI its two roles (``bi_reader`` without the direct identifiers, ``bi_pii_reader`` with
-them) and the seeds their schemas (``reference``, ``internal``). The connection this module is
-handed (Airflow's ``trebol_warehouse``) is the admin's, for the migrations only. README, "Least
-privilege" and "BI tools", has the whole matrix.
+them) and the seeds their schemas (``reference``, ``internal``); migration 13 adds the eraser
+(``trebol_eraser``, member of the four, with ``trebol_eraser_login``) for erasure requests, the
+suppression list and the requests' audit (``audit.erasure_requests``). The connection this
+module is handed (Airflow's ``trebol_warehouse``) is the admin's, for the migrations only.
+README, "Least privilege", "BI tools" and "Erasure requests", has the whole matrix.
 
 Inputs: a psycopg connection (autocommit) and, for the raw tables, the declared sources.
 Outputs: tables, roles and grants; nothing else in the package creates one.
@@ -30,7 +32,7 @@ import psycopg
 from psycopg import sql
 
 from trebol.extract.sources import Source
-from trebol.warehouse.address import TASK_ROLES, group_role, login_role
+from trebol.warehouse.address import ERASER_ROLE, TASK_ROLES, group_role, login_role
 
 # the schemas Trébol's own tables live in; the layers dbt builds are made by migration 10 for the
 # transformer (DBT_SCHEMAS) or by dbt itself (the dev target's), and dbt keeps them private
@@ -61,6 +63,11 @@ QUALITY_RESULT_COLUMNS_FOR_BI = ("as_of_date", "run_id", "suite", "expectation",
 RAW_SCHEMA = "raw"
 LOADER, TRANSFORMER, ACTIVATION, CHECKER = (group_role(role) for role in TASK_ROLES)
 GROUP_ROLES = (LOADER, TRANSFORMER, ACTIVATION, CHECKER)
+# erasure requests (migration 13): a member of the four task roles, to delete a person everywhere
+ERASER = group_role(ERASER_ROLE)
+# where erasure requests are recorded (migration 13), without the personal data itself
+AUDIT_SCHEMA = "audit"
+SUPPRESSION_LIST = "raw._suppression_list"
 # Trébol's own tables in marts (the migrations', owned by the admin); the rest is dbt's
 MARTS_OWN_TABLES = ("data_quality_results", "customer_clv", "clv_model_runs")
 # the schemas dbt builds in the nightly target (marts_partitions: segment_history's partitions);
@@ -481,6 +488,75 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"grant select ({', '.join(QUALITY_RESULT_COLUMNS_FOR_BI)}) on marts.data_quality_results "
         f"to {BI_ROLE}",
         f"grant select on marts.data_quality_results to {BI_PII_ROLE}",
+    )),
+    Migration(13, "erasure requests: the eraser role, the suppression list the loader applies "
+                  "(rows_suppressed in the load audit), the audit of the requests", (
+        # the eraser deletes a person in every layer: it may do what the four task roles may
+        # (their tables, through membership: also those dbt or the loader create later), and
+        # write the suppression list and the requests' audit; no migration, role or grant
+        _CREATE_ROLE.format(role=ERASER, kind="nologin"),
+        _CREATE_ROLE.format(role=login_role(ERASER_ROLE), kind="login"),
+        f"grant {ERASER} to {login_role(ERASER_ROLE)}",
+        f"alter role {login_role(ERASER_ROLE)} set role = '{ERASER}'",
+        f"grant {_GROUPS} to {ERASER}",
+        f"""do $$ begin
+            if not (select rolsuper from pg_roles where rolname = current_user) then
+                execute format('grant {ERASER} to %I', current_user);
+            end if;
+            execute format('grant connect on database %I to {ERASER}', current_database());
+        end $$""",
+        # every batch: rows read = loaded + quarantined + suppressed (an erased person's rows)
+        "alter table raw._load_audit add column if not exists rows_suppressed integer not null "
+        "default 0",
+        """do $$
+        declare
+            item record;
+        begin
+            for item in select conname from pg_constraint
+                        where conrelid = 'raw._load_audit'::regclass and contype = 'c'
+                          and pg_get_constraintdef(oid) like '%rows_read%' loop
+                execute format('alter table raw._load_audit drop constraint %I', item.conname);
+            end loop;
+        end $$""",
+        "alter table raw._load_audit add constraint _load_audit_rows_balance "
+        "check (rows_read = rows_loaded + rows_quarantined + rows_suppressed)",
+        # the salted hashes of erased people's identifiers (trebol.erasure.identifiers): the
+        # loader reads it, the eraser adds to it; never a plain identifier
+        f"""create table if not exists {SUPPRESSION_LIST} (
+            identifier_hash text primary key,
+            identifier_kind text not null,
+            salt_fingerprint text not null,
+            request_id uuid not null,
+            added_at timestamptz not null default now()
+        )""",
+        f"grant select on {SUPPRESSION_LIST} to {LOADER}, {CHECKER}",
+        f"grant select, insert on {SUPPRESSION_LIST} to {ERASER}",
+        # each request: who asked, when, the identifier's type (not its value), what was found
+        # and removed where; the checker reads it, nobody else
+        f"create schema if not exists {AUDIT_SCHEMA}",
+        f"revoke all on schema {AUDIT_SCHEMA} from public",
+        f"grant usage on schema {AUDIT_SCHEMA} to {ERASER}, {CHECKER}",
+        f"""create table if not exists {AUDIT_SCHEMA}.erasure_requests (
+            request_id uuid primary key,
+            run_id text not null,
+            requested_at timestamptz not null default now(),
+            requested_by text not null,
+            identifier_type text not null,
+            status text not null check (status in ('running', 'completed', 'failed', 'refused')),
+            customers integer not null default 0,
+            source_records integer not null default 0,
+            identifiers_suppressed integer not null default 0,
+            shared_identifiers_kept integer not null default 0,
+            suppressed_at timestamptz,
+            destinations jsonb not null default '{{}}'::jsonb,
+            destinations_at timestamptz,
+            tables jsonb not null default '{{}}'::jsonb,
+            purged_at timestamptz,
+            finished_at timestamptz,
+            error text
+        )""",
+        f"grant select, insert, update on {AUDIT_SCHEMA}.erasure_requests to {ERASER}",
+        f"grant select on {AUDIT_SCHEMA}.erasure_requests to {CHECKER}",
     )),
 )
 

@@ -23,7 +23,7 @@ from psycopg import sql
 from trebol.redaction import redact
 from trebol.settings import ROLE_DSN_SETTINGS, Settings, SettingsError
 from trebol.warehouse.address import (
-    TASK_ROLES,
+    LOGIN_ROLES,
     DsnParts,
     build_dsn,
     dsn_parts,
@@ -233,16 +233,17 @@ def resolve_dsn(settings: Settings) -> str:
 
 
 def resolve_role_dsns(settings: Settings, warehouse_dsn: str) -> dict[str, str]:
-    """The DSN each task role connects with (the Airflow connections ``trebol_warehouse_<role>``):
+    """The DSN each role with a login connects with (``LOGIN_ROLES``: the task roles and the
+    eraser; the Airflow connections ``trebol_warehouse_<role>``):
     on the embedded warehouse its login role (no password: trust on a private socket); on an
     external one its setting (``ROLE_DSN_SETTINGS``: TREBOL_WAREHOUSE_LOADER_DSN, …; checked),
     else ``warehouse_dsn``, the admin's."""
     if settings.uses_embedded_warehouse:
         parts = dsn_parts(warehouse_dsn)
         return {role: build_dsn(DsnParts(parts.host, parts.port, login_role(role), "", parts.dbname))
-                for role in TASK_ROLES}
+                for role in LOGIN_ROLES}
     dsns = {}
-    for role in TASK_ROLES:
+    for role in LOGIN_ROLES:
         dsn = settings.role_dsn(role)
         if dsn is not None:
             check(dsn, ROLE_DSN_SETTINGS[role])

@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Operation = Literal["add", "update", "remove"]
-# why a member leaves an audience: it no longer selects them, or they withdrew consent (a
-# destination that keeps subscription status, such as Mailchimp, unsubscribes them too)
-RemovalReason = Literal["left_audience", "consent_withdrawn"]
+# why a member leaves an audience: it no longer selects them, they withdrew consent (a
+# destination that keeps subscription status, such as Mailchimp, unsubscribes them too), or they
+# asked to be forgotten (an erasure request: the destination deletes whatever it holds about
+# them, e.g. Mailchimp's permanent delete, and sends or writes no field of theirs)
+RemovalReason = Literal["left_audience", "consent_withdrawn", "erased"]
+ERASED: RemovalReason = "erased"
 
 
 class DestinationError(Exception):

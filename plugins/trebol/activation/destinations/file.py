@@ -7,7 +7,8 @@ connection, ``TREBOL_FILE_DROP_DIR``)::
     <destination>/<sync>/<delivery>/snapshot.csv   customer_key + the mapped fields: everything
                                                    the sync holds after this delivery
     <destination>/<sync>/<delivery>/changes.csv    operation (add|update|remove), customer_key,
-                                                   the fields (a removal: the fields last sent)
+                                                   the fields (a removal: the fields last sent;
+                                                   an erased person's: none)
     <destination>/<sync>/<delivery>/manifest.json  files with rows, bytes and SHA-256, the schema,
                                                    sync, audience, as-of date, sync run
     <destination>/<sync>/<delivery>/_SUCCESS       written last: read nothing before it exists
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from trebol.activation.destinations.base import (
+    ERASED,
     Batch,
     Connection,
     DestinationRejected,
@@ -128,7 +130,9 @@ class FileDestination:
         fields = self._fields.get(batch.sync_name, ())
         part = parts / f"{batch.batch_no:09d}.part"
         temporary = part.with_suffix(".tmp")
-        rows = (self._row(change.operation, change.customer_key, change.fields, fields)
+        # an erased person's removal names their key only (no field of theirs written again)
+        rows = (self._row(change.operation, change.customer_key,
+                          {} if change.reason == ERASED else change.fields, fields)
                 for change in batch.changes)
         try:
             with temporary.open("w", encoding="utf-8", newline="") as handle:

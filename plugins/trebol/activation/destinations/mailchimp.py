@@ -19,7 +19,10 @@ most 10, Mailchimp's connections per key). Fields: ``email_address`` and merge f
   address of an update that changed it) leave it (``POST /lists/{id}/segments/{seg}``, ≤500
   each way). A removal for withdrawn consent also unsubscribes the address when it is on the
   list and still mailable (``GET`` then ``PATCH /lists/{id}/members/{hash}``: update-only, so
-  no contact is ever created to be unsubscribed). Every call is a set or an upsert: resending a
+  no contact is ever created to be unsubscribed). A removal of an erased person (an erasure
+  request) deletes the contact for good (``POST /lists/{id}/members/{hash}/actions/
+  delete-permanent``: its data gone, and Mailchimp refuses to import the address again; a 404,
+  not on the list, is already true). Every call is a set, an upsert or a delete: resending a
   batch leaves Mailchimp as one send did.
 - ``close``: releases the HTTP connections.
 
@@ -43,6 +46,7 @@ from urllib.parse import quote
 import httpx
 
 from trebol.activation.destinations.base import (
+    ERASED,
     Batch,
     Connection,
     DestinationRejected,
@@ -234,10 +238,13 @@ class MailchimpDestination:
         failed: dict[int, str] = {}
 
         withdrawn: dict[str, str] = {}  # hash → address whose consent was withdrawn
+        erased: dict[str, str] = {}  # hash → address of a person who asked to be forgotten
         for change in changes:
             address = _email(change.fields)
             if change.operation == "remove" and change.reason == "consent_withdrawn" and address:
                 withdrawn[subscriber_hash(address)] = address
+            elif change.operation == "remove" and change.reason == ERASED and address:
+                erased[subscriber_hash(address)] = address
 
         upserts: dict[str, tuple[int, str, dict[str, Any]]] = {}  # hash → (index, address, merge)
         for index, change in enumerate(changes):
@@ -249,6 +256,8 @@ class MailchimpDestination:
                 failed[index] = "email_address is empty"
             elif key in withdrawn:
                 failed[index] = "this address withdrew consent in the same batch; not subscribed"
+            elif key in erased:
+                failed[index] = "this address is erased in the same batch; not subscribed"
             elif key in upserts:
                 failed[index] = (f"customer {changes[upserts[key][0]].customer_key} has the same "
                                  "email_address in this batch")
@@ -261,7 +270,7 @@ class MailchimpDestination:
         untag: dict[str, str] = {}
         for change in changes:
             address, previous = _email(change.fields), _email(change.previous)
-            if change.operation == "remove" and address:
+            if change.operation == "remove" and address and change.reason != ERASED:
                 untag[subscriber_hash(address)] = address
             elif change.operation == "update" and previous and (
                     address is None or subscriber_hash(previous) != subscriber_hash(address)):
@@ -269,16 +278,16 @@ class MailchimpDestination:
         for key in tag:
             untag.pop(key, None)  # another change of this batch puts that address in the tag
         self._retag(segment_id, tag, untag, upserts, failed)
-        errors = self._unsubscribe(withdrawn)
+        errors = {**self._unsubscribe(withdrawn), **self._delete_permanently(erased)}
         for index, change in enumerate(changes):
             address = _email(change.fields)
             if change.operation == "remove" and address and subscriber_hash(address) in errors:
                 failed[index] = errors[subscriber_hash(address)]
 
         log.info("Mailchimp destination %s: sync %s batch %s: %d upserted, %d removed, "
-                 "%d unsubscribed, %d failed", self.name, batch.sync_name, batch.batch_no,
-                 len(tag), sum(c.operation == "remove" for c in changes), len(withdrawn),
-                 len(failed))
+                 "%d unsubscribed, %d deleted for good, %d failed", self.name, batch.sync_name,
+                 batch.batch_no, len(tag), sum(c.operation == "remove" for c in changes),
+                 len(withdrawn), len(erased), len(failed))
         return [RecordOutcome(change.customer_key, index not in failed, failed.get(index))
                 for index, change in enumerate(changes)]
 
@@ -326,6 +335,29 @@ class MailchimpDestination:
                         failed[upserts[key][0]] = ("not added to the tag: "
                                                    + " ".join(str(error.get("error")).split()))
 
+    def _delete_permanently(self, erased: Mapping[str, str]) -> dict[str, str]:
+        """Delete the contacts of erased people for good; errors by hash (a 404: not on the list,
+        nothing to delete)."""
+        def one(key: str) -> str | None:
+            response = self.http.request(
+                "POST", self._path("members", key, "actions", "delete-permanent"),
+                accept={400, 404})
+            if response.status_code == 400:
+                return f"not deleted: {error_detail(response)}"
+            return None
+
+        return self._each(erased, one, "mailchimp-delete")
+
+    def _each(self, addresses: Mapping[str, str], one: Callable[[str], str | None],
+              name: str) -> dict[str, str]:
+        """``one`` for each hash, at most ``max_concurrency`` at once; the errors by hash."""
+        if not addresses:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.policy.max_concurrency, len(addresses)),
+                                thread_name_prefix=name) as pool:
+            results = dict(zip(addresses, pool.map(one, addresses), strict=True))
+        return {key: error for key, error in results.items() if error}
+
     def _unsubscribe(self, withdrawn: Mapping[str, str]) -> dict[str, str]:
         """Unsubscribe the addresses on the list that are still mailable; errors by hash."""
         def one(key: str) -> str | None:
@@ -341,12 +373,7 @@ class MailchimpDestination:
                 return f"not unsubscribed: {error_detail(response)}"
             return None
 
-        if not withdrawn:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(self.policy.max_concurrency, len(withdrawn)),
-                                thread_name_prefix="mailchimp-unsubscribe") as pool:
-            results = dict(zip(withdrawn, pool.map(one, withdrawn), strict=True))
-        return {key: error for key, error in results.items() if error}
+        return self._each(withdrawn, one, "mailchimp-unsubscribe")
 
 
 def check_option(key: str, value: Any) -> str | None:

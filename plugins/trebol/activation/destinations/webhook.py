@@ -18,16 +18,18 @@ The request (one per batch)::
 
     {"audience": "...", "batch": 3, "idempotency_key": "...",
      "records": [{"customer_key": "...", "fields": {...}, "operation": "add|update|remove",
-                  "reason": null|"left_audience"|"consent_withdrawn"}],
+                  "reason": null|"left_audience"|"consent_withdrawn"|"erased"}],
      "sync": "..."}
 
 The body is compact JSON with sorted keys, UTF-8, built from the batch alone, so a resend
 (retry, crash, next run) carries the same bytes; ``fields`` are the sync's destination fields
-(for a removal, the fields last synced). The signature covers the exact bytes sent and is made
-afresh on every attempt. A receiver verifies it (:func:`verify_signature`, Stripe style): it
-recomputes the HMAC with each secret it accepts (several during a rotation; the header may
-carry several comma-separated ``v1=`` values) and compares in constant time, and rejects a
-timestamp more than 300 s from its clock.
+(for a removal, the fields last synced). A removal with reason ``erased`` is the delete event
+of an erasure request: its ``fields`` are empty (nothing of the person is sent again), and the
+receiver deletes everything it holds about that ``customer_key``, its logs included. The
+signature covers the exact bytes sent and is made afresh on every attempt. A receiver verifies
+it (:func:`verify_signature`, Stripe style): it recomputes the HMAC with each secret it accepts
+(several during a rotation; the header may carry several comma-separated ``v1=`` values) and
+compares in constant time, and rejects a timestamp more than 300 s from its clock.
 
 The response: any 2xx means every record was applied, unless its JSON body has
 ``"errors": [{"customer_key": "...", "error": "..."}]`` (optional partial failure): those
@@ -54,6 +56,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from trebol.activation.destinations.base import (
+    ERASED,
     Batch,
     Connection,
     DestinationError,
@@ -132,7 +135,8 @@ def encode_body(batch: Batch) -> bytes:
         "batch": batch.batch_no,
         "idempotency_key": batch.idempotency_key,
         "records": [{"customer_key": change.customer_key, "operation": change.operation,
-                     "reason": change.reason, "fields": dict(change.fields)}
+                     "reason": change.reason,
+                     "fields": {} if change.reason == ERASED else dict(change.fields)}
                     for change in batch.changes],
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
