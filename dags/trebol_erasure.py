@@ -50,6 +50,8 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
+from trebol.airflow import alerts
+from trebol.airflow.policy import DEFAULT_ARGS, task_policy
 from trebol.erasure.identifiers import MAX_LENGTH, REQUEST_KINDS
 from trebol.erasure.requests import MAX_REQUESTED_BY
 from trebol.settings import load_settings
@@ -63,8 +65,9 @@ SETTINGS = load_settings()
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-protection", "retries": 2,
-                  "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds)},
+    # a failed step alerts like the nightly's (its error lines never hold the identifier)
+    default_args={**DEFAULT_ARGS, "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
+                  "on_failure_callback": alerts.on_task_failure},
     params={
         "identifier_type": Param(type="string", enum=list(REQUEST_KINDS),
                                  description="what the identifier is"),
@@ -78,34 +81,34 @@ SETTINGS = load_settings()
 )
 def trebol_erasure() -> None:
     # Airflow fills params and run_id (context values) when the task runs.
-    @task
+    @task(**task_policy("open_request"))
     def open_request(params: dict[str, Any] | None = None,
                      run_id: str | None = None) -> dict[str, Any]:
         from trebol.airflow import erasure_tasks
 
         return erasure_tasks.open_request(params or {}, str(run_id))
 
-    @task
+    @task(**task_policy("suppress"))
     def suppress(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, int]:
         from trebol.airflow import erasure_tasks
 
         return erasure_tasks.suppress(params or {}, str(run_id))
 
-    @task
+    @task(**task_policy("remove_from_destinations"))
     def remove_from_destinations(params: dict[str, Any] | None = None,
                                  run_id: str | None = None) -> dict[str, Any]:
         from trebol.airflow import erasure_tasks
 
         return erasure_tasks.remove_from_destinations(params or {}, str(run_id))
 
-    @task
+    @task(**task_policy("purge_warehouse"))
     def purge_warehouse(params: dict[str, Any] | None = None,
                         run_id: str | None = None) -> dict[str, int]:
         from trebol.airflow import erasure_tasks
 
         return erasure_tasks.purge_warehouse(params or {}, str(run_id))
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", **task_policy("close_request"))
     def close_request(params: dict[str, Any] | None = None,
                       run_id: str | None = None) -> dict[str, Any]:
         from trebol.airflow import erasure_tasks

@@ -426,7 +426,7 @@ def command_erase(settings: Settings, args: argparse.Namespace) -> int:
 def command_settings(settings: Settings, args: argparse.Namespace) -> int:
     """trebol settings: every setting, the value in force (passwords hidden), its default, its
     meaning and, for a whole number, its range."""
-    from trebol.redaction import redact
+    from trebol.redaction import MASK, redact
 
     width = max(len(doc.name) for doc in SETTINGS) + 1
     for doc in SETTINGS:
@@ -434,7 +434,7 @@ def command_settings(settings: Settings, args: argparse.Namespace) -> int:
         if value is None:
             shown = doc.default
         elif doc.name in SECRET_SETTINGS:
-            shown = "***"
+            shown = MASK
         elif isinstance(value, tuple):
             shown = ",".join(map(str, value))
         else:

@@ -77,6 +77,13 @@ POLICY: dict[str, TaskPolicy] = {
     # on its own); find_newest_date reads one aggregate of segment_history
     "find_newest_date": TaskPolicy(0.1, 0.2),
     "rebuild_current_marts": TaskPolicy(18.6 + 6.0, 66.0 + 37.6),
+    # trebol_erasure: one request on the 400-person test demo took 0.3 to 0.8 s in all
+    # (tests/integration/test_erasure.py); the tenfold figures are ten times those, not measured
+    "open_request": TaskPolicy(0.1, 1.0),
+    "suppress": TaskPolicy(0.2, 2.0),
+    "remove_from_destinations": TaskPolicy(0.3, 3.0),
+    "purge_warehouse": TaskPolicy(0.5, 5.0),
+    "close_request": TaskPolicy(0.05, 0.5),
     # trebol_marts_published (measured in tests/unit/test_alerts.py: one marker file)
     "mark_published": TaskPolicy(0.1, 0.1),
 }
