@@ -397,6 +397,7 @@ def command_erase(settings: Settings, args: argparse.Namespace) -> int:
     from trebol.extract.sources import load_sources
     from trebol.warehouse import ddl, embedded
     from trebol.warehouse.address import ERASER_ROLE, error_line
+    from trebol.warehouse.run_lock import exclusive_run
 
     kind, value = _erase_identifier(args)
     require_salt(settings)
@@ -407,7 +408,9 @@ def command_erase(settings: Settings, args: argparse.Namespace) -> int:
     eraser_dsn = embedded.resolve_role_dsns(settings, dsn)[ERASER_ROLE]
     request = requests.ErasureRequest(str(uuid.uuid4()), "cli", kind, value,
                                       args.requested_by or getpass.getuser())
-    with demo_endpoints(settings, config) as endpoint_env:
+    # not while a nightly run builds the marts (it could write the person back): one at a time
+    with exclusive_run(dsn, f"trebol erase (pid {os.getpid()})"), \
+            demo_endpoints(settings, config) as endpoint_env:
         os.environ.update(endpoint_env)  # the demo receiver's connection, for this command
         try:
             row = requests.run_request(lambda: psycopg.connect(eraser_dsn, autocommit=True),
