@@ -77,7 +77,7 @@ def placeholders(dbt_project_dir: Path) -> dict[str, frozenset[str]]:
     """The placeholder emails and phones of the dbt project's seeds (normalised there)."""
     found: dict[str, frozenset[str]] = {}
     for kind in (EMAIL, PHONE):
-        path = dbt_project_dir / "seeds" / f"placeholder_{kind}s.csv"
+        path = dbt_project_dir / "seeds" / "internal" / f"placeholder_{kind}s.csv"
         with path.open(encoding="utf-8", newline="") as handle:
             found[kind] = frozenset(row[kind] for row in csv.DictReader(handle))
     return found
