@@ -9,10 +9,10 @@
 }}
 
 -- The register of every customer key ever issued: when it was issued (its customer's oldest
--- record), when it was last in use, and, for a key retired by a merge, the key it was merged into. Keys are a pure function of the
--- data (see int_identity__clusters); this register keeps their history, so it is never rebuilt
--- (full_refresh: false). Only the newest as-of date moves it: a backfill of an earlier date
--- leaves it as it is.
+-- record), when it was last in use, and, for a key retired by a merge, the key it was merged
+-- into. Keys are a pure function of the data (see int_identity__clusters); this register keeps
+-- their history, so it is never rebuilt (full_refresh: false). Only the newest as-of date moves
+-- it: a backfill of an earlier date leaves it as it is.
 with
 
 source_keys as (
@@ -101,8 +101,6 @@ current_keys as (
         cast(null as date) as merged_on
 
     from active_keys
-    left join registered_keys
-        on active_keys.customer_key = registered_keys.customer_key
 
 ),
 
