@@ -74,12 +74,11 @@ def prepare_warehouse(interval: Interval) -> list[int]:
     naming the range: ``trebol.extract.run_dates``), then apply the warehouse's pending
     migrations and create the declared sources' raw tables; the migration versions applied
     (idempotent)."""
-    settings = load_settings()
-    check_run_date(interval.as_of_date(settings.timezone), load_sources().values(),
-                   settings.sources_dir)
+    settings, sources = load_settings(), load_sources().values()
+    check_run_date(interval.as_of_date(settings.timezone), sources, settings.sources_dir)
     with task_connection("prepare_warehouse") as conn:
         applied = ddl.bootstrap(conn)
-        ddl.ensure_raw_tables(conn, load_sources().values())
+        ddl.ensure_raw_tables(conn, sources)
     return applied
 
 
