@@ -23,7 +23,7 @@ export GX_ANALYTICS_ENABLED := False
 export DO_NOT_TRACK := 1
 export TQDM_DISABLE := 1
 
-.PHONY: install run test lint bench lock clean stop
+.PHONY: install run test lint bench lock clean stop airflow
 
 install: $(INSTALLED) $(DOCS_ASSETS_INSTALLED) $(TEST_CHROMIUM)
 
@@ -46,6 +46,12 @@ $(TEST_CHROMIUM): tests/chromium/package-lock.json tests/chromium/unpack.mjs | $
 run: $(INSTALLED) $(DOCS_ASSETS_INSTALLED)
 	@$(BIN)/trebol demo $(if $(DATE),--date $(DATE))
 
+# the project's Airflow (scheduler, UI, ...) on the demo data, whose exports end at the demo date:
+# the schedule stops there (TREBOL_SCHEDULE_END) rather than run today's date
+airflow: $(INSTALLED) $(DOCS_ASSETS_INSTALLED)
+	@$(BIN)/trebol simulate >/dev/null
+	@TREBOL_SCHEDULE_END=$${TREBOL_SCHEDULE_END:-$${TREBOL_DEMO_DATE:-2026-06-30}} $(BIN)/trebol airflow start
+
 test: $(INSTALLED) $(DOCS_ASSETS_INSTALLED) $(TEST_CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -65,9 +71,10 @@ lock:
 		--quiet -o requirements.lock
 
 stop: $(INSTALLED)
+	$(BIN)/trebol airflow stop
 	$(BIN)/trebol warehouse stop
 
 # Stops the embedded warehouse when there is a virtualenv to stop it with; never builds one.
 clean:
-	@if [ -x $(BIN)/trebol ]; then $(BIN)/trebol warehouse stop; fi
+	@if [ -x $(BIN)/trebol ]; then $(BIN)/trebol airflow stop; $(BIN)/trebol warehouse stop; fi
 	rm -rf .trebol dbt_project/target dbt_project/logs

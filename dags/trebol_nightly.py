@@ -119,25 +119,29 @@ from trebol.airflow import alerts
 from trebol.airflow.assets import OUTLETS, record_events
 from trebol.airflow.dbt_build import CLV_DEPENDENT_NODES, dbt_build_operator
 from trebol.airflow.policy import DEFAULT_ARGS, task_policy
-from trebol.interval import Interval
+from trebol.interval import Interval, local_midnight
 from trebol.settings import load_settings
 
 SETTINGS = load_settings()
 DEADLINE = SETTINGS.alert_deadline
 
 
-def _interval(data_interval_start: datetime | None, data_interval_end: datetime | None) -> Interval:
-    """The run's data interval from the values Airflow passes to a task's keyword arguments."""
-    assert data_interval_start is not None and data_interval_end is not None
-    return Interval(data_interval_start, data_interval_end)
+def _interval() -> Interval:
+    """The running task's data interval: the day before its logical date (trebol.interval)."""
+    from trebol.airflow.run_context import run_interval
+
+    return run_interval(get_current_context(), SETTINGS.timezone)
 
 
 @dag(
     dag_id="trebol_nightly",
-    schedule=CronTriggerTimetable("0 0 * * *", timezone=SETTINGS.timezone,
-                                  interval=timedelta(days=1)),
-    # any date the exports hold may run (prepare_warehouse checks the range): no earlier bound
+    # runs at local midnight of D; its logical date is D (no interval: trebol.interval computes
+    # the day before), the same D as `trebol run --date D` and `airflow backfill create`
+    schedule=CronTriggerTimetable("0 0 * * *", timezone=SETTINGS.timezone),
+    # any date the exports hold may run (prepare_warehouse checks the range): no earlier bound;
+    # TREBOL_SCHEDULE_END (unset: none) stops the schedule after that date
     start_date=datetime(2000, 1, 1),
+    end_date=local_midnight(SETTINGS.schedule_end, SETTINGS.timezone) if SETTINGS.schedule_end else None,
     catchup=False,
     max_active_runs=1,
     default_args={**DEFAULT_ARGS, "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
@@ -153,22 +157,19 @@ def _interval(data_interval_start: datetime | None, data_interval_end: datetime 
     doc_md=__doc__,
 )
 def trebol_nightly() -> None:
-    # Airflow fills the keyword arguments named like context values (data_interval_start,
-    # data_interval_end, run_id) when the task runs.
+    # Airflow fills the keyword arguments named like context values (run_id) when the task runs.
     @task(**task_policy("prepare_warehouse"))
-    def prepare_warehouse(data_interval_start: datetime | None = None,
-                          data_interval_end: datetime | None = None) -> list[int]:
+    def prepare_warehouse() -> list[int]:
         from trebol.airflow import tasks
 
-        return tasks.prepare_warehouse(_interval(data_interval_start, data_interval_end))
+        return tasks.prepare_warehouse(_interval())
 
     # the Mailchimp opt-outs, written for extract_load to load like any dated export
     @task(**task_policy("pull_consent_feedback"))
-    def pull_consent_feedback(data_interval_start: datetime | None = None,
-                              data_interval_end: datetime | None = None) -> dict[str, int]:
+    def pull_consent_feedback() -> dict[str, int]:
         from trebol.airflow import tasks
 
-        return tasks.pull_consent_feedback(_interval(data_interval_start, data_interval_end))
+        return tasks.pull_consent_feedback(_interval())
 
     # after the consent pull, whatever its outcome: a campaign tool down does not stop the build
     # (its failure stops the push, below)
@@ -179,11 +180,10 @@ def trebol_nightly() -> None:
         return tasks.source_names()
 
     @task(map_index_template="{{ source_name }}", **task_policy("extract_load"))
-    def extract_load(source_name: str, data_interval_start: datetime | None = None,
-                     data_interval_end: datetime | None = None) -> dict[str, int]:
+    def extract_load(source_name: str) -> dict[str, int]:
         from trebol.airflow import tasks
 
-        return tasks.extract_load_source(source_name, _interval(data_interval_start, data_interval_end))
+        return tasks.extract_load_source(source_name, _interval())
 
     dbt_build = dbt_build_operator("dbt_build", SETTINGS, exclude=CLV_DEPENDENT_NODES,
                                    outlets=OUTLETS["dbt_build"], **task_policy("dbt_build"))
@@ -195,36 +195,30 @@ def trebol_nightly() -> None:
     # the checks are deterministic: a retry would find the same data, so a failure is final;
     # the raw checks read the quality models dbt_build makes, and run whatever its tests found
     @task(trigger_rule="all_done", **task_policy("check_raw_batches"))
-    def check_raw_batches(data_interval_start: datetime | None = None,
-                          data_interval_end: datetime | None = None,
-                          run_id: str | None = None) -> dict[str, int]:
+    def check_raw_batches(run_id: str | None = None) -> dict[str, int]:
         from trebol.airflow import tasks
 
-        return tasks.check_raw_batches(_interval(data_interval_start, data_interval_end), str(run_id))
+        return tasks.check_raw_batches(_interval(), str(run_id))
 
     @task(outlets=OUTLETS["stage_audiences"], **task_policy("stage_audiences"))
-    def stage_audiences(data_interval_start: datetime | None = None,
-                        data_interval_end: datetime | None = None) -> dict[str, int]:
+    def stage_audiences() -> dict[str, int]:
         from trebol.airflow import tasks
 
-        staged = tasks.stage_audiences(_interval(data_interval_start, data_interval_end))
+        staged = tasks.stage_audiences(_interval())
         record_events(get_current_context(), SETTINGS.timezone, audiences=staged)
         return staged
 
     @task(**task_policy("check_marts"))
-    def check_marts(data_interval_start: datetime | None = None,
-                    data_interval_end: datetime | None = None,
-                    run_id: str | None = None) -> dict[str, int]:
+    def check_marts(run_id: str | None = None) -> dict[str, int]:
         from trebol.airflow import tasks
 
-        return tasks.check_marts(_interval(data_interval_start, data_interval_end), str(run_id))
+        return tasks.check_marts(_interval(), str(run_id))
 
     @task(**task_policy("fit_clv"))
-    def fit_clv(data_interval_start: datetime | None = None,
-                data_interval_end: datetime | None = None) -> dict[str, object]:
+    def fit_clv() -> dict[str, object]:
         from trebol.airflow import tasks
 
-        return tasks.fit_clv(_interval(data_interval_start, data_interval_end))
+        return tasks.fit_clv(_interval())
 
     @task(**task_policy("list_syncs"))
     def list_syncs() -> list[str]:
@@ -234,33 +228,27 @@ def trebol_nightly() -> None:
 
     @task(map_index_template="{{ sync_name }}", outlets=OUTLETS["push_audiences"],
           **task_policy("push_audiences"))
-    def push_audiences(sync_name: str, data_interval_start: datetime | None = None,
-                       data_interval_end: datetime | None = None,
-                       run_id: str | None = None) -> dict[str, object]:
+    def push_audiences(sync_name: str, run_id: str | None = None) -> dict[str, object]:
         from trebol.airflow import tasks
 
-        report = tasks.push_sync(sync_name, _interval(data_interval_start, data_interval_end),
-                                 str(run_id))
+        report = tasks.push_sync(sync_name, _interval(), str(run_id))
         record_events(get_current_context(), SETTINGS.timezone, sync=sync_name)
         return report
 
     @task(trigger_rule="all_done", **task_policy("summarize"))
-    def summarize(data_interval_start: datetime | None = None,
-                  data_interval_end: datetime | None = None,
-                  run_id: str | None = None) -> dict[str, object]:
+    def summarize(run_id: str | None = None) -> dict[str, object]:
         from trebol.airflow import tasks
 
-        return tasks.summarize(_interval(data_interval_start, data_interval_end), str(run_id))
+        return tasks.summarize(_interval(), str(run_id))
 
     # after the summary, whatever failed: a run older than the newest date done (a backfill)
     # rebuilds the current marts as of the newest date; for the newest date it skips the rebuild
     @task.short_circuit(trigger_rule="all_done", ignore_downstream_trigger_rules=False,
                         **task_policy("find_newest_date"))
-    def find_newest_date(data_interval_start: datetime | None = None,
-                         data_interval_end: datetime | None = None) -> str | None:
+    def find_newest_date() -> str | None:
         from trebol.airflow import tasks
 
-        return tasks.find_newest_date(_interval(data_interval_start, data_interval_end))
+        return tasks.find_newest_date(_interval())
 
     rebuild_current_marts = dbt_build_operator(
         "rebuild_current_marts", SETTINGS,

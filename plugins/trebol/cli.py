@@ -65,11 +65,13 @@ def _run(settings: Settings, run_date: date, warehouse: Warehouse, sources: list
     time on the warehouse (``trebol.warehouse.run_lock``)."""
     from trebol import summary
     from trebol.activation.config import load_activation
+    from trebol.airflow.local_airflow import refuse_if_running
     from trebol.airflow.local_runner import run_dag
     from trebol.demo.endpoints import demo_endpoints
     from trebol.interval import local_midnight
     from trebol.warehouse.run_lock import exclusive_run
 
+    refuse_if_running(settings, f"trebol {command} --date {run_date}")
     logical_date = local_midnight(run_date, settings.timezone)
     report_dir = settings.report_dir(run_date)
     started = time.monotonic()
@@ -657,6 +659,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: your user name)")
     erase.set_defaults(handler=command_erase)
 
+    from trebol.airflow.commands import add_commands
+
+    add_commands(commands, _date)
+
     clv_parser = commands.add_parser("clv", help="customer lifetime value models",
                                      description="Customer lifetime value (BG/NBD and Gamma-Gamma).")
     clv_commands = clv_parser.add_subparsers(dest="clv_command", required=True, metavar="ACTION")
@@ -695,6 +701,12 @@ def main(argv: list[str] | None = None) -> int:
         from trebol.warehouse.run_lock import RunInProgress
 
         if isinstance(error, SimulatorRefused | RunDateOutOfRange | RunInProgress):
+            print(f"trebol: {error}", file=sys.stderr)
+            return 2
+        from trebol.airflow.backfill import BackfillError
+        from trebol.airflow.local_airflow import AirflowRunning, AirflowServiceError
+
+        if isinstance(error, BackfillError | AirflowServiceError | AirflowRunning):
             print(f"trebol: {error}", file=sys.stderr)
             return 2
         from trebol.airflow.local_runner import DagRunFailed

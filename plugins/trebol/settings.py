@@ -84,6 +84,19 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc("TREBOL_LOOKBACK_DAYS", "3", "late-arrival lookback added before each data interval"),
     SettingDoc("TREBOL_RETRY_DELAY_SECONDS", "120",
                "wait before Airflow retries a task that failed on a transient error"),
+    SettingDoc("TREBOL_SCHEDULE_END", "(unset: none)",
+               "last logical date (YYYY-MM-DD) the nightly schedule runs; later dates are "
+               "neither scheduled nor backfilled"),
+    # the project's Airflow services (`trebol airflow start`, README "Airflow")
+    SettingDoc("TREBOL_AIRFLOW_PORT", "18080",
+               "port of the Airflow UI and API on 127.0.0.1 (`trebol airflow start`)"),
+    SettingDoc("TREBOL_AIRFLOW_EXECUTOR", "local",
+               "executor of `trebol airflow start`: local (LocalExecutor) or celery "
+               "(CeleryExecutor, workers reading TREBOL_AIRFLOW_BROKER_URL)"),
+    SettingDoc("TREBOL_AIRFLOW_BROKER_URL", "redis://127.0.0.1:6379/0",
+               "the Celery broker (Redis) when TREBOL_AIRFLOW_EXECUTOR=celery"),
+    SettingDoc("TREBOL_AIRFLOW_WORKERS", "2",
+               "Celery workers `trebol airflow start` starts when TREBOL_AIRFLOW_EXECUTOR=celery"),
     SettingDoc("TREBOL_ALERT_DEADLINE", "07:00",
                "local time (HH:MM, TREBOL_TIMEZONE) by which a nightly run that started at midnight "
                "should have succeeded; past it, a late-run alert"),
@@ -97,7 +110,7 @@ SETTINGS: tuple[SettingDoc, ...] = (
 )
 
 # Settings whose value is a secret: `trebol settings` never shows it
-SECRET_SETTINGS = frozenset({"TREBOL_ERASURE_SALT"})
+SECRET_SETTINGS = frozenset({"TREBOL_ERASURE_SALT", "TREBOL_AIRFLOW_BROKER_URL"})
 # the shortest erasure salt accepted (characters)
 MIN_SALT_LENGTH = 16
 
@@ -141,6 +154,8 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "TREBOL_CLV_HORIZON_MONTHS": (1, 120),  # ten years of expected margin
     "TREBOL_CLV_MIN_REPEAT_CUSTOMERS": (1, 10_000_000),
     "TREBOL_WAREHOUSE_PORT": (1024, 65535),  # no privileged port: the server runs unprivileged
+    "TREBOL_AIRFLOW_PORT": (1024, 65535),
+    "TREBOL_AIRFLOW_WORKERS": (1, 64),
 }
 
 
@@ -184,6 +199,11 @@ class Settings:
     warehouse_port: int = 15432
     warehouse_eraser_dsn: str | None = field(default=None, repr=False)
     erasure_salt: str | None = field(default=None, repr=False)
+    schedule_end: date | None = None
+    airflow_port: int = 18080
+    airflow_executor: str = "local"
+    airflow_broker_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    airflow_workers: int = 2
 
     def config_file(self, name: str) -> Path:
         """A file of the configuration folder; a one-line ConfigError when it is missing."""
@@ -324,6 +344,29 @@ def _date(env: Mapping[str, str], name: str, default: str) -> date:
         raise _fail(name, f"{raw!r} is not a date", "use YYYY-MM-DD, e.g. 2026-06-30") from None
 
 
+def _optional_date(env: Mapping[str, str], name: str) -> date | None:
+    raw = env.get(name, "").strip()
+    return _date(env, name, raw) if raw else None
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise _fail(name, f"{_shown(raw)!r} is not one of {', '.join(choices)}",
+                    f"set it to {' or '.join(choices)}")
+    return raw
+
+
+def _broker_url(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Celery broker URL (Redis): its scheme is checked, never quoted (it may hold a password)."""
+    raw = env.get(name, "").strip() or default
+    scheme = urlsplit(raw).scheme
+    if scheme not in ("redis", "rediss"):
+        raise _fail(name, f"scheme {scheme or '(none)'!r} is not redis",
+                    "use redis://host:6379/0 (rediss:// for TLS)")
+    return raw
+
+
 def _clock_time(env: Mapping[str, str], name: str, default: str) -> time:
     """A local time of day, HH:MM, after midnight (the nightly run starts at midnight)."""
     raw = env.get(name, "").strip() or default
@@ -436,4 +479,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         **{name.removeprefix("TREBOL_").lower(): _role_dsn(env, name)
            for name in ROLE_DSN_SETTINGS.values()},
         erasure_salt=_salt(env, "TREBOL_ERASURE_SALT"),
+        schedule_end=_optional_date(env, "TREBOL_SCHEDULE_END"),
+        airflow_port=_int(env, "TREBOL_AIRFLOW_PORT", 18080),
+        airflow_executor=_choice(env, "TREBOL_AIRFLOW_EXECUTOR", "local", ("local", "celery")),
+        airflow_broker_url=_broker_url(env, "TREBOL_AIRFLOW_BROKER_URL", "redis://127.0.0.1:6379/0"),
+        airflow_workers=_int(env, "TREBOL_AIRFLOW_WORKERS", 2),
     )

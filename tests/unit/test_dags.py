@@ -9,15 +9,17 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from trebol.airflow import alerts, assets, policy, tasks
 from trebol.airflow.connections import ROLE_OF_TASK, TASKS_WITHOUT_WAREHOUSE, task_conn_id
-from trebol.interval import Interval
+from trebol.interval import Interval, nightly_interval
+from trebol.interval import local_midnight as _local_midnight
 
 from ..helpers import PROJECT_DIR
 
@@ -201,12 +203,32 @@ def test_clv_dependent_models_are_built_after_the_fit(dag_bag: DagBag) -> None:
 
 
 def test_schedule_is_daily_in_the_business_timezone(dag_bag: DagBag) -> None:
+    """The scheduled run of D starts at D's local midnight and its logical date is D (no
+    interval of the timetable's own), so ``trebol run --date D`` (logical date D's local
+    midnight), the schedule and ``airflow backfill create --from-date D`` name the same run; its
+    data interval is the day before, 23 hours on the night clocks go forward."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
     dag = dag_bag.dags["trebol_nightly"]
     assert dag.timetable.expression == "0 0 * * *"
     assert str(dag.timetable.timezone) == "Europe/Madrid"
-    assert dag.timetable.interval.days == 1
     assert dag.max_active_runs == 1
     assert dag.catchup is False
+    madrid = ZoneInfo("Europe/Madrid")
+    timetable = coerce_to_core_timetable(dag.timetable)
+    for day in (date(2026, 6, 30), date(2026, 3, 30)):
+        previous = _local_midnight(day - timedelta(days=1), "Europe/Madrid")
+        run = timetable.next_dagrun_info(
+            last_automated_data_interval=DataInterval(previous, previous),
+            restriction=TimeRestriction(earliest=None, latest=None, catchup=True))
+        assert run is not None
+        assert run.logical_date == run.run_after == _local_midnight(day, "Europe/Madrid")
+        interval = nightly_interval(run.logical_date, "Europe/Madrid")
+        assert interval.as_of_date("Europe/Madrid") == day
+        assert interval.start.astimezone(madrid) == datetime(day.year, day.month, day.day - 1,
+                                                             tzinfo=madrid)
+    assert interval.end.astimezone(UTC) - interval.start.astimezone(UTC) == timedelta(hours=23)
 
 
 def test_no_secret_is_templated_into_the_dbt_tasks(dag_bag: DagBag) -> None:
@@ -253,7 +275,7 @@ def test_each_task_reaches_the_warehouse_as_its_role(dag_bag: DagBag,
         raise _Opened(task_id)
 
     monkeypatch.setattr(tasks, "task_connection", record)
-    interval = Interval(datetime(2026, 6, 29, 22, tzinfo=UTC), datetime(2026, 6, 30, 22, tzinfo=UTC))
+    interval = Interval(datetime(2026, 6, 28, 22, tzinfo=UTC), datetime(2026, 6, 29, 22, tzinfo=UTC))
     calls: dict[str, Callable[[], object]] = {
         "prepare_warehouse": lambda: tasks.prepare_warehouse(interval),
         "extract_load": lambda: tasks.extract_load_source(tasks.source_names()[0], interval),

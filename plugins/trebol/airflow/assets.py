@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.sdk import Asset
 
+from trebol.airflow.run_context import run_interval
 from trebol.interval import Interval
 from trebol.settings import Settings
 
@@ -47,9 +48,10 @@ def record_events(context: Any, timezone: str, as_of_at: datetime | None = None,
     """Put :func:`event_extra` on the events of the running task's outlets (written by Airflow
     when the task succeeds); ``as_of_at``: the moment the task built the data as of, when it is
     not the run's interval end (rebuild_current_marts, after a backfill: the newest date's)."""
-    start: datetime = context["data_interval_start"]
-    end: datetime = as_of_at or context["data_interval_end"]
-    extra = event_extra(Interval(start, end), timezone, **more)
+    interval = run_interval(context, timezone)
+    if as_of_at is not None:
+        interval = Interval(interval.start, as_of_at)
+    extra = event_extra(interval, timezone, **more)
     for outlet in context["task"].outlets:
         if isinstance(outlet, Asset):
             context["outlet_events"][outlet].extra = extra

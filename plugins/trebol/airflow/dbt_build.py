@@ -1,4 +1,4 @@
-"""The Cosmos operator that runs ``dbt build`` of the project as of the run's data interval end.
+"""The Cosmos operator that runs ``dbt build`` of the project as of the run's as-of moment.
 
 Credentials reach dbt at run time from the transformer role's Airflow connection
 (``trebol_warehouse_transformer``), as the environment that ``dbt_project/profiles.yml`` reads:
@@ -19,7 +19,7 @@ from cosmos.operators.local import DbtBuildLocalOperator
 
 from trebol.airflow.assets import record_events
 from trebol.airflow.connections import task_conn_id, warehouse_parts
-from trebol.interval import Interval
+from trebol.airflow.run_context import run_interval
 from trebol.settings import Settings, load_settings
 from trebol.warehouse.address import dbt_env, role_conn_id
 
@@ -32,7 +32,7 @@ def keep_dbt_artifacts(project_dir: str, context: Any, **_: Any) -> None:
     """Cosmos callback (Cosmos hands it the task context): copy dbt's run_results.json out of
     Cosmos's temporary project copy into the run's report folder."""
     settings = load_settings()
-    interval = Interval(context["data_interval_start"], context["data_interval_end"])
+    interval = run_interval(context, settings.timezone)
     target = settings.report_dir(interval.as_of_date(settings.timezone))
     source = Path(project_dir) / "target" / "run_results.json"
     if source.exists():
@@ -50,11 +50,13 @@ class WarehouseDbtBuildOperator(DbtBuildLocalOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Any, **kwargs: Any) -> Any:
-        self.env = {**(self.env or {}), **dbt_env(warehouse_parts(self.conn_id))}
-        as_of_at = self.env.get("TREBOL_AS_OF_AT")  # rendered: the data interval end, or a newer one
+        timezone = load_settings().timezone
+        # rendered when given (a newer date's, after a backfill), else the run's interval end
+        as_of_at = (self.env or {}).get("TREBOL_AS_OF_AT") or run_interval(context, timezone).end.isoformat()
+        self.env = {**(self.env or {}), **dbt_env(warehouse_parts(self.conn_id)),
+                    "TREBOL_AS_OF_AT": as_of_at}
         result = super().execute(context, **kwargs)
-        record_events(context, load_settings().timezone,
-                      as_of_at=datetime.fromisoformat(as_of_at) if as_of_at else None)
+        record_events(context, timezone, as_of_at=datetime.fromisoformat(as_of_at))
         return result
 
 
@@ -65,10 +67,10 @@ def dbt_profile(settings: Settings) -> ProfileConfig:
 
 
 def dbt_build_operator(task_id: str, settings: Settings,
-                       as_of_at: str = "{{ data_interval_end.isoformat() }}",
+                       as_of_at: str = "",
                        **kwargs: Any) -> WarehouseDbtBuildOperator:
     """A ``dbt build`` task of the project as of the run's data interval end, or of ``as_of_at``
-    (a template rendering an ISO timestamp) (``kwargs``: the selection, e.g. ``select`` or
+    when given (a template rendering an ISO timestamp) (``kwargs``: the selection, e.g. ``select`` or
     ``exclude``, and other operator arguments). Models, seeds and data tests: the unit tests
     check the SQL on fixed inputs, so they run in development and CI (``make test``), not every
     night, as dbt Labs recommends for production builds."""

@@ -91,11 +91,12 @@ def _query(db_path: Path, query: str, parameters: tuple[object, ...]) -> list[tu
 
 def _task_states(db_path: Path, dag_id: str, since: datetime,
                  map_labels: Mapping[str, list[str]]) -> dict[str, str]:
-    """Task states of the runs of ``dag_id`` created since ``since`` (dag.test names a run
-    ``manual__<creation time in UTC>``)."""
+    """Task states of the runs of ``dag_id`` started since ``since`` (a new run, or an earlier one
+    run again: ``_rerun_or_create_dagrun``)."""
     rows = _query(db_path, """
-        select task_id, map_index, rendered_map_index, state from task_instance
-        where dag_id = ? and run_id >= ?""", (dag_id, f"manual__{since.isoformat()}"))
+        select ti.task_id, ti.map_index, ti.rendered_map_index, ti.state
+        from task_instance ti join dag_run run on run.dag_id = ti.dag_id and run.run_id = ti.run_id
+        where run.dag_id = ? and run.start_date >= ?""", (dag_id, f"{since:%Y-%m-%d %H:%M:%S}"))
     # a mapped task is named by its map_labels entry (known before it runs: the sources), else by
     # the name its map_index_template rendered, else by its index
     def name(task: str, index: int, rendered: str | None) -> str:
@@ -167,13 +168,49 @@ def run_dag(settings: Settings, dsn: str, pos_dsn: str, role_dsns: Mapping[str, 
                            f"({', '.join(failed) or 'see log'}); log: {log_file}")
 
 
+def _rerun_or_create_dagrun(*, dag: Any, run_id: str, logical_date: datetime | None,
+                            data_interval: Any, run_after: datetime, conf: dict | None,
+                            triggered_by: Any, triggering_user_name: str | None,
+                            start_date: datetime, session: Any) -> DagRun:
+    """Replaces ``airflow.models.dagrun.get_or_create_dagrun``, the helper of ``dag.test()``
+    (Airflow 3.3.2), which deletes an earlier run of the logical date (its record and task
+    history gone from the UI) and starts the new one at the logical date (a run of a past date
+    then lasts months in the UI). Here the earlier run is re-run as the UI's "Clear" does (its
+    task instances were cleared by ``dag.test()`` just before; their tries stay in the history)
+    and every run starts now."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+    from sqlalchemy import select
+
+    now = datetime.now(UTC)
+    earlier = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id,
+                                                  DagRun.logical_date == logical_date))
+    if earlier is None:
+        return dag.create_dagrun(run_id=run_id, logical_date=logical_date, data_interval=data_interval,
+                                 run_after=run_after, conf=conf, run_type=DagRunType.MANUAL,
+                                 state=DagRunState.RUNNING, triggered_by=triggered_by,
+                                 triggering_user_name=triggering_user_name, start_date=now,
+                                 session=session)
+    earlier.state = DagRunState.RUNNING
+    earlier.start_date, earlier.end_date, earlier.queued_at = now, None, now
+    earlier.conf = conf or {}
+    earlier.clear_number += 1
+    session.commit()
+    return earlier
+
+
 def test_run(dag: DAG, logical_date: datetime, run_conf: dict[str, Any] | None = None) -> DagRun:
     """``dag.test()`` of one logical date (with ``run_conf``, a triggered DAG's params), in this
-    process. Without the DAG's Deadline Alerts: no scheduler watches them here, and Airflow
-    3.3.2's ``dag.test()`` fails the run of a DAG that has one when it succeeds (it looks the
-    alert up by its serialized form, not its id)."""
+    process, re-running an earlier run of the date rather than deleting it
+    (``_rerun_or_create_dagrun``). Without the DAG's Deadline Alerts: no scheduler watches them
+    here, and Airflow 3.3.2's ``dag.test()`` fails the run of a DAG that has one when it
+    succeeds (it looks the alert up by its serialized form, not its id)."""
+    from unittest.mock import patch
+
     dag.deadline = None
-    return dag.test(logical_date=logical_date, run_conf=run_conf)
+    with patch("airflow.models.dagrun.get_or_create_dagrun", _rerun_or_create_dagrun):
+        return dag.test(logical_date=logical_date, run_conf=run_conf)
 
 
 def _child(dag_id: str, logical_date: str) -> int:
