@@ -61,7 +61,7 @@ def command_airflow(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "start":
         _start(settings)
         _print_access(settings)
-        print(f"executor: {local_airflow.EXECUTORS[settings.airflow_executor]}; metadata database "
+        print(f"executor: {local_airflow.EXECUTORS[settings.airflow_executor].rsplit('.', 1)[-1]}; metadata database "
               f"{local_airflow.METADATA_DATABASE} on the warehouse server; service logs in "
               f"{local_airflow.log_dir(settings)}; `trebol airflow stop` stops it")
         return 0

@@ -42,7 +42,8 @@ from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts
 METADATA_DATABASE = "trebol_airflow"
 ADMIN_USER = "admin"
 CORE_SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
-EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+EXECUTORS = {"local": "LocalExecutor",
+             "celery": "airflow.providers.celery.executors.celery_executor.CeleryExecutor"}
 # where the demo's webhook receiver listens, beside the UI's port
 DEMO_WEBHOOK_PORT_OFFSET = 3
 # the variable the receiver reads its signing secret from (its own process only: Airflow's
