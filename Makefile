@@ -65,6 +65,7 @@ bench: $(INSTALLED)
 	$(BIN)/python -m tests.bench.value_marts
 	$(BIN)/python -m tests.bench.clv_fit
 	$(BIN)/python -m tests.bench.activation_sync
+	$(BIN)/python -m tests.bench.orchestration
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \

@@ -3,7 +3,11 @@
 
 The nightly batch for one data interval (the day before the logical date, in the business
 timezone `TREBOL_TIMEZONE`); every step computes "as of" the interval end, so re-running or
-backfilling a date reproduces that date.
+backfilling a date reproduces that date. Scheduled at each local midnight: the run of logical
+date D starts at D's midnight and loads the day before (the timetable has no interval of its
+own; `trebol.interval.nightly_interval`), so D is the same date for `trebol run --date D`, the
+schedule and `airflow backfill create --from-date D`. One run at a time (`max_active_runs=1`);
+`TREBOL_SCHEDULE_END` (unset: none) is the last date scheduled or backfilled.
 
 1. **prepare_warehouse** (as the admin): fails the run at once, naming the range the exports
    hold, when no daily export holds the run's day (a date typed wrong, or before the first

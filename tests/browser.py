@@ -1,5 +1,6 @@
 """Headless Chromium for the tests, driven by Playwright: a screenshot or the rendered DOM of a
-local page with the network cut off (used to check that the Data Docs open offline).
+local page with the network cut off (used to check that the Data Docs open offline), and
+screenshots of the project's Airflow UI on 127.0.0.1 (nothing else reachable).
 
 The browser is the Chromium build shipped inside the npm package ``@sparticuz/chromium``
 (``tests/chromium``), which ``make install`` unpacks into ``.venv/chromium``: it comes from the
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,18 +49,19 @@ def _local_only(route: Route) -> None:
 
 
 @contextmanager
-def _page(width: int, height: int, timeout: float) -> Iterator[Page]:
+def _page(width: int, height: int, timeout: float, *, flags: list[str] = _FLAGS,
+          route: Callable[[Route], None] = _local_only) -> Iterator[Page]:
     binary = chromium_binary()
     with tempfile.TemporaryDirectory(prefix="trebol-chromium-") as home, sync_playwright() as pw:
         env = {"HOME": home, "PATH": os.environ.get("PATH", ""),
                # the fonts shipped beside the bundled binary: screenshots look the same everywhere
                "FONTCONFIG_PATH": str(binary.parent / "fonts")}
-        browser = pw.chromium.launch(executable_path=str(binary), args=_FLAGS, env=env,
+        browser = pw.chromium.launch(executable_path=str(binary), args=flags, env=env,
                                      timeout=timeout * 1000)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(timeout * 1000)
-            page.route("**/*", _local_only)
+            page.route("**/*", route)
             yield page
         finally:
             browser.close()
@@ -91,3 +93,38 @@ def rendered_dom(page_file: Path, *, timeout: float = 60) -> str:
     with _page(1280, 1000, timeout) as page:
         _open(page, page_file)
         return page.content()
+
+
+# the Airflow UI's pages: 127.0.0.1 resolves and is reached directly; every other host still fails
+_LOOPBACK_FLAGS = [("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+                    if flag.startswith("--host-resolver-rules") else flag)
+                   for flag in _FLAGS if not flag.startswith("--proxy")]
+
+
+def airflow_ui_screenshots(base_url: str, token: str, dag_id: str, out_dir: Path, *,
+                           width: int = 2400, height: int = 1000, timeout: float = 60) -> list[Path]:
+    """PNGs of the Airflow UI at ``base_url`` (logged in with ``token``, an access token of
+    ``/auth/token``, as the UI's own ``_token`` cookie): the DAG's graph, its runs and its
+    backfills, into ``out_dir``; only ``base_url`` is reachable."""
+    def same_origin(route: Route) -> None:
+        if route.request.url.startswith((base_url, "data:", "blob:", "about:")):
+            route.continue_()
+        else:
+            route.abort("internetdisconnected")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shots = []
+    with _page(width, height, timeout, flags=_LOOPBACK_FLAGS, route=same_origin) as page:
+        page.context.add_cookies([{"name": "_token", "value": token, "url": base_url}])
+        page.goto(f"{base_url}/dags/{dag_id}", wait_until="networkidle")
+        page.get_by_label("Show Graph (Press g)").click()
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(2000)  # the graph's layout is drawn after the data arrived
+        for name, path in (("graph", None), ("runs", "runs"), ("backfills", "backfills")):
+            if path:
+                page.goto(f"{base_url}/dags/{dag_id}/{path}", wait_until="networkidle")
+                page.wait_for_timeout(1000)
+            png = out_dir / f"airflow_{name}.png"
+            page.screenshot(path=str(png))
+            shots.append(png)
+    return shots

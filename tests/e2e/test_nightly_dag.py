@@ -267,7 +267,8 @@ def test_every_task_ran_in_airflow(runs: dict[str, dict], test_warehouse: Sessio
     with sqlite3.connect(db) as conn:
         states = conn.execute("""
             select task_id, state from task_instance
-            where run_id = (select max(run_id) from dag_run where dag_id = 'trebol_nightly')
+            where run_id = (select run_id from dag_run where dag_id = 'trebol_nightly'
+                            order by start_date desc limit 1)
         """).fetchall()
     tasks = {task for task, _ in states}
     assert {"prepare_warehouse", "extract_load", "check_raw_batches", "dbt_build", "fit_clv",
@@ -469,7 +470,8 @@ def test_a_load_cut_off_by_the_server_is_retried_by_airflow_and_the_run_ends_cle
     db = test_warehouse.settings.airflow_home / "airflow.db"
     with sqlite3.connect(db) as conn:
         tries = conn.execute("""select try_number, state from task_instance
-            where run_id = (select max(run_id) from dag_run where dag_id = 'trebol_nightly')
+            where run_id = (select run_id from dag_run where dag_id = 'trebol_nightly'
+                            order by start_date desc limit 1)
             and task_id = 'extract_load' and rendered_map_index = 'pos_tickets'""").fetchone()
     assert runs["struck"].get("terminated") is True
     assert tries == (2, "success")

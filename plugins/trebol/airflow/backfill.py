@@ -72,6 +72,11 @@ class AirflowApi:
         reply = self._request("POST", "/auth/token", {"username": username, "password": password})
         return str(reply["access_token"])
 
+    @property
+    def token(self) -> str:
+        """The access token of the login (the UI takes it as its ``_token`` cookie)."""
+        return self._token
+
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         return self._request(method, path, body, self._token)
 

@@ -33,7 +33,7 @@ def _environment(settings: Settings) -> tuple[dict[str, str], str]:
                          demo_webhook), warehouse.dsn)
 
 
-def _start(settings: Settings) -> dict[str, str]:
+def _start(settings: Settings) -> tuple[dict[str, str], str]:
     """Start whatever of the project's Airflow is not running; its environment."""
     from trebol.activation.config import load_activation
     from trebol.airflow.local_airflow import start, uses_demo_webhook
@@ -44,7 +44,7 @@ def _start(settings: Settings) -> dict[str, str]:
     with exclusive_run(dsn, "trebol airflow start"):
         pass
     start(settings, env, uses_demo_webhook(load_activation().destinations), dsn, _progress)
-    return env
+    return env, dsn
 
 
 def _print_access(settings: Settings) -> None:
@@ -59,11 +59,12 @@ def command_airflow(settings: Settings, args: argparse.Namespace) -> int:
     from trebol.airflow import local_airflow
 
     if args.action == "start":
-        _start(settings)
+        _, dsn = _start(settings)
         _print_access(settings)
-        print(f"executor: {local_airflow.EXECUTORS[settings.airflow_executor].rsplit('.', 1)[-1]}; metadata database "
-              f"{local_airflow.METADATA_DATABASE} on the warehouse server; service logs in "
-              f"{local_airflow.log_dir(settings)}; `trebol airflow stop` stops it")
+        executor = local_airflow.EXECUTORS[settings.airflow_executor]
+        print(f"executor: {executor}; metadata database {local_airflow.metadata_database(dsn)} on the "
+              f"warehouse server; service logs in {local_airflow.log_dir(settings)}; "
+              "`trebol airflow stop` stops it")
         return 0
     if args.action == "stop":
         stopped = local_airflow.stop(settings, _progress)

@@ -5,10 +5,11 @@ pid in ``<TREBOL_HOME>/airflow/run/<service>.pid``, its output in
 ``<TREBOL_HOME>/airflow/logs/services/<service>.log``): the api-server (UI and REST API on
 ``127.0.0.1:TREBOL_AIRFLOW_PORT``), the scheduler, the dag-processor and the triggerer, plus two
 Celery workers (``TREBOL_AIRFLOW_WORKERS``) when ``TREBOL_AIRFLOW_EXECUTOR=celery``, and the demo's
-webhook receiver when a destination uses it. The metadata database is ``trebol_airflow`` on the
-warehouse's server (PostgreSQL: the scheduler and the executors write it at once, which SQLite
-cannot take), migrated at each start. The one-shot path (``trebol run``, ``dag.test()``) keeps its
-SQLite database (``local_runner``): both share the warehouse, not their run records.
+webhook receiver when a destination uses it. The metadata database is ``trebol_airflow`` (the
+warehouse database's name and ``_airflow``) on the warehouse's server (PostgreSQL: the scheduler
+and the executors write it at once, which SQLite cannot take), migrated at each start. The
+one-shot path (``trebol run``, ``dag.test()``) keeps its SQLite database (``local_runner``): both
+share the warehouse, not their run records.
 
 The environment every service gets (``services_env``) is the one-shot path's (the project's dags
 folder, no example DAGs, the warehouse connections) plus the executor, the UI's port, the
@@ -39,11 +40,12 @@ from trebol.demo.endpoints import DEMO_WEBHOOK_CONN_ID, receiver_dir
 from trebol.settings import Settings
 from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts
 
-METADATA_DATABASE = "trebol_airflow"
+# the metadata database: the warehouse database's name and this suffix (trebol_airflow for the
+# embedded warehouse's trebol), so that two warehouses on one server never share their runs
+METADATA_SUFFIX = "_airflow"
 ADMIN_USER = "admin"
 CORE_SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
-EXECUTORS = {"local": "LocalExecutor",
-             "celery": "airflow.providers.celery.executors.celery_executor.CeleryExecutor"}
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 # where the demo's webhook receiver listens, beside the UI's port
 DEMO_WEBHOOK_PORT_OFFSET = 3
 # the variable the receiver reads its signing secret from (its own process only: Airflow's
@@ -83,12 +85,21 @@ def ui_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.airflow_port}"
 
 
-def metadata_url(admin_dsn: str) -> str:
-    """SQLAlchemy URL of the metadata database on the warehouse's server (psycopg2, the driver
-    Airflow is tested with)."""
+def metadata_database(admin_dsn: str) -> str:
+    """The metadata database's name: the warehouse database's, with ``METADATA_SUFFIX``."""
+    return dsn_parts(admin_dsn).dbname + METADATA_SUFFIX
+
+
+def metadata_dsn(admin_dsn: str) -> str:
+    """The metadata database's DSN, as the admin."""
     parts = dsn_parts(admin_dsn)
-    dsn = build_dsn(DsnParts(parts.host, parts.port, parts.user, parts.password, METADATA_DATABASE))
-    return dsn.replace("postgresql://", "postgresql+psycopg2://", 1)
+    return build_dsn(DsnParts(parts.host, parts.port, parts.user, parts.password,
+                              metadata_database(admin_dsn)))
+
+
+def metadata_url(admin_dsn: str) -> str:
+    """SQLAlchemy URL of the metadata database (psycopg2, the driver Airflow is tested with)."""
+    return metadata_dsn(admin_dsn).replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
 def _secret(settings: Settings, name: str) -> str:
@@ -203,15 +214,15 @@ def refuse_if_running(settings: Settings, command: str) -> None:
 
 
 def ensure_metadata_database(admin_dsn: str) -> None:
-    """Create ``trebol_airflow`` on the warehouse's server unless it exists."""
+    """Create the metadata database on the warehouse's server unless it exists."""
     import psycopg
     from psycopg import sql
 
+    name = metadata_database(admin_dsn)
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        exists = conn.execute("select 1 from pg_database where datname = %s",
-                              (METADATA_DATABASE,)).fetchone()
+        exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
         if not exists:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(METADATA_DATABASE)))
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
 
 
 def _last_line(path: Path) -> str:
@@ -256,7 +267,7 @@ def start(settings: Settings, env: Mapping[str, str], demo_webhook: bool, admin_
     run_dir(settings).mkdir(parents=True, exist_ok=True)
     log_dir(settings).mkdir(parents=True, exist_ok=True)
     ensure_metadata_database(admin_dsn)
-    progress(f"airflow: migrating the metadata database {METADATA_DATABASE}")
+    progress(f"airflow: migrating the metadata database {metadata_database(admin_dsn)}")
     migrate_log = log_dir(settings) / "db-migrate.log"
     with migrate_log.open("w") as log:
         migrated = subprocess.run([_airflow_binary(), "db", "migrate"], env=dict(env), stdout=log,
