@@ -76,6 +76,9 @@ def syncs(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
 # (clv_model_runs also records fit times, data_quality_results the Airflow run ids)
 HISTORY_TABLES = ("segment_history", "segment_migration", "customer_clv", "clv_model_runs",
                   "data_quality_results")
+# registers, current by nature (README, "Time"): which keys were issued, to which source records,
+# when a customer was last seen by a run; out of the checksum of the marts as of a date
+REGISTER_TABLES = ("customer_keys", "customer_source_keys")
 ALL_ROWS = sql.SQL("true")
 
 
@@ -85,15 +88,20 @@ def _table_digest(conn: psycopg.Connection, table: str, where: sql.Composable = 
     return conn.execute(query).fetchone()[0]
 
 
-def marts_checksum(conn: psycopg.Connection) -> str:
-    """One md5 over the sorted rows of every table in ``marts`` but the history tables: equal
-    checksums, equal marts as of the run's date."""
+def marts_digests(conn: psycopg.Connection) -> dict[str, str]:
+    """The md5 of the sorted rows of each table in ``marts`` as of the run's date: all but the
+    history tables and the registers."""
     tables = [row[0] for row in conn.execute("""
         select table_name from information_schema.tables
         where table_schema = 'marts' and table_type = 'BASE TABLE' order by table_name""")
-        if row[0] not in HISTORY_TABLES]
-    digests = [f"{table}:{_table_digest(conn, table)}" for table in tables]
-    return hashlib.md5("|".join(digests).encode()).hexdigest()
+        if row[0] not in HISTORY_TABLES + REGISTER_TABLES]
+    return {table: _table_digest(conn, table) for table in tables}
+
+
+def marts_checksum(conn: psycopg.Connection, digests: dict[str, str] | None = None) -> str:
+    """One md5 over :func:`marts_digests`: equal checksums, equal marts as of the run's date."""
+    digests = marts_digests(conn) if digests is None else digests
+    return hashlib.md5("|".join(f"{table}:{md5}" for table, md5 in digests.items()).encode()).hexdigest()
 
 
 def history_checksum(conn: psycopg.Connection, as_of_date: date) -> str:
@@ -130,6 +138,7 @@ def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
     """Collect the summary of the run ``run_id`` for ``as_of_date`` and write it as summary.json."""
     checks = results.run_outcome(conn, run_id)
     synced = syncs(conn, run_id)
+    digests = marts_digests(conn)
     summary = {
         "as_of_date": as_of_date.isoformat(),
         "rows_per_layer": rows_per_layer(conn),
@@ -138,7 +147,9 @@ def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
         "checks": checks,
         "activation": activation_outcome(checks, synced),
         "syncs": synced,
-        "marts_checksum": marts_checksum(conn),
+        "marts_checksum": marts_checksum(conn, digests),
+        # which table changed, when the checksum did
+        "marts_digests": digests,
         "history_checksum": history_checksum(conn, as_of_date),
         "predicted_value": predicted_value(conn, as_of_date),
         "reports": {"folder": str(report_dir),

@@ -85,14 +85,28 @@ def _iso(day: date, timezone: str) -> str:
     return local_midnight(day, timezone).isoformat()
 
 
+def _backfill_body(dag_id: str, first: date, last: date, timezone: str,
+                   reprocess_behavior: str) -> dict[str, Any]:
+    return {"dag_id": dag_id, "from_date": _iso(first, timezone), "to_date": _iso(last, timezone),
+            "run_backwards": False, "dag_run_conf": {}, "reprocess_behavior": reprocess_behavior,
+            "max_active_runs": 1}
+
+
+def planned_dates(api: AirflowApi, dag_id: str, first: date, last: date, timezone: str,
+                  reprocess_behavior: str) -> list[date]:
+    """The dates the backfill would run (the API's dry run: the schedule's dates in the range,
+    less those the reprocess behaviour leaves)."""
+    plan = api.call("POST", "/api/v2/backfills/dry_run",
+                    _backfill_body(dag_id, first, last, timezone, reprocess_behavior))
+    return sorted(_local_day(run["logical_date"], timezone) for run in plan["backfills"])
+
+
 def create_backfill(api: AirflowApi, dag_id: str, first: date, last: date, timezone: str,
                     reprocess_behavior: str) -> dict[str, Any]:
     """Submit the backfill of logical dates ``first``..``last`` (each date's local midnight,
     like the schedule's), one run at a time; the backfill as the API returns it."""
-    return api.call("POST", "/api/v2/backfills", {
-        "dag_id": dag_id, "from_date": _iso(first, timezone), "to_date": _iso(last, timezone),
-        "run_backwards": False, "dag_run_conf": {}, "reprocess_behavior": reprocess_behavior,
-        "max_active_runs": 1})
+    return api.call("POST", "/api/v2/backfills",
+                    _backfill_body(dag_id, first, last, timezone, reprocess_behavior))
 
 
 def _runs(api: AirflowApi, dag_id: str, first: date, last: date, timezone: str) -> list[dict[str, Any]]:
@@ -120,21 +134,35 @@ def _local_day(logical_date: str, timezone: str) -> date:
     return datetime.fromisoformat(logical_date).astimezone(ZoneInfo(timezone)).date()
 
 
-def watch_backfill(api: AirflowApi, backfill_id: int, dag_id: str, first: date, last: date,
+def _as_of_backfill(run: dict[str, Any], created: datetime) -> dict[str, Any]:
+    """A run as the backfill sees it: an earlier run of the date that it re-runs still shows
+    its old end until the scheduler clears it, so a run that ended before the backfill was
+    created is still to run (``queued``)."""
+    ended = run.get("end_date")
+    if run["state"] in FINISHED and (ended is None or datetime.fromisoformat(ended) < created):
+        return {**run, "state": "queued"}
+    return run
+
+
+def watch_backfill(api: AirflowApi, backfill_id: int, dag_id: str, planned: list[date],
                    timezone: str, progress: Callable[[str], None],
                    poll_seconds: float = 5) -> list[DayOutcome]:
-    """Report each date's run state as it changes until the backfill completes; each date's
-    outcome, oldest first."""
+    """Report the state of each planned date's run as it changes until every one has finished
+    (or the scheduler marks the backfill complete); each date's outcome, oldest first."""
     seen: dict[date, str] = {}
     while True:
         backfill = api.call("GET", f"/api/v2/backfills/{backfill_id}")
-        runs = {_local_day(run["logical_date"], timezone): run
-                for run in _runs(api, dag_id, first, last, timezone)}
+        created = datetime.fromisoformat(backfill["created_at"])
+        runs = {_local_day(run["logical_date"], timezone): _as_of_backfill(run, created)
+                for run in _runs(api, dag_id, planned[0], planned[-1], timezone)
+                if _local_day(run["logical_date"], timezone) in planned} if planned else {}
         for day, run in sorted(runs.items()):
             if seen.get(day) != run["state"]:
                 seen[day] = run["state"]
                 progress(f"  {day}: {run['state']}")
-        if backfill.get("completed_at") and all(r["state"] in FINISHED for r in runs.values()):
+        finished = all(run["state"] in FINISHED for run in runs.values())
+        # the scheduler marks the backfill complete a while after its last run ended
+        if backfill.get("completed_at") or (finished and len(runs) == len(planned)):
             break
         time.sleep(poll_seconds)
     outcomes = []

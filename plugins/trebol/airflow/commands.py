@@ -100,7 +100,7 @@ def _wait_for_dag(api: Any, dag_id: str, timeout: float = 180) -> None:
 
 def command_backfill(settings: Settings, args: argparse.Namespace) -> int:
     """trebol backfill --from D1 --to D2: Airflow's backfill of the nightly DAG, watched."""
-    from trebol.airflow.backfill import AirflowApi, create_backfill, watch_backfill
+    from trebol.airflow.backfill import AirflowApi, create_backfill, planned_dates, watch_backfill
     from trebol.airflow.local_airflow import ADMIN_USER, admin_password, ui_url
     from trebol.cli import _check_config
     from trebol.extract.run_dates import check_run_date
@@ -116,10 +116,16 @@ def command_backfill(settings: Settings, args: argparse.Namespace) -> int:
     _start(settings)
     api = AirflowApi(ui_url(settings), ADMIN_USER, admin_password(settings) or "")
     _wait_for_dag(api, DAG_ID)
+    planned = planned_dates(api, DAG_ID, first, last, settings.timezone, args.reprocess_behavior)
+    if not planned:
+        _progress(f"backfill of {DAG_ID}: nothing to run from {first} to {last} with "
+                  f"--reprocess-behavior {args.reprocess_behavior} (every date has a run)")
+        return 0
     backfill = create_backfill(api, DAG_ID, first, last, settings.timezone, args.reprocess_behavior)
-    _progress(f"backfill {backfill['id']} of {DAG_ID}: {first} to {last} (reprocess "
-              f"{args.reprocess_behavior}), one run at a time; UI: {ui_url(settings)}/dags/{DAG_ID}")
-    outcomes = watch_backfill(api, backfill["id"], DAG_ID, first, last, settings.timezone, _progress)
+    _progress(f"backfill {backfill['id']} of {DAG_ID}: {len(planned)} date(s) from {planned[0]} to "
+              f"{planned[-1]} (reprocess {args.reprocess_behavior}), one run at a time; "
+              f"UI: {ui_url(settings)}/dags/{DAG_ID}")
+    outcomes = watch_backfill(api, backfill["id"], DAG_ID, planned, settings.timezone, _progress)
     failed = [outcome for outcome in outcomes if outcome.state != "success"]
     done = len(outcomes) - len(failed)
     if failed:

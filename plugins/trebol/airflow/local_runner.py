@@ -192,6 +192,7 @@ def _rerun_or_create_dagrun(*, dag: Any, run_id: str, logical_date: datetime | N
                                  state=DagRunState.RUNNING, triggered_by=triggered_by,
                                  triggering_user_name=triggering_user_name, start_date=now,
                                  session=session)
+    earlier.dag = dag  # what create_dagrun sets on a new run, for dag.test()'s loop
     earlier.state = DagRunState.RUNNING
     earlier.start_date, earlier.end_date, earlier.queued_at = now, None, now
     earlier.conf = conf or {}
