@@ -22,7 +22,6 @@ from trebol.warehouse import ddl, embedded
 
 from .helpers import (
     DEMO_DATE,
-    PROJECT_DIR,
     QUIET,
     TEST_DATABASE,
     TEST_HOME,
@@ -37,7 +36,7 @@ from .helpers import (
 )
 
 # Airflow reads AIRFLOW_HOME when first imported: keep the tests' Airflow inside the project.
-os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_DIR / ".trebol" / "test-airflow"))
+os.environ.setdefault("AIRFLOW_HOME", str(TEST_HOME.with_name(TEST_HOME.name + "-airflow")))
 os.environ.update(QUIET)
 
 

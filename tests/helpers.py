@@ -5,6 +5,7 @@ the session's server, loading the demo sources as the DAG does, and dbt runs aga
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,9 @@ from trebol.warehouse import address
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEMO_CONFIG_DIR = PROJECT_DIR / "config"
-TEST_HOME = PROJECT_DIR / ".trebol" / "test"
+# the test session's TREBOL_HOME (TREBOL_TEST_HOME: another one, e.g. for a second session beside
+# the first, as .ci/run runs the server pass)
+TEST_HOME = Path(os.environ.get("TREBOL_TEST_HOME") or PROJECT_DIR / ".trebol" / "test").resolve()
 TEST_DATABASE = "trebol_test"
 TEST_POS_DATABASE = "trebol_test_pos"
 DEMO_DATE = date(2026, 6, 30)

@@ -139,6 +139,7 @@ INTERNAL_SETTINGS: dict[str, str] = {
     "TREBOL_GX_RESULTS_DIR": "quality/gx_project.open_context, for great_expectations.yml",
     "TREBOL_GX_DATA_DOCS_DIR": "quality/gx_project.open_context, for great_expectations.yml",
     "TREBOL_TEST_CHROMIUM": "a developer running the browser tests (tests/browser.py)",
+    "TREBOL_TEST_HOME": "the test session's state folder (tests/helpers.py; .ci/run's server pass)",
     "TREBOL_DAG_RUN_CONF": "airflow/local_runner.run_dag, for its child: the DAG run's conf",
 }
 
