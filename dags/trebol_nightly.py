@@ -74,9 +74,10 @@ schedule and `airflow backfill create --from-date D`. One run at a time (`max_ac
     **fail_run** runs only if a task failed, so that the DAG run is marked failed.
 
 Every task calls one typed function of `trebol.airflow.tasks` with the run's data interval
-(and run id where results are recorded); no business logic lives in this file. The retries are
-for what time may cure (a connection, a lock): a wrong setting or configuration file, or a value
-PostgreSQL refuses, fails a task at once (`AirflowFailException`), without retry.
+(and, where results are recorded, the run's key: its run id, and the attempt once the run was
+cleared: `trebol.airflow.run_context.run_key`); no business logic lives in this file. The
+retries are for what time may cure (a connection, a lock): a wrong setting or configuration
+file, or a value PostgreSQL refuses, fails a task at once (`AirflowFailException`), without retry.
 
 **Task policy** (`trebol.airflow.policy`): two retries, after `TREBOL_RETRY_DELAY_SECONDS` then
 about twice that (exponential backoff, at most 30 min apart); the checks and fail_run none. Each
@@ -130,6 +131,13 @@ SETTINGS = load_settings()
 DEADLINE = SETTINGS.alert_deadline
 
 
+def _run_key() -> str:
+    """The key of the running attempt of the DAG run (trebol.airflow.run_context.run_key)."""
+    from trebol.airflow.run_context import run_key
+
+    return run_key(get_current_context())
+
+
 def _interval() -> Interval:
     """The running task's data interval: the day before its logical date (trebol.interval)."""
     from trebol.airflow.run_context import run_interval
@@ -161,7 +169,6 @@ def _interval() -> Interval:
     doc_md=__doc__,
 )
 def trebol_nightly() -> None:
-    # Airflow fills the keyword arguments named like context values (run_id) when the task runs.
     @task(**task_policy("prepare_warehouse"))
     def prepare_warehouse() -> list[int]:
         from trebol.airflow import tasks
@@ -199,10 +206,10 @@ def trebol_nightly() -> None:
     # the checks are deterministic: a retry would find the same data, so a failure is final;
     # the raw checks read the quality models dbt_build makes, and run whatever its tests found
     @task(trigger_rule="all_done", **task_policy("check_raw_batches"))
-    def check_raw_batches(run_id: str | None = None) -> dict[str, int]:
+    def check_raw_batches() -> dict[str, int]:
         from trebol.airflow import tasks
 
-        return tasks.check_raw_batches(_interval(), str(run_id))
+        return tasks.check_raw_batches(_interval(), _run_key())
 
     @task(outlets=OUTLETS["stage_audiences"], **task_policy("stage_audiences"))
     def stage_audiences() -> dict[str, int]:
@@ -213,10 +220,10 @@ def trebol_nightly() -> None:
         return staged
 
     @task(**task_policy("check_marts"))
-    def check_marts(run_id: str | None = None) -> dict[str, int]:
+    def check_marts() -> dict[str, int]:
         from trebol.airflow import tasks
 
-        return tasks.check_marts(_interval(), str(run_id))
+        return tasks.check_marts(_interval(), _run_key())
 
     @task(**task_policy("fit_clv"))
     def fit_clv() -> dict[str, object]:
@@ -232,18 +239,18 @@ def trebol_nightly() -> None:
 
     @task(map_index_template="{{ sync_name }}", outlets=OUTLETS["push_audiences"],
           **task_policy("push_audiences"))
-    def push_audiences(sync_name: str, run_id: str | None = None) -> dict[str, object]:
+    def push_audiences(sync_name: str) -> dict[str, object]:
         from trebol.airflow import tasks
 
-        report = tasks.push_sync(sync_name, _interval(), str(run_id))
+        report = tasks.push_sync(sync_name, _interval(), _run_key())
         record_events(get_current_context(), SETTINGS.timezone, sync=sync_name)
         return report
 
     @task(trigger_rule="all_done", **task_policy("summarize"))
-    def summarize(run_id: str | None = None) -> dict[str, object]:
+    def summarize() -> dict[str, object]:
         from trebol.airflow import tasks
 
-        return tasks.summarize(_interval(), str(run_id))
+        return tasks.summarize(_interval(), _run_key())
 
     # after the summary, whatever failed: a run older than the newest date done (a backfill)
     # rebuilds the current marts as of the newest date; for the newest date it skips the rebuild

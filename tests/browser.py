@@ -102,7 +102,7 @@ _LOOPBACK_FLAGS = [("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
 
 
 def airflow_ui_screenshots(base_url: str, token: str, dag_id: str, out_dir: Path, *,
-                           width: int = 2400, height: int = 1000, timeout: float = 60) -> list[Path]:
+                           width: int = 2000, height: int = 900, timeout: float = 60) -> list[Path]:
     """PNGs of the Airflow UI at ``base_url`` (logged in with ``token``, an access token of
     ``/auth/token``, as the UI's own ``_token`` cookie): the DAG's graph, its runs and its
     backfills, into ``out_dir``; only ``base_url`` is reachable."""
@@ -113,18 +113,20 @@ def airflow_ui_screenshots(base_url: str, token: str, dag_id: str, out_dir: Path
             route.abort("internetdisconnected")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    shots = []
+    shots = {}
     with _page(width, height, timeout, flags=_LOOPBACK_FLAGS, route=same_origin) as page:
         page.context.add_cookies([{"name": "_token", "value": token, "url": base_url}])
+        for tab in ("runs", "backfills"):
+            page.goto(f"{base_url}/dags/{dag_id}/{tab}", wait_until="networkidle")
+            page.wait_for_timeout(1000)
+            shots[tab] = out_dir / f"airflow_{tab}.png"
+            page.screenshot(path=str(shots[tab]))
+        # last: the details panel collapsed (the UI remembers it), the graph fitted to the page
         page.goto(f"{base_url}/dags/{dag_id}", wait_until="networkidle")
         page.get_by_label("Show Graph (Press g)").click()
-        page.wait_for_load_state("networkidle")
+        page.get_by_label("Collapse Details Panel").click()
+        page.get_by_label("Fit View").click()
         page.wait_for_timeout(2000)  # the graph's layout is drawn after the data arrived
-        for name, path in (("graph", None), ("runs", "runs"), ("backfills", "backfills")):
-            if path:
-                page.goto(f"{base_url}/dags/{dag_id}/{path}", wait_until="networkidle")
-                page.wait_for_timeout(1000)
-            png = out_dir / f"airflow_{name}.png"
-            page.screenshot(path=str(png))
-            shots.append(png)
-    return shots
+        shots["graph"] = out_dir / "airflow_graph.png"
+        page.screenshot(path=str(shots["graph"]))
+    return [shots[name] for name in ("graph", "runs", "backfills")]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import secrets
 import socket
 import subprocess
 import sys
@@ -33,11 +34,13 @@ from trebol.airflow import local_airflow
 from trebol.airflow.backfill import AirflowApi
 from trebol.settings import load_settings
 from trebol.summary import marts_checksum
+from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts
 
 from ..browser import airflow_ui_screenshots
 from ..helpers import DEMO_DATE, SessionWarehouse, drop_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+SECRET = f"S3cret-{secrets.token_hex(8)}"
 DATES = [DEMO_DATE - timedelta(days=2), DEMO_DATE - timedelta(days=1), DEMO_DATE]
 
 
@@ -89,7 +92,15 @@ def scheduled(test_warehouse: SessionWarehouse, demo_sources: object) -> Iterato
     port = find_suitable_port("127.0.0.1")
     result: dict = {"nightly": {}, "backfilled": {}}
     with pytest.MonkeyPatch.context() as patch:
+        # a password in the warehouse's URLs (the embedded server's trust authentication takes
+        # any): none of the services' logs may hold it
+        for name, dsn in (("TREBOL_WAREHOUSE_DSN", test_warehouse.dsn),
+                          ("TREBOL_POS_DSN", test_warehouse.pos_dsn)):
+            parts = dsn_parts(dsn)
+            patch.setenv(name, build_dsn(DsnParts(parts.host, parts.port, parts.user,
+                                                  parts.password or SECRET, parts.dbname)))
         patch.setenv("TREBOL_AIRFLOW_PORT", str(port))
+        patch.setenv("TREBOL_RETRY_DELAY_SECONDS", "2")  # a failure shows at once
         patch.setenv("TREBOL_SCHEDULE_END", DEMO_DATE.isoformat())
         settings = load_settings()
         drop_database(test_warehouse.dsn, local_airflow.metadata_dsn(test_warehouse.dsn))
@@ -112,6 +123,13 @@ def scheduled(test_warehouse: SessionWarehouse, demo_sources: object) -> Iterato
                 result["current"] = marts_checksum(conn)
             api = AirflowApi(local_airflow.ui_url(settings), local_airflow.ADMIN_USER,
                              local_airflow.admin_password(settings) or "")
+            # the scheduler marks the backfill complete a little after its last run: photograph it so
+            for _ in range(60):
+                backfills = api.call("GET", "/api/v2/backfills?dag_id=trebol_nightly")["backfills"]
+                if backfills and all(backfill["completed_at"] for backfill in backfills):
+                    break
+                time.sleep(2)
+            result["backfills"] = backfills
             result["shots"] = airflow_ui_screenshots(
                 local_airflow.ui_url(settings), api.token, "trebol_nightly",
                 settings.report_dir(DEMO_DATE) / "airflow_ui")
@@ -147,6 +165,13 @@ def test_a_backfill_through_the_scheduler_equals_the_nightly_runs(scheduled: dic
     assert scheduled["current"] == scheduled["nightly"][DEMO_DATE]["marts_checksum"]
 
 
+def test_no_service_logs_the_warehouse_password(scheduled: dict, test_warehouse: SessionWarehouse) -> None:
+    secret = dsn_parts(test_warehouse.dsn).password or SECRET
+    logs = [path for path in (test_warehouse.settings.airflow_home / "logs").rglob("*.log")]
+    assert any(path.parent.name == "services" for path in logs)
+    assert [str(path) for path in logs if secret.encode() in path.read_bytes()] == []
+
+
 def test_a_one_shot_run_waits_for_the_projects_airflow_to_stop(scheduled: dict) -> None:
     code, printed = scheduled["refused"]
     assert code == 2
@@ -158,6 +183,8 @@ def test_the_ui_shows_the_graph_and_the_finished_backfill(scheduled: dict) -> No
     assert [shot.name for shot in scheduled["shots"]] == [
         "airflow_graph.png", "airflow_runs.png", "airflow_backfills.png"]
     assert all(shot.stat().st_size > 20_000 for shot in scheduled["shots"])
+    # photographed once the scheduler had marked the backfill complete
+    assert len(scheduled["backfills"]) == 1 and scheduled["backfills"][0]["completed_at"]
 
 
 def test_celery_workers_run_the_same_marts_as_the_local_executor(scheduled: dict) -> None:

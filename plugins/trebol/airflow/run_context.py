@@ -1,4 +1,5 @@
-"""The nightly run's data interval, from the context Airflow gives a running task."""
+"""The nightly run's data interval and the key its results are recorded under, from the context
+Airflow gives a running task."""
 
 from __future__ import annotations
 
@@ -16,3 +17,12 @@ def run_interval(context: Mapping[str, Any], timezone: str) -> Interval:
     if logical_date is None:
         logical_date = context["dag_run"].run_after
     return nightly_interval(logical_date, timezone)
+
+
+def run_key(context: Mapping[str, Any]) -> str:
+    """The key the run's check results and syncs are recorded under: its run id, and how many
+    times it was cleared (re-run whole: the UI's Clear, a backfill's reprocessing, ``trebol
+    run`` of the same date), so that the summary of each attempt counts only its own."""
+    run = context["dag_run"]
+    cleared = getattr(run, "clear_number", 0) or 0
+    return run.run_id if cleared == 0 else f"{run.run_id}~{cleared}"
