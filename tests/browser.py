@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, Route, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 BUNDLED = Path(sys.prefix) / "chromium" / "chromium"
 _FLAGS = [
@@ -48,6 +49,19 @@ def _local_only(route: Route) -> None:
         route.abort("internetdisconnected")
 
 
+def _launch(pw: Playwright, binary: Path, flags: list[str], env: dict[str, str],
+            timeout: float) -> Browser:
+    """Chromium, launched again once if it died while starting (the single-process build has
+    been seen to crash at launch, SIGSEGV, while another Chromium started on the machine): a
+    crash before any page is no result of the test."""
+    try:
+        return pw.chromium.launch(executable_path=str(binary), args=flags, env=env,
+                                  timeout=timeout * 1000)
+    except PlaywrightError:
+        return pw.chromium.launch(executable_path=str(binary), args=flags, env=env,
+                                  timeout=timeout * 1000)
+
+
 @contextmanager
 def _page(width: int, height: int, timeout: float, *, flags: list[str] = _FLAGS,
           route: Callable[[Route], None] = _local_only) -> Iterator[Page]:
@@ -56,8 +70,7 @@ def _page(width: int, height: int, timeout: float, *, flags: list[str] = _FLAGS,
         env = {"HOME": home, "PATH": os.environ.get("PATH", ""),
                # the fonts shipped beside the bundled binary: screenshots look the same everywhere
                "FONTCONFIG_PATH": str(binary.parent / "fonts")}
-        browser = pw.chromium.launch(executable_path=str(binary), args=flags, env=env,
-                                     timeout=timeout * 1000)
+        browser = _launch(pw, binary, flags, env, timeout)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(timeout * 1000)
