@@ -1,4 +1,4 @@
-"""Extraction and COPY loading into raw: nothing lost, idempotent, newest version wins."""
+"""Extraction and COPY loading into raw: nothing lost, idempotent, every version kept."""
 
 from __future__ import annotations
 
@@ -149,21 +149,71 @@ def test_latin1_bytes_and_missing_columns_are_quarantined(test_warehouse: Sessio
     assert reasons[1][1] == "column(s) amount missing from the header"
 
 
-def test_newest_version_wins_whatever_the_load_order(test_warehouse: SessionWarehouse,
-                                                     tmp_path: Path) -> None:
-    for name, order in (("t_order_a", (2, 3)), ("t_order_b", (3, 2))):
+def test_every_version_is_kept_whatever_the_load_order(test_warehouse: SessionWarehouse,
+                                                         tmp_path: Path) -> None:
+    """Each version of a record is a row, dated by the start of its file's day (when a run
+    begins to load it), whatever the order the days are loaded in; a version delivered again
+    with the same content keeps its first file; two lines of the same version in one file are
+    one row and a duplicate."""
+    for name, order in (("t_order_a", (2, 3, 4)), ("t_order_b", (4, 3, 2))):
         source = _source(name)
         _write(tmp_path, name, "2026-06-01", ["x,1,2026-06-01T09:00:00+02:00",
                                               "y,5,2026-06-01T09:00:00+02:00"])
-        _write(tmp_path, name, "2026-06-02", ["x,2,2026-06-02T09:00:00+02:00"])
+        _write(tmp_path, name, "2026-06-02", ["x,2,2026-06-02T09:00:00+02:00",
+                                              "x,3,2026-06-02T11:00:00+02:00",
+                                              "x,3,2026-06-02T11:00:00+02:00",
+                                              "y,5,2026-06-01T09:00:00+02:00"])
+        _write(tmp_path, name, "2026-06-03", ["x,4,2026-06-03T09:00:00+02:00"])
         with test_warehouse.connect() as conn:
             for day in order:
                 load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, day)), 0, TZ)
-            assert [(r[0], str(r[1])) for r in _rows(conn, name)] == [("x", "2"), ("y", "5")]
+            assert [(r[0], str(r[1])) for r in _rows(conn, name)] == [
+                ("x", "1"), ("x", "2"), ("x", "3"), ("x", "4"), ("y", "5")]
+            assert conn.execute("select rows_read, rows_loaded, rows_quarantined from "
+                                "raw._load_audit where source = %s and file_day = '2026-06-02'",
+                                (name,)).fetchone() == (4, 3, 1)
     with test_warehouse.connect() as conn:
-        loaded = [[(*row[:3], Path(row[3]).name) for row in _rows(conn, name)]
+        loaded = [conn.execute(f"select id, amount, updated_at, _batch_id, _available_from from "
+                               f"raw.{name} order by id, updated_at").fetchall()
                   for name in ("t_order_a", "t_order_b")]
-    assert loaded[0] == loaded[1], "same rows, same batch files, whatever the order"
+    assert [(*row[:3], Path(row[3]).name, row[4]) for row in loaded[0]] == \
+        [(*row[:3], Path(row[3]).name, row[4]) for row in loaded[1]], \
+        "same versions, same batch files, same availability, whatever the order"
+    madrid = ZoneInfo(TZ)
+    assert [(row[0], Path(row[3]).name, row[4]) for row in loaded[0]] == [
+        ("x", "2026-06-01.csv", datetime(2026, 6, 1, tzinfo=madrid)),
+        ("x", "2026-06-02.csv", datetime(2026, 6, 2, tzinfo=madrid)),
+        ("x", "2026-06-02.csv", datetime(2026, 6, 2, tzinfo=madrid)),
+        ("x", "2026-06-03.csv", datetime(2026, 6, 3, tzinfo=madrid)),
+        ("y", "2026-06-01.csv", datetime(2026, 6, 1, tzinfo=madrid))]
+
+
+def test_a_raw_table_of_newest_versions_is_upgraded_in_place(test_warehouse: SessionWarehouse,
+                                                             tmp_path: Path) -> None:
+    """A raw table an earlier release made (keyed by the record alone, its newest version) is
+    brought to one row per key and version: its rows kept, each dated by its batch's file day
+    (the audit), and the next load adds a new version beside them."""
+    source = _source("t_upgrade")
+    _write(tmp_path, source.name, "2026-06-01", ["x,1,2026-06-01T09:00:00+02:00"])
+    with test_warehouse.connect() as conn:
+        conn.execute("drop table if exists raw.t_upgrade")
+        conn.execute("create table raw.t_upgrade (id text, amount numeric, updated_at timestamptz, "
+                     "_batch_id text not null, primary key (id))")
+        load.extract_and_load(conn, replace(source, version_column=None), tmp_path,
+                              _interval(date(2026, 6, 2)), 0, TZ)
+        assert _rows(conn, "t_upgrade") == [("x", Decimal(1), datetime(2026, 6, 1, 9, tzinfo=ZoneInfo(TZ)),
+                                             "t_upgrade/2026-06-01.csv")]
+        _write(tmp_path, source.name, "2026-06-02", ["x,2,2026-06-02T09:00:00+02:00"])
+        load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 3)), 0, TZ)
+        load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 3)), 0, TZ)
+        rows = conn.execute("select id, amount, _available_from from raw.t_upgrade "
+                            "order by updated_at").fetchall()
+        key = conn.execute("select pg_get_constraintdef(oid) from pg_constraint where conrelid = "
+                           "'raw.t_upgrade'::regclass and contype in ('p', 'u')").fetchall()
+    madrid = ZoneInfo(TZ)
+    assert rows == [("x", Decimal(1), datetime(2026, 6, 1, tzinfo=madrid)),
+                    ("x", Decimal(2), datetime(2026, 6, 2, tzinfo=madrid))]
+    assert key == [("UNIQUE NULLS NOT DISTINCT (id, updated_at)",)]
 
 
 def test_snapshots_are_diffed_into_history_in_any_run_order(test_warehouse: SessionWarehouse,
@@ -218,7 +268,8 @@ def test_demo_sources_load_idempotently_and_match_ground_truth(
             "select column_name from information_schema.columns where table_schema = 'raw' "
             "and table_name = 'pos_ticket_lines' order by ordinal_position").fetchall()]
     assert line_columns == ["ticket_id", "line_number", "product_id", "quantity", "unit_price",
-                            "discount_amount", "net_amount", "updated_at", "_batch_id"], \
+                            "discount_amount", "net_amount", "updated_at", "_batch_id",
+                            "_available_from"], \
         "columns read only for rules (store: false) are not kept in raw"
     assert len(first["ecom_orders"]) == settings.demo_days, "the first run loads every earlier file"
     assert all(again[name] == [] for name, source in sources.items() if source.kind != "postgres"), \

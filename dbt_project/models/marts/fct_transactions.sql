@@ -4,7 +4,8 @@
         incremental_strategy='delete+insert',
         unique_key='transaction_id',
         on_schema_change='append_new_columns',
-        post_hook=["{{ delete_cancelled_ecom_transactions() }}"],
+        post_hook=["{{ delete_cancelled_ecom_transactions() }}",
+                   "{{ delete_transactions_after_as_of() }}"],
         indexes=[{'columns': [byte_order('customer_key'), 'transaction_id', 'transacted_at',
                               'transacted_on', 'is_return', 'channel', 'net_amount',
                               'discount_amount', 'margin_amount']}]
@@ -76,7 +77,9 @@ rekeyed_transactions as (
 ),
 
 -- new and changed transactions: any record changed since shortly before the newest change
--- already loaded (late and corrected records), and the re-keyed ones
+-- already loaded (late and corrected records), and the re-keyed ones; in a backfill (the table
+-- holds versions later than the as-of moment), every transaction, as of the run's date (the
+-- post-hook delete_transactions_after_as_of then removes what did not exist yet)
 changed_transaction_lines as (
 
     select * from transaction_lines
@@ -89,6 +92,9 @@ changed_transaction_lines as (
         or transaction_lines.transaction_id in (
             select rekeyed_transactions.transaction_id from rekeyed_transactions
         )
+        or (
+            select max(loaded_lines.source_updated_at) from loaded_lines
+        ) >= {{ as_of_at() }}
 
 ),
 

@@ -2,7 +2,9 @@
 
 - ``raw.<source>``: every row whose identifier columns (sources.yml ``identifies``), normalised
   as staging does, hold one of the person's identifiers (the same rule the loader's suppression
-  applies, compared in plain values here). A ticket's lines carry no identifier: once their
+  applies, compared in plain values here), and every other version of the same record (raw
+  keeps each version of a record, and a snapshot's history: one that lacks the identifier, such
+  as a ticket before its card was added, is still theirs). A ticket's lines carry no identifier: once their
   ticket is gone they name no one, and dbt drops a line without its ticket;
 - ``raw._quarantine``: the lines whose key (``record_key``) is one of the person's records, or
   whose original text holds one of their identifiers (an email in any case, a phone with any
@@ -52,6 +54,7 @@ from trebol.warehouse.ddl import (
     DBT_SCHEMAS,
     ERASER,
     RAW_SCHEMA,
+    identifiers,
     raw_table,
 )
 
@@ -111,7 +114,8 @@ def _ids(subject: Subject) -> dict[str, list[str]]:
 
 def purge_raw_sources(conn: psycopg.Connection, subject: Subject, sources: Iterable[Source],
                       rule: PhoneRule) -> dict[str, int]:
-    """Delete the person's rows from each source's raw table; rows per table."""
+    """Delete the person's rows from each source's raw table, every version of each of their
+    records; rows per table."""
     deleted: dict[str, int] = {}
     for source in sources:
         tests = [sql.SQL("{} = any({})").format(
@@ -123,8 +127,10 @@ def purge_raw_sources(conn: psycopg.Connection, subject: Subject, sources: Itera
                               (f"{RAW_SCHEMA}.{source.target}",)).fetchone()[0]
         if not tests or not exists:
             continue
-        count = conn.execute(sql.SQL("delete from {} where {}").format(
-            raw_table(source), sql.SQL(" or ").join(tests))).rowcount
+        key = identifiers(source.primary_key)
+        count = conn.execute(sql.SQL("delete from {t} where ({k}) in (select {k} from {t} where {w})"
+                                     ).format(t=raw_table(source), k=key,
+                                              w=sql.SQL(" or ").join(tests))).rowcount
         if count:
             deleted[f"{RAW_SCHEMA}.{source.target}"] = count
     return deleted

@@ -1,6 +1,7 @@
-"""Applying a checked batch to its raw table: a merge by primary key (the newest version wins,
-whatever the order batches arrive in) or, for a snapshot source, a diff into the history
-(``_valid_from`` / ``_valid_to``).
+"""Applying a checked batch to its raw table: a merge by primary key or, for a source with a
+``version_column``, by primary key and version (raw keeps every version, each dated by when a
+run begins to load it, whatever the order batches arrive in), or, for a snapshot source, a diff
+into the history (``_valid_from`` / ``_valid_to``).
 
 A snapshot that would close more than the source's ``max_closed_share`` of the current records
 (a truncated or empty export) is held: nothing of it is applied and every row is quarantined with
@@ -19,40 +20,61 @@ import psycopg
 from psycopg import sql
 
 from trebol.extract.sources import Source
-from trebol.warehouse.ddl import identifiers, raw_table
+from trebol.interval import local_midnight
+from trebol.warehouse.ddl import AVAILABLE_FROM, identifiers, raw_table
 
 
-def merge(conn: psycopg.Connection, source: Source, batch_id: str) -> None:
-    """Upsert the good rows by key. A newer version replaces the row; the same version with the
-    same content only keeps the lowest batch id (the first batch that delivered it), so the
-    result does not depend on the order in which batches were loaded."""
+def available_from(source: Source, day: date | None, timezone: str) -> sql.Composable:
+    """When a run begins to load the batch's versions (``_available_from``), the same whatever
+    run loads them: a file's, the start of the day it is dated (the loader loads it in every run
+    whose interval ends after that); a database row's, its cursor value (extracted by every run
+    whose interval ends after it). A run as of T sees the versions available before T."""
+    if source.kind == "postgres":
+        return sql.SQL("cast({} as timestamptz)").format(sql.Identifier(source.cursor or ""))
+    if day is None:
+        raise ValueError(f"{source.name}: a file batch without a day")
+    return sql.Literal(local_midnight(day, timezone))
+
+
+def merge(conn: psycopg.Connection, source: Source, batch_id: str,
+          available: sql.Composable | None = None) -> None:
+    """Upsert the good rows by the raw table's key (``Source.raw_key``: with the version for a
+    source that keeps versions, so each version is a row of its own, dated ``available``). The
+    same key (and version) delivered again: with the same content, only the lowest batch id
+    (the first batch that delivered it) and the earliest availability are kept; with other
+    content, the higher batch id wins. So the result does not depend on the order in which
+    batches were loaded."""
     target = raw_table(source)
     stored = source.stored_column_names
-    values = [c for c in stored if c not in source.primary_key]
+    values = [c for c in stored if c not in source.raw_key]
 
     def cols(prefix: sql.Composable, names: list[str]) -> sql.Composable:
         return sql.SQL(", ").join(sql.SQL("{}.{}").format(prefix, sql.Identifier(n)) for n in names) \
             or sql.SQL("null")
 
     new, old = sql.SQL("excluded"), target
-    same_content = sql.SQL("({}) is not distinct from ({})").format(cols(new, values), cols(old, values))
-    if source.version_column:
-        version = sql.Identifier(source.version_column)
-        newer = sql.SQL("excluded.{v} > {t}.{v}").format(v=version, t=target)
-        same_version = sql.SQL("excluded.{v} = {t}.{v}").format(v=version, t=target)
-    else:
-        newer, same_version = sql.SQL("false"), sql.SQL("true")
+    same = sql.SQL("({}) is not distinct from ({})").format(cols(new, values), cols(old, values))
+    columns, selected = [*stored, "_batch_id"], [*map(sql.Identifier, stored), sql.Literal(batch_id)]
+    updates = [sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n)) for n in stored]
+    updates.append(sql.SQL("_batch_id = case when {same} then least({t}._batch_id, "
+                           "excluded._batch_id) else excluded._batch_id end").format(same=same, t=target))
+    earlier = sql.SQL("false")
+    if source.keeps_versions:
+        if available is None:
+            raise ValueError(f"{source.name}: keeps versions: a batch needs its availability")
+        column = sql.Identifier(AVAILABLE_FROM)
+        columns.append(AVAILABLE_FROM)
+        selected.append(available)
+        updates.append(sql.SQL("{c} = case when {same} then least({t}.{c}, excluded.{c}) "
+                               "else excluded.{c} end").format(c=column, same=same, t=target))
+        earlier = sql.SQL("excluded.{c} < {t}.{c}").format(c=column, t=target)
     conn.execute(sql.SQL(
-        "insert into {t} ({c}) select {s}, {b} from _checked where _reason is null "
-        "and not _superseded on conflict ({k}) do update set {u}, _batch_id = case when {same} "
-        "then least({t}._batch_id, excluded._batch_id) else excluded._batch_id end "
-        "where {newer} or ({same_version} and case when {same} "
-        "then excluded._batch_id < {t}._batch_id else excluded._batch_id > {t}._batch_id end)").format(
-        t=target, c=identifiers([*stored, "_batch_id"]), s=identifiers(stored),
-        b=sql.Literal(batch_id), k=identifiers(source.primary_key),
-        u=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n))
-                             for n in stored),
-        same=same_content, newer=newer, same_version=same_version))
+        "insert into {t} ({c}) select {s} from _checked where _reason is null and not _superseded "
+        "on conflict ({k}) do update set {u} where case when {same} "
+        "then excluded._batch_id < {t}._batch_id or {earlier} "
+        "else excluded._batch_id > {t}._batch_id end").format(
+        t=target, c=identifiers(columns), s=sql.SQL(", ").join(selected),
+        k=identifiers(source.raw_key), u=sql.SQL(", ").join(updates), same=same, earlier=earlier))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ PostgreSQL (so ``2026-02-30`` is rejected; a timestamp without an offset is in t
 timezone); booleans are the words of ``TRUE_WORDS`` and ``FALSE_WORDS``; JSON must parse.
 Then the declared bounds, the allowed ``values``, ``not_after_interval_end``, the business's
 opening day (no date or timestamp before it) and the source's ``rules``; within a batch,
-the newest version of a key wins and extra copies of one version are duplicates. A rule that
+extra copies of one version of a key are duplicates (and a snapshot applies a key's newest
+version only). A rule that
 raises on some rows (a cast in ``valid_when``) is evaluated row by row, those rows getting its
 reason and the error; a rule that does not run at all is a configuration error.
 
@@ -307,9 +308,13 @@ def _apply_rule_row_by_row(conn: psycopg.Connection, reason: str, valid_when: st
 
 
 def rank_duplicates(conn: psycopg.Connection, source: Source) -> None:
-    """Within the batch, per key: the newest version is applied; older versions are loaded but
-    superseded (``_superseded``); more copies of the same version are quarantined as duplicates."""
+    """Within the batch, per key: more copies of the same version are quarantined as duplicates
+    (the first line is kept). A source that keeps versions loads each version; for a snapshot,
+    only the newest version is applied and older ones are loaded but superseded
+    (``_superseded``)."""
     version = sql.Identifier(source.version_column) if source.version_column else None
+    partition = [*source.primary_key, *([source.version_column or ""] if source.keeps_versions
+                                       else [])]
     order = [sql.SQL("{} desc nulls last").format(version)] if version else []
     order.append(sql.SQL("_line"))
     key_text = sql.SQL(", ").join(
@@ -329,4 +334,4 @@ def rank_duplicates(conn: psycopg.Connection, source: Source) -> None:
               window w as (partition by {key} order by {order})) d
         where c._line = d._line and d.n > 1""").format(
         same=same_version, key_text=key_text, v=version or sql.SQL("null::text"),
-        key=identifiers(source.primary_key), order=sql.SQL(", ").join(order)))
+        key=identifiers(partition), order=sql.SQL(", ").join(order)))

@@ -5,12 +5,13 @@ The file is COPY-ed as text into ``_incoming`` (line numbers given in arrival or
 ``insert into raw.<target> select <typed values> from _incoming where <no reason>`` (whether a
 date exists is left to the cast, which raises). It is taken only when every row is usable and
 every key is new: if COPY cannot read the file as one record per line, or the insert takes fewer
-rows than were read, or a key is already loaded (or twice in the file), or PostgreSQL refuses a
-value (a NUL, JSON too deep to parse), everything is rolled back and the file takes the general
-path (readers, checks, apply), which gives each row the same fate by the same rules and keeps
-the original text of the rows it quarantines. An empty table (a first bulk load) is truncated
-first, so that with ``wal_level = minimal`` its new files skip the WAL, and its primary key is
-built after the insert, as PostgreSQL's bulk-loading advice goes.
+rows than were read, or a key (with its version, for a source that keeps versions) is already
+loaded (or twice in the file), or PostgreSQL refuses a value (a NUL, JSON too deep to parse),
+everything is rolled back and the file takes the general path (readers, checks, apply), which
+gives each row the same fate by the same rules and keeps the original text of the rows it
+quarantines. An empty table (a first bulk load) is truncated first, so that with ``wal_level =
+minimal`` its new files skip the WAL, and its key is built after the insert, as PostgreSQL's
+bulk-loading advice goes.
 
 Inputs: a CSV export, its source declaration. Outputs: rows of ``raw.<target>`` and a
 ``Staged``, or None (nothing changed).
@@ -31,7 +32,13 @@ from trebol.extract.readers import DATA_ERRORS, Staged, create_incoming, csv_hea
 from trebol.extract.sources import Source
 from trebol.interval import Interval
 from trebol.warehouse.address import error_line
-from trebol.warehouse.ddl import identifiers, raw_table
+from trebol.warehouse.ddl import (
+    AVAILABLE_FROM,
+    identifiers,
+    raw_key_constraint,
+    raw_key_definition,
+    raw_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +48,12 @@ class _NotClean(Exception):
 
 
 def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_id: str,
-                   interval: Interval, timezone: str,
-                   suppression: Suppression | None = None) -> Staged | None:
+                   interval: Interval, timezone: str, suppression: Suppression | None = None,
+                   available: sql.Composable | None = None) -> Staged | None:
     """Load a clean CSV file of new keys in one COPY and one insert; None (rolled back) when any
     row needs the general path. The rows of erased people (``suppression``) are taken out
-    before the insert and counted."""
+    before the insert and counted. ``available``: the versions' ``_available_from``, for a
+    source that keeps versions (``apply.available_from``)."""
     if (source.kind != "files" or source.format != "csv" or source.rules
             or source.stored_column_names != source.column_names or len(source.columns) < 2):
         return None
@@ -57,6 +65,12 @@ def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_i
         return None
     copied_columns = [by_source_name[name].name for name in header]
     target = raw_table(source)
+    inserted, extra = [*source.column_names, "_batch_id"], [sql.Literal(batch_id)]
+    if source.keeps_versions:
+        if available is None:
+            raise ValueError(f"{source.name}: keeps versions: a batch needs its availability")
+        inserted.append(AVAILABLE_FROM)
+        extra.append(available)
     digest, lines, last = hashlib.sha256(), 0, b"\n"
     try:
         with conn.transaction():
@@ -83,18 +97,19 @@ def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_i
                 # (the embedded warehouse) the insert and the key build skip the WAL
                 conn.execute(sql.SQL("truncate {}").format(target))
                 conn.execute(sql.SQL("alter table {} drop constraint {}").format(
-                    target, sql.Identifier(f"{source.target}_pkey")))
-            inserted = conn.execute(sql.SQL(
-                "insert into {t} ({c}, _batch_id) select {c}, {b} from ({rows}) as checked "
+                    target, sql.Identifier(raw_key_constraint(source))))
+            loaded = conn.execute(sql.SQL(
+                "insert into {t} ({i}) select {c}, {e} from ({rows}) as checked "
                 "where _reason is null").format(
-                t=target, c=identifiers(source.column_names), b=sql.Literal(batch_id),
+                t=target, i=identifiers(inserted), c=identifiers(source.column_names),
+                e=sql.SQL(", ").join(extra),
                 rows=checked_rows(source, interval, CAST_RAISES))).rowcount
-            if inserted != rows - suppressed:
-                raise _NotClean(f"{rows - suppressed - inserted} row(s) with a reason")
+            if loaded != rows - suppressed:
+                raise _NotClean(f"{rows - suppressed - loaded} row(s) with a reason")
             if empty:
                 conn.execute("set local maintenance_work_mem = '512MB'")  # sort the keys in memory
-                conn.execute(sql.SQL("alter table {} add constraint {} primary key ({})").format(
-                    target, sql.Identifier(f"{source.target}_pkey"), identifiers(source.primary_key)))
+                conn.execute(sql.SQL("alter table {} add {}").format(
+                    target, raw_key_definition(source)))
             conn.execute("drop table _incoming")
     except (_NotClean, *DATA_ERRORS) as reason:
         # COPY could not read the file as CSV records (field count, encoding, a NUL), a value of

@@ -10,10 +10,12 @@ How a batch (one file, one snapshot or one query over the interval) travels:
    reader's, a missing value, too long, not a number, not an ISO date, out of the plausible
    range, after the interval end, a source rule), its key when that can be read, and ranks
    duplicate keys;
-3. apply (``apply``): good rows are merged into the raw table by primary key (newest version
-   wins, whatever the load order) or, for snapshots, diffed into a history (a refused file is
-   not applied: a snapshot whose every line was refused for its header says nothing about who
-   is gone);
+3. apply (``apply``): good rows are merged into the raw table by primary key or, for a source
+   with a ``version_column``, by primary key and version: raw keeps every version, dated by
+   when a run begins to load it (``_available_from``: the start of a file's day, a database
+   row's cursor), so that dbt can read each record as of any date, whatever the load order;
+   for snapshots, diffed into a history (a refused file is not applied: a snapshot whose every
+   line was refused for its header says nothing about who is gone);
 4. audit (``audit``): rejected rows to ``raw._quarantine`` with the reason, the location, the
    original text and the record's key; one ``raw._load_audit`` row per batch: rows read =
    loaded + quarantined + suppressed.
@@ -221,7 +223,7 @@ def _load_batch(conn: psycopg.Connection, source: Source, batch_id: str, locatio
         staged.notes.append(diff.note)
         held_reason = diff.held_reason
     else:
-        apply.merge(conn, source, batch_id)
+        apply.merge(conn, source, batch_id, apply.available_from(source, day, timezone))
     quarantined = write_quarantine(conn, source, batch_id)
     return audit(conn, source, batch_id, location, day, staged, interval, quarantined, started_at,
                  held_reason)
@@ -235,7 +237,7 @@ def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path
     ``suppression``: the salt the suppression list is read with (default: from the settings)."""
     tz = ZoneInfo(timezone)
     suppression = suppression or Suppression.from_settings(load_settings())
-    ensure_raw_tables(conn, [source])
+    ensure_raw_tables(conn, [source], timezone)
     results: list[BatchResult] = []
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"trebol.load.{source.name}",))
@@ -261,8 +263,9 @@ def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path
         for path in plan.files:
             batch_id = _batch_id(path, sources_dir)
             started_at = conn.execute("select clock_timestamp()").fetchone()[0]
-            clean = fast_path.load_clean_csv(conn, source, path, batch_id, interval, timezone,
-                                             suppression)
+            clean = fast_path.load_clean_csv(
+                conn, source, path, batch_id, interval, timezone, suppression,
+                apply.available_from(source, file_day(path), timezone))
             if clean is not None:
                 clear_quarantine(conn, source, batch_id)
                 results.append(audit(conn, source, batch_id, batch_id, file_day(path), clean,

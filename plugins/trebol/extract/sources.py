@@ -4,7 +4,9 @@ Kinds:
 
 - ``files``: dated export files (``format: csv`` or ``jsonl``) matched by a glob under
   ``TREBOL_SOURCES_DIR``; every file of the interval (plus the lookback) and every earlier file
-  not loaded yet is upserted by primary key, the newest ``version_column`` winning. With
+  not loaded yet is upserted by primary key or, with a ``version_column``, by primary key and
+  version: raw keeps every version of a record (``Source.keeps_versions``), and dbt's staging
+  reads the newest one a run as of its moment would have loaded. With
   ``cadence: daily`` (the default; ``none``: irregular) a file dated each day of the interval is
   expected: one missing is recorded in ``raw._missing_files``, a data-quality error (or a warning,
   ``missing_file: warning``);
@@ -13,7 +15,8 @@ Kinds:
   ``max_closed_share`` of the current records (default ``DEFAULT_MAX_CLOSED_SHARE``) is held: none
   of it applied, until an operator confirms it or a corrected file replaces it;
 - ``postgres``: a table or query of a PostgreSQL database reached through an Airflow connection,
-  extracted by a ``cursor`` column over the interval (plus the lookback).
+  extracted by a ``cursor`` column over the interval (plus the lookback); with a
+  ``version_column``, every version kept, as for ``files``.
 
 Each column's checks: ``required``, ``min`` / ``max`` (numbers), ``values`` (the only values a
 text column may hold), ``not_after_interval_end`` (dates and timestamps), ``max_length`` (text and
@@ -133,6 +136,23 @@ class Source:
 
     def column(self, name: str) -> Column:
         return next(column for column in self.columns if column.name == name)
+
+    @property
+    def keeps_versions(self) -> bool:
+        """Whether raw keeps every version of a record (a ``files`` or ``postgres`` source with a
+        ``version_column``): one row per key and version, dated by ``_available_from``. A
+        snapshot keeps its own history (``_valid_from`` / ``_valid_to``)."""
+        return self.version_column is not None and self.kind != "snapshot"
+
+    @property
+    def raw_key(self) -> tuple[str, ...]:
+        """The raw table's key: the primary key, and the version column for a source that keeps
+        versions or ``_valid_from`` for a snapshot's history."""
+        if self.keeps_versions:
+            return (*self.primary_key, self.version_column or "")
+        if self.kind == "snapshot":
+            return (*self.primary_key, "_valid_from")
+        return self.primary_key
 
     @property
     def identifier_columns(self) -> tuple[Column, ...]:

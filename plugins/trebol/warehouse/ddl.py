@@ -32,6 +32,7 @@ import psycopg
 from psycopg import sql
 
 from trebol.extract.sources import Source
+from trebol.settings import load_settings
 from trebol.warehouse.address import ERASER_ROLE, TASK_ROLES, group_role, login_role
 
 # the schemas Trébol's own tables live in; the layers dbt builds are made by migration 10 for the
@@ -603,26 +604,48 @@ def raw_table(source: Source) -> sql.Composed:
 # a snapshot version that carries the last readable state of a record whose row in that day's
 # snapshot was quarantined (its key could be read): see trebol.extract.apply
 UNREADABLE_COLUMN = "_unreadable boolean not null default false"
+# a source that keeps versions (Source.keeps_versions): when a run begins to load a version, the
+# start of the day its file is dated or its database row's cursor value (trebol.extract.apply)
+AVAILABLE_FROM = "_available_from"
 
 
-def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source]) -> None:
+def raw_key_constraint(source: Source) -> str:
+    """The name of the raw table's key constraint: the primary key, or, for a source that keeps
+    versions, a unique key over the primary key and the version (``nulls not distinct``: a
+    version column may be empty, and an empty version is one version)."""
+    return f"{source.target}_{'versions_key' if source.keeps_versions else 'pkey'}"
+
+
+def raw_key_definition(source: Source) -> sql.Composed:
+    """The raw table's key constraint, as ``create table`` and ``alter table add`` take it."""
+    kind = sql.SQL("unique nulls not distinct" if source.keeps_versions else "primary key")
+    return sql.SQL("constraint {} {} ({})").format(sql.Identifier(raw_key_constraint(source)), kind,
+                                                   identifiers(source.raw_key))
+
+
+def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source],
+                      timezone: str | None = None) -> None:
     """Create the raw table of each declared source when missing: its stored columns, the batch
     it came in, the validity range of a snapshot (and whether a version stands for an unreadable
-    row), the declared primary key; idempotent. Each table belongs to the loader role (its fast
-    path truncates a table and rebuilds its key, which only the owner may): one the admin made,
-    now or before migration 10, is handed to it."""
+    row) or when a version becomes available (a source that keeps versions), its key;
+    idempotent. Each table belongs to the loader role (its fast path truncates a table and
+    rebuilds its key, which only the owner may): one the admin made, now or before migration
+    10, is handed to it. A table an earlier release made is brought to this shape in place
+    (``_keep_versions``; ``timezone``: the business timezone it dates files in, default the
+    settings')."""
     with conn.transaction():
         for source in sources:
             columns = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(PG_TYPES[c.type]))
                        for c in source.columns if c.stored]
             columns.append(sql.SQL("_batch_id text not null"))
-            key = list(source.primary_key)
             if source.kind == "snapshot":
                 columns += [sql.SQL("_valid_from date not null"), sql.SQL("_valid_to date"),
                             sql.SQL(UNREADABLE_COLUMN)]
-                key.append("_valid_from")
-            conn.execute(sql.SQL("create table if not exists {} ({}, primary key ({}))").format(
-                raw_table(source), sql.SQL(", ").join(columns), identifiers(key)))
+            if source.keeps_versions:
+                columns.append(sql.SQL("{} timestamptz not null").format(
+                    sql.Identifier(AVAILABLE_FROM)))
+            conn.execute(sql.SQL("create table if not exists {} ({}, {})").format(
+                raw_table(source), sql.SQL(", ").join(columns), raw_key_definition(source)))
             owner = conn.execute("select tableowner from pg_tables where schemaname = %s "
                                  "and tablename = %s", (RAW_SCHEMA, source.target)).fetchone()[0]
             if owner != LOADER:
@@ -631,3 +654,37 @@ def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source]) -> No
             if source.kind == "snapshot":  # a history created before the column existed
                 conn.execute(sql.SQL("alter table {} add column if not exists {}").format(
                     raw_table(source), sql.SQL(UNREADABLE_COLUMN)))
+            if source.keeps_versions:
+                _keep_versions(conn, source, timezone)
+
+
+def _keep_versions(conn: psycopg.Connection, source: Source, timezone: str | None) -> None:
+    """Bring the raw table of a source that keeps versions, made by a release that kept each
+    record's newest version only (keyed by the primary key alone), to one row per key and
+    version, its rows kept: each is dated ``_available_from`` as the loader dates a version
+    (a file's row, the start of the day of its batch's file in ``raw._load_audit``; a database
+    row, its cursor). Nothing when the table has its key already."""
+    has_key = conn.execute(
+        "select exists (select from pg_constraint where conrelid = %s::regclass and conname = %s)",
+        (f"{RAW_SCHEMA}.{source.target}", raw_key_constraint(source))).fetchone()[0]
+    if has_key:
+        return
+    if source.kind == "postgres":
+        dated = sql.SQL("cast({} as timestamptz)").format(sql.Identifier(source.cursor or ""))
+    else:
+        timezone = timezone or load_settings().timezone
+        dated = sql.SQL(
+            "(select cast(audit.file_day as timestamp) at time zone {tz} from raw._load_audit "
+            "as audit where audit.source = {name} and audit.batch_id = t._batch_id)").format(
+            tz=sql.Literal(timezone), name=sql.Literal(source.name))
+    table, available = raw_table(source), sql.Identifier(AVAILABLE_FROM)
+    conn.execute(sql.SQL("alter table {} add column if not exists {} timestamptz").format(
+        table, available))
+    # a row whose batch is not audited (never, unless someone deleted its audit) stays visible
+    # to every run, as it was
+    conn.execute(sql.SQL("update {} as t set {} = coalesce({}, '-infinity')").format(
+        table, available, dated))
+    conn.execute(sql.SQL("alter table {} alter column {} set not null").format(table, available))
+    conn.execute(sql.SQL("alter table {} drop constraint if exists {}").format(
+        table, sql.Identifier(f"{source.target}_pkey")))
+    conn.execute(sql.SQL("alter table {} add {}").format(table, raw_key_definition(source)))

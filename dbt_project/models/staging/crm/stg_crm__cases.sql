@@ -1,8 +1,9 @@
 with
 
+-- each record as of the run's as-of moment: its newest version available then (raw keeps all)
 source as (
 
-    select * from {{ source('crm', 'crm_cases') }}
+    {{ versions_as_of(source('crm', 'crm_cases'), ['case_id'], 'updated_at') }}
 
 ),
 

@@ -1,8 +1,9 @@
 with
 
+-- each order as of the run's as-of moment: its newest version available then (raw keeps all)
 source as (
 
-    select * from {{ source('ecom', 'ecom_orders') }}
+    {{ versions_as_of(source('ecom', 'ecom_orders'), ['order_id'], 'version') }}
 
 ),
 

@@ -1,8 +1,9 @@
 with
 
+-- each record as of the run's as-of moment: its newest version available then (raw keeps all)
 source as (
 
-    select * from {{ source('loyalty', 'loyalty_members') }}
+    {{ versions_as_of(source('loyalty', 'loyalty_members'), ['card_number'], 'updated_at') }}
 
 ),
 

@@ -1,8 +1,11 @@
 with
 
+-- each record as of the run's as-of moment: its newest version available then (raw keeps all)
 source as (
 
-    select * from {{ source('mailchimp', 'mailchimp_opt_outs') }}
+    {{ versions_as_of(
+        source('mailchimp', 'mailchimp_opt_outs'), ['list_id', 'email_address'], 'last_changed'
+    ) }}
 
 ),
 

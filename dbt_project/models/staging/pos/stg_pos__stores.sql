@@ -1,8 +1,9 @@
 with
 
+-- each record as of the run's as-of moment: its newest version available then (raw keeps all)
 source as (
 
-    select * from {{ source('pos', 'pos_stores') }}
+    {{ versions_as_of(source('pos', 'pos_stores'), ['store_id'], 'updated_at') }}
 
 ),
 

@@ -1,8 +1,11 @@
 with
 
+-- each record as of the run's as-of moment: its newest version available then (raw keeps all)
 source as (
 
-    select * from {{ source('pos', 'pos_ticket_lines') }}
+    {{ versions_as_of(
+        source('pos', 'pos_ticket_lines'), ['ticket_id', 'line_number'], 'updated_at'
+    ) }}
 
 ),
 
