@@ -1,8 +1,8 @@
 """The as-of contract (README, "Time"): what a run of date D writes about D is the same whether
-D ran clean, after a later date (a backfill) or after an earlier one, but for the customers a
-source corrected after D (raw keeps each record's newest version: a backfill sees the
-correction), and the newest date's run after a backfill gives back exactly the current marts of
-its clean run.
+D ran clean, after a later date (a backfill) or after an earlier one — raw keeps every version
+of a record and staging reads each as of D, so corrections that arrived after D change nothing
+of D — and the newest date's run after a backfill gives back exactly the current marts of its
+clean run.
 
 On the session's demo marts (built clean as of DEMO_DATE): build as of the day before (a backfill
 after a later date: raw already holds the later day's lines), compare its snapshot with a clean
@@ -12,12 +12,14 @@ earlier date) and compare every current mart and DEMO_DATE's snapshot with the c
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
+from trebol.extract.sources import load_sources
 from trebol.summary import history_checksum, marts_checksum
 from trebol.warehouse import ddl
 
@@ -46,15 +48,11 @@ def test_a_dates_history_does_not_depend_on_the_order_of_runs(
         run_dbt(demo_marts.dsn, local_midnight(EARLIER), "run", *HISTORY_LINEAGE,
                 work_dir=tmp_path / "backfill")
         with psycopg.connect(demo_marts.dsn) as conn:
-            backfilled = _history(conn, EARLIER)
-            corrected_later = {key for (key,) in conn.execute("""
-                select distinct keys.customer_key from staging.stg_crm__cases as cases
-                inner join marts.customer_source_keys as keys
-                    on keys.source = 'crm' and keys.source_id = cases.contact_id
-                where cases.opened_at < %(as_of)s and cases.source_updated_at >= %(as_of)s""",
-                                                              {"as_of": local_midnight(EARLIER)})}
-            later_lines = conn.execute("select count(*) from marts.fct_transactions "
-                                       "where transacted_on >= %s", (EARLIER,)).fetchone()[0]
+            backfilled_checksum, backfilled = history_checksum(conn, EARLIER), _history(conn, EARLIER)
+            corrected_later = _corrected_later(conn, local_midnight(EARLIER))
+            later = [conn.execute(query, (local_midnight(EARLIER),)).fetchone()[0] for query in (
+                "select count(*) from raw.pos_tickets where sold_at >= %s",
+                "select count(*) from marts.fct_transactions where transacted_at >= %s")]
     finally:  # the demo marts as they were, without the backfill's snapshot
         run_dbt(demo_marts.dsn, local_midnight(DEMO_DATE), "run", *HISTORY_LINEAGE,
                 work_dir=tmp_path / "again")
@@ -71,15 +69,39 @@ def test_a_dates_history_does_not_depend_on_the_order_of_runs(
                                EARLIER)
             run_dbt(dsn, local_midnight(EARLIER), "build", *HISTORY_LINEAGE, "--exclude",
                     "test_type:unit", "--indirect-selection", "cautious", work_dir=tmp_path / "clean")
-            clean = _history(conn, EARLIER)
+            clean_checksum, clean = history_checksum(conn, EARLIER), _history(conn, EARLIER)
             assert conn.execute("select count(*) from marts.fct_transactions where transacted_on "
                                 ">= %s", (EARLIER,)).fetchone()[0] == 0
+            assert _corrected_later(conn, local_midnight(EARLIER)) == {}, \
+                "the clean database holds nothing loaded after the earlier date"
     finally:
         drop_database(test_warehouse.dsn, dsn)
-    assert later_lines > 0, "the backfill's raw held the later day's lines"
-    assert set(clean) == set(backfilled) and len(clean) > 100
-    differing = {key for key in clean if clean[key] != backfilled[key]}
-    assert differing <= corrected_later, differing - corrected_later
+    assert later[0] > 0 and later[1] == 0, \
+        f"raw held the later day's tickets ({later[0]}), the backfilled transactions none ({later[1]})"
+    assert corrected_later["crm_cases"] > 0 and corrected_later["ecom_orders"] > 0, \
+        f"the backfill's raw held later versions of records it reads: {corrected_later}"
+    assert len(clean) > 100
+    assert backfilled == clean, {key: (backfilled.get(key), clean.get(key))
+                                 for key in set(clean) | set(backfilled)
+                                 if backfilled.get(key) != clean.get(key)}
+    assert backfilled_checksum == clean_checksum, "the earlier date's history, whole"
+
+
+def _corrected_later(conn: psycopg.Connection, as_of: datetime) -> dict[str, int]:
+    """Per versioned source, the records raw holds in a version available only at or after
+    ``as_of`` beside one available before it (a correction a run as of ``as_of`` must not see)."""
+    counts = {}
+    for source in load_sources().values():
+        if not source.keeps_versions:
+            continue
+        keys = sql.SQL(", ").join(map(sql.Identifier, source.primary_key))
+        count = conn.execute(sql.SQL(
+            "select count(*) from (select {k} from raw.{t} group by {k} having "
+            "bool_or(_available_from < %(as_of)s) and bool_or(_available_from >= %(as_of)s)) as c"
+        ).format(k=keys, t=sql.Identifier(source.target)), {"as_of": as_of}).fetchone()[0]
+        if count:
+            counts[source.name] = count
+    return counts
 
 
 def _history(conn: psycopg.Connection, day: date) -> dict[str, tuple]:
