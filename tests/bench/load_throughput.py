@@ -14,6 +14,10 @@ BENCH_ROWS lines (default 10 million) with the columns of a typical user export
   file into an empty raw table (a first bulk load), and of a second file of as many new keys
   into that now-full table (a nightly incremental load).
 
+With ``BENCH_VERSIONED=1`` the source declares ``version_column: transacted_at``: raw keeps
+every version (key: transaction_id and transacted_at, each row dated ``_available_from``), the
+path of the demo's versioned sources.
+
 Prints one JSON line with the throughputs, the ratios to the bare COPY and the server settings
 that matter for bulk loads. Uses the embedded warehouse under .trebol/bench unless
 TREBOL_WAREHOUSE_DSN is set.
@@ -25,6 +29,7 @@ import json
 import os
 import random
 import time
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -101,13 +106,20 @@ def bare_copy(conn: psycopg.Connection, path: Path, primary_key: bool = False,
     return seconds
 
 
+def bench_source() -> Source:
+    """The benchmark's source: with a version column when ``BENCH_VERSIONED`` is 1."""
+    if os.environ.get("BENCH_VERSIONED") == "1":
+        return replace(SOURCE, version_column="transacted_at")
+    return SOURCE
+
+
 def trebol_load(conn: psycopg.Connection, sources_dir: Path, timezone: str, day: date) -> tuple[float, int]:
     """Seconds and rows loaded by Trébol's loader for the run that covers ``day``."""
     conn.execute("checkpoint")
     end = datetime.combine(day + timedelta(days=1), datetime.min.time(), ZoneInfo(timezone))
     started = time.perf_counter()
-    results = load.extract_and_load(conn, SOURCE, sources_dir, Interval(end - timedelta(days=1), end),
-                                    0, timezone)
+    results = load.extract_and_load(conn, bench_source(), sources_dir,
+                                    Interval(end - timedelta(days=1), end), 0, timezone)
     seconds = time.perf_counter() - started
     assert all(r.rows_quarantined == 0 for r in results)
     return seconds, sum(r.rows_loaded for r in results)
@@ -126,7 +138,7 @@ def main() -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         ddl.bootstrap(conn)
         conn.execute("drop table if exists raw.bench_transactions")
-        ddl.ensure_raw_tables(conn, [SOURCE])
+        ddl.ensure_raw_tables(conn, [bench_source()])
         conn.execute("delete from raw._load_audit where source = %s", (SOURCE.name,))
         conn.execute("delete from raw._quarantine where source = %s", (SOURCE.name,))
         server = {name: conn.execute(f"show {name}").fetchone()[0] for name in SERVER_SETTINGS}
@@ -139,6 +151,7 @@ def main() -> None:
     assert first_rows == next_rows == rows
     print(json.dumps({
         "benchmark": "load_throughput", "rows_per_file": rows,
+        "versioned": bench_source().keeps_versions,
         "file_mb": round(first.stat().st_size / 1e6),
         "bare_copy_rows_per_s": round(rows / bare),
         "bare_copy_table_created_in_transaction_rows_per_s": round(rows / bare_new_table),

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,18 @@ from trebol.activation.endpoints import build_destination
 from trebol.airflow.local_runner import run_dag
 from trebol.demo.webhook_receiver import WebhookReceiver
 from trebol.erasure import purge, requests
-from trebol.erasure.identifiers import IdentifierRefused, normalise, phone_rule, placeholders
-from trebol.extract.sources import load_sources
+from trebol.erasure.identifiers import (
+    DEFAULT_PHONE_RULE,
+    IdentifierRefused,
+    normalise,
+    phone_rule,
+    placeholders,
+)
+from trebol.erasure.subject import Subject
+from trebol.erasure.suppression import Suppression
+from trebol.extract import load
+from trebol.extract.sources import Column, Source, load_sources
+from trebol.interval import Interval
 from trebol.settings import load_settings
 from trebol.warehouse import ddl, embedded
 from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts, login_role
@@ -47,6 +57,7 @@ from ..helpers import (
     SessionWarehouse,
     copy_database,
     drop_database,
+    fresh_database,
     load_sources_until,
     local_midnight,
     run_dbt,
@@ -485,6 +496,7 @@ def test_identifiers_are_normalised_as_staging_normalises_them(erased: Erased) -
         rows = conn.execute("""
             select m.email, m.phone, s.email, s.phone from raw.loyalty_members as m
             inner join staging.stg_loyalty__members as s on s.loyalty_card_number = m.card_number
+                and s.source_updated_at = m.updated_at
             union all
             select c.email, c.phone, s.email, s.phone from raw.crm_contacts as c
             inner join staging.stg_crm__contacts as s
@@ -521,3 +533,40 @@ def test_the_erasure_dag_erases_a_customer_with_real_airflow(erased: Erased,
     assert row[:2] == ("completed", "loyalty_card") and row[2].startswith("manual__") and row[3] == 1
     assert card not in (erased.tmp / "erasure_dag.log").read_text()
     assert second.customer_key not in json.dumps(erased.receiver.batches())
+
+
+def test_every_version_of_their_records_leaves_raw(test_warehouse: SessionWarehouse,
+                                                  tmp_path: Path) -> None:
+    """Raw keeps each version of a record: the purge deletes every version of a record one of
+    whose versions holds the person's identifier (a ticket whose card was added by a later
+    correction too), and leaves other people's records whole."""
+    source = Source(
+        name="t_erase_versions", kind="files", path="t_erase_versions/*.csv",
+        target="t_erase_versions", primary_key=("ticket_id",), version_column="updated_at",
+        columns=(Column("ticket_id", "text", "ticket_id", required=True),
+                 Column("card", "text", "card", identifies="loyalty_card"),
+                 Column("updated_at", "timestamptz", "updated_at", required=True)))
+    folder = tmp_path / source.name
+    folder.mkdir()
+    (folder / "2026-06-01.csv").write_text(
+        "ticket_id,card,updated_at\nt1,,2026-06-01T10:00:00+02:00\n"
+        "t2,9900000002,2026-06-01T10:00:00+02:00\n", encoding="utf-8")
+    (folder / "2026-06-02.csv").write_text(
+        "ticket_id,card,updated_at\nt1,9900000001,2026-06-02T10:00:00+02:00\n"
+        "t2,9900000002,2026-06-02T10:00:00+02:00\n", encoding="utf-8")
+    end = local_midnight(date(2026, 6, 3))
+    dsn = fresh_database(test_warehouse.dsn, "trebol_test_erase_versions")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            ddl.bootstrap(conn)
+            load.extract_and_load(conn, source, tmp_path, Interval(end - timedelta(days=1), end),
+                                  0, "Europe/Madrid", suppression=Suppression(None))
+            assert conn.execute("select count(*) from raw.t_erase_versions").fetchone()[0] == 4
+            subject = Subject(identifiers=frozenset({("loyalty_card", "9900000001")}))
+            deleted = purge.purge_raw_sources(conn, subject, [source], DEFAULT_PHONE_RULE)
+            left = conn.execute("select ticket_id, card from raw.t_erase_versions "
+                                "order by updated_at").fetchall()
+    finally:
+        drop_database(test_warehouse.dsn, dsn)
+    assert deleted == {"raw.t_erase_versions": 2}
+    assert left == [("t2", "9900000002"), ("t2", "9900000002")]

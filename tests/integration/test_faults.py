@@ -182,7 +182,7 @@ def test_a_load_whose_connection_the_server_terminates_leaves_no_trace(
     assert child.returncode != 0 and "terminating connection" in error
     assert (after, audits) == (before, 1)
     assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (5001, 5001, 0)
-    assert rows[0] == 5001 and str(rows[1]) == "2"
+    assert rows[0] == 5002 and str(rows[1]) == "2", "5,000 new keys and a's second version"
 
 
 KILLED_SYNC = """

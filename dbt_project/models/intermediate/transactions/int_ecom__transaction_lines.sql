@@ -18,7 +18,8 @@ order_statuses as (
 
 ),
 
--- raw keeps an order's latest version only: its updated_at dates the cancellation or the return
+-- staging holds each order's version as of the as-of moment: its updated_at dates the
+-- cancellation or the return
 orders_as_of as (
 
     select

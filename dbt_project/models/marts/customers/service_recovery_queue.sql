@@ -46,7 +46,7 @@ customer_clv as (
 
 ),
 
--- raw keeps a case's latest version: one resolved after the as-of moment was open then
+-- staging holds each case as of the as-of moment; one resolved after it was open then
 open_cases as (
 
     select * from cases
