@@ -4,8 +4,9 @@
   as staging does, hold one of the person's identifiers (the same rule the loader's suppression
   applies, compared in plain values here), and every other version of the same record (raw
   keeps each version of a record, and a snapshot's history: one that lacks the identifier, such
-  as a ticket before its card was added, is still theirs). A ticket's lines carry no identifier: once their
-  ticket is gone they name no one, and dbt drops a line without its ticket;
+  as a ticket before its card was added, is still theirs). A ticket's lines carry no
+  identifier: once their ticket is gone they name no one, and dbt drops a line without its
+  ticket;
 - ``raw._quarantine``: the lines whose key (``record_key``) is one of the person's records, or
   whose original text holds one of their identifiers (an email in any case, a phone with any
   separators, an id of a kind the source holds); the batch's audit moves them from

@@ -14,9 +14,9 @@ timezone); booleans are the words of ``TRUE_WORDS`` and ``FALSE_WORDS``; JSON mu
 Then the declared bounds, the allowed ``values``, ``not_after_interval_end``, the business's
 opening day (no date or timestamp before it) and the source's ``rules``; within a batch,
 extra copies of one version of a key are duplicates (and a snapshot applies a key's newest
-version only). A rule that
-raises on some rows (a cast in ``valid_when``) is evaluated row by row, those rows getting its
-reason and the error; a rule that does not run at all is a configuration error.
+version only). A rule that raises on some rows (a cast in ``valid_when``) is evaluated row by
+row, those rows getting its reason and the error; a rule that does not run at all is a
+configuration error.
 
 Every rejected row whose key columns pass their own checks records its key (``_record_key``,
 e.g. ``{"contact_id": "C123"}``), so that a quarantined row can still be traced to its record.

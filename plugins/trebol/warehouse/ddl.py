@@ -19,6 +19,12 @@ suppression list and the requests' audit (``audit.erasure_requests``). The conne
 module is handed (Airflow's ``trebol_warehouse``) is the admin's, for the migrations only.
 README, "Least privilege", "BI tools" and "Erasure requests", has the whole matrix.
 
+The raw tables follow the configuration (sources.yml), not the numbered migrations:
+``ensure_raw_tables`` creates each declared source's and brings one an earlier release made to
+today's shape in place (a snapshot history's ``_unreadable``; for a source with a
+``version_column``, the key over the primary key and the version, and ``_available_from``: raw
+keeps every version of a record), at ``prepare_warehouse`` and before each load.
+
 Inputs: a psycopg connection (autocommit) and, for the raw tables, the declared sources.
 Outputs: tables, roles and grants; nothing else in the package creates one.
 """
