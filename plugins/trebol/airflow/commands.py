@@ -11,13 +11,10 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from trebol.cli import _progress
 from trebol.settings import Settings
 
 DAG_ID = "trebol_nightly"
-
-
-def _progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def _environment(settings: Settings) -> tuple[dict[str, str], str]:
@@ -37,26 +34,26 @@ def _start(settings: Settings) -> tuple[dict[str, str], str]:
     """Start whatever of the project's Airflow is not running; its environment."""
     from trebol.activation.config import load_activation
     from trebol.airflow.local_airflow import start, uses_demo_webhook
-    from trebol.warehouse.run_lock import exclusive_run
+    from trebol.warehouse.run_lock import check_no_run
 
     env, dsn = _environment(settings)
     # a `trebol run` in progress would meet the scheduler's runs on the same marts
-    with exclusive_run(dsn, "trebol airflow start"):
-        pass
+    check_no_run(dsn, "trebol airflow start")
     start(settings, env, uses_demo_webhook(load_activation().destinations), dsn, _progress)
     return env, dsn
 
 
 def _print_access(settings: Settings) -> None:
-    from trebol.airflow.local_airflow import ADMIN_USER, ui_url
+    from trebol.airflow.local_airflow import ADMIN_USER, password_file, ui_url
 
-    password_file = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
-    print(f"Airflow UI: {ui_url(settings)}  (login {ADMIN_USER}; its password is in {password_file})")
+    print(f"Airflow UI: {ui_url(settings)}  (login {ADMIN_USER}; its password is in "
+          f"{password_file(settings)})")
 
 
 def command_airflow(settings: Settings, args: argparse.Namespace) -> int:
     """trebol airflow start|stop|status|exec."""
     from trebol.airflow import local_airflow
+    from trebol.airflow.local_runner import airflow_binary
 
     if args.action == "start":
         _, dsn = _start(settings)
@@ -80,7 +77,7 @@ def command_airflow(settings: Settings, args: argparse.Namespace) -> int:
         return 0 if found else 3
     env, _ = _environment(settings)
     argv = args.airflow_args[1:] if args.airflow_args[:1] == ["--"] else args.airflow_args
-    return subprocess.run([local_airflow._airflow_binary(), *argv],
+    return subprocess.run([airflow_binary(), *argv],
                           env=env, check=False).returncode
 
 

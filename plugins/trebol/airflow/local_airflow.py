@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from trebol.airflow.local_runner import airflow_env
+from trebol.airflow.local_runner import airflow_binary, airflow_env
 from trebol.demo.endpoints import DEMO_WEBHOOK_CONN_ID, receiver_dir
 from trebol.settings import Settings
 from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts
@@ -67,10 +67,6 @@ class Service:
 
     name: str
     argv: tuple[str, ...]
-
-
-def _airflow_binary() -> str:
-    return str(Path(sys.executable).with_name("airflow"))
 
 
 def run_dir(settings: Settings) -> Path:
@@ -157,7 +153,7 @@ def services_env(settings: Settings, dsn: str, pos_dsn: str, role_dsns: Mapping[
 
 def services(settings: Settings, demo_webhook: bool) -> list[Service]:
     """The processes ``start`` runs, in start order."""
-    airflow = _airflow_binary()
+    airflow = airflow_binary()
     listed = [Service(name, (airflow, name)) for name in CORE_SERVICES]
     if settings.airflow_executor == "celery":
         # each worker its own name; their logs are files the api-server reads (no log server each)
@@ -243,13 +239,13 @@ def _wait_healthy(settings: Settings, started: Mapping[str, subprocess.Popen], t
                 log = log_dir(settings) / f"{name}.log"
                 raise AirflowServiceError(f"airflow {name} exited with {process.returncode}: "
                                           f"{_last_line(log)} (log: {log})")
-        try:
-            with urllib.request.urlopen(f"{ui_url(settings)}/api/v2/monitor/health", timeout=5) as reply:
-                health = json.load(reply)
-            if health.get("scheduler", {}).get("status") == "healthy":
-                return
-        except (urllib.error.URLError, OSError, ValueError):
-            pass
+        health: dict = {}
+        health_url = f"{ui_url(settings)}/api/v2/monitor/health"
+        with (contextlib.suppress(urllib.error.URLError, OSError, ValueError),  # not up yet
+              urllib.request.urlopen(health_url, timeout=5) as reply):
+            health = json.load(reply)
+        if health.get("scheduler", {}).get("status") == "healthy":
+            return
         time.sleep(2)
     raise AirflowServiceError(f"Airflow did not report healthy within {timeout:.0f} s "
                               f"(logs: {log_dir(settings)})")
@@ -270,7 +266,7 @@ def start(settings: Settings, env: Mapping[str, str], demo_webhook: bool, admin_
     progress(f"airflow: migrating the metadata database {metadata_database(admin_dsn)}")
     migrate_log = log_dir(settings) / "db-migrate.log"
     with migrate_log.open("w") as log:
-        migrated = subprocess.run([_airflow_binary(), "db", "migrate"], env=dict(env), stdout=log,
+        migrated = subprocess.run([airflow_binary(), "db", "migrate"], env=dict(env), stdout=log,
                                   stderr=subprocess.STDOUT, check=False)
     if migrated.returncode != 0:
         raise AirflowServiceError(f"airflow db migrate failed: {_last_line(migrate_log)} "
@@ -316,11 +312,15 @@ def stop(settings: Settings, progress: Callable[[str], None], grace: float = 30)
     return sorted(found)
 
 
+def password_file(settings: Settings) -> Path:
+    """Where the api-server writes the UI logins' generated passwords (Airflow's default)."""
+    return settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+
+
 def admin_password(settings: Settings) -> str | None:
     """The UI login's password, as the api-server generated it (None before its first start)."""
-    path = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
     try:
-        return json.loads(path.read_text()).get(ADMIN_USER)
+        return json.loads(password_file(settings).read_text()).get(ADMIN_USER)
     except (OSError, ValueError):
         return None
 

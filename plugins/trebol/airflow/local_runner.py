@@ -75,7 +75,8 @@ def airflow_env(settings: Settings, dsn: str, pos_dsn: str,
     }
 
 
-def _airflow_binary() -> str:
+def airflow_binary() -> str:
+    """The ``airflow`` command of this virtualenv."""
     return str(Path(sys.executable).with_name("airflow"))
 
 
@@ -119,7 +120,7 @@ def _migrate(settings: Settings, env: dict[str, str], log: IO[str], log_file: Pa
     if db_file.exists() and marker.exists() and marker.read_text() == wanted:
         return
     progress("airflow: migrating the metadata database")
-    migrated = subprocess.run([_airflow_binary(), "db", "migrate"], env=env, stdout=log,
+    migrated = subprocess.run([airflow_binary(), "db", "migrate"], env=env, stdout=log,
                               stderr=subprocess.STDOUT, check=False)
     if migrated.returncode != 0:
         raise DagRunFailed(f"airflow db migrate failed; see {log_file}")
@@ -207,11 +208,15 @@ def test_run(dag: DAG, logical_date: datetime, run_conf: dict[str, Any] | None =
     (``_rerun_or_create_dagrun``). Without the DAG's Deadline Alerts: no scheduler watches them
     here, and Airflow 3.3.2's ``dag.test()`` fails the run of a DAG that has one when it
     succeeds (it looks the alert up by its serialized form, not its id)."""
-    from unittest.mock import patch
+    from airflow.models import dagrun
 
     dag.deadline = None
-    with patch("airflow.models.dagrun.get_or_create_dagrun", _rerun_or_create_dagrun):
+    # dag.test() imports the helper from its module when it runs: swapped for that call only
+    replaced, dagrun.get_or_create_dagrun = dagrun.get_or_create_dagrun, _rerun_or_create_dagrun
+    try:
         return dag.test(logical_date=logical_date, run_conf=run_conf)
+    finally:
+        dagrun.get_or_create_dagrun = replaced
 
 
 def _child(dag_id: str, logical_date: str) -> int:

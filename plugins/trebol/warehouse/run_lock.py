@@ -42,3 +42,10 @@ def exclusive_run(dsn: str, holder: str) -> Iterator[None]:
             yield
         finally:
             conn.execute("select pg_advisory_unlock(hashtext(%s))", (LOCK_NAME,))
+
+
+def check_no_run(dsn: str, holder: str) -> None:
+    """Raise :class:`RunInProgress` if a run holds the warehouse now; hold nothing after (for a
+    command that starts runs elsewhere, e.g. the scheduler's)."""
+    with exclusive_run(dsn, holder):
+        return
