@@ -125,6 +125,7 @@ from trebol.airflow.assets import OUTLETS, record_events
 from trebol.airflow.dbt_build import CLV_DEPENDENT_NODES, dbt_build_operator
 from trebol.airflow.policy import DEFAULT_ARGS, task_policy
 from trebol.interval import Interval, local_midnight
+from trebol.report import timeline
 from trebol.settings import load_settings
 
 SETTINGS = load_settings()
@@ -156,8 +157,10 @@ def _interval() -> Interval:
     end_date=local_midnight(SETTINGS.schedule_end, SETTINGS.timezone) if SETTINGS.schedule_end else None,
     catchup=False,
     max_active_runs=1,
+    # each task records when it ran for the run report (trebol.report.timeline)
     default_args={**DEFAULT_ARGS, "retry_delay": timedelta(seconds=SETTINGS.retry_delay_seconds),
-                  "on_failure_callback": alerts.on_task_failure},
+                  "on_failure_callback": [alerts.on_task_failure, timeline.on_failure],
+                  "on_success_callback": timeline.on_success, "on_retry_callback": timeline.on_retry},
     on_success_callback=alerts.on_dag_success,
     # queued at the scheduled midnight: the deadline falls at DEADLINE local time
     deadline=DeadlineAlert(
@@ -249,8 +252,12 @@ def trebol_nightly() -> None:
     @task(trigger_rule="all_done", **task_policy("summarize"))
     def summarize() -> dict[str, object]:
         from trebol.airflow import tasks
+        from trebol.airflow.run_context import task_states
+        from trebol.report.timeline import span_of
 
-        return tasks.summarize(_interval(), _run_key())
+        context = get_current_context()
+        return tasks.summarize(_interval(), _run_key(), task_states(context),
+                               running=span_of(context, "running"))
 
     # after the summary, whatever failed: a run older than the newest date done (a backfill)
     # rebuilds the current marts as of the newest date; for the newest date it skips the rebuild

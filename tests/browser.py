@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.sync_api import Browser, Page, Playwright, Route, sync_playwright
@@ -106,6 +107,34 @@ def rendered_dom(page_file: Path, *, timeout: float = 60) -> str:
     with _page(1280, 1000, timeout) as page:
         _open(page, page_file)
         return page.content()
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """A local page after its scripts ran: its DOM, what it logged as errors (console errors
+    and uncaught exceptions) and the count of each CSS selector asked about."""
+
+    dom: str
+    errors: list[str]
+    counts: dict[str, int]
+
+
+def render_page(page_file: Path, png: Path, selectors: list[str], *, width: int = 1280,
+                height: int = 1000, timeout: float = 60) -> RenderedPage:
+    """Open a local page (network off), wait for it to settle, save a full-page PNG and return
+    its DOM, its errors and how many elements match each selector."""
+    png = Path(png).resolve()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png.unlink(missing_ok=True)
+    errors: list[str] = []
+    with _page(width, height, timeout) as page:
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        _open(page, page_file)
+        counts = {selector: page.locator(selector).count() for selector in selectors}
+        page.screenshot(path=str(png), full_page=True)
+        dom = page.content()
+    return RenderedPage(dom, errors, counts)
 
 
 # the Airflow UI's pages: 127.0.0.1 resolves and is reached directly; every other host still fails

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from trebol.docs import docs_dir
 from trebol.quality import gx_project, results
+from trebol.report import report_path
 
 LAYERS = ("raw", "staging", "marts", "audiences", "activation")
 
@@ -153,6 +154,7 @@ def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
         "history_checksum": history_checksum(conn, as_of_date),
         "predicted_value": predicted_value(conn, as_of_date),
         "reports": {"folder": str(report_dir),
+                    "run_report": str(report_path(report_dir)),
                     "data_docs": str(gx_project.data_docs_dir(report_dir) / "index.html"),
                     "docs": docs_site(report_dir)},
     }
@@ -196,6 +198,7 @@ def render(summary: dict[str, Any]) -> str:
         lines.append("  churn risk  " + ", ".join(f"{k} {v:,}" for k, v in clv["churn_risk_band"].items())
                      + f"; predicted CLV (margin) {clv['predicted_clv_total']:,.0f}")
     lines.append(f"  marts md5   {summary['marts_checksum']}")
+    lines.append(f"  run report  {summary['reports']['run_report']}")
     lines.append(f"  reports     {summary['reports']['folder']}")
     lines.append(f"  data docs   {summary['reports']['data_docs']}")
     docs = summary["reports"].get("docs")

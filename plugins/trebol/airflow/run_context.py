@@ -26,3 +26,12 @@ def run_key(context: Mapping[str, Any]) -> str:
     run = context["dag_run"]
     cleared = getattr(run, "clear_number", 0) or 0
     return run.run_id if cleared == 0 else f"{run.run_id}~{cleared}"
+
+
+def task_states(context: Mapping[str, Any]) -> dict[str, str]:
+    """The state of every task instance of the running DAG run, as the task SDK gives them
+    (``task_id``, or ``task_id_<map index>`` for a mapped one; ``none`` when not yet run)."""
+    run = context["dag_run"]
+    states = context["ti"].get_task_states(dag_id=run.dag_id, run_ids=[run.run_id])
+    return {key: str(getattr(state, "value", state)) if state else "none"
+            for key, state in states.get(run.run_id, {}).items()}

@@ -40,6 +40,8 @@ from trebol.extract.sources import SourceConfigError, load_sources
 from trebol.interval import Interval, local_midnight
 from trebol.quality import gate
 from trebol.quality.rules import load_rules
+from trebol.report import page, timeline
+from trebol.report.timeline import TaskSpan
 from trebol.settings import ConfigError, SettingsError, load_settings
 from trebol.warehouse import ddl
 from trebol.warehouse.address import error_line
@@ -217,9 +219,23 @@ def find_newest_date(interval: Interval) -> str | None:
 
 
 @final_on_deterministic_errors
-def summarize(interval: Interval, run_id: str) -> dict[str, Any]:
-    """Write the run summary (summary.json) and return it; runs whatever the checks found."""
+def summarize(interval: Interval, run_id: str, task_states: dict[str, str],
+              running: TaskSpan | None = None) -> dict[str, Any]:
+    """Write the run summary (summary.json) and the run report (index.html, from the tasks'
+    records, ``task_states`` for those that have none, and ``running``: this task) into the
+    run's report folder, and return the summary; runs whatever the checks found."""
     settings = load_settings()
     day = interval.as_of_date(settings.timezone)
+    report_dir = settings.report_dir(day)
+    try:  # a failed run's report must still say what was not pushed: the syncs configured
+        sync_names = [spec.name for spec in load_activation().syncs]
+    except ConfigError as error:
+        log.error("destinations.yml unreadable, the report lists no sync configured: %s", error)
+        sync_names = []
+    spans = [span for span in timeline.read_timeline(report_dir, run_id, task_states)
+             if running is None or span.task_id != running.task_id] + ([running] if running else [])
     with task_connection("summarize") as conn:
-        return summary.build_summary(conn, day, settings.report_dir(day), run_id)
+        result = summary.build_summary(conn, day, report_dir, run_id)
+        page.write_report(conn, result, report_dir, interval, run_id, spans,
+                          sorted(load_sources()), sync_names)
+    return result
