@@ -65,7 +65,12 @@ schedule and `airflow backfill create --from-date D`. One run at a time (`max_ac
 11. **summarize** (checker; always, whatever failed): rows per layer, customers per segment, the
     checks of this run (`marts.data_quality_results`) with each failure, whether this run pushed
     (or why not) and its pushes, never an earlier run's: `summary.json` in the run's report
-    folder, beside the run's Data Docs (`data_docs/`).
+    folder, beside the run's Data Docs (`data_docs/`), and the run report `index.html`
+    (`trebol.report`: what failed and what was not pushed first, then the tasks' timeline,
+    sources, checks, segments, RFM, CLV, migration and syncs, readable offline). Every task
+    records when it ran for that timeline from its success, failure and retry callbacks
+    (`trebol.report.timeline`, files in the report folder): a task cannot read the others'
+    times from Airflow.
 12. **find_newest_date** and **rebuild_current_marts** (transformer; after the summary,
     whatever failed): a run of a date older than the newest one the history holds (a backfill)
     has written that date's history (segment_history, customer_clv, the checks' results) and

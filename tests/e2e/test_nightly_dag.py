@@ -18,18 +18,21 @@ import contextlib
 import csv
 import io
 import json
+import re
 import secrets
 import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
 import yaml
+from PIL import Image
 
 from trebol import cli
 from trebol.activation.config import load_activation
@@ -40,6 +43,7 @@ from trebol.quality.rules import load_rules
 from trebol.summary import HISTORY_TABLES, marts_checksum
 from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts
 
+from ..browser import render_page
 from ..helpers import DEMO_DATE, PROJECT_DIR, SessionWarehouse, local_midnight
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -479,3 +483,109 @@ def test_a_load_cut_off_by_the_server_is_retried_by_airflow_and_the_run_ends_cle
     summary = runs["again"]
     assert summary["marts_checksum"] == runs["first"]["marts_checksum"]
     assert summary["activation"] == "pushed" and summary["checks"]["errors"] == []
+
+
+def _report_specs(html: str) -> dict[str, list[dict]]:
+    """The data of each chart the run report embeds (its Vega-Lite spec's one dataset)."""
+    specs = {}
+    for name, text in re.findall(r'<script type="application/json" id="spec-([\w-]+)">(.*?)</script>',
+                                 html, re.S):
+        [values] = json.loads(text)["datasets"].values()
+        specs[name] = values
+    return specs
+
+
+def _frame(conn: psycopg.Connection, query: str, params: tuple = ()) -> pd.DataFrame:
+    cursor = conn.execute(query, params)
+    return pd.DataFrame(cursor.fetchall(), columns=[column.name for column in cursor.description])
+
+
+def test_the_run_report_shows_the_night_with_its_charts_offline(
+        runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
+    """The demo date's report (the re-run, which met a load Airflow retried): it renders in a
+    headless browser with every chart drawn and no error, and what it shows is what the
+    warehouse and Airflow hold, recomputed here from their rows."""
+    report = Path(runs["again"]["reports"]["run_report"])
+    assert report == test_warehouse.settings.reports_dir / DEMO_DATE.isoformat() / "index.html"
+    assert f"run report  {report}" in runs["printed"]
+    html = report.read_text(encoding="utf-8")
+    specs = _report_specs(html)
+    segmentations = ("value_tier", "rfm_segment", "lifecycle_stage")
+    charts = ["timeline", "rfm", "clv", "syncs",
+              *(f"{kind}-{name}" for kind in ("segments", "migration") for name in segmentations)]
+    assert set(specs) == set(charts)
+    png = report.parent / "run_report.png"
+    rendered = render_page(report, png, [f"#chart-{name} svg" for name in charts] + ["img.plot"])
+    assert rendered.errors == []
+    assert all(count >= 1 for count in rendered.counts.values()), rendered.counts
+    assert 'class="status ok"' in rendered.dom and "The run succeeded" in rendered.dom
+    with Image.open(png) as image:  # a page, not a blank: many colours, dark text on light
+        darkest, lightest = image.convert("L").getextrema()
+        assert image.height > 3000 and len(image.convert("RGB").getcolors(1 << 20) or []) > 200
+        assert darkest < 60 and lightest > 240
+
+    # the timeline: every task instance that ended before the report, as Airflow recorded it
+    spans = {row["task"]: row for row in specs["timeline"]}
+    db = test_warehouse.settings.airflow_home / "airflow.db"
+    with sqlite3.connect(db) as conn:
+        instances = conn.execute("""
+            select task_id, map_index, rendered_map_index, state, try_number, start_date
+            from task_instance where run_id = (select run_id from dag_run
+                where dag_id = 'trebol_nightly' order by start_date desc limit 1)
+            and task_id not in ('find_newest_date', 'rebuild_current_marts', 'fail_run')""").fetchall()
+    assert len(spans) == len(instances) >= 20
+    tries = {}
+    for task_id, map_index, rendered, state, try_number, started in instances:
+        label = task_id if map_index < 0 else f"{task_id}[{rendered}]"
+        span, tries[label] = spans[label], try_number
+        assert span["state"] == (state if task_id != "summarize" else "running")
+        start = datetime.fromisoformat(span["start"]).replace(tzinfo=None)
+        assert abs((start - datetime.fromisoformat(started)).total_seconds()) < 1
+    # the pos_tickets load struck by the server shows its last try (the row of the table)
+    retried = re.search(r"<td>extract_load\[pos_tickets\]</td><td>success</td><td class=\"n\">(\d+)<",
+                        html)
+    assert retried and int(retried.group(1)) == tries["extract_load[pos_tickets]"] >= 2
+
+    with test_warehouse.connect() as conn:
+        history = _frame(conn, "select * from marts.segment_history where as_of_date in (%s, %s)",
+                         (DEMO_DATE, BACKFILL_DATE))
+        rfmt = _frame(conn, "select r_score, f_score, monetary_total::float8 as m from marts.customer_rfmt")
+        clv = _frame(conn, "select churn_risk_band from marts.customer_clv where as_of_date = %s "
+                           "and predicted_clv is not null", (DEMO_DATE,))
+    today, before = (history[history["as_of_date"] == day] for day in (DEMO_DATE, BACKFILL_DATE))
+    for column in ("value_tier", "rfm_segment", "lifecycle_stage"):
+        shown = {row["segment"]: (row["customers"], row["change"]) for row in specs[f"segments-{column}"]}
+        now, then = today[column].value_counts(), before[column].value_counts()
+        assert shown == {segment: (int(now.get(segment, 0)), int(now.get(segment, 0) - then.get(segment, 0)))
+                         for segment in set(now.index) | set(then.index)}
+        # the migration from the previous snapshot (the backfill's date) to the run's
+        moved = before[["customer_key", column]].merge(
+            today[["customer_key", column]], on="customer_key", how="outer",
+            suffixes=("_from", "_to")).fillna("(none)")
+        expected = moved.groupby([f"{column}_from", f"{column}_to"]).size().to_dict()
+        assert {(row["from_segment"], row["to_segment"]): row["customers"]
+                for row in specs[f"migration-{column}"]} == expected
+    grid = rfmt.groupby(["r_score", "f_score"]).agg(customers=("m", "size"), mean=("m", "mean"))
+    shown_grid = {(row["r_score"], row["f_score"]): row for row in specs["rfm"]}
+    assert set(shown_grid) == set(grid.index)
+    for cell, row in shown_grid.items():  # the mean rounded to cents
+        assert row["customers"] == grid.loc[cell, "customers"]
+        assert abs(row["mean_monetary"] - grid.loc[cell, "mean"]) <= 0.005 + 1e-9
+    shown_bands = pd.DataFrame(specs["clv"]).groupby("churn_risk_band")["customers"].sum().to_dict()
+    assert shown_bands == clv["churn_risk_band"].value_counts().to_dict()
+    assert {row["sync"] for row in specs["syncs"]} == {sync.name for sync in load_activation().syncs}
+
+
+def test_the_report_of_a_failed_run_says_first_what_failed_and_what_was_not_pushed(
+        runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
+    html = Path(runs["backfill"]["reports"]["run_report"]).read_text(encoding="utf-8")
+    main = html[html.index("<main>"):]
+    status = main[:main.index("</div>\n\n<div class=\"tiles\">")]
+    # the first thing on the page, before the pipeline and everything else
+    assert main.index('id="status"') < main.index('id="pipeline"')
+    assert 'class="status failed"' in status and "The run failed:" in status
+    assert "<li>check_raw_batches: failed</li>" in status
+    assert "<li>push_audiences: upstream failed</li>" in status
+    assert "quarantined_share" in status  # the quality error itself
+    syncs = ", ".join(sync.name for sync in load_activation().syncs)
+    assert f"Activation: stopped by the quality gate. Not pushed: {syncs}." in status

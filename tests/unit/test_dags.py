@@ -20,6 +20,7 @@ from trebol.airflow import alerts, assets, policy, tasks
 from trebol.airflow.connections import ROLE_OF_TASK, TASKS_WITHOUT_WAREHOUSE, task_conn_id
 from trebol.interval import Interval, nightly_interval
 from trebol.interval import local_midnight as _local_midnight
+from trebol.report import timeline
 
 from ..helpers import PROJECT_DIR
 
@@ -73,16 +74,30 @@ def test_the_policy_rule_sizes_the_timeouts() -> None:
     assert policy.TaskPolicy(10, 601).execution_timeout == timedelta(minutes=35)
 
 
+def _callbacks(callbacks: object) -> list[object]:
+    return callbacks if isinstance(callbacks, list) else [callbacks] if callbacks else []
+
+
+def test_every_nightly_task_records_when_it_ran_for_the_run_report(dag_bag: DagBag) -> None:
+    """Each task of the nightly DAG writes its span for the report's timeline when it ends,
+    whatever the outcome (trebol.report.timeline)."""
+    for task in dag_bag.dags["trebol_nightly"].tasks:
+        assert _callbacks(task.on_success_callback) == [timeline.on_success], task.task_id
+
+
 def test_every_failing_task_alerts_and_a_recovery_is_told(dag_bag: DagBag) -> None:
     """One alert per failed task (after its last try): each task's failure callback, but for
     fail_run, whose failure only marks the run failed; the recovery on the DAG's success."""
     for dag_id, dag in dag_bag.dags.items():
         for task in dag.tasks:
-            callbacks = task.on_failure_callback
-            callbacks = callbacks if isinstance(callbacks, list) else [callbacks] if callbacks else []
+            callbacks = _callbacks(task.on_failure_callback)
             expected = [] if task.task_id == "fail_run" else [alerts.on_task_failure]
+            if dag_id == "trebol_nightly" and task.task_id != "fail_run":
+                expected.append(timeline.on_failure)  # the run report's record, no alert
             assert callbacks == expected, f"{dag_id}.{task.task_id}"
-            assert not task.on_retry_callback, f"{dag_id}.{task.task_id} would alert every try"
+            retry = _callbacks(task.on_retry_callback)
+            assert retry == ([timeline.on_retry] if dag_id == "trebol_nightly" else []), \
+                f"{dag_id}.{task.task_id} would alert every try"
     nightly = dag_bag.dags["trebol_nightly"]
     assert nightly.on_success_callback == alerts.on_dag_success
     assert not nightly.on_failure_callback  # the failed task already said what broke
@@ -284,7 +299,7 @@ def test_each_task_reaches_the_warehouse_as_its_role(dag_bag: DagBag,
         "stage_audiences": lambda: tasks.stage_audiences(interval),
         "check_marts": lambda: tasks.check_marts(interval, "run"),
         "push_audiences": lambda: tasks.push_sync(tasks.sync_names()[0], interval, "run"),
-        "summarize": lambda: tasks.summarize(interval, "run"),
+        "summarize": lambda: tasks.summarize(interval, "run", {}),
         "find_newest_date": lambda: tasks.find_newest_date(interval),
     }
     for task_id, call in calls.items():
