@@ -9,9 +9,9 @@ ending on the simulation's end date: every snapshot, oldest first, in one transa
 fresh database ``trebol_bench_crm`` on the bench warehouse, and prints one JSON line: the
 snapshots and rows read, the history's size, the load's seconds and rows per second, the
 seconds per snapshot of the first and the last tenth of the snapshots (from the load audit: a
-cost that grows with the history shows there), the history's md5 (the same data gives the same history, whatever the version of
-the loader), and a bare COPY of the same files' lines into a one-column text table (the floor:
-no fields, no key, no checks).
+cost that grows with the history shows there), the history's md5 (the same data gives the same
+history, whatever the version of the loader), and a bare COPY of the same files' lines into a
+one-column text table (the floor: no fields, no key, no checks).
 
 BENCH_PROFILE=FILE writes a cProfile of the load to FILE (``python -m pstats FILE``);
 BENCH_EXPLAIN=1 logs the plan of every statement of the load over 20 ms with auto_explain
