@@ -145,7 +145,8 @@ def test_a_crm_drop_folder_keeping_a_window_loads_from_its_oldest_snapshot(
     assert kept.counts["crm_contacts"] < full.counts["crm_contacts"]
     assert "crm_snapshot_retention_days" not in replace(spec, crm_snapshot_retention_days=None).to_json(), \
         "a spec without retention is recorded as before (the demo's outputs are reused)"
-    source = replace(load_sources()["crm_contacts"], target="t_crm_window")
+    # a source of its own (name and table): the session's demo crm_contacts is loaded elsewhere
+    source = replace(load_sources()["crm_contacts"], name="t_crm_window", target="t_crm_window")
     with test_warehouse.connect() as conn:
         conn.execute("drop table if exists raw.t_crm_window")
         results = load.extract_and_load(conn, source, tmp_path / "kept", _interval(end), 0, TZ)
