@@ -62,6 +62,7 @@ lint: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m tests.bench.load_throughput
+	$(BIN)/python -m tests.bench.crm_snapshots
 	$(BIN)/python -m tests.bench.value_marts
 	$(BIN)/python -m tests.bench.clv_fit
 	$(BIN)/python -m tests.bench.activation_sync

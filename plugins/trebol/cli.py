@@ -37,6 +37,12 @@ def _progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _date(text: str) -> date:
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD")
@@ -164,7 +170,8 @@ def command_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
     spec = SimulationSpec(args.customers or settings.demo_customers,
                           args.days or settings.demo_days, args.end or settings.demo_date,
-                          settings.demo_seed if args.seed is None else args.seed, settings.timezone)
+                          settings.demo_seed if args.seed is None else args.seed, settings.timezone,
+                          crm_snapshot_retention_days=args.crm_snapshot_retention_days)
     pos_dsn = validate_dsn(args.pos_dsn, "--pos-dsn") if args.pos_dsn else None
     if pos_dsn:
         embedded.check(pos_dsn, "--pos-dsn")
@@ -550,6 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--days", type=int, help="days of history (default TREBOL_DEMO_DAYS)")
     sim.add_argument("--end", type=_date, help="first day after the history (default TREBOL_DEMO_DATE)")
     sim.add_argument("--seed", type=int, help="random seed (default TREBOL_DEMO_SEED)")
+    sim.add_argument("--crm-snapshot-retention-days", type=_positive, metavar="N",
+                     help="keep only the CRM contact snapshots (full daily exports) of the N "
+                     "newest days, as a real CRM drop folder does (default: every day's); for "
+                     "large simulations: 1 million people over 3 years would otherwise write "
+                     "about a billion snapshot rows")
     sim.add_argument("--out", help="output folder (default TREBOL_SOURCES_DIR)")
     sim.add_argument("--pos-dsn", help="postgresql:// URL of a database for the simulated POS "
                      "(default: none with --out, the pipeline's POS database without)")

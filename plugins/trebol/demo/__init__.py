@@ -6,7 +6,8 @@ overlapping source systems, plus ground truth.
 - POS: schema ``pos`` in the PostgreSQL database ``pos_dsn`` (stores, products, tickets, ticket lines);
 - e-commerce: ``ecom/orders/YYYY-MM-DD.jsonl`` (order versions);
 - loyalty: ``loyalty/members/YYYY-MM-DD.csv`` and ``loyalty/points/YYYY-MM-DD.csv``;
-- CRM: ``crm/contacts/YYYY-MM-DD.csv`` (full snapshots) and ``crm/cases/YYYY-MM-DD.csv``;
+- CRM: ``crm/contacts/YYYY-MM-DD.csv`` (full snapshots: every day's, or the newest
+  ``spec.crm_snapshot_retention_days`` days') and ``crm/cases/YYYY-MM-DD.csv``;
 - ``ground_truth/``: ``people.csv``, ``identities.csv``, ``faults.csv`` (never read by the pipeline);
 - ``manifest.json``: the spec, so an identical request reuses what is there.
 

@@ -123,7 +123,8 @@ def simulate(spec: SimulationSpec, out_dir: Path, pos_dsn: str | None,
 
     crm = crm_system.build_contacts(people, sales, clock, spec.rng("crm"))
     counts["crm_contacts"] = crm_system.write_contacts(out_dir, crm, clock, spec.rng("crm-contacts"),
-                                                       spec.fault_rate, log)
+                                                       spec.fault_rate, log,
+                                                       spec.crm_snapshot_retention_days)
     counts["crm_cases"] = crm_system.write_cases(out_dir, people, sales, crm, clock, spec.rng("crm-cases"),
                                                  spec.fault_rate, log)
     say(f"wrote CRM: {counts['crm_contacts']:,} snapshot rows, {counts['crm_cases']:,} case rows")

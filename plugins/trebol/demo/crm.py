@@ -145,8 +145,10 @@ def build_contacts(people: People, sales: Sales, clock: Clock, rng: np.random.Ge
 
 
 def write_contacts(out_dir: Path, crm: Crm, clock: Clock, rng: np.random.Generator, fault_rate: float,
-                   log: FaultLog) -> int:
-    """One full snapshot per day of every contact created by its end, in contact id order."""
+                   log: FaultLog, retention_days: int | None = None) -> int:
+    """One full snapshot per day of every contact created by its end, in contact id order; with
+    ``retention_days``, only the newest days' snapshots are written (a drop folder that keeps a
+    window: the older ones were deleted), each the very file the full folder has for its day."""
     instants = sorted({int(t) for states in crm.states for at, row in states for t in (at, *_times(row))})
     text = dict(zip(instants, clock.stamps(np.array(instants, dtype=np.int64)), strict=True))
     changes: list[list[tuple[int, list[str]]]] = [[] for _ in range(clock.days)]
@@ -162,10 +164,15 @@ def write_contacts(out_dir: Path, crm: Crm, clock: Clock, rng: np.random.Generat
     fields: list[list[str]] = [[] for _ in crm.contact_id]
     lines: list[str] = ["" for _ in crm.contact_id]
     written = 0
+    first_kept = 0 if retention_days is None else max(clock.days - retention_days, 0)
     for day in range(clock.days):
         for index, row in changes[day]:
             fields[index] = row
             lines[index] = csv_line(row)
+        if day < first_kept:  # not kept: its faults still draw what they would have drawn
+            for row, kind in plan[day]:
+                CONTACTS.fault(fields[row], kind, rng)
+            continue
         location = f"{CONTACTS.folder}/{clock.day_names[day]}.csv"
         written += write_day_file(out_dir / location, CONTACTS.header, lines[: existing[day]], plan[day],
                                   lambda row, kind: CONTACTS.fault(fields[row], kind, rng), log, "crm",

@@ -14,8 +14,8 @@ How a batch (one file, one snapshot or one query over the interval) travels:
    with a ``version_column``, by primary key and version: raw keeps every version, dated by
    when a run begins to load it (``_available_from``: the start of a file's day, a database
    row's cursor), so that dbt can read each record as of any date, whatever the load order;
-   for snapshots, diffed into a history (a refused file is not applied: a snapshot whose every
-   line was refused for its header says nothing about who is gone);
+   for snapshots, diffed into a history (``snapshots``; a refused file is not applied: a
+   snapshot whose every line was refused for its header says nothing about who is gone);
 4. audit (``audit``): rejected rows to ``raw._quarantine`` with the reason, the location, the
    original text and the record's key; one ``raw._load_audit`` row per batch: rows read =
    loaded + quarantined + suppressed.
@@ -50,7 +50,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from trebol.erasure.suppression import Suppression, remove_suppressed
-from trebol.extract import apply, checks, fast_path
+from trebol.extract import apply, checks, fast_path, snapshots
 from trebol.extract.audit import (
     BatchResult,
     audit,
@@ -217,8 +217,8 @@ def _load_batch(conn: psycopg.Connection, source: Source, batch_id: str, locatio
         if source.kind == "snapshot":
             staged.notes.append("snapshot not applied: every line refused for the header")
     elif source.kind == "snapshot":
-        apply.stage_unreadable_keys(conn, source)
-        diff = apply.apply_snapshot(conn, source, batch_id, day or interval.end.date(),
+        snapshots.stage_unreadable_keys(conn, source)
+        diff = snapshots.apply_snapshot(conn, source, batch_id, day or interval.end.date(),
                                     _confirmed(conn, source, batch_id, staged.checksum))
         staged.notes.append(diff.note)
         held_reason = diff.held_reason
@@ -258,7 +258,7 @@ def extract_and_load(conn: psycopg.Connection, source: Source, sources_dir: Path
             log.warning("%s: %s", source.name, note)
         record_missing_files(conn, source, plan.days_on_disk, interval, tz)
         if plan.replay_from is not None:
-            apply.rollback_snapshots(conn, source, plan.replay_from)
+            snapshots.rollback_snapshots(conn, source, plan.replay_from)
         stage_file = stage_jsonl if source.format == "jsonl" else stage_csv
         for path in plan.files:
             batch_id = _batch_id(path, sources_dir)

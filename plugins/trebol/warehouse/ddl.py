@@ -21,9 +21,10 @@ README, "Least privilege", "BI tools" and "Erasure requests", has the whole matr
 
 The raw tables follow the configuration (sources.yml), not the numbered migrations:
 ``ensure_raw_tables`` creates each declared source's and brings one an earlier release made to
-today's shape in place (a snapshot history's ``_unreadable``; for a source with a
-``version_column``, the key over the primary key and the version, and ``_available_from``: raw
-keeps every version of a record), at ``prepare_warehouse`` and before each load.
+today's shape in place (a snapshot history's ``_unreadable`` and its index on the open records;
+for a source with a ``version_column``, the key over the primary key and the version, and
+``_available_from``: raw keeps every version of a record), at ``prepare_warehouse`` and before
+each load.
 
 Inputs: a psycopg connection (autocommit) and, for the raw tables, the declared sources.
 Outputs: tables, roles and grants; nothing else in the package creates one.
@@ -615,6 +616,12 @@ UNREADABLE_COLUMN = "_unreadable boolean not null default false"
 AVAILABLE_FROM = "_available_from"
 
 
+def open_records_index(source: Source) -> str:
+    """The name of a snapshot history's index on its open records (``_valid_to is null``) by
+    primary key: what diffing a snapshot reads, whatever the history's length."""
+    return f"{source.target}_open_records"
+
+
 def raw_key_constraint(source: Source) -> str:
     """The name of the raw table's key constraint: the primary key, or, for a source that keeps
     versions, a unique key over the primary key and the version (``nulls not distinct``: a
@@ -633,8 +640,8 @@ def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source],
                       timezone: str | None = None) -> None:
     """Create the raw table of each declared source when missing: its stored columns, the batch
     it came in, the validity range of a snapshot (and whether a version stands for an unreadable
-    row) or when a version becomes available (a source that keeps versions), its key;
-    idempotent. Each table belongs to the loader role (its fast path truncates a table and
+    row; an index on its open records) or when a version becomes available (a source that keeps
+    versions), its key; idempotent. Each table belongs to the loader role (its fast path truncates a table and
     rebuilds its key, which only the owner may): one the admin made, now or before migration
     10, is handed to it. A table an earlier release made is brought to this shape in place
     (``_keep_versions``; ``timezone``: the business timezone it dates files in, default the
@@ -657,9 +664,12 @@ def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source],
             if owner != LOADER:
                 conn.execute(sql.SQL("alter table {} owner to {}").format(
                     raw_table(source), sql.Identifier(LOADER)))
-            if source.kind == "snapshot":  # a history created before the column existed
+            if source.kind == "snapshot":  # a history created before the column (the index) existed
                 conn.execute(sql.SQL("alter table {} add column if not exists {}").format(
                     raw_table(source), sql.SQL(UNREADABLE_COLUMN)))
+                conn.execute(sql.SQL("create index if not exists {} on {} ({}) where _valid_to is null"
+                                     ).format(sql.Identifier(open_records_index(source)),
+                                              raw_table(source), identifiers(source.primary_key)))
             if source.keeps_versions:
                 _keep_versions(conn, source, timezone)
 
