@@ -58,11 +58,13 @@ class TaskPolicy:
 
 POLICY: dict[str, TaskPolicy] = {
     # trebol_nightly; extract_load: its slowest source, crm_contacts (a first run loads its 180
-    # daily snapshots: 15.4 s at 2,000 customers, 1,515.8 s at 20,000, the others at most 17.4 s)
+    # daily snapshots: 5.0 to 7.1 s at 2,000 customers, 37.4 s at 20,000 since the snapshot diff
+    # costs what the snapshot costs (docs/benchmarks.md, "CRM snapshots"; 1,515.8 s before), the
+    # others at most 17.4 s)
     "prepare_warehouse": TaskPolicy(5.6, 5.2),
     "pull_consent_feedback": TaskPolicy(0.05, 0.05),
     "list_sources": TaskPolicy(0.09, 0.05),
-    "extract_load": TaskPolicy(15.4, 1515.8),
+    "extract_load": TaskPolicy(7.1, 37.4),
     "dbt_build": TaskPolicy(18.6, 66.0),
     "check_raw_batches": TaskPolicy(3.9, 16.5, retries=0),
     "fit_clv": TaskPolicy(2.3, 9.2),
