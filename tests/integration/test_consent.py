@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from trebol.airflow import tasks
+from trebol.demo import campaign_tool
 from trebol.extract import load
 from trebol.extract.sources import load_sources
 from trebol.warehouse import ddl
@@ -167,3 +169,64 @@ def test_an_opt_out_reported_by_mailchimp_takes_the_customers_consent_away(
         drop_database(test_warehouse.dsn, dsn)
     assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (1, 1, 0)
     assert after == {leaving: (False, True, unsubscribed_at), staying: (True, False, None)}
+
+
+def _deliver(drop_dir: Path, sync: str, day: date, members: list[tuple[str, str]]) -> None:
+    """A completed file delivery of ``sync`` for ``day`` holding ``members``, laid out as the
+    file destination lays it out (trebol.activation.destinations.file)."""
+    folder = drop_dir / "crm_files" / sync / day.isoformat()
+    folder.mkdir(parents=True)
+    with (folder / "snapshot.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(("customer_key", "email", "offer"))
+        writer.writerows((key, email, "WINBACK20") for key, email in members)
+    (folder / "manifest.json").write_text(json.dumps({
+        "sync": sync, "audience": "aud_winback_high_value", "destination": "crm_files",
+        "as_of_date": day.isoformat(), "delivery": day.isoformat(),
+        "files": [{"name": "snapshot.csv", "rows": len(members)}]}))
+    (folder / "_SUCCESS").touch()
+
+
+def test_an_unsubscribe_or_a_hard_bounce_in_the_event_export_takes_consent_away(
+        test_warehouse: SessionWarehouse, consenting_warehouse: str, tmp_path: Path) -> None:
+    """The campaign tool sends three campaigns of DEMO_DATE (one member each): the first member
+    opens and unsubscribes (within three days), the second's address bounces hard, the third's is
+    delivered. Its event export, loaded by the run four days later, takes the consent of the
+    first two away as of then, and leaves the third's."""
+    dsn = copy_database(test_warehouse.dsn, consenting_warehouse, "trebol_test_consent_events")
+    later = DEMO_DATE + timedelta(days=4)
+    end = local_midnight(later)
+    interval = load.Interval(end - timedelta(days=1), end)
+    outcomes = {"unsubscribes": campaign_tool.Rates(hard_bounce=0, soft_bounce=0, open=1, unsubscribe=1),
+                "bounces": campaign_tool.Rates(hard_bounce=1),
+                "stays": campaign_tool.Rates(hard_bounce=0, soft_bounce=0, open=0, unsubscribe=0)}
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            people = conn.execute("""select customer_key, email from marts.dim_customers
+                where has_marketing_consent and email is not null order by customer_key
+                limit 3""").fetchall()
+            for (key, email), sync in zip(people, outcomes, strict=True):
+                _deliver(tmp_path / "drop", sync, DEMO_DATE, [(key, email.upper())])
+            deliveries = campaign_tool.file_deliveries(tmp_path / "drop")
+            written = campaign_tool.export(
+                tmp_path / "sources", [(d, outcomes[d.sync]) for d in deliveries], seed=7,
+                timezone="Europe/Madrid", until=later)
+            results = load.extract_and_load(conn, load_sources()["campaign_events"],
+                                            tmp_path / "sources", interval, 0, "Europe/Madrid")
+            run_dbt(dsn, end, "run", "--select", "+dim_customers", work_dir=tmp_path)
+            after = dict(conn.execute("""select customer_key, has_marketing_consent
+                from marts.dim_customers where customer_key = any(%s)""",
+                                      ([key for key, _ in people],)).fetchall())
+            events = conn.execute("""select customer_key, event_type from raw.campaign_events
+                order by customer_key, occurred_at, event_type""").fetchall()
+    finally:
+        drop_database(test_warehouse.dsn, dsn)
+    assert written[0].name == f"{DEMO_DATE.isoformat()}.csv" and len(written) <= 4
+    assert [result.batch_id for result in results] == [f"campaigns/events/{path.name}" for path in written]
+    assert sum(result.rows_read for result in results) == sum(r.rows_loaded for r in results) == len(events)
+    (unsubscribed, _), (bounced, _), (stayed, _) = people
+    assert [kind for key, kind in events if key == unsubscribed] == [
+        "send", "delivery", "open", "unsubscribe"]
+    assert [kind for key, kind in events if key == bounced] == ["send", "hard_bounce"]
+    assert [kind for key, kind in events if key == stayed] == ["send", "delivery"]
+    assert after == {unsubscribed: False, bounced: False, stayed: True}

@@ -428,6 +428,6 @@ def test_snapshot_confirm_of_an_unknown_source_is_one_line(tmp_path) -> None:
     result = _trebol("snapshot", "confirm", "crm_contact", "2026-06-29", env=env)
     assert result.returncode == 2
     assert result.stderr.strip().startswith(
-        "trebol: crm_contact: no such source in sources.yml (sources: crm_cases, crm_contacts, ")
+        "trebol: crm_contact: no such source in sources.yml (sources: campaign_events, crm_cases, ")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "warehouse").exists()

@@ -41,7 +41,7 @@ contact_versions as (
 
 campaign_tool_opt_outs as (
 
-    select * from {{ ref('stg_mailchimp__opt_outs') }}
+    select * from {{ ref('int_campaign_tools__opt_outs') }}
 
 ),
 
