@@ -73,7 +73,7 @@ DAG_ID = "trebol_nightly"
 FLOOR_SCHEMA = "bench_floor"
 SAMPLE_S = 0.2
 # a COPY that takes each line whole into one text column (these bytes never occur in the exports)
-LINE_COPY = "copy {} (line) from stdin with (format csv, delimiter e'\\x01', quote e'\\x02')"
+LINE_COPY = "copy {} (line) from stdin with (format csv, delimiter e'\\x01', quote e'\\x02'{})"
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ def dbt_stages(report_dir: Path) -> dict[str, dict[str, float]]:
 def _stage_rows(task: dict[str, Any]) -> int | None:
     """The rows a task reports it handled (its XCom), where it says so."""
     value = task["returned"]
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or "passed" in value:  # a quality task: checks, not rows
         return None
     for key in ("rows_read", "customers", "added"):
         if isinstance(value.get(key), int):
@@ -338,8 +338,9 @@ def _floor_table(conn: psycopg.Connection, name: str) -> sql.Identifier:
 
 
 def _copy_file(conn: psycopg.Connection, table: sql.Identifier, path: Path) -> None:
-    statement = LINE_COPY.replace(")", ", header true)") if path.suffix == ".csv" else LINE_COPY
-    with conn.cursor().copy(sql.SQL(statement).format(table)) as copy, path.open("rb") as raw:
+    header = sql.SQL(", header true" if path.suffix == ".csv" else "")
+    with conn.cursor().copy(sql.SQL(LINE_COPY).format(table, header)) as copy, \
+            path.open("rb") as raw:
         while block := raw.read(1 << 20):
             copy.write(block)
 
@@ -375,7 +376,7 @@ def bare_copy(dsn: str, pos_dsn: str, sources: dict[str, Source], files: dict[st
                 continue
             table = _floor_table(conn, name)
             with pos.cursor().copy(_pos_query(source, since, before)) as out, \
-                    conn.cursor().copy(sql.SQL(LINE_COPY).format(table)) as into:
+                    conn.cursor().copy(sql.SQL(LINE_COPY).format(table, sql.SQL(""))) as into:
                 for block in out:
                     into.write(block)
             conn.commit()

@@ -20,7 +20,8 @@ DBT_STAGES: tuple[tuple[str, str], ...] = (
     ("audiences", "dbt audiences"),
     ("quality", "dbt quality models"),
 )
-RESOURCE_STAGES = {"test": "dbt data tests", "seed": "dbt seeds", "unit_test": "dbt unit tests"}
+RESOURCE_STAGES = {"test": "dbt data tests", "seed": "dbt seeds", "unit_test": "dbt unit tests",
+                   "operation": "dbt hooks", "exposure": "dbt exposures"}
 
 
 def model_folders(models_dir: Path) -> dict[str, str]:
@@ -63,13 +64,17 @@ def group_dbt_results(results: Iterable[Mapping[str, Any]],
                                    {"nodes": 0, "node_s": 0.0, "rows": 0, "timing": []})
         stage["nodes"] += 1
         stage["node_s"] += float(result.get("execution_time") or 0.0)
-        rows = (result.get("adapter_response") or {}).get("rows_affected")
-        stage["rows"] += rows if isinstance(rows, int) and rows > 0 else 0
-        stage["timing"].extend(result.get("timing") or [])
+        if result["unique_id"].startswith(("model.", "seed.")):  # a test's rows are its failures
+            rows = (result.get("adapter_response") or {}).get("rows_affected")
+            stage["rows"] += rows if isinstance(rows, int) and rows > 0 else 0
+            stage["timing"].extend(result.get("timing") or [])
     out = {}
     for name, stage in grouped.items():
+        # models and seeds run side by side: their span; hooks (at the start and at the end)
+        # and tests (interleaved with the models): the sum of their own times
         span = _span(stage.pop("timing"))
-        stage["span_s"] = round((span[1] - span[0]).total_seconds(), 2) if span else 0.0
+        stage["span_s"] = (round((span[1] - span[0]).total_seconds(), 2) if span
+                           else round(stage["node_s"], 2))
         stage["node_s"] = round(stage["node_s"], 2)
         out[name] = stage
     return out

@@ -44,8 +44,13 @@ def test_group_dbt_results_sums_node_times_and_spans_side_by_side_nodes() -> Non
     results = [_result("model.trebol.stg_pos__tickets", 2.0, "00", "02"),
                _result("model.trebol.fct_transactions", 3.0, "01", "04", rows=100),
                _result("model.trebol.customer_rfmt", 1.5, "04", "05.5", rows=10),
-               _result("model.trebol.fct_transactions", 1.0, "03", "05", rows=-1)]
+               _result("model.trebol.fct_transactions", 1.0, "03", "05", rows=-1),
+               _result("test.trebol.not_null_x.abc", 0.25, "00", "09", rows=1),
+               _result("operation.trebol.trebol-on-run-end-0", 0.5, "00", "09")]
     grouped = stats.group_dbt_results(results, FOLDERS)
+    # tests and hooks: their own times (they interleave with the models), no rows
+    assert grouped["dbt data tests"] == {"nodes": 1, "node_s": 0.25, "rows": 0, "span_s": 0.25}
+    assert grouped["dbt hooks"]["span_s"] == 0.5
     assert grouped["dbt facts"] == {"nodes": 2, "node_s": 4.0, "rows": 100, "span_s": 4.0}
     assert grouped["dbt staging"]["span_s"] == 2.0
     assert grouped["dbt value marts"]["rows"] == 10
