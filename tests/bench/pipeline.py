@@ -462,6 +462,46 @@ def with_ratios(run: dict[str, Any], floors: dict[str, Any]) -> list[dict[str, A
                           for row in run["stages"])]
 
 
+def _compact(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A run's stages folded for the side-by-side table: mapped pushes summed, the dbt tasks
+    shown by folder, the command's time outside the DAG run as Airflow's start."""
+    rows: dict[str, dict[str, Any]] = {}
+    for row in run["stages"]:
+        name = row["stage"].strip()
+        if name.endswith("(task)") or name in ("list_sources", "list_syncs", "fail_run",
+                                               "find_newest_date"):
+            continue
+        name = "push_audiences (every sync)" if name.startswith("push_audiences[") else name
+        into = rows.setdefault(name, {"seconds": 0.0, "rows": 0})
+        into["seconds"] = round(into["seconds"] + row["seconds"], 2)
+        into["rows"] += row.get("rows") or 0
+    rows["Airflow: parse, start, end (command - DAG run)"] = {
+        "seconds": round(run["wall_s"] - run["dag_run_s"], 2), "rows": 0}
+    rows["**whole `trebol run`**"] = {"seconds": run["wall_s"], "rows": 0}
+    return rows
+
+
+def side_by_side(results: dict[str, Any]) -> str:
+    """One table: each stage's time in every run, the full build's rows/s and multiple of the
+    floors (bare COPY + bare aggregate)."""
+    floors = results["floors"]
+    floor = floors["copy"]["seconds"] + floors["aggregate"]["seconds"]
+    runs = [_compact(run) for run in results["runs"]]
+    names = list(dict.fromkeys(name for run in runs for name in run))
+    columns = ["stage", "full build s", "rows/s", "x floor",
+               *(f"{run['run']} s" for run in results["runs"][1:])]
+    table = []
+    for name in names:
+        full = runs[0].get(name, {"seconds": 0.0, "rows": 0})
+        row = {"stage": name, "full build s": full["seconds"],
+               "rows/s": stats.rate(full["rows"], full["seconds"]) if full["rows"] else None,
+               "x floor": stats.ratio(full["seconds"], floor)}
+        for run, figures in zip(results["runs"][1:], runs[1:], strict=True):
+            row[f"{run['run']} s"] = figures.get(name, {}).get("seconds")
+        table.append(row)
+    return stats.markdown_table(table, columns)
+
+
 def report(results: dict[str, Any]) -> str:
     """The markdown tables of the results."""
     columns = ("stage", "seconds", "node_s", "rows", "rows_per_s", "x_floor")
@@ -474,6 +514,7 @@ def report(results: dict[str, Any]) -> str:
     parts.append(stats.markdown_table(
         [{"floor": name, **figures} for name, figures in floors.items()],
         ("floor", "seconds", "rows", "customers")))
+    parts.append(side_by_side(results))
     for run in results["runs"]:
         parts.append(f"### {run['run']}: trebol run --date {run['date']} "
                      f"(peak: tree {run['peak_tree_mb']} MB, PostgreSQL {run['peak_postgres_mb']} MB,"
@@ -536,6 +577,9 @@ def floors(plan: Plan, settings: Settings, dsn: str, pos_dsn: str,
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--report"]:  # the tables of a results.json again
+        print(report(json.loads(Path(sys.argv[2] if sys.argv[2:] else RESULTS).read_text())))
+        return
     plan = plan_from_env(dict(os.environ))
     print(f"pipeline bench: {plan.people:,} people, {plan.days} days, E = {plan.end}, "
           f"folder {plan.folder}", flush=True)
