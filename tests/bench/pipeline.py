@@ -468,9 +468,11 @@ def _compact(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for row in run["stages"]:
         name = row["stage"].strip()
-        if name.endswith("(task)") or name in ("list_sources", "list_syncs", "fail_run",
-                                               "find_newest_date"):
+        if name in ("list_sources", "list_syncs", "fail_run", "find_newest_date") or (
+                name.endswith("(task)") and not row["seconds"]):
             continue
+        if name.endswith("(task)"):  # the folders below break it down, dbt's start-up aside
+            name = f"{name.removesuffix(' (task)')} task: dbt start-up, models, tests"
         name = "push_audiences (every sync)" if name.startswith("push_audiences[") else name
         into = rows.setdefault(name, {"seconds": 0.0, "rows": 0})
         into["seconds"] = round(into["seconds"] + row["seconds"], 2)
