@@ -9,7 +9,10 @@ sale. Faults are extra one-line tickets: absurd amounts, a negative quantity on 
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,14 +61,53 @@ def money(cents: np.ndarray | list[int]) -> list[str]:
     return [f"-{-c // 100}.{-c % 100:02d}" if c < 0 else f"{c // 100}.{c % 100:02d}" for c in values]
 
 
+class RowSpool:
+    """COPY text lines kept in a temporary file until they are loaded (at 1 million people the
+    tickets and their lines are gigabytes of text): ``append``, ``extend``, ``len`` like a list,
+    ``blocks`` to read them back."""
+
+    BUFFERED = 10_000
+
+    def __init__(self) -> None:
+        # lives as long as the spool (deleted when collected): no with-block can hold it
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115
+        self._buffer: list[str] = []
+        self._count = 0
+
+    def append(self, line: str) -> None:
+        self._buffer.append(line)
+        self._count += 1
+        if len(self._buffer) >= self.BUFFERED:
+            self._flush()
+
+    def extend(self, lines: list[str]) -> None:
+        for line in lines:
+            self.append(line)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _flush(self) -> None:
+        self._file.write("".join(self._buffer).encode("utf-8"))
+        self._buffer.clear()
+
+    def blocks(self, size: int = 1 << 22) -> Iterator[bytes]:
+        """The lines written so far, as UTF-8 blocks of about ``size`` bytes."""
+        self._flush()
+        self._file.seek(0)
+        while block := self._file.read(size):
+            yield block
+        self._file.seek(0, io.SEEK_END)
+
+
 @dataclass
 class PosData:
     """The POS rows as COPY text lines, plus what the other systems need to know about tickets."""
 
     stores: list[str] = field(default_factory=list)
     products: list[str] = field(default_factory=list)
-    tickets: list[str] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
+    tickets: RowSpool = field(default_factory=RowSpool)
+    lines: RowSpool = field(default_factory=RowSpool)
     sale_ticket: dict[int, str] = field(default_factory=dict)  # occasion -> its ticket id
     return_ticket: dict[int, str] = field(default_factory=dict)  # occasion -> its return's ticket id
     return_total: dict[int, int] = field(default_factory=dict)  # occasion -> refunded cents (> 0)
@@ -227,8 +269,12 @@ def _fault_ticket(tid: str, base: int, kind: str, sales: Sales, catalogue: Catal
     return ticket, [f"{tid}\t1\t{product}\t{qty}\t{price_text}\t{disc_text}\t{amount}\t{updated}\n"]
 
 
-def _copy(cur: psycopg.Cursor, table: str, columns: str, lines: list[str]) -> None:
+def _copy(cur: psycopg.Cursor, table: str, columns: str, lines: list[str] | RowSpool) -> None:
     with cur.copy(f"copy {table} ({columns}) from stdin") as copy:
+        if isinstance(lines, RowSpool):
+            for block in lines.blocks():
+                copy.write(block)
+            return
         for chunk in range(0, len(lines), 50_000):
             copy.write("".join(lines[chunk: chunk + 50_000]).encode("utf-8"))
 
