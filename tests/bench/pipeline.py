@@ -87,10 +87,12 @@ class Plan:
 
     @property
     def folder(self) -> Path:
+        """The size's own folder: sources and TREBOL_HOME."""
         return ROOT / f"{self.people}p-{self.days}d"
 
     @property
     def increment(self) -> date:
+        """E+1: the logical date of the increment (it loads day E)."""
         return self.end + timedelta(days=1)
 
 
@@ -120,6 +122,7 @@ class Peaks:
 
 
 def _kind(process: psutil.Process) -> str:
+    """What a process is, for the peaks per kind."""
     try:
         line = " ".join(process.cmdline())
     except psutil.Error:
@@ -133,6 +136,7 @@ def _kind(process: psutil.Process) -> str:
 
 
 def _rss(processes: list[psutil.Process]) -> list[tuple[psutil.Process, float]]:
+    """Each process still alive with its RSS in MB."""
     out = []
     for process in processes:
         try:
@@ -205,6 +209,7 @@ def measured(argv: list[str], env: dict[str, str], log: Path, server: int | None
 # -- the warehouse --------------------------------------------------------------------------------
 
 def trebol(*argv: str) -> list[str]:
+    """The ``trebol`` command of this virtualenv with ``argv``."""
     return [str(Path(sys.executable).with_name("trebol")), *argv]
 
 
@@ -227,6 +232,7 @@ def reset_warehouse(settings: Settings) -> str:
 # -- one DAG run ----------------------------------------------------------------------------------
 
 def _latest_run(db: sqlite3.Connection) -> tuple[str, str, str]:
+    """The newest run of the DAG: run id, start, end."""
     return db.execute("select run_id, start_date, end_date from dag_run where dag_id = ? "
                       "order by start_date desc limit 1", (DAG_ID,)).fetchone()
 
@@ -331,6 +337,7 @@ def export_files(sources: dict[str, Source], sources_dir: Path,
 
 
 def _floor_table(conn: psycopg.Connection, name: str) -> sql.Identifier:
+    """A new one-text-column table of the floor schema."""
     table = sql.Identifier(FLOOR_SCHEMA, name)
     conn.execute(sql.SQL("drop table if exists {}").format(table))
     conn.execute(sql.SQL("create table {} (line text)").format(table))
@@ -338,6 +345,7 @@ def _floor_table(conn: psycopg.Connection, name: str) -> sql.Identifier:
 
 
 def _copy_file(conn: psycopg.Connection, table: sql.Identifier, path: Path) -> None:
+    """Every line of an export (but a CSV header) into ``table``, as bytes."""
     header = sql.SQL(", header true" if path.suffix == ".csv" else "")
     with conn.cursor().copy(sql.SQL(LINE_COPY).format(table, header)) as copy, \
             path.open("rb") as raw:
@@ -578,13 +586,9 @@ def floors(plan: Plan, settings: Settings, dsn: str, pos_dsn: str,
     return result
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--report"]:  # the tables of a results.json again
-        print(report(json.loads(Path(sys.argv[2] if sys.argv[2:] else RESULTS).read_text())))
-        return
-    plan = plan_from_env(dict(os.environ))
-    print(f"pipeline bench: {plan.people:,} people, {plan.days} days, E = {plan.end}, "
-          f"folder {plan.folder}", flush=True)
+def measure(plan: Plan) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """Simulate, the full build, the floors, the increment twice, E+1 from scratch (when the plan
+    says so): the simulator's figures, the floors, the runs."""
     with bench_env(plan) as (env, settings):
         dsn = embedded.resolve_dsn(settings)
         pos_dsn = embedded.resolve_pos_dsn(settings, dsn)
@@ -597,14 +601,20 @@ def main() -> None:
         print("floors: " + json.dumps(measured_floors), flush=True)
         runs.append(run_date("increment", plan.increment, env, settings))
         runs.append(run_date("increment again", plan.increment, env, settings))
-        scratch = None
         if plan.from_scratch:
             reset_warehouse(settings)
             runs.append(run_date("E+1 from scratch", plan.increment, env, settings))
-            scratch = runs[-1]["marts_checksum"] == runs[1]["marts_checksum"]
+    return sim, measured_floors, runs
+
+
+def results_of(plan: Plan, sim: dict[str, Any], measured_floors: dict[str, Any],
+               runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What results.json holds: the figures, the checksums compared, the targets."""
     full, increment = runs[0], runs[1]
+    scratch = runs[3]["marts_checksum"] == increment["marts_checksum"] if len(runs) > 3 else None
+    # the larger of the two: the run's process tree, the PostgreSQL server's processes
     peak = max(max(r["peak_tree_mb"], r["peak_postgres_mb"]) for r in runs)
-    results = {
+    return {
         "people": plan.people, "days": plan.days, "end": plan.end.isoformat(),
         "measured_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "simulate": sim, "floors": measured_floors, "runs": runs,
@@ -614,6 +624,17 @@ def main() -> None:
                                  measured_floors["copy"]["seconds"],
                                  measured_floors["aggregate"]["seconds"], peak, scratch),
     }
+
+
+def main() -> None:
+    """``python -m tests.bench.pipeline``; with ``--report [results.json]``, the tables again."""
+    if sys.argv[1:2] == ["--report"]:
+        print(report(json.loads(Path(sys.argv[2] if sys.argv[2:] else RESULTS).read_text())))
+        return
+    plan = plan_from_env(dict(os.environ))
+    print(f"pipeline bench: {plan.people:,} people, {plan.days} days, E = {plan.end}, "
+          f"folder {plan.folder}", flush=True)
+    results = results_of(plan, *measure(plan))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(report(results))
