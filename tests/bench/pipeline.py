@@ -4,9 +4,10 @@ the same run on the same data.
 `make bench` (or `python -m tests.bench.pipeline`) at ``SCALE=full`` (the default: 1,000,000
 people over 1,095 days, about 10 million transaction lines) or ``SCALE=small`` (2,000 people over
 180 days, the quick check of ``make bench SCALE=small``); ``BENCH_PEOPLE``, ``BENCH_DAYS`` and
-``BENCH_END`` (E, default the demo date) override. Everything lives under
-``.trebol/bench-pipeline/<people>p-<days>d/``: ``sources/`` (the simulator's exports, reused when
-its manifest matches) and ``home/`` (the TREBOL_HOME of the runs: embedded warehouse with the
+``BENCH_END`` (E, default the demo date) override; ``BENCH_CRM_SNAPSHOT_DAYS`` (default 7 at
+full scale, every day's when small) is how many daily CRM contact snapshots the simulator keeps.
+Everything lives under ``.trebol/bench-pipeline/<people>p-<days>d[-crm<N>]/``: ``sources/`` (the
+simulator's exports, reused when its manifest matches) and ``home/`` (the TREBOL_HOME of the runs: embedded warehouse with the
 POS database, Airflow's metadata, the reports).
 
 1. ``trebol simulate --customers N --days D --end E+1 --out sources --pos-dsn <home's POS>``,
@@ -69,6 +70,9 @@ ROOT = PROJECT_DIR / ".trebol" / "bench-pipeline"
 RESULTS = PROJECT_DIR / "bench" / "results.json"
 MODELS_DIR = PROJECT_DIR / "dbt_project" / "models"
 SCALES = {"small": (2_000, 180), "full": (1_000_000, 1_095)}
+# the CRM snapshots the simulator keeps (its drop folder's window): a week at full scale (every
+# day's full snapshot of 1 million people over 3 years would be 60 GB), every day's when small
+CRM_SNAPSHOT_DAYS: dict[str, int | None] = {"small": None, "full": 7}
 DAG_ID = "trebol_nightly"
 FLOOR_SCHEMA = "bench_floor"
 SAMPLE_S = 0.2
@@ -84,11 +88,13 @@ class Plan:
     days: int
     end: date
     from_scratch: bool
+    crm_snapshot_days: int | None = None  # the CRM drop folder's window (None: every day's)
 
     @property
     def folder(self) -> Path:
         """The size's own folder: sources and TREBOL_HOME."""
-        return ROOT / f"{self.people}p-{self.days}d"
+        window = f"-crm{self.crm_snapshot_days}" if self.crm_snapshot_days else ""
+        return ROOT / f"{self.people}p-{self.days}d{window}"
 
     @property
     def increment(self) -> date:
@@ -106,7 +112,9 @@ def plan_from_env(env: dict[str, str]) -> Plan:
     days = int(env.get("BENCH_DAYS") or days)
     end = date.fromisoformat(env.get("BENCH_END") or "2026-06-30")
     scratch = env.get("BENCH_FROM_SCRATCH", "")
-    return Plan(people, days, end, scratch == "1" if scratch else people <= 100_000)
+    window = env.get("BENCH_CRM_SNAPSHOT_DAYS", "")
+    return Plan(people, days, end, scratch == "1" if scratch else people <= 100_000,
+                int(window) if window else CRM_SNAPSHOT_DAYS[scale])
 
 
 # -- memory ---------------------------------------------------------------------------------------
@@ -560,6 +568,8 @@ def simulate(plan: Plan, env: dict[str, str], settings: Settings, pos_dsn: str) 
     argv = trebol("simulate", "--customers", str(plan.people), "--days", str(plan.days),
                   "--end", plan.increment.isoformat(), "--out", str(settings.sources_dir),
                   "--pos-dsn", pos_dsn)
+    if plan.crm_snapshot_days:
+        argv += ["--crm-snapshot-retention-days", str(plan.crm_snapshot_days)]
     log = plan.folder / "simulate.log"
     result = measured(argv, env, log, None)
     if result["exit_code"]:
@@ -616,6 +626,7 @@ def results_of(plan: Plan, sim: dict[str, Any], measured_floors: dict[str, Any],
     peak = max(max(r["peak_tree_mb"], r["peak_postgres_mb"]) for r in runs)
     return {
         "people": plan.people, "days": plan.days, "end": plan.end.isoformat(),
+        "crm_snapshot_days": plan.crm_snapshot_days,
         "measured_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "simulate": sim, "floors": measured_floors, "runs": runs,
         "idempotent": runs[2]["marts_checksum"] == increment["marts_checksum"],
