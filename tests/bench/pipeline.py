@@ -7,8 +7,8 @@ people over 1,095 days, about 10 million transaction lines) or ``SCALE=small`` (
 ``BENCH_END`` (E, default the demo date) override; ``BENCH_CRM_SNAPSHOT_DAYS`` (default 7 at
 full scale, every day's when small) is how many daily CRM contact snapshots the simulator keeps.
 Everything lives under ``.trebol/bench-pipeline/<people>p-<days>d[-crm<N>]/``: ``sources/`` (the
-simulator's exports, reused when its manifest matches) and ``home/`` (the TREBOL_HOME of the runs: embedded warehouse with the
-POS database, Airflow's metadata, the reports).
+simulator's exports, reused when its manifest matches) and ``home/`` (the TREBOL_HOME of the
+runs: embedded warehouse with the POS database, Airflow's metadata, the reports).
 
 1. ``trebol simulate --customers N --days D --end E+1 --out sources --pos-dsn <home's POS>``,
    timed, with its peak memory: the history ``[E+1-D, E+1)``, so the exports hold day E too;
