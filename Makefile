@@ -60,13 +60,19 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check plugins dags tests
 	$(BIN)/sqlfluff lint dbt_project --processes 2 --disable-progress-bar
 
+# SCALE=small: only the whole-pipeline benchmark, on 2,000 people (tests/bench/pipeline.py);
+# SCALE=full (the default): every benchmark, the whole pipeline last at 1 million people
+SCALE ?= full
 bench: $(INSTALLED)
+ifneq ($(SCALE),small)
 	$(BIN)/python -m tests.bench.load_throughput
 	$(BIN)/python -m tests.bench.crm_snapshots
 	$(BIN)/python -m tests.bench.value_marts
 	$(BIN)/python -m tests.bench.clv_fit
 	$(BIN)/python -m tests.bench.activation_sync
 	$(BIN)/python -m tests.bench.orchestration
+endif
+	SCALE=$(SCALE) $(BIN)/python -m tests.bench.pipeline
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \

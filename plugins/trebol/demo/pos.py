@@ -9,7 +9,10 @@ sale. Faults are extra one-line tickets: absurd amounts, a negative quantity on 
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,14 +61,53 @@ def money(cents: np.ndarray | list[int]) -> list[str]:
     return [f"-{-c // 100}.{-c % 100:02d}" if c < 0 else f"{c // 100}.{c % 100:02d}" for c in values]
 
 
+class RowSpool:
+    """COPY text lines kept in a temporary file until they are loaded (at 1 million people the
+    tickets and their lines are gigabytes of text): ``append``, ``extend``, ``len`` like a list,
+    ``blocks`` to read them back."""
+
+    BUFFERED = 10_000
+
+    def __init__(self) -> None:
+        # lives as long as the spool (deleted when collected): no with-block can hold it
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115
+        self._buffer: list[str] = []
+        self._count = 0
+
+    def append(self, line: str) -> None:
+        self._buffer.append(line)
+        self._count += 1
+        if len(self._buffer) >= self.BUFFERED:
+            self._flush()
+
+    def extend(self, lines: list[str]) -> None:
+        for line in lines:
+            self.append(line)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _flush(self) -> None:
+        self._file.write("".join(self._buffer).encode("utf-8"))
+        self._buffer.clear()
+
+    def blocks(self, size: int = 1 << 22) -> Iterator[bytes]:
+        """The lines written so far, as UTF-8 blocks of about ``size`` bytes."""
+        self._flush()
+        self._file.seek(0)
+        while block := self._file.read(size):
+            yield block
+        self._file.seek(0, io.SEEK_END)
+
+
 @dataclass
 class PosData:
     """The POS rows as COPY text lines, plus what the other systems need to know about tickets."""
 
     stores: list[str] = field(default_factory=list)
     products: list[str] = field(default_factory=list)
-    tickets: list[str] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
+    tickets: RowSpool = field(default_factory=RowSpool)
+    lines: RowSpool = field(default_factory=RowSpool)
     sale_ticket: dict[int, str] = field(default_factory=dict)  # occasion -> its ticket id
     return_ticket: dict[int, str] = field(default_factory=dict)  # occasion -> its return's ticket id
     return_total: dict[int, int] = field(default_factory=dict)  # occasion -> refunded cents (> 0)
@@ -93,51 +135,109 @@ def build_pos(sales: Sales, catalogue: Catalogue, card_of: dict[int, str], clock
     index = np.concatenate((store_sales, returns, np.arange(fault_base.size)))
     order = np.lexsort((index, kind, key_ts))
     width = max(9, len(str(order.size)))
-    ids = [f"T{i + 1:0{width}d}" for i in range(order.size)]
-    ticket_id: dict[tuple[int, int], str] = {}
-    for tid, o in zip(ids, order.tolist(), strict=True):
-        ticket_id[(int(kind[o]), int(index[o]))] = tid
-    data.sale_ticket = {i: ticket_id[(0, i)] for i in store_sales.tolist()}
-    data.return_ticket = {i: ticket_id[(1, i)] for i in returns.tolist()}
+    # the ticket number of each timeline entry (entries: store sales, returns, faults)
+    number = np.empty(order.size, dtype=np.int64)
+    number[order] = np.arange(1, order.size + 1)
+    ids = [f"T{n:0{width}d}" for n in number[:store_sales.size + returns.size].tolist()]
+    data.sale_ticket = dict(zip(store_sales.tolist(), ids[:store_sales.size], strict=True))
+    data.return_ticket = dict(zip(returns.tolist(), ids[store_sales.size:], strict=True))
+    del ids
 
     net = sales.net()
-    totals = sales.totals()
-    updated = np.where(sales.correction_ts >= 0, sales.correction_ts, sales.ts)
-    sold_text = dict(zip(store_sales.tolist(), clock.stamps(sales.ts[store_sales]), strict=True))
-    updated_text = dict(zip(store_sales.tolist(), clock.stamps(updated[store_sales]), strict=True))
-    returned_text = dict(zip(returns.tolist(), clock.stamps(sales.return_ts[returns]), strict=True))
-    total_text = money(totals)
-    net_text, price_text, disc_text = money(net), money(sales.price), money(sales.discount)
-    neg_net_text, neg_disc_text = money(-net), money(-sales.discount)
-    start, pid = sales.line_start.tolist(), catalogue.product_id
-    line_no, product, qty = sales.line_number.tolist(), sales.product.tolist(), sales.qty.tolist()
-    returned, store = sales.line_returned.tolist(), sales.store.tolist()
-    return_store = sales.return_store.tolist()
-    for tid, o in zip(ids, order.tolist(), strict=True):
-        t, i = int(kind[o]), int(index[o])
-        if t == 0:
-            card = card_of.get(i, "\\N")
-            ticket = (f"{tid}\t{STORES[store[i]].store_id}\t{card}\t{sold_text[i]}\t\\N\t"
-                      f"{total_text[i]}\t{updated_text[i]}\n")
-            when = updated_text[i]
-            lines = [f"{tid}\t{line_no[j]}\t{pid[product[j]]}\t{qty[j]}\t{price_text[j]}\t"
-                     f"{disc_text[j]}\t{net_text[j]}\t{when}\n" for j in range(start[i], start[i + 1])]
-        elif t == 1:
-            card = card_of.get(i, "\\N")
-            back = [j for j in range(start[i], start[i + 1]) if returned[j]]
-            amount = -int(net[back].sum())  # negative: money going back
-            when = returned_text[i]
-            ticket = (f"{tid}\t{STORES[return_store[i]].store_id}\t{card}\t{when}\t"
-                      f"{data.sale_ticket[i]}\t{money([amount])[0]}\t{when}\n")
-            data.return_total[i] = -amount
-            lines = [f"{tid}\t{n}\t{pid[product[j]]}\t{-qty[j]}\t{price_text[j]}\t"
-                     f"{neg_disc_text[j]}\t{neg_net_text[j]}\t{when}\n" for n, j in enumerate(back, 1)]
-        else:
-            ticket, lines = _fault_ticket(tid, int(fault_base[i]), fault_kind[i], sales, catalogue, card_of,
-                                          clock, rng, log)
-        data.tickets.append(ticket)
-        data.lines.extend(lines)
+    tickets = _TicketText(sales, clock, np.where(sales.correction_ts >= 0, sales.correction_ts, sales.ts),
+                          money(sales.totals()), net)
+    # in chunks of the timeline: the text of a chunk's stamps and amounts only, never all at once
+    for first in range(0, order.size, TICKET_CHUNK):
+        part = order[first:first + TICKET_CHUNK]
+        chunk = tickets.chunk(kind[part], index[part])
+        for o, t, i in zip(part.tolist(), kind[part].tolist(), index[part].tolist(), strict=True):
+            tid = f"T{int(number[o]):0{width}d}"
+            if t == 0:
+                ticket, lines = chunk.sale(tid, i, card_of.get(i, "\\N"), catalogue)
+            elif t == 1:
+                ticket, lines = chunk.refund(tid, i, card_of.get(i, "\\N"), data.sale_ticket[i], catalogue)
+                lines_of = slice(sales.line_start[i], sales.line_start[i + 1])
+                data.return_total[i] = int(net[lines_of][sales.line_returned[lines_of]].sum())
+            else:
+                ticket, lines = _fault_ticket(tid, int(fault_base[i]), fault_kind[i], sales, catalogue,
+                                              card_of, clock, rng, log)
+            data.tickets.append(ticket)
+            data.lines.extend(lines)
     return data
+
+
+TICKET_CHUNK = 100_000
+
+
+@dataclass
+class _TicketText:
+    """What the POS rows of sales and returns are made of; ``chunk`` formats one chunk's text."""
+
+    sales: Sales
+    clock: Clock
+    updated: np.ndarray  # per occasion: its last change (a correction, else the sale)
+    total_text: list[str]  # per occasion
+    net: np.ndarray  # per line, cents
+
+    def chunk(self, kinds: np.ndarray, index: np.ndarray) -> _Chunk:
+        sales, clock = self.sales, self.clock
+        sold, back = index[kinds == 0], index[kinds == 1]
+        sale_lines, refund_lines = _line_ranges(sales.line_start, sold), _line_ranges(sales.line_start, back)
+        refund_lines = refund_lines[sales.line_returned[refund_lines]]
+        return _Chunk(
+            self, iter(clock.stamps(sales.ts[sold])), iter(clock.stamps(self.updated[sold])),
+            iter(clock.stamps(sales.return_ts[back])),
+            iter(zip(sales.line_number[sale_lines].tolist(), sales.product[sale_lines].tolist(),
+                     sales.qty[sale_lines].tolist(), money(sales.price[sale_lines]),
+                     money(sales.discount[sale_lines]), money(self.net[sale_lines]), strict=True)),
+            iter(zip(sales.product[refund_lines].tolist(), (-sales.qty[refund_lines]).tolist(),
+                     money(sales.price[refund_lines]), money(-sales.discount[refund_lines]),
+                     money(-self.net[refund_lines]), strict=True)))
+
+
+def _line_ranges(line_start: np.ndarray, occasions: np.ndarray) -> np.ndarray:
+    """The lines of ``occasions``, occasion after occasion, each in line order."""
+    first, count = line_start[occasions], line_start[occasions + 1] - line_start[occasions]
+    offsets = np.repeat(np.cumsum(count) - count, count)
+    return np.repeat(first, count) + np.arange(int(count.sum())) - offsets
+
+
+@dataclass
+class _Chunk:
+    """The text of one chunk of the timeline, handed out ticket by ticket in timeline order."""
+
+    of: _TicketText
+    sold_at: Any
+    updated_at: Any
+    returned_at: Any
+    sale_lines: Any
+    refund_lines: Any
+
+    def sale(self, tid: str, i: int, card: str, catalogue: Catalogue) -> tuple[str, list[str]]:
+        sales, pid = self.of.sales, catalogue.product_id
+        when = next(self.updated_at)
+        ticket = (f"{tid}\t{STORES[int(sales.store[i])].store_id}\t{card}\t{next(self.sold_at)}\t\\N\t"
+                  f"{self.of.total_text[i]}\t{when}\n")
+        lines = []
+        for _ in range(int(sales.line_start[i + 1] - sales.line_start[i])):
+            number, product, qty, price, disc, net = next(self.sale_lines)
+            lines.append(f"{tid}\t{number}\t{pid[product]}\t{qty}\t{price}\t{disc}\t{net}\t{when}\n")
+        return ticket, lines
+
+    def refund(self, tid: str, i: int, card: str, sale_tid: str,
+               catalogue: Catalogue) -> tuple[str, list[str]]:
+        sales, pid = self.of.sales, catalogue.product_id
+        start, end = int(sales.line_start[i]), int(sales.line_start[i + 1])
+        back = int(sales.line_returned[start:end].sum())
+        amount = -int(self.of.net[start:end][sales.line_returned[start:end]].sum())
+        when = next(self.returned_at)
+        ticket = (f"{tid}\t{STORES[int(sales.return_store[i])].store_id}\t{card}\t{when}\t"
+                  f"{sale_tid}\t{money([amount])[0]}\t{when}\n")
+        lines = []
+        for n in range(1, back + 1):
+            product, qty, price, disc, net = next(self.refund_lines)
+            lines.append(f"{tid}\t{n}\t{pid[product]}\t{qty}\t{price}\t{disc}\t{net}\t{when}\n")
+        return ticket, lines
 
 
 def _fault_ticket(tid: str, base: int, kind: str, sales: Sales, catalogue: Catalogue, card_of: dict[int, str],
@@ -169,8 +269,12 @@ def _fault_ticket(tid: str, base: int, kind: str, sales: Sales, catalogue: Catal
     return ticket, [f"{tid}\t1\t{product}\t{qty}\t{price_text}\t{disc_text}\t{amount}\t{updated}\n"]
 
 
-def _copy(cur: psycopg.Cursor, table: str, columns: str, lines: list[str]) -> None:
+def _copy(cur: psycopg.Cursor, table: str, columns: str, lines: list[str] | RowSpool) -> None:
     with cur.copy(f"copy {table} ({columns}) from stdin") as copy:
+        if isinstance(lines, RowSpool):
+            for block in lines.blocks():
+                copy.write(block)
+            return
         for chunk in range(0, len(lines), 50_000):
             copy.write("".join(lines[chunk: chunk + 50_000]).encode("utf-8"))
 
