@@ -122,29 +122,32 @@ def rfm_grid(conn: psycopg.Connection, as_of_date: date) -> pd.DataFrame:
 def clv_histogram(conn: psycopg.Connection, as_of_date: date, bins: int = CLV_BINS) -> pd.DataFrame:
     """Customers per predicted-CLV bin and churn-risk band: ``bins`` equal bins from the lowest
     value to the 99th percentile, the values above it in the last one (a long tail would
-    otherwise squeeze every other customer into one bar)."""
+    otherwise squeeze every other customer into one bar).
+
+    Two statements, the bounds first: in one, a planner that takes the date's rows (written by
+    this run's fit, not analysed yet) for a handful may rescan the bounds' aggregate once per
+    customer (seen at 100,000 customers: minutes instead of a tenth of a second)."""
     columns = ["bin_start", "bin_end", "churn_risk_band", "customers"]
     if not _exists(conn, "marts.customer_clv"):
         return pd.DataFrame(columns=columns)
+    low, high = conn.execute("""
+        select min(predicted_clv)::float8,
+               percentile_cont(0.99) within group (order by predicted_clv::float8)
+        from marts.customer_clv where as_of_date = %s and predicted_clv is not null""",
+                             (as_of_date,)).fetchone()
+    if low is None:
+        return pd.DataFrame(columns=columns)
+    high = max(high, low + 1e-6)
     return _frame(conn, """
-        with run as (
-            select predicted_clv::float8 as clv, churn_risk_band
-            from marts.customer_clv where as_of_date = %(day)s and predicted_clv is not null
-        ), bounds as (
-            select min(clv) as low,
-                   greatest(percentile_cont(0.99) within group (order by clv), min(clv) + 1e-6)
-                       as high
-            from run
-        ), binned as (
-            select least(width_bucket(clv, low, high, %(bins)s), %(bins)s) as bucket,
-                   churn_risk_band, low, high
-            from run cross join bounds
-        )
-        select low + (bucket - 1) * (high - low) / %(bins)s as bin_start,
-               low + bucket * (high - low) / %(bins)s as bin_end,
+        select %(low)s + (bucket - 1) * %(width)s as bin_start, %(low)s + bucket * %(width)s as bin_end,
                churn_risk_band, count(*) as customers
-        from binned group by bucket, churn_risk_band, low, high
-        order by bucket, churn_risk_band""", {"day": as_of_date, "bins": bins})
+        from (select least(width_bucket(predicted_clv::float8, %(low)s, %(high)s, %(bins)s), %(bins)s)
+                         as bucket, churn_risk_band
+              from marts.customer_clv where as_of_date = %(day)s and predicted_clv is not null) binned
+        group by bucket, churn_risk_band
+        order by bucket, churn_risk_band""",
+                  {"day": as_of_date, "bins": bins, "low": low, "high": high,
+                   "width": (high - low) / bins})
 
 
 def migration_dates(conn: psycopg.Connection, as_of_date: date) -> tuple[date, date] | None:
