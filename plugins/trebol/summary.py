@@ -198,7 +198,8 @@ def render(summary: dict[str, Any]) -> str:
         lines.append("  churn risk  " + ", ".join(f"{k} {v:,}" for k, v in clv["churn_risk_band"].items())
                      + f"; predicted CLV (margin) {clv['predicted_clv_total']:,.0f}")
     lines.append(f"  marts md5   {summary['marts_checksum']}")
-    lines.append(f"  run report  {summary['reports']['run_report']}")
+    if run_report := summary["reports"].get("run_report"):
+        lines.append(f"  run report  {run_report}")
     lines.append(f"  reports     {summary['reports']['folder']}")
     lines.append(f"  data docs   {summary['reports']['data_docs']}")
     docs = summary["reports"].get("docs")

@@ -25,6 +25,7 @@ from trebol.activation.destinations import file as file_destination
 from trebol.activation.destinations.base import Connection
 from trebol.airflow import connections
 from trebol.demo import SimulationResult
+from trebol.extract import load
 from trebol.extract.sources import load_sources
 from trebol.quality import gate
 from trebol.quality.rules import load_rules
@@ -128,11 +129,15 @@ def test_each_task_connects_as_its_role(warehouse: RolesWarehouse,
         assert dbt_user["TREBOL_DBT_USER"] == address.login_role("transformer"), task
 
 
-def test_the_loader_writes_raw_and_nothing_else(warehouse: RolesWarehouse) -> None:
+def test_the_loader_writes_raw_and_nothing_else(warehouse: RolesWarehouse,
+                                               test_warehouse: SessionWarehouse) -> None:
     with warehouse.connect("loader") as loader:
         assert loader.execute("select count(*) from raw.crm_contacts").fetchone()[0] > 0
+        # every source that has something to load (a source of cadence none may have no file)
+        delivered = [source for source in load_sources().values() if source.kind == "postgres"
+                     or load.source_files(source, test_warehouse.settings.sources_dir)]
         assert loader.execute("select count(distinct source) from raw._load_audit").fetchone()[0] == len(
-            load_sources())
+            delivered) >= 10
         with loader.transaction(force_rollback=True):
             for table in ("raw.crm_contacts", "raw._load_audit", "raw._quarantine",
                           "raw._missing_files"):
