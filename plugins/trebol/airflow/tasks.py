@@ -40,7 +40,7 @@ from trebol.extract.sources import SourceConfigError, load_sources
 from trebol.interval import Interval, local_midnight
 from trebol.quality import gate
 from trebol.quality.rules import load_rules
-from trebol.report import page, timeline
+from trebol.report import timeline
 from trebol.report.timeline import TaskSpan
 from trebol.settings import ConfigError, SettingsError, load_settings
 from trebol.warehouse import ddl
@@ -234,6 +234,9 @@ def summarize(interval: Interval, run_id: str, task_states: dict[str, str],
         sync_names = []
     spans = [span for span in timeline.read_timeline(report_dir, run_id, task_states)
              if running is None or span.task_id != running.task_id] + ([running] if running else [])
+    # imported here: its charts' Altair (≈1 s) would otherwise be imported by every task process
+    from trebol.report import page
+
     with task_connection("summarize") as conn:
         result = summary.build_summary(conn, day, report_dir, run_id)
         page.write_report(conn, result, report_dir, interval, run_id, spans,
