@@ -31,6 +31,7 @@ from trebol.dbt_cli import dbt_command
 from trebol.quality.gx_project import data_docs_dir
 from trebol.redaction import redact
 from trebol.settings import Settings
+from trebol.warehouse.catalog import relation_exists
 
 DOCS_FOLDER = "docs"
 SERVE_HOST = "127.0.0.1"
@@ -47,7 +48,7 @@ def docs_dir(reports_dir: Path) -> Path:
 
 def newest_as_of_date(conn: psycopg.Connection) -> date | None:
     """The newest as-of date the marts hold (customer_segments'), or None before any build."""
-    if conn.execute("select to_regclass('marts.customer_segments')").fetchone()[0] is None:
+    if not relation_exists(conn, "marts.customer_segments"):
         return None
     return conn.execute("select max(as_of_date) from marts.customer_segments").fetchone()[0]
 

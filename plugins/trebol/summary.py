@@ -14,6 +14,7 @@ from psycopg import sql
 from trebol.docs import docs_dir
 from trebol.quality import gx_project, results
 from trebol.report import report_path
+from trebol.warehouse.catalog import relation_exists
 
 LAYERS = ("raw", "staging", "marts", "audiences", "activation")
 
@@ -113,7 +114,7 @@ def history_checksum(conn: psycopg.Connection, as_of_date: date) -> str:
 def predicted_value(conn: psycopg.Connection, as_of_date: date) -> dict[str, Any]:
     """The CLV run of ``as_of_date``: customers per churn-risk band, total predicted CLV and the
     md5 of its customer_clv rows (empty when there is none)."""
-    if conn.execute("select to_regclass('marts.customer_clv')").fetchone()[0] is None:
+    if not relation_exists(conn, "marts.customer_clv"):
         return {}
     bands = dict(conn.execute("""select churn_risk_band, count(*) from marts.customer_clv
         where as_of_date = %s group by 1 order by 2 desc, 1""", (as_of_date,)).fetchall())

@@ -64,6 +64,7 @@ from trebol.interval import local_midnight
 from trebol.settings import Settings, load_settings
 from trebol.warehouse import embedded
 from trebol.warehouse.address import build_dsn, dsn_parts
+from trebol.warehouse.catalog import query_frame
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ROOT = PROJECT_DIR / ".trebol" / "bench-pipeline"
@@ -442,8 +443,7 @@ def _read_orders(paths: list[Path]) -> pd.DataFrame:
 def _read_pos(pos_dsn: str, before: datetime) -> pd.DataFrame:
     with psycopg.connect(pos_dsn) as conn:
         def frame(query: str) -> pd.DataFrame:
-            cursor = conn.execute(query, (before,))
-            return pd.DataFrame(cursor.fetchall(), columns=[c.name for c in cursor.description])
+            return query_frame(conn, query, (before,))
 
         tickets = frame("select ticket_id, loyalty_card_number, sold_at from pos.tickets "
                         "where updated_at < %s")

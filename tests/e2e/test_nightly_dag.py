@@ -42,6 +42,7 @@ from trebol.quality import gate, results
 from trebol.quality.rules import load_rules
 from trebol.summary import HISTORY_TABLES, marts_checksum
 from trebol.warehouse.address import DsnParts, build_dsn, dsn_parts
+from trebol.warehouse.catalog import query_frame
 
 from ..browser import render_page
 from ..helpers import DEMO_DATE, PROJECT_DIR, SessionWarehouse, local_midnight
@@ -495,11 +496,6 @@ def _report_specs(html: str) -> dict[str, list[dict]]:
     return specs
 
 
-def _frame(conn: psycopg.Connection, query: str, params: tuple = ()) -> pd.DataFrame:
-    cursor = conn.execute(query, params)
-    return pd.DataFrame(cursor.fetchall(), columns=[column.name for column in cursor.description])
-
-
 def test_the_run_report_shows_the_night_with_its_charts_offline(
         runs: dict[str, dict], test_warehouse: SessionWarehouse) -> None:
     """The demo date's report (the re-run, which met a load Airflow retried): it renders in a
@@ -547,11 +543,12 @@ def test_the_run_report_shows_the_night_with_its_charts_offline(
     assert retried and int(retried.group(1)) == tries["extract_load[pos_tickets]"] >= 2
 
     with test_warehouse.connect() as conn:
-        history = _frame(conn, "select * from marts.segment_history where as_of_date in (%s, %s)",
-                         (DEMO_DATE, BACKFILL_DATE))
-        rfmt = _frame(conn, "select r_score, f_score, monetary_total::float8 as m from marts.customer_rfmt")
-        clv = _frame(conn, "select churn_risk_band from marts.customer_clv where as_of_date = %s "
-                           "and predicted_clv is not null", (DEMO_DATE,))
+        history = query_frame(conn, "select * from marts.segment_history where as_of_date in (%s, %s)",
+                              (DEMO_DATE, BACKFILL_DATE))
+        rfmt = query_frame(conn, "select r_score, f_score, monetary_total::float8 as m "
+                                 "from marts.customer_rfmt")
+        clv = query_frame(conn, "select churn_risk_band from marts.customer_clv where as_of_date = %s "
+                                "and predicted_clv is not null", (DEMO_DATE,))
     today, before = (history[history["as_of_date"] == day] for day in (DEMO_DATE, BACKFILL_DATE))
     for column in ("value_tier", "rfm_segment", "lifecycle_stage"):
         shown = {row["segment"]: (row["customers"], row["change"]) for row in specs[f"segments-{column}"]}

@@ -29,6 +29,7 @@ import psycopg
 
 from trebol.clv import fitting
 from trebol.settings import Settings
+from trebol.warehouse.catalog import query_frame
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,7 @@ class CLVRun:
 def customer_statistics(conn: psycopg.Connection, as_of: date) -> pd.DataFrame:
     """Every customer with a purchase day before ``as_of``: (frequency, recency_days, age_days,
     mean_repeat_spend, margin_rate)."""
-    cursor = conn.execute(STATISTICS_SQL, {"as_of": as_of})
-    frame = pd.DataFrame(cursor.fetchall(), columns=[c.name for c in cursor.description])
+    frame = query_frame(conn, STATISTICS_SQL, {"as_of": as_of})
     if frame.empty:
         raise fitting.CLVFitError(f"no customer has a purchase before {as_of}: nothing to fit")
     for name in ("frequency", "recency_days", "age_days"):

@@ -50,6 +50,7 @@ from trebol.erasure.identifiers import (
 from trebol.erasure.subject import Subject
 from trebol.extract.sources import Source
 from trebol.settings import ConfigError
+from trebol.warehouse.catalog import relation_exists
 from trebol.warehouse.ddl import (
     AUDIENCES_SCHEMA,
     DBT_SCHEMAS,
@@ -124,9 +125,7 @@ def purge_raw_sources(conn: psycopg.Connection, subject: Subject, sources: Itera
             sql.Literal(subject.values(column.identifies or "")))
             for column in source.identifier_columns
             if column.stored and subject.values(column.identifies or "")]
-        exists = conn.execute("select to_regclass(%s) is not null",
-                              (f"{RAW_SCHEMA}.{source.target}",)).fetchone()[0]
-        if not tests or not exists:
+        if not tests or not relation_exists(conn, f"{RAW_SCHEMA}.{source.target}"):
             continue
         key = identifiers(source.primary_key)
         count = conn.execute(sql.SQL("delete from {t} where ({k}) in (select {k} from {t} where {w})"

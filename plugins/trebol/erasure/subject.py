@@ -37,6 +37,7 @@ from trebol.erasure.identifiers import (
     RECORD_KINDS,
     IdentifierRefused,
 )
+from trebol.warehouse.catalog import relation_exists
 
 SOURCE_KEYS = "marts.customer_source_keys"
 KEY_REGISTER = "marts.customer_keys"
@@ -62,15 +63,11 @@ class Subject:
         return sorted(f"{source}:{source_id}" for source, source_id in self.records)
 
 
-def _exists(conn: psycopg.Connection, relation: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
-
-
 def _keys_named(conn: psycopg.Connection, kind: str, value: str) -> set[str]:
     """The current customer keys the identifier names."""
     if kind == CUSTOMER_KEY:
         keys = {value}
-        if _exists(conn, KEY_REGISTER):  # a retired key: the customer it became, transitively
+        if relation_exists(conn, KEY_REGISTER):  # a retired key: the customer it became, transitively
             for _ in range(100):
                 row = conn.execute(f"select merged_into_customer_key from {KEY_REGISTER} "
                                    "where customer_key = %s", (value,)).fetchone()
@@ -95,7 +92,7 @@ def _keys_named(conn: psycopg.Connection, kind: str, value: str) -> set[str]:
 
 def _with_retired(conn: psycopg.Connection, keys: set[str]) -> set[str]:
     """``keys`` and every key retired into one of them (a merge), transitively."""
-    if not _exists(conn, KEY_REGISTER):
+    if not relation_exists(conn, KEY_REGISTER):
         return keys
     found = set(keys)
     while True:
@@ -111,7 +108,7 @@ def resolve(conn: psycopg.Connection, kind: str, value: str) -> Subject:
     """The person a normalised identifier names; :class:`IdentifierRefused` when an email or
     phone names several customers."""
     requested = {(kind, value)} if kind != CUSTOMER_KEY else set()
-    if not (_exists(conn, SOURCE_KEYS) and _exists(conn, IDENTIFIERS)):
+    if not (relation_exists(conn, SOURCE_KEYS) and relation_exists(conn, IDENTIFIERS)):
         return Subject(identifiers=frozenset(requested))
     named = _keys_named(conn, kind, value)
     if len(named) > 1 and kind in (EMAIL, PHONE):
@@ -121,7 +118,7 @@ def resolve(conn: psycopg.Connection, kind: str, value: str) -> Subject:
     keys = _with_retired(conn, named)
     records = {(source, source_id) for source, source_id in conn.execute(
         f"select source, source_id from {SOURCE_KEYS} where customer_key = any(%s)", (sorted(keys),))}
-    if _exists(conn, KEY_REGISTER):
+    if relation_exists(conn, KEY_REGISTER):
         records |= {(source, source_id) for source, source_id in conn.execute(
             f"select key_source, key_source_id from {KEY_REGISTER} where customer_key = any(%s)",
             (sorted(keys),))}

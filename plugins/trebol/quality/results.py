@@ -8,6 +8,7 @@ from datetime import date
 import psycopg
 
 from trebol.quality.gx_project import CheckResult
+from trebol.warehouse.catalog import relation_exists
 
 COLUMNS = ("as_of_date", "run_id", "suite", "expectation", "expectation_id", "column_name",
            "severity", "success", "observed_value")
@@ -28,7 +29,7 @@ def record(conn: psycopg.Connection, as_of_date: date, run_id: str, suites: Iter
 
 def run_outcome(conn: psycopg.Connection, run_id: str) -> dict[str, object]:
     """Passed / failed counts of a run's checks and the messages of its failures by severity."""
-    if conn.execute("select to_regclass('marts.data_quality_results')").fetchone()[0] is None:
+    if not relation_exists(conn, "marts.data_quality_results"):
         return {"passed": 0, "failed": 0, "errors": [], "warnings": []}
     rows = conn.execute("""
         select suite, expectation, column_name, severity, success, observed_value

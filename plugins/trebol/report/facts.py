@@ -9,39 +9,31 @@ date), the snapshots ``segment_history`` holds up to the date.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 import pandas as pd
 import psycopg
 from psycopg import sql
 
 from trebol.interval import Interval
+from trebol.warehouse.catalog import query_frame, relation_exists
 
 SEGMENTATIONS = ("value_tier", "rfm_segment", "lifecycle_stage")
 CLV_BINS = 30
 
 
-def _frame(conn: psycopg.Connection, query: str | sql.Composable, params: Any = None) -> pd.DataFrame:
-    cursor = conn.execute(query, params)
-    return pd.DataFrame(cursor.fetchall(), columns=[column.name for column in cursor.description])
-
-
-def _exists(conn: psycopg.Connection, relation: str) -> bool:
-    return conn.execute("select to_regclass(%s)", (relation,)).fetchone()[0] is not None
-
-
 def source_rows(conn: psycopg.Connection, interval: Interval, sources: list[str]) -> pd.DataFrame:
     """Per declared source, the batches audited for the run's interval: batches, rows read,
     loaded, quarantined and suppressed, and snapshots held (a source without a batch: zeros)."""
-    audited = _frame(conn, """
-        select source, count(*) as batches, sum(rows_read) as read, sum(rows_loaded) as loaded,
-               sum(rows_quarantined) as quarantined, sum(rows_suppressed) as suppressed,
-               count(held_reason) as held
-        from raw._load_audit where interval_start = %s and interval_end = %s
-        group by source""", (interval.start, interval.end)) if _exists(conn, "raw._load_audit") else None
     frame = pd.DataFrame({"source": sorted(sources)})
-    if audited is not None and not audited.empty:
-        frame = frame.merge(audited, on="source", how="outer")
+    if relation_exists(conn, "raw._load_audit"):
+        audited = query_frame(conn, """
+            select source, count(*) as batches, sum(rows_read) as read, sum(rows_loaded) as loaded,
+                   sum(rows_quarantined) as quarantined, sum(rows_suppressed) as suppressed,
+                   count(held_reason) as held
+            from raw._load_audit where interval_start = %s and interval_end = %s
+            group by source""", (interval.start, interval.end))
+        if not audited.empty:
+            frame = frame.merge(audited, on="source", how="outer")
     counts = ["batches", "read", "loaded", "quarantined", "suppressed", "held"]
     frame = frame.reindex(columns=["source", *counts])
     frame[counts] = frame[counts].fillna(0).astype("int64")
@@ -50,9 +42,9 @@ def source_rows(conn: psycopg.Connection, interval: Interval, sources: list[str]
 
 def quarantine_reasons(conn: psycopg.Connection, interval: Interval, limit: int = 10) -> pd.DataFrame:
     """The commonest reasons rows of the run's batches went to quarantine, with their count."""
-    if not _exists(conn, "raw._quarantine"):
+    if not relation_exists(conn, "raw._quarantine"):
         return pd.DataFrame(columns=["source", "reason", "rows"])
-    return _frame(conn, """
+    return query_frame(conn, """
         select q.source, q.reason, count(*) as rows
         from raw._quarantine q
         join raw._load_audit a on a.source = q.source and a.batch_id = q.batch_id
@@ -64,9 +56,9 @@ def quarantine_reasons(conn: psycopg.Connection, interval: Interval, limit: int 
 
 def suite_results(conn: psycopg.Connection, run_key: str) -> pd.DataFrame:
     """Per Great Expectations suite of the run: checks passed, errors and warnings failed."""
-    if not _exists(conn, "marts.data_quality_results"):
+    if not relation_exists(conn, "marts.data_quality_results"):
         return pd.DataFrame(columns=["suite", "passed", "errors", "warnings"])
-    return _frame(conn, """
+    return query_frame(conn, """
         select suite, count(*) filter (where success) as passed,
                count(*) filter (where not success and severity = 'error') as errors,
                count(*) filter (where not success and severity <> 'error') as warnings
@@ -76,7 +68,7 @@ def suite_results(conn: psycopg.Connection, run_key: str) -> pd.DataFrame:
 
 def previous_snapshot(conn: psycopg.Connection, as_of_date: date) -> date | None:
     """The newest ``segment_history`` date before the run's."""
-    if not _exists(conn, "marts.segment_history"):
+    if not relation_exists(conn, "marts.segment_history"):
         return None
     return conn.execute("select max(as_of_date) from marts.segment_history where as_of_date < %s",
                         (as_of_date,)).fetchone()[0]
@@ -86,14 +78,14 @@ def segment_sizes(conn: psycopg.Connection, as_of_date: date, previous: date | N
     """Customers per segment of each segmentation on the run's date and on the previous snapshot
     (``previous``; zero when none), with the change."""
     columns = ["segmentation", "segment", "customers", "previous", "change"]
-    if not _exists(conn, "marts.segment_history"):
+    if not relation_exists(conn, "marts.segment_history"):
         return pd.DataFrame(columns=columns)
     parts = [sql.SQL("select {name} as segmentation, {column}::text as segment, as_of_date, "
                      "count(*) as customers from marts.segment_history "
                      "where as_of_date in ({today}, {before}) group by {column}, as_of_date").format(
         name=sql.Literal(column), column=sql.Identifier(column), today=sql.Literal(as_of_date),
         before=sql.Literal(previous or as_of_date)) for column in SEGMENTATIONS]
-    counts = _frame(conn, sql.SQL(" union all ").join(parts))
+    counts = query_frame(conn, sql.SQL(" union all ").join(parts))
     if counts.empty:
         return pd.DataFrame(columns=columns)
     today = counts[counts["as_of_date"] == as_of_date].drop(columns="as_of_date")
@@ -110,9 +102,9 @@ def segment_sizes(conn: psycopg.Connection, as_of_date: date, previous: date | N
 
 def rfm_grid(conn: psycopg.Connection, as_of_date: date) -> pd.DataFrame:
     """Customers and their mean monetary value (net spend) per recency and frequency score."""
-    if not _exists(conn, "marts.customer_rfmt"):
+    if not relation_exists(conn, "marts.customer_rfmt"):
         return pd.DataFrame(columns=["r_score", "f_score", "customers", "mean_monetary"])
-    return _frame(conn, """
+    return query_frame(conn, """
         select r_score, f_score, count(*) as customers,
                round(avg(monetary_total)::numeric, 2)::float8 as mean_monetary
         from marts.customer_rfmt where as_of_date = %s
@@ -128,7 +120,7 @@ def clv_histogram(conn: psycopg.Connection, as_of_date: date, bins: int = CLV_BI
     this run's fit, not analysed yet) for a handful may rescan the bounds' aggregate once per
     customer (seen at 100,000 customers: minutes instead of a tenth of a second)."""
     columns = ["bin_start", "bin_end", "churn_risk_band", "customers"]
-    if not _exists(conn, "marts.customer_clv"):
+    if not relation_exists(conn, "marts.customer_clv"):
         return pd.DataFrame(columns=columns)
     low, high = conn.execute("""
         select min(predicted_clv)::float8,
@@ -138,7 +130,7 @@ def clv_histogram(conn: psycopg.Connection, as_of_date: date, bins: int = CLV_BI
     if low is None:
         return pd.DataFrame(columns=columns)
     high = max(high, low + 1e-6)
-    return _frame(conn, """
+    return query_frame(conn, """
         select %(low)s + (bucket - 1) * %(width)s as bin_start, %(low)s + bucket * %(width)s as bin_end,
                churn_risk_band, count(*) as customers
         from (select least(width_bucket(predicted_clv::float8, %(low)s, %(high)s, %(bins)s), %(bins)s)
@@ -154,7 +146,7 @@ def migration_dates(conn: psycopg.Connection, as_of_date: date) -> tuple[date, d
     """The two snapshots a migration compares: the last two month ends ``segment_history``
     holds up to the run's date (its month-start snapshots: the state at the end of each month);
     with fewer, the previous snapshot and the run's date; None with one snapshot."""
-    if not _exists(conn, "marts.segment_history"):
+    if not relation_exists(conn, "marts.segment_history"):
         return None
     dates = [row[0] for row in conn.execute("""
         select distinct as_of_date from marts.segment_history where as_of_date <= %s
@@ -178,4 +170,4 @@ def segment_migration(conn: psycopg.Connection, dates: tuple[date, date]) -> pd.
         group by 1, 2, 3""").format(name=sql.Literal(column), column=sql.Identifier(column),
                                     start=sql.Literal(dates[0]), end=sql.Literal(dates[1]))
         for column in SEGMENTATIONS]
-    return _frame(conn, sql.SQL(" union all ").join(parts) + sql.SQL(" order by 1, 2, 3"))
+    return query_frame(conn, sql.SQL(" union all ").join(parts) + sql.SQL(" order by 1, 2, 3"))
