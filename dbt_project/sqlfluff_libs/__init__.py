@@ -92,6 +92,10 @@ class _DbtMacros:
         return f"{from_date_or_timestamp} + ((interval '1 {datepart}') * ({interval}))"
 
     @staticmethod
+    def bool_or(expression: str) -> str:
+        return f"bool_or({expression})"
+
+    @staticmethod
     def date_trunc(datepart: str, date: str) -> str:
         return f"date_trunc('{datepart}', {date})"
 

@@ -566,6 +566,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"grant select, insert, update on {AUDIT_SCHEMA}.erasure_requests to {ERASER}",
         f"grant select on {AUDIT_SCHEMA}.erasure_requests to {CHECKER}",
     )),
+    Migration(14, "campaigns: the transformer reads the sync runs and records (which campaigns "
+                  "went out, to whom)", (
+        f"grant select on activation.sync_runs, activation.sync_records to {TRANSFORMER}",
+    )),
 )
 
 
