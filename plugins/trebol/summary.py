@@ -125,6 +125,26 @@ def predicted_value(conn: psycopg.Connection, as_of_date: date) -> dict[str, Any
             "checksum": _table_digest(conn, "customer_clv", where)}
 
 
+CAMPAIGN_COLUMNS = ("campaign_id", "audience", "sent_on", "is_window_complete", "treated_members",
+                    "holdout_members", "open_rate", "treated_purchase_rate", "holdout_purchase_rate",
+                    "purchase_rate_lift", "purchase_rate_lift_low", "purchase_rate_lift_high",
+                    "incremental_revenue", "incremental_revenue_low", "incremental_revenue_high",
+                    "incremental_margin", "incremental_margin_low", "incremental_margin_high")
+
+
+def campaigns(conn: psycopg.Connection, limit: int = 5) -> list[dict[str, Any]]:
+    """The latest campaigns' results against their holdouts (marts.campaign_performance, whole
+    campaigns), newest first: arms, purchase rates, lift and incremental revenue and margin with
+    their 95% intervals (None where an arm is too small)."""
+    if not relation_exists(conn, "marts.campaign_performance"):
+        return []
+    query = sql.SQL("select {} from marts.campaign_performance where segment_type = 'all' "
+                    "order by sent_on desc, audience limit %s").format(
+        sql.SQL(", ").join(map(sql.Identifier, CAMPAIGN_COLUMNS)))
+    rows = [dict(zip(CAMPAIGN_COLUMNS, row, strict=True)) for row in conn.execute(query, (limit,))]
+    return [{**row, "sent_on": row["sent_on"].isoformat()} for row in rows]
+
+
 def activation_outcome(checks: dict[str, Any], synced: list[dict[str, Any]]) -> str:
     """Whether this run pushed, and if not, why (from this run's facts only)."""
     if checks["errors"]:
@@ -154,6 +174,7 @@ def build_summary(conn: psycopg.Connection, as_of_date: date, report_dir: Path,
         "marts_digests": digests,
         "history_checksum": history_checksum(conn, as_of_date),
         "predicted_value": predicted_value(conn, as_of_date),
+        "campaigns": campaigns(conn),
         "reports": {"folder": str(report_dir),
                     "run_report": str(report_path(report_dir)),
                     "data_docs": str(gx_project.data_docs_dir(report_dir) / "index.html"),
@@ -198,6 +219,7 @@ def render(summary: dict[str, Any]) -> str:
     if clv.get("churn_risk_band"):
         lines.append("  churn risk  " + ", ".join(f"{k} {v:,}" for k, v in clv["churn_risk_band"].items())
                      + f"; predicted CLV (margin) {clv['predicted_clv_total']:,.0f}")
+    lines += [f"  campaign    {render_campaign(campaign)}" for campaign in summary.get("campaigns", [])]
     lines.append(f"  marts md5   {summary['marts_checksum']}")
     if run_report := summary["reports"].get("run_report"):
         lines.append(f"  run report  {run_report}")
@@ -207,3 +229,27 @@ def render(summary: dict[str, Any]) -> str:
     lines.append(f"  docs site   {docs}" if docs else
                  "  docs site   `trebol docs` builds the warehouse's docs for BI (dbt docs, Data Docs)")
     return "\n".join(lines)
+
+
+def _interval(low: float | None, high: float | None, scale: float, form: str) -> str:
+    return "" if low is None or high is None else f" [{low * scale:{form}}, {high * scale:{form}}]"
+
+
+def render_campaign(campaign: dict[str, Any]) -> str:
+    """One campaign's result on a line: arms, purchase rates, lift and incremental margin with
+    their 95% intervals."""
+    window = "" if campaign["is_window_complete"] else ", window still open"
+    line = (f"{campaign['campaign_id']} ({campaign['treated_members']:,} treated, "
+            f"{campaign['holdout_members']:,} held out{window})")
+    if campaign["purchase_rate_lift"] is None:
+        return line + ": no holdout, no lift"
+    line += (f": bought {campaign['treated_purchase_rate']:.1%} vs {campaign['holdout_purchase_rate']:.1%}, "
+             f"lift {campaign['purchase_rate_lift'] * 100:+.1f} pts"
+             + _interval(campaign["purchase_rate_lift_low"], campaign["purchase_rate_lift_high"], 100,
+                         "+.1f"))
+    if campaign["incremental_margin"] is not None:
+        line += (f"; incremental margin {campaign['incremental_margin']:+,.0f} EUR"
+                 + _interval(campaign["incremental_margin_low"], campaign["incremental_margin_high"], 1,
+                             "+,.0f"))
+    return line
+

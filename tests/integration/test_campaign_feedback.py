@@ -11,6 +11,7 @@ for those days and dbt builds the campaign marts as of the window's end.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,9 +28,13 @@ from trebol.activation.endpoints import build_destination
 from trebol.demo import campaign_response, campaign_tool
 from trebol.extract import load
 from trebol.extract.sources import load_sources
+from trebol.report import report_path
+from trebol.report.page import write_report
+from trebol.summary import build_summary, render
 from trebol.warehouse import ddl
 from trebol.warehouse.catalog import query_frame
 
+from ..browser import render_page
 from ..helpers import (
     DEMO_DATE,
     PROJECT_DIR,
@@ -129,11 +134,13 @@ class Measured:
     orders: list[dict]  # what the world bought
     orders_loaded: int
     shared_emails: set[str]  # addresses more than one customer holds
+    summary: dict | None  # the run summary as of the window's end (report_dir given)
 
 
 def measure(test_warehouse: SessionWarehouse, pushed: Pushed, seed: int, work: Path,
-            dbt_verb: str = "run") -> Measured:
-    """The world's answer for ``seed``, loaded and built into a copy of the pushed warehouse."""
+            dbt_verb: str = "run", report_dir: Path | None = None) -> Measured:
+    """The world's answer for ``seed``, loaded and built into a copy of the pushed warehouse;
+    with ``report_dir``, the summary and run report of that date written there."""
     dsn = copy_database(test_warehouse.dsn, pushed.dsn, f"trebol_test_campaigns_{seed}")
     sources_dir = work / "sources"
     end = local_midnight(MEASURED_AT)
@@ -156,6 +163,11 @@ def measure(test_warehouse: SessionWarehouse, pushed: Pushed, seed: int, work: P
                       for name in ("ecom_orders", "campaign_events")}
         run_dbt(dsn, end, dbt_verb, "--select", "+campaign_performance", work_dir=work)
         with psycopg.connect(dsn) as conn:
+            summary = None
+            if report_dir is not None:
+                summary = build_summary(conn, MEASURED_AT, report_dir, "campaign-test")
+                write_report(conn, summary, report_dir, interval, "campaign-test", [],
+                             ["ecom_orders", "campaign_events"], [])
             return Measured(
                 query_frame(conn, "select * from marts.campaign_performance"),
                 query_frame(conn, "select * from marts.customer_campaign_history"),
@@ -170,7 +182,8 @@ def measure(test_warehouse: SessionWarehouse, pushed: Pushed, seed: int, work: P
                 orders,
                 sum(result.rows_loaded for result in loaded["ecom_orders"]),
                 {row[0] for row in conn.execute("""select email from marts.dim_customers
-                    where email is not null group by email having count(*) > 1""").fetchall()})
+                    where email is not null group by email having count(*) > 1""").fetchall()},
+                summary)
     finally:
         drop_database(test_warehouse.dsn, dsn)
 
@@ -179,8 +192,10 @@ def measure(test_warehouse: SessionWarehouse, pushed: Pushed, seed: int, work: P
 def measured(test_warehouse: SessionWarehouse, pushed: Pushed,
              tmp_path_factory: pytest.TempPathFactory) -> dict[int, Measured]:
     """Each seed's measure; the first also runs the marts' dbt tests (contracts, data tests)."""
+    first = SEEDS[0]
     return {seed: measure(test_warehouse, pushed, seed, tmp_path_factory.mktemp(f"seed-{seed}"),
-                          "build" if seed == SEEDS[0] else "run")
+                          "build" if seed == first else "run",
+                          tmp_path_factory.mktemp("report") if seed == first else None)
             for seed in SEEDS}
 
 
@@ -351,3 +366,35 @@ def test_the_offer_costs_margin_the_no_effect_campaign_loses_money(measured: dic
     assert float(null.contact_cost) == pytest.approx(0.002 * null.treated_sent, abs=0.005)
     assert null.incremental_margin == pytest.approx(
         null.margin_lift_per_member * null.treated_members - 0.002 * null.treated_sent, abs=1e-6)
+
+
+def test_the_summary_and_the_run_report_show_the_lift_with_its_interval(
+        measured: dict[int, Measured]) -> None:
+    """The summary of the window's end lists both campaigns as campaign_performance has them
+    (a line each: rates, lift and interval in points), and the run report draws their lift
+    chart (rendered offline in a headless browser, no error) from the same numbers."""
+    result = measured[SEEDS[0]]
+    summary = result.summary
+    by_id = {row["campaign_id"]: row for row in summary["campaigns"]}
+    assert set(by_id) == {f"{audience}/{DEMO_DATE.isoformat()}" for audience in SCENARIO}
+    lines = render(summary).splitlines()
+    for audience in SCENARIO:
+        row = overall(result.performance, audience)
+        shown = by_id[row.campaign_id]
+        for column in ("treated_members", "holdout_members", "purchase_rate_lift",
+                       "purchase_rate_lift_low", "purchase_rate_lift_high", "incremental_margin"):
+            assert shown[column] == pytest.approx(row[column]), column
+        [line] = [line for line in lines if line.startswith(f"  campaign    {row.campaign_id} ")]
+        assert (f"lift {row.purchase_rate_lift * 100:+.1f} pts [{row.purchase_rate_lift_low * 100:+.1f}, "
+                f"{row.purchase_rate_lift_high * 100:+.1f}]") in line
+    report = report_path(Path(summary["reports"]["folder"]))
+    rendered = render_page(report, report.with_name("report.png"), ["#chart-campaigns svg"])
+    assert rendered.errors == [] and rendered.counts["#chart-campaigns svg"] == 1
+    html = report.read_text(encoding="utf-8")
+    spec = json.loads(html.split('<script type="application/json" id="spec-campaigns">', 1)[1]
+                      .split("</script>", 1)[0])
+    points = {row["campaign"]: row for rows in spec["datasets"].values() for row in rows if "campaign" in row}
+    for campaign_id, row in by_id.items():
+        assert points[campaign_id]["lift"] == pytest.approx(row["purchase_rate_lift"] * 100)
+        assert points[campaign_id]["low"] == pytest.approx(row["purchase_rate_lift_low"] * 100)
+

@@ -118,3 +118,23 @@ def sync_results(syncs: list[dict[str, Any]]) -> Spec:
         tooltip=["sync:N", "count:N", "records:Q"],
     ).properties(width=WIDTH - 200, height=max(60, 24 * len(syncs)))
     return _spec(chart)
+
+
+def campaign_lift(campaigns: list[dict[str, Any]]) -> Spec:
+    """Per campaign, the purchase-rate lift over its holdout (points) with its 95% interval; a
+    rule at zero (an interval across it: no effect shown)."""
+    frame = pd.DataFrame([{"campaign": c["campaign_id"], "lift": c["purchase_rate_lift"] * 100,
+                           "low": c["purchase_rate_lift_low"] * 100,
+                           "high": c["purchase_rate_lift_high"] * 100}
+                          for c in campaigns if c["purchase_rate_lift"] is not None],
+                         columns=["campaign", "lift", "low", "high"])
+    base = alt.Chart(frame).encode(y=alt.Y("campaign:N", title=None, axis=alt.Axis(labelLimit=320)))
+    interval = base.mark_rule(strokeWidth=2).encode(
+        x=alt.X("low:Q", title="purchase-rate lift over the holdout (points, 95% interval)"), x2="high:Q")
+    point = base.mark_point(filled=True, size=80).encode(
+        x="lift:Q", tooltip=["campaign:N", alt.Tooltip("lift:Q", format="+.1f"),
+                             alt.Tooltip("low:Q", format="+.1f"), alt.Tooltip("high:Q", format="+.1f")])
+    zero = alt.Chart(pd.DataFrame({"zero": [0]})).mark_rule(color="#888", strokeDash=[4, 4]).encode(
+        x="zero:Q")
+    return _spec((interval + point + zero).properties(width=WIDTH - 200, height=max(60, 28 * len(frame))))
+

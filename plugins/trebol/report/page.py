@@ -138,6 +138,9 @@ def write_report(conn: psycopg.Connection, summary: dict[str, Any], report_dir: 
             specs[f"migration-{name}"] = charts.migration_matrix(migration, name)
     if summary["syncs"]:
         specs["syncs"] = charts.sync_results(summary["syncs"])
+    campaigns = summary.get("campaigns", [])
+    if any(campaign["purchase_rate_lift"] is not None for campaign in campaigns):
+        specs["campaigns"] = charts.campaign_lift(campaigns)
     data_docs = Path(summary["reports"]["data_docs"])
     environment = jinja2.Environment(loader=jinja2.PackageLoader("trebol.report"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
@@ -157,7 +160,8 @@ def write_report(conn: psycopg.Connection, summary: dict[str, Any], report_dir: 
         migration_dates=migration_dates,
         migration_note="" if migration_dates is None or all(day.day == 1 for day in migration_dates)
         else " (fewer than two month ends held: the last two snapshots)",
-        syncs=summary["syncs"], specs={name: _script_json(spec) for name, spec in specs.items()})
+        syncs=summary["syncs"], campaigns=campaigns,
+        specs={name: _script_json(spec) for name, spec in specs.items()})
     report_dir.mkdir(parents=True, exist_ok=True)
     if missing := copy_scripts(report_dir):
         log.warning("run report without charts: %s missing (make install)", ", ".join(missing))

@@ -1,5 +1,7 @@
 -- One row per campaign: an audience sent on a date (the as-of date its syncs pushed, by one or
 -- more destinations), with the offer and channel it went out with and its attribution window.
+-- A run of date D pushes after its marts are built: the marts as of D hold the campaigns sent
+-- before D (so a re-run of D builds the same marts as its first run).
 with
 
 sync_runs as (
@@ -29,7 +31,7 @@ pushed_audience_days as (
 
     from sync_runs
     where sync_status in ('succeeded', 'partial')
-        and as_of_date <= {{ local_date(as_of_at()) }}
+        and as_of_date < {{ local_date(as_of_at()) }}
     group by audience, as_of_date
 
 ),
