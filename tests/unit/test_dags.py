@@ -4,6 +4,7 @@ and assets are wired."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import os
 import subprocess
@@ -376,3 +377,14 @@ def test_each_erasure_task_connects_as_the_eraser(monkeypatch: pytest.MonkeyPatc
         with pytest.raises(_Opened):
             getattr(erasure_tasks, step)(params, "manual__2026-07-01")
     assert opened == ["trebol_warehouse_eraser"] * len(STEP_NAMES)
+
+
+def test_a_task_process_imports_no_heavy_library_it_does_not_use() -> None:
+    """Each task of the scheduler's runs is a process importing ``trebol.airflow.tasks``: it
+    leaves pandas and scipy (the CLV fit, ≈2 s an import), Altair (the run report, ≈1 s) and
+    Great Expectations (the checks) to the tasks that need them."""
+    probe = "import sys, trebol.airflow.tasks; print(sorted(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          env={**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}, timeout=120)
+    imported = set(ast.literal_eval(done.stdout.strip().splitlines()[-1]))
+    assert imported.isdisjoint({"pandas", "scipy", "altair", "great_expectations"})

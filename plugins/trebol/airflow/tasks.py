@@ -29,8 +29,7 @@ from trebol.activation.config import load_activation
 from trebol.activation.destinations.base import DestinationRejected
 from trebol.activation.endpoints import build_destination
 from trebol.airflow.connections import task_conn_id, task_connection, warehouse_connection, warehouse_dsn
-from trebol.clv import predictions
-from trebol.clv.fitting import CLVFitError
+from trebol.clv.errors import CLVFitError
 from trebol.erasure.suppression import Suppression
 from trebol.extract import load
 from trebol.extract.audit import iter_results
@@ -183,6 +182,8 @@ def fit_clv(interval: Interval) -> dict[str, Any]:
     marts.clv_model_runs; a guard-rail failure raises and leaves the previous predictions."""
     settings = load_settings()
     day = interval.as_of_date(settings.timezone)
+    from trebol.clv import predictions  # pandas and scipy: only in the process that fits
+
     with task_connection("fit_clv") as conn:
         return predictions.run_clv(conn, day, settings, settings.report_dir(day))
 

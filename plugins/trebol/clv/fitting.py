@@ -54,15 +54,13 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
+from trebol.clv.errors import CLVFitError
+
 LOG_BOUND = np.log(1e6)  # every parameter lives in [1e-6, 1e6]
 AT_BOUND = 1e-3  # a log-parameter within this of a bound counts as "at the bound"
 DAYS_PER_MONTH = 365.25 / 12
 WARM_START_ROWS = 200_000
 GRADIENT_TOLERANCE = 1e-5  # largest |d mean log-likelihood / d log-parameter| of a converged fit
-
-
-class CLVFitError(RuntimeError):
-    """A CLV model cannot be fitted or trusted; the message says which guard rail failed."""
 
 
 @dataclass(frozen=True)
