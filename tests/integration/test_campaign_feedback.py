@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -56,7 +56,8 @@ LIFT = 0.5
 SCENARIO = {EFFECT: campaign_response.Response(base_rate=0.1, lift=LIFT, discount_percent=10),
             NO_EFFECT: campaign_response.Response(base_rate=0.1, lift=0.0, discount_percent=10)}
 SEEDS = (11, 12, 13, 14)
-RATES = campaign_tool.Rates()
+# more unsubscribes and hard bounces than a real tool sees, so that the next push has some to drop
+RATES = campaign_tool.Rates(hard_bounce=0.05, unsubscribe=0.1)
 ENGAGEMENT = {"Champions": 1.6, "Loyal": 1.3, "New": 1.2, "At risk": 0.7, "Hibernating": 0.5,
               "Lost": 0.4}
 
@@ -79,9 +80,10 @@ class Pushed:
 
 
 def _fill_audience(conn: psycopg.Connection, audience: str, half: int) -> None:
-    """Replace the audience's rows of DEMO_DATE with one half (by a hash of the key) of every
-    customer who may be mailed, with the audience's offer: the demo's audiences hold a few dozen
-    such customers, and overlap, too few for a lift to show against a holdout."""
+    """Replace the audience's rows with one half (by a hash of the key) of every customer with
+    an email, consenting or not (staging keeps those who consent), as of the marts' date, with
+    the audience's offer: the demo's audiences hold a few dozen customers who may be mailed, and
+    overlap, too few for a lift to show against a holdout."""
     columns = [row[0] for row in conn.execute(
         """select a.column_name from information_schema.columns a
         join information_schema.columns p on p.column_name = a.column_name
@@ -95,8 +97,28 @@ def _fill_audience(conn: psycopg.Connection, audience: str, half: int) -> None:
     conn.execute(
         f"""insert into audiences.{audience} ({listed}, offer_code, offer_discount_percent, offer_channel)
         select {listed}, %s, %s, %s from intermediate.int_customers__audience_profile
-        where has_marketing_consent and email is not null
+        where email is not null
             and (get_byte(decode(md5(customer_key), 'hex'), 0) %% 2) = %s""", (*offer, half))
+
+
+def _push(conn: psycopg.Connection, day: date, drop_dir: Path) -> dict:
+    """Both audiences filled from the marts' date, staged and pushed as of ``day`` (the
+    activation role, as the push task does); the members staged and the removals."""
+    config = activation_config()
+    for half, audience in enumerate(SCENARIO):
+        _fill_audience(conn, audience, half)
+    conn.execute(f"set role {ddl.ACTIVATION}")
+    staging.stage_audiences(conn, config, day)
+    for spec in config.syncs:
+        destination = build_destination(config.destinations[spec.destination], drop_dir)
+        sync.run_sync(conn, config, spec.name, day, "campaign-test", destination)
+    staged = conn.execute("select audience, customer_key from activation.audience_members "
+                          "where as_of_date = %s", (day,)).fetchall()
+    removed = conn.execute("""select runs.audience, records.customer_key, records.reason
+        from activation.sync_records as records
+        join activation.sync_runs as runs using (sync_run_id)
+        where runs.as_of_date = %s and records.operation = 'remove'""", (day,)).fetchall()
+    return {"staged": set(staged), "removed": {(a, k): reason for a, k, reason in removed}}
 
 
 @pytest.fixture(scope="module")
@@ -106,16 +128,9 @@ def pushed(test_warehouse: SessionWarehouse, demo_marts: DemoMarts,
     who may be mailed) staged and pushed that day."""
     dsn = copy_database(test_warehouse.dsn, demo_marts.dsn, "trebol_test_campaigns")
     drop_dir = tmp_path_factory.mktemp("campaign-drop")
-    config = activation_config()
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            for half, audience in enumerate(SCENARIO):
-                _fill_audience(conn, audience, half)
-            conn.execute(f"set role {ddl.ACTIVATION}")
-            staging.stage_audiences(conn, config, DEMO_DATE)
-            for spec in config.syncs:
-                destination = build_destination(config.destinations[spec.destination], drop_dir)
-                sync.run_sync(conn, config, spec.name, DEMO_DATE, "campaign-test", destination)
+            _push(conn, DEMO_DATE, drop_dir)
         yield Pushed(dsn, drop_dir)
     finally:
         drop_database(test_warehouse.dsn, dsn)
@@ -135,6 +150,7 @@ class Measured:
     orders_loaded: int
     shared_emails: set[str]  # addresses more than one customer holds
     summary: dict | None  # the run summary as of the window's end (report_dir given)
+    next_push: dict | None  # the push as of the window's end: staged, removed (report_dir given)
 
 
 def measure(test_warehouse: SessionWarehouse, pushed: Pushed, seed: int, work: Path,
@@ -161,13 +177,16 @@ def measure(test_warehouse: SessionWarehouse, pushed: Pushed, seed: int, work: P
             loaded = {name: load.extract_and_load(conn, load_sources()[name], sources_dir, interval, 0,
                                                   TIMEZONE)
                       for name in ("ecom_orders", "campaign_events")}
-        run_dbt(dsn, end, dbt_verb, "--select", "+campaign_performance", work_dir=work)
+        run_dbt(dsn, end, dbt_verb, "--select", "+campaign_performance",
+                *(f"+{audience}" for audience in SCENARIO), work_dir=work)
         with psycopg.connect(dsn) as conn:
-            summary = None
+            summary = next_push = None
             if report_dir is not None:
                 summary = build_summary(conn, MEASURED_AT, report_dir, "campaign-test")
                 write_report(conn, summary, report_dir, interval, "campaign-test", [],
                              ["ecom_orders", "campaign_events"], [])
+                next_push = _push(conn, MEASURED_AT, pushed.drop_dir)
+            conn.execute("reset role")
             return Measured(
                 query_frame(conn, "select * from marts.campaign_performance"),
                 query_frame(conn, "select * from marts.customer_campaign_history"),
@@ -183,7 +202,7 @@ def measure(test_warehouse: SessionWarehouse, pushed: Pushed, seed: int, work: P
                 sum(result.rows_loaded for result in loaded["ecom_orders"]),
                 {row[0] for row in conn.execute("""select email from marts.dim_customers
                     where email is not null group by email having count(*) > 1""").fetchall()},
-                summary)
+                summary, next_push)
     finally:
         drop_database(test_warehouse.dsn, dsn)
 
@@ -397,4 +416,21 @@ def test_the_summary_and_the_run_report_show_the_lift_with_its_interval(
     for campaign_id, row in by_id.items():
         assert points[campaign_id]["lift"] == pytest.approx(row["purchase_rate_lift"] * 100)
         assert points[campaign_id]["low"] == pytest.approx(row["purchase_rate_lift_low"] * 100)
+
+
+def test_unsubscribes_and_hard_bounces_leave_the_next_push(measured: dict[int, Measured]) -> None:
+    """The export's unsubscribes and hard bounces (before the window's end) take the consent of
+    those customers away, so the push as of the window's end stages none of them and removes
+    each from the destination that had them, as consent withdrawn."""
+    result = measured[SEEDS[0]]
+    events = result.events
+    opted_out = set(events.customer_key[events.event_type.isin(["unsubscribe", "hard_bounce"])])
+    assert len(opted_out) >= 3  # the scenario's rates make some
+    staged_before = {(row.audience, row.customer_key) for row in result.members.itertuples()
+                     if not row.is_holdout}
+    staged_after = result.next_push["staged"]
+    assert not {key for _, key in staged_after} & opted_out
+    for audience, key in staged_before:
+        if key in opted_out:
+            assert result.next_push["removed"].get((audience, key)) == "consent_withdrawn", key
 
