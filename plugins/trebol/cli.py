@@ -43,6 +43,12 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
+    return int(text)
+
+
 def _date(text: str) -> date:
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD")
@@ -158,7 +164,27 @@ def command_demo(settings: Settings, args: argparse.Namespace) -> int:
               f"({sum(result.counts.values()):,} rows, {result.faults:,} injected faults) in "
               f"{settings.sources_dir} and the POS database")
     check_run_date(run_date, sources.values(), settings.sources_dir)
+    if args.campaign_days:
+        sent_on = run_date - timedelta(days=args.campaign_days)
+        check_run_date(sent_on, sources.values(), settings.sources_dir)
+        _run(settings, sent_on, warehouse, list(sources), "demo")
+        _answer_campaigns(settings, warehouse, sent_on, run_date)
     return _run(settings, run_date, warehouse, list(sources), "demo")
+
+
+def _answer_campaigns(settings: Settings, warehouse: Warehouse, sent_on: date, until: date) -> None:
+    """The demo world after the push of ``sent_on``: its customers buy, the campaign tool exports
+    what became of the sends (trebol.demo.campaign_response)."""
+    import psycopg
+
+    from trebol.demo.campaign_response import answer_campaigns
+
+    with psycopg.connect(warehouse.dsn) as conn:
+        written = answer_campaigns(conn, settings.sources_dir, settings.file_drop_dir, sent_on, until,
+                                   settings.demo_seed, settings.timezone)
+    _progress(f"campaigns of {sent_on}: the demo's customers answered until {until} "
+              f"({written['order_files']} days of response orders, {written['event_files']} days of "
+              "the campaign tool's events)")
 
 
 def command_simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -544,6 +570,11 @@ def build_parser() -> argparse.ArgumentParser:
                                "only replaces data it created: a POS schema or export folders it "
                                "did not write make it stop with one line, changing nothing.")
     demo.add_argument("--date", type=_date, help="logical date YYYY-MM-DD (default TREBOL_DEMO_DATE)")
+    demo.add_argument("--campaign-days", type=_non_negative, default=14, metavar="N",
+                      help="first run the date N days before, whose push the demo's customers and "
+                      "campaign tool then answer (response purchases, the tool's event export), so "
+                      "that the date's run measures those campaigns against their holdouts; 0: "
+                      "one run only (default 14)")
     demo.set_defaults(handler=command_demo)
 
     sim = commands.add_parser("simulate", help="generate demo source data",

@@ -75,7 +75,7 @@ def main() -> None:
            "TREBOL_AIRFLOW_PORT": str(find_suitable_port("127.0.0.1"))}
     settings = load_settings(env)
     day = settings.demo_date.isoformat()
-    _trebol(env, "demo")
+    _trebol(env, "demo", "--campaign-days", "0")
     command_s = _trebol(env, "run", "--date", day)
     with sqlite3.connect(settings.airflow_home / "airflow.db") as db:
         run = db.execute("""select start_date, end_date from dag_run where dag_id = 'trebol_nightly'

@@ -11,6 +11,7 @@ for those days and dbt builds the campaign marts as of the window's end.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections.abc import Iterator
@@ -434,3 +435,34 @@ def test_unsubscribes_and_hard_bounces_leave_the_next_push(measured: dict[int, M
         if key in opted_out:
             assert result.next_push["removed"].get((audience, key)) == "consent_withdrawn", key
 
+
+
+def test_the_demos_world_answers_a_push_only_where_it_was_sent(
+        pushed: Pushed, tmp_path: Path) -> None:
+    """What ``trebol demo`` does between its two runs: the demo's customers buy only on top of
+    their usual purchases (no base chance here), so only members who were sent a campaign place
+    an answer order, at the offer's discount; the campaign tool's export sends every treated
+    member of the file deliveries, and nobody held out."""
+    with psycopg.connect(pushed.dsn) as conn:
+        written = campaign_response.answer_campaigns(conn, tmp_path, pushed.drop_dir, DEMO_DATE,
+                                                     MEASURED_AT, 3, TIMEZONE)
+        arms = dict(((audience, key), holdout) for audience, key, holdout in conn.execute(
+            "select audience, customer_key, is_holdout from activation.audience_members "
+            "where as_of_date = %s", (DEMO_DATE,)).fetchall())
+        offers = dict(conn.execute("select 'aud_' || audience, discount_percent "
+                                   "from reference.audience_offers").fetchall())
+    orders = [json.loads(line) for path in sorted((tmp_path / "ecom/orders").glob("*.jsonl"))
+              for line in path.read_text(encoding="utf-8").splitlines()]
+    assert written["order_files"] >= 1 and orders
+    for order in orders:
+        key = order["account_id"].removeprefix("campaign-")
+        [(audience, holdout)] = [(a, h) for (a, k), h in arms.items() if k == key]
+        assert not holdout
+        for line in order["lines"]:
+            expected = round(line["unit_price"] * line["quantity"] * float(offers[audience]) / 100, 2)
+            assert line["discount"] == pytest.approx(expected)
+    sends = [row for path in sorted((tmp_path / "campaigns/events").glob("*.csv"))
+             for row in csv.DictReader(path.open(encoding="utf-8"))]
+    sent = {row["customer_key"] for row in sends if row["event_type"] == "send"}
+    assert written["event_files"] >= 1
+    assert sent == {key for (_, key), holdout in arms.items() if not holdout}

@@ -133,3 +133,38 @@ def write_purchases(sources_dir: Path, orders: Iterable[dict], until: date, time
                         encoding="utf-8")
         written.append(path)
     return written
+
+
+# The demo world's known answers: the chance a member sent the campaign buys once more within
+# the window (on top of what they buy anyway), per audience.
+DEMO_LIFTS = {"aud_winback_high_value": 0.15, "aud_onboarding_new": 0.10,
+              "aud_upsell_high_potential": 0.10, "aud_points_expiring": 0.05}
+# how much more (or less) than average each RFM segment opens and clicks
+SEGMENT_ENGAGEMENT = {"Champions": 1.6, "Loyal": 1.3, "Potential loyalist": 1.1, "New": 1.2,
+                      "Need attention": 0.9, "About to sleep": 0.8, "At risk": 0.7,
+                      "Can't lose": 0.7, "Hibernating": 0.5, "Lost": 0.4}
+
+
+def answer_campaigns(conn: psycopg.Connection, sources_dir: Path, drop_dir: Path, sent_on: date,
+                     until: date, seed: int, timezone: str) -> dict[str, int]:
+    """After the push of ``sent_on``, up to ``until`` (the demo's next run): the world buys
+    (``DEMO_LIFTS``, the offer's discount redeemed, on top of its usual purchases) and the
+    campaign tool exports what became of the file deliveries' sends, with open and click rates
+    by the member's RFM segment on the send date. Files written (orders, event days)."""
+    from trebol.demo import campaign_tool
+
+    offers = dict(conn.execute(
+        "select 'aud_' || audience, discount_percent from reference.audience_offers").fetchall())
+    responses = {audience: Response(0.0, DEMO_LIFTS.get(audience, 0.0), float(discount))
+                 for audience, discount in offers.items()}
+    members = campaign_members(conn, sent_on, responses)
+    orders = write_purchases(sources_dir, purchases(members, responses, seed, (until - sent_on).days,
+                                                    timezone), until, timezone)
+    engagement = {key: SEGMENT_ENGAGEMENT.get(segment, 1.0) for key, segment in conn.execute(
+        "select customer_key, rfm_segment from marts.segment_history where as_of_date = %s",
+        (sent_on,)).fetchall()}
+    deliveries = [delivery for delivery in campaign_tool.file_deliveries(drop_dir)
+                  if delivery.sent_on < until]
+    events = campaign_tool.export(sources_dir, [(delivery, campaign_tool.Rates()) for delivery in deliveries],
+                                  seed, timezone, until, engagement)
+    return {"order_files": len(orders), "event_files": len(events)}

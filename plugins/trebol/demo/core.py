@@ -1,7 +1,8 @@
 """``simulate``: generate (or reuse) the four source systems, Mailchimp's consent feedback and the
 ground truth for one spec.
 
-Owns, under ``out_dir``: ``ecom/``, ``loyalty/``, ``crm/``, ``mailchimp/``, ``ground_truth/`` and
+Owns, under ``out_dir``: ``ecom/``, ``loyalty/``, ``crm/``, ``mailchimp/``, ``campaigns/`` (the
+campaign tool's event export, empty until the demo answers a push), ``ground_truth/`` and
 ``manifest.json`` (anything else there is left alone); and the schema ``pos`` of the database at
 ``pos_dsn``. The manifest is written last, in both places, so an interrupted run is never mistaken
 for a finished one.
@@ -34,7 +35,7 @@ from trebol.demo.people import make_people
 from trebol.demo.reference import STORES, make_catalogue
 from trebol.demo.spec import GENERATOR_VERSION, SimulationResult, SimulationSpec, SimulatorRefused
 
-OWN_FOLDERS = ("ecom", "loyalty", "crm", "mailchimp", "ground_truth")
+OWN_FOLDERS = ("ecom", "loyalty", "crm", "mailchimp", "campaigns", "ground_truth")
 MANIFEST = "manifest.json"
 
 
@@ -131,6 +132,8 @@ def simulate(spec: SimulationSpec, out_dir: Path, pos_dsn: str | None,
     counts["mailchimp_opt_outs"] = mailchimp_system.write_opt_outs(out_dir, people, crm, clock,
                                                                    spec.rng("mailchimp"))
 
+    # the campaign tool's export, written after Trébol's pushes (trebol.demo.campaign_tool)
+    (out_dir / "campaigns").mkdir()
     truth = out_dir / "ground_truth"
     write_people(truth / "people.csv", people, sales, pos, loyalty, crm, clock)
     write_identities(truth / "identities.csv", people, loyalty, ecom, crm)
