@@ -270,8 +270,9 @@ final as (
                           'treated_opened', 'treated_clicked', 'treated_unsubscribed'] %}
         cast({{ count }} as integer) as {{ count }},
         {%- endfor %}
-        cast(treated_opened as double precision) / nullif(treated_sent, 0) as open_rate,
-        cast(treated_clicked as double precision) / nullif(treated_sent, 0) as click_rate,
+        -- of the deliveries the campaign tool reported (none reported: no rate)
+        cast(treated_opened as double precision) / nullif(treated_delivered, 0) as open_rate,
+        cast(treated_clicked as double precision) / nullif(treated_delivered, 0) as click_rate,
         cast(treated_buyers as integer) as treated_buyers,
         cast(holdout_buyers as integer) as holdout_buyers,
         treated_purchase_rate,
