@@ -180,6 +180,10 @@ def test_a_rerun_after_a_backfill_leaves_the_same_marts(runs: dict[str, dict]) -
     for summary in (first, again):
         summary["rows_per_layer"]["marts"].pop("data_quality_results")
         summary["rows_per_layer"]["activation"].pop("sync_runs")
+        # and staging's views of those logs (what the campaign marts read)
+        for view in ("stg_activation__sync_runs", "stg_activation__sync_records",
+                     "stg_activation__audience_members"):
+            summary["rows_per_layer"]["staging"].pop(view)
     for summary in (first, again):  # the history tables and the staging keep the backfill's date
         for table in HISTORY_TABLES:
             summary["rows_per_layer"]["marts"].pop(table, None)
