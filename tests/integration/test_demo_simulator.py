@@ -24,7 +24,7 @@ import pytest
 from psycopg import sql
 
 from trebol import cli
-from trebol.demo import SimulationResult, SimulationSpec, SimulatorRefused, simulate
+from trebol.demo import SimulationResult, SimulationSpec, SimulatorRefused, campaign_tool, simulate
 from trebol.demo.faults import KINDS
 
 from ..helpers import SessionWarehouse, drop_database, fresh_database
@@ -175,6 +175,29 @@ def test_identical_request_is_reused_unless_the_pos_database_changed(pos_dsn: st
     third = simulate(spec, out, pos_dsn)  # the POS schema now holds another spec: regenerate
     assert third.reused is False and third.counts == first.counts
     assert (out / "campaigns" / "keep.csv").read_text() == "not the simulator's\n"
+
+
+def test_new_people_take_the_demo_tools_event_files_and_leave_the_others(
+        pos_dsn: str, tmp_path: Path) -> None:
+    """The events the demo's campaign tool exported name the people of the data they answered:
+    generating other people deletes those files (the tool's list of them), never another file
+    of the campaign tool's folder."""
+    spec = SimulationSpec(customers=40, days=20, end_date=date(2026, 6, 30), seed=3)
+    out = tmp_path / "sources"
+    simulate(spec, out, pos_dsn)
+    delivery = campaign_tool.Delivery("s/2026-06-20", "s", "aud_test", date(2026, 6, 20),
+                                      (("C1", "a@example.com"),))
+    written = campaign_tool.export(out, [(delivery, campaign_tool.Rates(open=1))], 3,
+                                   "Europe/Madrid", date(2026, 6, 30))
+    foreign = out / campaign_tool.EVENTS_FOLDER / "2026-06-21-from-the-real-tool.csv"
+    foreign.write_text("event_id,campaign_id,customer_key,email,event_type,occurred_at\n")
+    assert written and all(path.is_file() for path in written)
+    simulate(spec, out, pos_dsn)  # the same people: reused, the events stay
+    assert all(path.is_file() for path in written)
+    simulate(replace(spec, seed=4), out, pos_dsn)
+    assert not any(path.exists() for path in written)
+    assert foreign.is_file()
+    assert sorted(p.name for p in (out / campaign_tool.EVENTS_FOLDER).iterdir()) == [foreign.name]
 
 
 def test_invalid_specs_are_refused() -> None:

@@ -138,9 +138,24 @@ def campaign_events(delivery: Delivery, rates: Rates, seed: int, timezone: str,
     return events
 
 
+WRITTEN_LIST = ".written-by-the-demo"  # in EVENTS_FOLDER: the files the demo's tool wrote
+
+
+def forget_written_events(sources_dir: Path) -> None:
+    """Delete the event files the demo's tool wrote (its list, then the list itself), never
+    another file of the folder: the simulator does so before it generates new people."""
+    folder = sources_dir / EVENTS_FOLDER
+    listed = folder / WRITTEN_LIST
+    if listed.is_file():
+        for name in listed.read_text(encoding="utf-8").split():
+            (folder / Path(name).name).unlink(missing_ok=True)
+        listed.unlink()
+
+
 def write_events(sources_dir: Path, events: Iterable[Event], until: date, timezone: str) -> list[Path]:
     """Write the events of each local day before ``until`` as ``campaigns/events/<day>.csv``
-    (the whole day, sorted by time and id); the files written."""
+    (the whole day, sorted by time and id), adding their names to the folder's list of the
+    demo's files; the files written."""
     zone = ZoneInfo(timezone)
     by_day: dict[date, list[Event]] = defaultdict(list)
     for event in events:
@@ -159,6 +174,10 @@ def write_events(sources_dir: Path, events: Iterable[Event], until: date, timezo
                 writer.writerow((event.event_id, event.campaign_id, event.customer_key, event.email,
                                  event.event_type, event.occurred_at.astimezone(zone).isoformat()))
         written.append(path)
+    listed = folder / WRITTEN_LIST
+    names = set(listed.read_text(encoding="utf-8").split()) if listed.is_file() else set()
+    listed.write_text("".join(f"{name}\n" for name in sorted(names | {p.name for p in written})),
+                      encoding="utf-8")
     return written
 
 

@@ -1,10 +1,11 @@
 """``simulate``: generate (or reuse) the four source systems, Mailchimp's consent feedback and the
 ground truth for one spec.
 
-Owns, under ``out_dir``: ``ecom/``, ``loyalty/``, ``crm/``, ``mailchimp/``, ``campaigns/`` (the
-campaign tool's event export, empty until the demo answers a push), ``ground_truth/`` and
-``manifest.json`` (anything else there is left alone); and the schema ``pos`` of the database at
-``pos_dsn``. The manifest is written last, in both places, so an interrupted run is never mistaken
+Owns, under ``out_dir``: ``ecom/``, ``loyalty/``, ``crm/``, ``mailchimp/``, ``ground_truth/`` and
+``manifest.json`` (anything else there is left alone); in ``campaigns/events/``, a folder a real
+campaign tool's export may hold, only the files the demo's campaign tool listed as its own
+(``trebol.demo.campaign_tool``); and the schema ``pos`` of the database at ``pos_dsn``. The
+manifest is written last, in both places, so an interrupted run is never mistaken
 for a finished one.
 
 It only ever replaces what it created: folders under ``out_dir`` without its manifest, or a
@@ -28,6 +29,7 @@ from trebol.demo import loyalty as loyalty_system
 from trebol.demo import mailchimp as mailchimp_system
 from trebol.demo import pos as pos_system
 from trebol.demo.behaviour import make_sales, present_cards
+from trebol.demo.campaign_tool import forget_written_events
 from trebol.demo.clock import Clock
 from trebol.demo.faults import FaultLog
 from trebol.demo.ground_truth import write_identities, write_people
@@ -35,7 +37,7 @@ from trebol.demo.people import make_people
 from trebol.demo.reference import STORES, make_catalogue
 from trebol.demo.spec import GENERATOR_VERSION, SimulationResult, SimulationSpec, SimulatorRefused
 
-OWN_FOLDERS = ("ecom", "loyalty", "crm", "mailchimp", "campaigns", "ground_truth")
+OWN_FOLDERS = ("ecom", "loyalty", "crm", "mailchimp", "ground_truth")
 MANIFEST = "manifest.json"
 
 
@@ -93,6 +95,7 @@ def simulate(spec: SimulationSpec, out_dir: Path, pos_dsn: str | None,
     (out_dir / MANIFEST).unlink(missing_ok=True)
     for sub in OWN_FOLDERS:
         shutil.rmtree(out_dir / sub, ignore_errors=True)
+    forget_written_events(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     clock = Clock(spec.start_date, spec.days, spec.timezone)
@@ -132,8 +135,6 @@ def simulate(spec: SimulationSpec, out_dir: Path, pos_dsn: str | None,
     counts["mailchimp_opt_outs"] = mailchimp_system.write_opt_outs(out_dir, people, crm, clock,
                                                                    spec.rng("mailchimp"))
 
-    # the campaign tool's export, written after Trébol's pushes (trebol.demo.campaign_tool)
-    (out_dir / "campaigns").mkdir()
     truth = out_dir / "ground_truth"
     write_people(truth / "people.csv", people, sales, pos, loyalty, crm, clock)
     write_identities(truth / "identities.csv", people, loyalty, ecom, crm)
