@@ -21,9 +21,9 @@ campaign_history as (
 
 ),
 
-t_critical_values as (
+t_ranges as (
 
-    select * from {{ ref('student_t_critical_values') }}
+    select * from {{ ref('int_statistics__t_critical_ranges') }}
 
 ),
 
@@ -172,17 +172,6 @@ welch_degrees as (
         {%- endfor %}
 
     from wilson_intervals
-
-),
-
-t_ranges as (
-
-    select
-        degrees_of_freedom as degrees_from,
-        lead(degrees_of_freedom) over (order by degrees_of_freedom) as degrees_to,
-        critical_value
-
-    from t_critical_values
 
 ),
 

@@ -23,9 +23,9 @@ segment_history as (
 
 ),
 
-t_critical_values as (
+t_ranges as (
 
-    select * from {{ ref('student_t_critical_values') }}
+    select * from {{ ref('int_statistics__t_critical_ranges') }}
 
 ),
 
@@ -302,17 +302,6 @@ welch_degrees as (
         {%- endfor %}
 
     from all_rows
-
-),
-
-t_ranges as (
-
-    select
-        degrees_of_freedom as degrees_from,
-        lead(degrees_of_freedom) over (order by degrees_of_freedom) as degrees_to,
-        critical_value
-
-    from t_critical_values
 
 ),
 
