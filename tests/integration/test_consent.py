@@ -192,7 +192,9 @@ def test_an_unsubscribe_or_a_hard_bounce_in_the_event_export_takes_consent_away(
     """The campaign tool sends three campaigns of DEMO_DATE (one member each): the first member
     opens and unsubscribes (within three days), the second's address bounces hard, the third's is
     delivered. Its event export, loaded by the run four days later, takes the consent of the
-    first two away as of then, and leaves the third's."""
+    first two away as of then, and leaves the third's. A fourth customer's event row cannot be
+    read (its time is garbled: quarantined): it may have been an unsubscribe, so that customer
+    has no consent either (fail safe)."""
     dsn = copy_database(test_warehouse.dsn, consenting_warehouse, "trebol_test_consent_events")
     later = DEMO_DATE + timedelta(days=4)
     end = local_midnight(later)
@@ -204,29 +206,35 @@ def test_an_unsubscribe_or_a_hard_bounce_in_the_event_export_takes_consent_away(
         with psycopg.connect(dsn, autocommit=True) as conn:
             people = conn.execute("""select customer_key, email from marts.dim_customers
                 where has_marketing_consent and email is not null order by customer_key
-                limit 3""").fetchall()
+                limit 4""").fetchall()
+            unreadable_key, unreadable_email = people.pop()
             for (key, email), sync in zip(people, outcomes, strict=True):
                 _deliver(tmp_path / "drop", sync, DEMO_DATE, [(key, email.upper())])
             deliveries = campaign_tool.file_deliveries(tmp_path / "drop")
             written = campaign_tool.export(
                 tmp_path / "sources", [(d, outcomes[d.sync]) for d in deliveries], seed=7,
                 timezone="Europe/Madrid", until=later)
+            with written[0].open("a", encoding="utf-8") as export_day:
+                export_day.write(f"x:{unreadable_key}:unsubscribe,x/{DEMO_DATE},{unreadable_key},"
+                                 f"{unreadable_email},unsubscribe,the 30th at noon\n")
             results = load.extract_and_load(conn, load_sources()["campaign_events"],
                                             tmp_path / "sources", interval, 0, "Europe/Madrid")
             run_dbt(dsn, end, "run", "--select", "+dim_customers", work_dir=tmp_path)
             after = dict(conn.execute("""select customer_key, has_marketing_consent
                 from marts.dim_customers where customer_key = any(%s)""",
-                                      ([key for key, _ in people],)).fetchall())
+                                      ([key for key, _ in people] + [unreadable_key],)).fetchall())
             events = conn.execute("""select customer_key, event_type from raw.campaign_events
                 order by customer_key, occurred_at, event_type""").fetchall()
     finally:
         drop_database(test_warehouse.dsn, dsn)
     assert written[0].name == f"{DEMO_DATE.isoformat()}.csv" and len(written) <= 4
     assert [result.batch_id for result in results] == [f"campaigns/events/{path.name}" for path in written]
-    assert sum(result.rows_read for result in results) == sum(r.rows_loaded for r in results) == len(events)
+    assert sum(result.rows_read for result in results) == sum(r.rows_loaded for r in results) + 1
+    assert sum(result.rows_quarantined for result in results) == 1
+    assert sum(result.rows_loaded for result in results) == len(events)
     (unsubscribed, _), (bounced, _), (stayed, _) = people
     assert [kind for key, kind in events if key == unsubscribed] == [
         "send", "delivery", "open", "unsubscribe"]
     assert [kind for key, kind in events if key == bounced] == ["send", "hard_bounce"]
     assert [kind for key, kind in events if key == stayed] == ["send", "delivery"]
-    assert after == {unsubscribed: False, bounced: False, stayed: True}
+    assert after == {unsubscribed: False, bounced: False, stayed: True, unreadable_key: False}
