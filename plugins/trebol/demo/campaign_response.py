@@ -29,9 +29,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import numpy as np
 import psycopg
 
+from trebol.demo import campaign_tool
 from trebol.demo.reference import make_catalogue
 
 ORDERS_FOLDER = Path("ecom") / "orders"
@@ -75,11 +75,6 @@ def campaign_members(conn: psycopg.Connection, sent_on: date, audiences: Iterabl
             for audience, key, email, holdout in rows]
 
 
-def _stream(seed: int, campaign_id: str, customer_key: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(b"response:" + campaign_id.encode()),
-                                  zlib.crc32(customer_key.encode())])
-
-
 def purchases(members: Iterable[Member], responses: Mapping[str, Response], seed: int,
               window_days: int, timezone: str) -> list[dict]:
     """The orders the members place within the window that starts on their campaign's date (an
@@ -90,7 +85,7 @@ def purchases(members: Iterable[Member], responses: Mapping[str, Response], seed
     orders = []
     for member in members:
         response = responses[member.audience]
-        draws = _stream(seed, member.campaign_id, member.customer_key)
+        draws = campaign_tool.member_stream(seed, f"response:{member.campaign_id}", member.customer_key)
         chance = response.base_rate + (0.0 if member.is_holdout else response.lift)
         if draws.random() >= chance:
             continue
@@ -151,8 +146,6 @@ def answer_campaigns(conn: psycopg.Connection, sources_dir: Path, drop_dir: Path
     (``DEMO_LIFTS``, the offer's discount redeemed, on top of its usual purchases) and the
     campaign tool exports what became of the file deliveries' sends, with open and click rates
     by the member's RFM segment on the send date. Files written (orders, event days)."""
-    from trebol.demo import campaign_tool
-
     offers = dict(conn.execute(
         "select 'aud_' || audience, discount_percent from reference.audience_offers").fetchall())
     responses = {audience: Response(0.0, DEMO_LIFTS.get(audience, 0.0), float(discount))

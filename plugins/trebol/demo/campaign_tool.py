@@ -101,7 +101,8 @@ def _rows(path: Path) -> Iterable[dict[str, str]]:
             yield from csv.DictReader(handle)
 
 
-def _stream(seed: int, campaign_id: str, customer_key: str) -> np.random.Generator:
+def member_stream(seed: int, campaign_id: str, customer_key: str) -> np.random.Generator:
+    """The draws of one member of one campaign, whoever else is in it."""
     return np.random.default_rng([seed, zlib.crc32(campaign_id.encode()), zlib.crc32(customer_key.encode())])
 
 
@@ -111,7 +112,7 @@ def campaign_events(delivery: Delivery, rates: Rates, seed: int, timezone: str,
     sent_at = datetime.combine(delivery.sent_on, SEND_TIME, ZoneInfo(timezone))
     events = []
     for customer_key, email in delivery.members:
-        draws = _stream(seed, delivery.campaign_id, customer_key).random(8)
+        draws = member_stream(seed, delivery.campaign_id, customer_key).random(8)
         factor = (engagement or {}).get(customer_key, 1.0)
 
         def event(kind: str, at: datetime, key: str = customer_key, mail: str = email) -> Event:
