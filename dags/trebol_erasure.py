@@ -57,6 +57,7 @@ from trebol.erasure.requests import MAX_REQUESTED_BY
 from trebol.settings import load_settings
 
 SETTINGS = load_settings()
+CUSTOMERS = SETTINGS.expected_customers  # the task timeouts grow with them (task_policy)
 
 
 @dag(
@@ -81,34 +82,34 @@ SETTINGS = load_settings()
 )
 def trebol_erasure() -> None:
     # Airflow fills params and run_id (context values) when the task runs.
-    @task(**task_policy("open_request"))
+    @task(**task_policy("open_request", CUSTOMERS))
     def open_request(params: dict[str, Any] | None = None,
                      run_id: str | None = None) -> dict[str, Any]:
         from trebol.airflow import erasure_tasks
 
         return erasure_tasks.open_request(params or {}, str(run_id))
 
-    @task(**task_policy("suppress"))
+    @task(**task_policy("suppress", CUSTOMERS))
     def suppress(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, int]:
         from trebol.airflow import erasure_tasks
 
         return erasure_tasks.suppress(params or {}, str(run_id))
 
-    @task(**task_policy("remove_from_destinations"))
+    @task(**task_policy("remove_from_destinations", CUSTOMERS))
     def remove_from_destinations(params: dict[str, Any] | None = None,
                                  run_id: str | None = None) -> dict[str, Any]:
         from trebol.airflow import erasure_tasks
 
         return erasure_tasks.remove_from_destinations(params or {}, str(run_id))
 
-    @task(**task_policy("purge_warehouse"))
+    @task(**task_policy("purge_warehouse", CUSTOMERS))
     def purge_warehouse(params: dict[str, Any] | None = None,
                         run_id: str | None = None) -> dict[str, int]:
         from trebol.airflow import erasure_tasks
 
         return erasure_tasks.purge_warehouse(params or {}, str(run_id))
 
-    @task(trigger_rule="all_done", **task_policy("close_request"))
+    @task(trigger_rule="all_done", **task_policy("close_request", CUSTOMERS))
     def close_request(params: dict[str, Any] | None = None,
                       run_id: str | None = None) -> dict[str, Any]:
         from trebol.airflow import erasure_tasks

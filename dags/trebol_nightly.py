@@ -87,7 +87,8 @@ file, or a value PostgreSQL refuses, fails a task at once (`AirflowFailException
 **Task policy** (`trebol.airflow.policy`): two retries, after `TREBOL_RETRY_DELAY_SECONDS` then
 about twice that (exponential backoff, at most 30 min apart); the checks and fail_run none. Each
 task's `execution_timeout` is three times its duration measured on ten times the demo's data,
-in whole 5 minutes, at least 5 (README, "Task policy").
+in whole 5 minutes, at least 5, grown in proportion to `TREBOL_EXPECTED_CUSTOMERS` above the
+20,000 measured (README, "Task policy").
 
 **Alerts** (`trebol.airflow.alerts`, to the channels of the Airflow connections
 `trebol_alerts_smtp` and `trebol_alerts_webhook`; none configured: one log line, no alert): a
@@ -134,6 +135,7 @@ from trebol.report import timeline
 from trebol.settings import load_settings
 
 SETTINGS = load_settings()
+CUSTOMERS = SETTINGS.expected_customers  # the task timeouts grow with them (task_policy)
 DEADLINE = SETTINGS.alert_deadline
 
 
@@ -177,14 +179,14 @@ def _interval() -> Interval:
     doc_md=__doc__,
 )
 def trebol_nightly() -> None:
-    @task(**task_policy("prepare_warehouse"))
+    @task(**task_policy("prepare_warehouse", CUSTOMERS))
     def prepare_warehouse() -> list[int]:
         from trebol.airflow import tasks
 
         return tasks.prepare_warehouse(_interval())
 
     # the Mailchimp opt-outs, written for extract_load to load like any dated export
-    @task(**task_policy("pull_consent_feedback"))
+    @task(**task_policy("pull_consent_feedback", CUSTOMERS))
     def pull_consent_feedback() -> dict[str, int]:
         from trebol.airflow import tasks
 
@@ -192,34 +194,34 @@ def trebol_nightly() -> None:
 
     # after the consent pull, whatever its outcome: a campaign tool down does not stop the build
     # (its failure stops the push, below)
-    @task(trigger_rule="all_done", **task_policy("list_sources"))
+    @task(trigger_rule="all_done", **task_policy("list_sources", CUSTOMERS))
     def list_sources() -> list[str]:
         from trebol.airflow import tasks
 
         return tasks.source_names()
 
-    @task(map_index_template="{{ source_name }}", **task_policy("extract_load"))
+    @task(map_index_template="{{ source_name }}", **task_policy("extract_load", CUSTOMERS))
     def extract_load(source_name: str) -> dict[str, int]:
         from trebol.airflow import tasks
 
         return tasks.extract_load_source(source_name, _interval())
 
     dbt_build = dbt_build_operator("dbt_build", SETTINGS, exclude=CLV_DEPENDENT_NODES,
-                                   outlets=OUTLETS["dbt_build"], **task_policy("dbt_build"))
+                                   outlets=OUTLETS["dbt_build"], **task_policy("dbt_build", CUSTOMERS))
     dbt_build_value = dbt_build_operator("dbt_build_value", SETTINGS, select=CLV_DEPENDENT_NODES,
                                          trigger_rule="all_done_min_one_success",
                                          outlets=OUTLETS["dbt_build_value"],
-                                         **task_policy("dbt_build_value"))
+                                         **task_policy("dbt_build_value", CUSTOMERS))
 
     # the checks are deterministic: a retry would find the same data, so a failure is final;
     # the raw checks read the quality models dbt_build makes, and run whatever its tests found
-    @task(trigger_rule="all_done", **task_policy("check_raw_batches"))
+    @task(trigger_rule="all_done", **task_policy("check_raw_batches", CUSTOMERS))
     def check_raw_batches() -> dict[str, int]:
         from trebol.airflow import tasks
 
         return tasks.check_raw_batches(_interval(), _run_key())
 
-    @task(outlets=OUTLETS["stage_audiences"], **task_policy("stage_audiences"))
+    @task(outlets=OUTLETS["stage_audiences"], **task_policy("stage_audiences", CUSTOMERS))
     def stage_audiences() -> dict[str, int]:
         from trebol.airflow import tasks
 
@@ -227,26 +229,26 @@ def trebol_nightly() -> None:
         record_events(get_current_context(), SETTINGS.timezone, audiences=staged)
         return staged
 
-    @task(**task_policy("check_marts"))
+    @task(**task_policy("check_marts", CUSTOMERS))
     def check_marts() -> dict[str, int]:
         from trebol.airflow import tasks
 
         return tasks.check_marts(_interval(), _run_key())
 
-    @task(**task_policy("fit_clv"))
+    @task(**task_policy("fit_clv", CUSTOMERS))
     def fit_clv() -> dict[str, object]:
         from trebol.airflow import tasks
 
         return tasks.fit_clv(_interval())
 
-    @task(**task_policy("list_syncs"))
+    @task(**task_policy("list_syncs", CUSTOMERS))
     def list_syncs() -> list[str]:
         from trebol.airflow import tasks
 
         return tasks.sync_names()
 
     @task(map_index_template="{{ sync_name }}", outlets=OUTLETS["push_audiences"],
-          **task_policy("push_audiences"))
+          **task_policy("push_audiences", CUSTOMERS))
     def push_audiences(sync_name: str) -> dict[str, object]:
         from trebol.airflow import tasks
 
@@ -254,7 +256,7 @@ def trebol_nightly() -> None:
         record_events(get_current_context(), SETTINGS.timezone, sync=sync_name)
         return report
 
-    @task(trigger_rule="all_done", **task_policy("summarize"))
+    @task(trigger_rule="all_done", **task_policy("summarize", CUSTOMERS))
     def summarize() -> dict[str, object]:
         from trebol.airflow import tasks
         from trebol.airflow.run_context import task_states
@@ -267,7 +269,7 @@ def trebol_nightly() -> None:
     # after the summary, whatever failed: a run older than the newest date done (a backfill)
     # rebuilds the current marts as of the newest date; for the newest date it skips the rebuild
     @task.short_circuit(trigger_rule="all_done", ignore_downstream_trigger_rules=False,
-                        **task_policy("find_newest_date"))
+                        **task_policy("find_newest_date", CUSTOMERS))
     def find_newest_date() -> str | None:
         from trebol.airflow import tasks
 
@@ -276,10 +278,10 @@ def trebol_nightly() -> None:
     rebuild_current_marts = dbt_build_operator(
         "rebuild_current_marts", SETTINGS,
         as_of_at="{{ ti.xcom_pull(task_ids='find_newest_date') }}",
-        outlets=OUTLETS["rebuild_current_marts"], **task_policy("rebuild_current_marts"))
+        outlets=OUTLETS["rebuild_current_marts"], **task_policy("rebuild_current_marts", CUSTOMERS))
 
     # no alert of its own: the task that failed sent one
-    @task(trigger_rule="one_failed", on_failure_callback=None, **task_policy("fail_run"))
+    @task(trigger_rule="one_failed", on_failure_callback=None, **task_policy("fail_run", CUSTOMERS))
     def fail_run() -> None:
         """Runs only when a task failed: fails the DAG run, which the summary alone would not."""
         from airflow.sdk.exceptions import AirflowFailException

@@ -84,6 +84,9 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc("TREBOL_LOOKBACK_DAYS", "3", "late-arrival lookback added before each data interval"),
     SettingDoc("TREBOL_RETRY_DELAY_SECONDS", "120",
                "wait before Airflow retries a task that failed on a transient error"),
+    SettingDoc("TREBOL_EXPECTED_CUSTOMERS", "20000",
+               "about how many customers the warehouse holds: each task's execution_timeout "
+               "grows in proportion above the 20,000 it was measured on (README, Task policy)"),
     SettingDoc("TREBOL_SCHEDULE_END", "(unset: none)",
                "last logical date (YYYY-MM-DD) the nightly schedule runs; later dates are "
                "neither scheduled nor backfilled"),
@@ -152,6 +155,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "TREBOL_DEMO_SEED": (0, 2**32 - 1),
     "TREBOL_LOOKBACK_DAYS": (0, 365),
     "TREBOL_RETRY_DELAY_SECONDS": (1, 3600),
+    "TREBOL_EXPECTED_CUSTOMERS": (1, 1_000_000_000),
     "TREBOL_CLV_HORIZON_MONTHS": (1, 120),  # ten years of expected margin
     "TREBOL_CLV_MIN_REPEAT_CUSTOMERS": (1, 10_000_000),
     "TREBOL_WAREHOUSE_PORT": (1024, 65535),  # no privileged port: the server runs unprivileged
@@ -188,6 +192,7 @@ class Settings:
     demo_seed: int
     lookback_days: int
     retry_delay_seconds: int = 120
+    expected_customers: int = 20_000
     alert_deadline: time = time(7, 0)
     clv_horizon_months: int = 36
     clv_discount_rate: float = 0.10
@@ -471,6 +476,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         demo_seed=_int(env, "TREBOL_DEMO_SEED", 42),
         lookback_days=_int(env, "TREBOL_LOOKBACK_DAYS", 3),
         retry_delay_seconds=_int(env, "TREBOL_RETRY_DELAY_SECONDS", 120),
+        expected_customers=_int(env, "TREBOL_EXPECTED_CUSTOMERS", 20_000),
         alert_deadline=_clock_time(env, "TREBOL_ALERT_DEADLINE", "07:00"),
         clv_horizon_months=_int(env, "TREBOL_CLV_HORIZON_MONTHS", 36),
         clv_discount_rate=_rate(env, "TREBOL_CLV_DISCOUNT_RATE", 0.10),

@@ -549,7 +549,9 @@ def bench_env(plan: Plan) -> Iterator[tuple[dict[str, str], Settings]]:
     """The environment of the bench's runs (its own TREBOL_HOME and sources), its settings;
     the embedded warehouse stopped at the end."""
     env = {**os.environ, "TREBOL_HOME": str(plan.folder / "home"),
-           "TREBOL_SOURCES_DIR": str(plan.folder / "sources")}
+           "TREBOL_SOURCES_DIR": str(plan.folder / "sources"),
+           # the task timeouts of a warehouse this size (README, Task policy)
+           "TREBOL_EXPECTED_CUSTOMERS": str(plan.people)}
     for name in ("TREBOL_WAREHOUSE_PORT", "TREBOL_AIRFLOW_PORT"):
         env[name] = env.get(name) or str(find_suitable_port("127.0.0.1"))
     for name in ("TREBOL_WAREHOUSE_DSN", "TREBOL_POS_DSN", "TREBOL_REPORTS_DIR",

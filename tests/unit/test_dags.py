@@ -62,17 +62,35 @@ def test_dags_have_owner_tags_docs_and_each_task_its_policy(dag_bag: DagBag) -> 
             # the timeout of its measurement, never under the floor nor under 3x the tenfold run
             assert task.task_id in policy.POLICY, f"{name}: no measured policy in policy.POLICY"
             sized = policy.POLICY[task.task_id]
-            assert task.execution_timeout == sized.execution_timeout, name
+            assert task.execution_timeout == sized.execution_timeout(), name
             assert task.execution_timeout >= policy.TIMEOUT_FLOOR, name
             assert task.execution_timeout.total_seconds() >= 3 * sized.tenfold_seconds, name
     assert set(policy.POLICY) == {task.task_id for dag in dag_bag.dags.values() for task in dag.tasks}
 
 
 def test_the_policy_rule_sizes_the_timeouts() -> None:
-    assert policy.TaskPolicy(0.1, 0.2).execution_timeout == timedelta(minutes=5)
-    assert policy.TaskPolicy(10, 101).execution_timeout == timedelta(minutes=10)  # 303 s
-    assert policy.TaskPolicy(10, 600).execution_timeout == timedelta(minutes=30)
-    assert policy.TaskPolicy(10, 601).execution_timeout == timedelta(minutes=35)
+    assert policy.TaskPolicy(0.1, 0.2).execution_timeout() == timedelta(minutes=5)
+    assert policy.TaskPolicy(10, 101).execution_timeout() == timedelta(minutes=10)  # 303 s
+    assert policy.TaskPolicy(10, 600).execution_timeout() == timedelta(minutes=30)
+    assert policy.TaskPolicy(10, 601).execution_timeout() == timedelta(minutes=35)
+
+
+def test_the_dags_size_their_timeouts_for_the_expected_customers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TREBOL_EXPECTED_CUSTOMERS", "1000000")
+    nightly = DagBag(dag_folder=str(DAGS_DIR / "trebol_nightly.py")).dags["trebol_nightly"]
+    assert nightly.get_task("extract_load").execution_timeout == timedelta(minutes=95)
+    assert nightly.get_task("dbt_build").execution_timeout == \
+        policy.POLICY["dbt_build"].execution_timeout(1_000_000) > timedelta(hours=2)
+
+
+def test_the_timeouts_grow_with_the_expected_customers() -> None:
+    # linear above the 20,000 measured: 37.4 s x 3 x 50 = 5,610 s, in whole 5 minutes
+    assert policy.TaskPolicy(7.1, 37.4).execution_timeout(1_000_000) == timedelta(minutes=95)
+    assert policy.TaskPolicy(7.1, 37.4).execution_timeout(40_000) == timedelta(minutes=5)  # 224 s
+    # never below the measurement's own timeout
+    assert policy.TaskPolicy(10, 601).execution_timeout(2_000) == timedelta(minutes=35)
+    assert policy.task_policy("extract_load", 1_000_000)["execution_timeout"] == timedelta(minutes=95)
 
 
 def _callbacks(callbacks: object) -> list[object]:

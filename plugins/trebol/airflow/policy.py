@@ -5,6 +5,10 @@ The rule: a task's ``execution_timeout`` is three times its longest measured dur
 the demo's data (a first run, which loads every day of history: the heaviest a night gets),
 rounded up to whole 5 minutes, and never under 5 minutes (start-up and a loaded machine). Three
 times leaves room for a slower machine or a busier warehouse; a task past it is stuck, not slow.
+A warehouse larger than the tenfold data (``TREBOL_EXPECTED_CUSTOMERS`` above ``MEASURED_CUSTOMERS``)
+scales the measurement linearly with its customers: the tasks' work grows with the rows (the
+benchmark, docs/benchmarks.md "Whole pipeline"), and a timeout sized for 20,000 customers would stop
+a healthy first run of a million.
 The measurements (``make run``; seconds from the ``task_instance`` table of
 ``.trebol/airflow/airflow.db``): ``demo`` at 2,000 customers, ``tenfold`` at 20,000
 (``TREBOL_DEMO_CUSTOMERS=20000``), both a first run of 2026-06-30 on the 2-core machine,
@@ -30,6 +34,8 @@ MAX_RETRY_DELAY = timedelta(minutes=30)
 TIMEOUT_FACTOR = 3
 TIMEOUT_FLOOR = timedelta(minutes=5)
 TIMEOUT_STEP = timedelta(minutes=5)
+# the customers of the tenfold measurement
+MEASURED_CUSTOMERS = 20_000
 
 # What every task of a Trébol DAG inherits (a DAG adds its retry_delay and callbacks).
 DEFAULT_ARGS: dict[str, Any] = {
@@ -48,10 +54,11 @@ class TaskPolicy:
     tenfold_seconds: float
     retries: int = RETRIES
 
-    @property
-    def execution_timeout(self) -> timedelta:
-        """``TIMEOUT_FACTOR`` times the tenfold measurement, in whole steps, at least the floor."""
-        wanted = TIMEOUT_FACTOR * self.tenfold_seconds
+    def execution_timeout(self, customers: int = MEASURED_CUSTOMERS) -> timedelta:
+        """``TIMEOUT_FACTOR`` times the tenfold measurement, scaled up to ``customers`` when they
+        are more than measured, in whole steps, at least the floor."""
+        scale = max(1.0, customers / MEASURED_CUSTOMERS)
+        wanted = TIMEOUT_FACTOR * self.tenfold_seconds * scale
         steps = math.ceil(wanted / TIMEOUT_STEP.total_seconds())
         return max(TIMEOUT_FLOOR, steps * TIMEOUT_STEP)
 
@@ -91,7 +98,8 @@ POLICY: dict[str, TaskPolicy] = {
 }
 
 
-def task_policy(task_id: str) -> dict[str, Any]:
-    """The operator arguments of a task's policy: ``retries`` and ``execution_timeout``."""
+def task_policy(task_id: str, customers: int = MEASURED_CUSTOMERS) -> dict[str, Any]:
+    """The operator arguments of a task's policy for a warehouse of about ``customers``
+    (``TREBOL_EXPECTED_CUSTOMERS``): ``retries`` and ``execution_timeout``."""
     policy = POLICY[task_id]
-    return {"retries": policy.retries, "execution_timeout": policy.execution_timeout}
+    return {"retries": policy.retries, "execution_timeout": policy.execution_timeout(customers)}
