@@ -1,8 +1,9 @@
 """Session fixtures: one real PostgreSQL warehouse and one simulated dataset per test session.
 
-The warehouse is the embedded server (under .trebol/test) unless TREBOL_WAREHOUSE_DSN names an
-external PostgreSQL; then a fresh database ``trebol_test`` is created on that server, so the
-suite never touches the database the DSN points at. Helpers the tests import live in
+The warehouse is the embedded server (under .trebol/test, -gw0 and -gw1 under `make test`'s two
+workers) unless TREBOL_WAREHOUSE_DSN names an external PostgreSQL; then a fresh database
+``trebol_test[_<worker>]`` is created on that server, so the suite never touches the database the
+DSN points at. Helpers the tests import live in
 ``tests/helpers.py``.
 """
 
@@ -38,6 +39,18 @@ from .helpers import (
 # Airflow reads AIRFLOW_HOME when first imported: keep the tests' Airflow inside the project.
 os.environ.setdefault("AIRFLOW_HOME", str(TEST_HOME.with_name(TEST_HOME.name + "-airflow")))
 os.environ.update(QUIET)
+
+
+# `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`), each group of
+# tests in order on one worker, each worker with its own state folder and warehouse (helpers.TEST_HOME):
+# the end-to-end DAG runs (tests/e2e: Airflow's processes, much of their time spent waiting on
+# them) beside the unit and integration tests. Run alone, pytest ignores the groups.
+E2E_DIR = "tests/e2e/"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("e2e" if item.nodeid.startswith(E2E_DIR) else "main"))
 
 
 @pytest.fixture(scope="session")

@@ -26,11 +26,15 @@ from trebol.warehouse import address
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEMO_CONFIG_DIR = PROJECT_DIR / "config"
+# the pytest-xdist worker this session is (make test runs two: gw0, gw1), none when run alone
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 # the test session's TREBOL_HOME (TREBOL_TEST_HOME: another one, e.g. for a second session beside
-# the first, as .ci/run runs the server pass)
-TEST_HOME = Path(os.environ.get("TREBOL_TEST_HOME") or PROJECT_DIR / ".trebol" / "test").resolve()
-TEST_DATABASE = "trebol_test"
-TEST_POS_DATABASE = "trebol_test_pos"
+# the first, as .ci/run runs the server pass), one per xdist worker: each its own warehouse
+_HOME = Path(os.environ.get("TREBOL_TEST_HOME") or PROJECT_DIR / ".trebol" / "test")
+TEST_HOME = (_HOME.with_name(f"{_HOME.name}-{XDIST_WORKER}") if XDIST_WORKER else _HOME).resolve()
+# the session's databases; on an external server (TREBOL_WAREHOUSE_DSN) each worker has its own
+TEST_DATABASE = "trebol_test" + (f"_{XDIST_WORKER}" if XDIST_WORKER else "")
+TEST_POS_DATABASE = TEST_DATABASE + "_pos"
 DEMO_DATE = date(2026, 6, 30)
 
 QUIET = {
