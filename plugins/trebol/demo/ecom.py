@@ -15,7 +15,7 @@ import numpy as np
 
 from trebol.demo.behaviour import Sales
 from trebol.demo.clock import Clock
-from trebol.demo.faults import FUTURE_YEAR, FaultLog, plan_faults
+from trebol.demo.faults import FaultLog, in_future_year, plan_faults
 from trebol.demo.files import write_day_file
 from trebol.demo.people import People
 from trebol.demo.pos import money
@@ -150,7 +150,7 @@ def write_orders(out_dir: Path, people: People, sales: Sales, ecom: Ecom, catalo
         account = ecom.order_account[occasion]
         ordered = ordered_text[w]
         if kind == "future_date":
-            ordered, u = FUTURE_YEAR + ordered[4:], FUTURE_YEAR + u[4:]
+            ordered, u = in_future_year(ordered), in_future_year(u)
         if kind == "absurd_amount":
             lines = _lines_json(sales, catalogue, occasion, price_cents=9_999_999)
         elif kind == "negative_amount":

@@ -20,6 +20,13 @@ FAULT_COLUMNS = ("source", "location", "line", "key", "kind")
 FUTURE_YEAR = "2099"
 
 
+def in_future_year(stamp: str) -> str:
+    """An ISO date or timestamp moved to ``FUTURE_YEAR``, a valid one: 29 February (2099 is no
+    leap year) becomes the 28th. The typed POS columns refuse an invalid date outright."""
+    moved = FUTURE_YEAR + stamp[4:]
+    return moved[:5] + "02-28" + moved[10:] if moved[5:10] == "02-29" else moved
+
+
 @dataclass(frozen=True)
 class Fault:
     """One injected fault: ``line`` is the 1-based physical line (None for a table or a whole file)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trebol.demo.faults import FUTURE_YEAR, FaultLog, plan_faults
+from trebol.demo.faults import FaultLog, in_future_year, plan_faults
 
 _NEEDS_QUOTES = re.compile(r'[",\r\n]')
 FaultMaker = Callable[[int, str], tuple[str | bytes, str]]
@@ -62,7 +62,7 @@ class CsvTable:
             case "future_date":
                 for column in self.dates:
                     if f[column]:
-                        f[column] = FUTURE_YEAR + f[column][4:]
+                        f[column] = in_future_year(f[column])
             case "missing_key":
                 f[self.key] = key = ""
             case "malformed_line":

@@ -21,7 +21,7 @@ import psycopg
 
 from trebol.demo.behaviour import Sales
 from trebol.demo.clock import Clock
-from trebol.demo.faults import FUTURE_YEAR, FaultLog, plan_faults
+from trebol.demo.faults import FaultLog, in_future_year, plan_faults
 from trebol.demo.reference import STORES, Catalogue
 from trebol.demo.spec import SimulatorRefused
 
@@ -257,7 +257,7 @@ def _fault_ticket(tid: str, base: int, kind: str, sales: Sales, catalogue: Catal
         log.add("pos", "pos.tickets", None, tid, kind)
         log.add("pos", "pos.ticket_lines", None, tid, kind)
     elif kind == "future_date":
-        sold = FUTURE_YEAR + sold[4:]
+        sold = in_future_year(sold)
         log.add("pos", "pos.tickets", None, tid, kind)
     else:
         product = f"P9{int(rng.integers(0, 1000)):03d}"
