@@ -27,6 +27,7 @@ from .helpers import (
     TEST_DATABASE,
     TEST_HOME,
     TEST_POS_DATABASE,
+    XDIST_WORKER,
     DemoMarts,
     SessionWarehouse,
     drop_database,
@@ -36,8 +37,11 @@ from .helpers import (
     run_dbt,
 )
 
-# Airflow reads AIRFLOW_HOME when first imported: keep the tests' Airflow inside the project.
-os.environ.setdefault("AIRFLOW_HOME", str(TEST_HOME.with_name(TEST_HOME.name + "-airflow")))
+# Airflow reads AIRFLOW_HOME when first imported: keep the tests' Airflow inside the project, one
+# per session. An xdist worker inherits the environment of the process that started it, where
+# this ran already: a worker takes its own.
+if XDIST_WORKER or "AIRFLOW_HOME" not in os.environ:
+    os.environ["AIRFLOW_HOME"] = str(TEST_HOME.with_name(TEST_HOME.name + "-airflow"))
 os.environ.update(QUIET)
 
 
@@ -48,6 +52,7 @@ os.environ.update(QUIET)
 E2E_DIR = "tests/e2e/"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(pytest.mark.xdist_group("e2e" if item.nodeid.startswith(E2E_DIR) else "main"))
