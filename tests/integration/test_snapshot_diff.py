@@ -82,7 +82,8 @@ def test_a_snapshots_diff_reads_the_open_records_only_and_never_loops(
             checks.check(conn, SOURCE, _interval(day + timedelta(days=1)), staged, TZ)
             checks.rank_duplicates(conn, SOURCE)
             snapshots.stage_unreadable_keys(conn, SOURCE)
-            diff_plan = _explain(conn, snapshots.diff_query(SOURCE))
+            diff_plan = _explain(conn, sql.SQL("create temp table _diff as {}").format(
+                snapshots.diff_query(SOURCE)))
             actions = dict(conn.execute("select _action, count(*) from _diff group by 1").fetchall())
             conn.execute("analyze _diff")
             close_plan = _explain(conn, snapshots.close_statement(SOURCE, day))

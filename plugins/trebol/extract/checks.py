@@ -33,6 +33,7 @@ from dataclasses import replace
 import psycopg
 from psycopg import sql
 
+from trebol.extract import scratch
 from trebol.extract.readers import DATA_ERRORS, Staged
 from trebol.extract.sources import Column, Source, SourceConfigError
 from trebol.interval import Interval
@@ -266,9 +267,7 @@ def check(conn: psycopg.Connection, source: Source, interval: Interval, staged: 
     payload = sql.SQL("coalesce(_payload, concat_ws(',', {}))").format(sql.SQL(", ").join(
         sql.SQL("coalesce({}, '')").format(sql.Identifier(f)) for f in staged.fields))
     conn.execute(sql.SQL("set local timezone = {}").format(sql.Literal(timezone)))
-    conn.execute("drop table if exists _checked")
-    conn.execute(sql.SQL("create temp table _checked as {}").format(
-        checked_rows(source, interval, castability(conn), payload)))
+    scratch.filled_table(conn, "_checked", checked_rows(source, interval, castability(conn), payload))
 
 
 def apply_rules(conn: psycopg.Connection, source: Source) -> None:
@@ -321,7 +320,7 @@ def rank_duplicates(conn: psycopg.Connection, source: Source) -> None:
         sql.SQL("{} || '=' || coalesce({}::text, '')").format(sql.Literal(k), sql.Identifier(k))
         for k in source.primary_key)
     same_version = (sql.SQL("d.v is not distinct from d.top") if version else sql.SQL("true"))
-    conn.execute("alter table _checked add column _superseded boolean not null default false")
+    conn.execute("alter table _checked add column if not exists _superseded boolean not null default false")
     conn.execute(sql.SQL("""
         update _checked c set
             _reason = case when {same} then

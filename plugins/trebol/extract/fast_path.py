@@ -75,7 +75,7 @@ def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_i
     try:
         with conn.transaction():
             conn.execute(sql.SQL("set local timezone = {}").format(sql.Literal(timezone)))
-            create_incoming(conn, list(source.column_names), numbered=True)
+            create_incoming(conn, list(source.column_names))
             statement = sql.SQL("copy _incoming ({}) from stdin with (format csv, header true)").format(
                 identifiers(copied_columns))
             with conn.cursor() as cursor:
@@ -110,7 +110,6 @@ def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_i
                 conn.execute("set local maintenance_work_mem = '512MB'")  # sort the keys in memory
                 conn.execute(sql.SQL("alter table {} add {}").format(
                     target, raw_key_definition(source)))
-            conn.execute("drop table _incoming")
     except (_NotClean, *DATA_ERRORS) as reason:
         # COPY could not read the file as CSV records (field count, encoding, a NUL), a value of
         # an ISO form does not exist (2026-02-30), JSON too deep for the parser's stack: the

@@ -24,6 +24,7 @@ from datetime import date
 import psycopg
 from psycopg import sql
 
+from trebol.extract import scratch
 from trebol.extract.sources import Source
 from trebol.warehouse.ddl import identifiers, raw_table
 
@@ -61,15 +62,13 @@ def stage_unreadable_keys(conn: psycopg.Connection, source: Source) -> None:
     fields were clean) that no usable row of the snapshot has (a set difference: its cost is
     the snapshot's size, never the product of the quarantined and the usable rows)."""
     keys = identifiers(source.primary_key)
-    conn.execute("drop table if exists _unreadable_keys")
-    conn.execute(sql.SQL(
-        "create temp table _unreadable_keys as select {k} from _checked "
-        "where _reason is not null and _record_key is not null "
+    scratch.filled_table(conn, "_unreadable_keys", sql.SQL(
+        "select {k} from _checked where _reason is not null and _record_key is not null "
         "except select {k} from _checked where _reason is null").format(k=keys))
 
 
 def diff_query(source: Source) -> sql.Composed:
-    """The statement that fills ``_diff``: one row for each open record or usable snapshot row
+    """The query of ``_diff``'s rows: one row for each open record or usable snapshot row
     the snapshot changes, with its key, the version it closes (``_old_from``), the values of
     the version it opens and what to do (``_action``):
 
@@ -110,7 +109,7 @@ def diff_query(source: Source) -> sql.Composed:
         stored=identifiers(stored), keys=identifiers(keys),
         nulls=sql.SQL("").join(sql.SQL("null, ") for _ in values))
     return sql.SQL(
-        "create temp table _diff as select * from (select {selected}, t._valid_from as _old_from, "
+        "select * from (select {selected}, t._valid_from as _old_from, "
         "{action} as _action from ({snapshot}) as n "
         "full join (select * from {target} where _valid_to is null) as t on {n_t}"
         ") as d where _action is not null").format(
@@ -151,8 +150,7 @@ def apply_snapshot(conn: psycopg.Connection, source: Source, batch_id: str, day:
     nobody ``confirmed`` it: then it is held (nothing applied, every row quarantined)."""
     current = conn.execute(sql.SQL("select count(*) from {} where _valid_to is null").format(
         raw_table(source))).fetchone()[0]
-    conn.execute("drop table if exists _diff")
-    conn.execute(diff_query(source))
+    scratch.filled_table(conn, "_diff", diff_query(source))
     counts = dict(conn.execute("select _action, count(*) from _diff group by _action").fetchall())
     gone = counts.get(CLOSE, 0)
     if current and gone / current > source.max_closed_share and not confirmed:
