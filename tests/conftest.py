@@ -52,10 +52,22 @@ os.environ.update(QUIET)
 E2E_DIR = "tests/e2e/"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("e2e" if item.nodeid.startswith(E2E_DIR) else "main"))
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """The two groups, as xdist's loadgroup scheduler (one worker per group, each group's tests
+    in collection order) given the group of each test by its folder. Not by xdist_group marks:
+    xdist 3.8 tags a marked test by rewriting ``item._nodeid``, which pytest 9 no longer reads,
+    so every test would be scheduled on its own (measured: the e2e modules ran split across both
+    workers)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FolderGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "e2e" if nodeid.startswith(E2E_DIR) else "main"
+
+    return FolderGroups(config, log)
 
 
 @pytest.fixture(scope="session")
