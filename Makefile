@@ -52,9 +52,10 @@ airflow: $(INSTALLED) $(DOCS_ASSETS_INSTALLED)
 	@$(BIN)/trebol simulate >/dev/null
 	@TREBOL_SCHEDULE_END=$${TREBOL_SCHEDULE_END:-$${TREBOL_DEMO_DATE:-2026-06-30}} $(BIN)/trebol airflow start
 
-# two pytest-xdist workers: the end-to-end DAG runs beside the rest (tests/conftest.py)
+# two pytest-xdist workers: the end-to-end DAG runs beside the rest (tests/conftest.py); the 15
+# slowest tests listed at the end
 test: $(INSTALLED) $(DOCS_ASSETS_INSTALLED) $(TEST_CHROMIUM)
-	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 # ruff on the Python, sqlfluff on the dbt project (offline: jinja templater, dbt_project/.sqlfluff)
 lint: $(INSTALLED)
