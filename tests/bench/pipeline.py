@@ -598,9 +598,16 @@ def floors(plan: Plan, settings: Settings, dsn: str, pos_dsn: str,
     return result
 
 
-def measure(plan: Plan) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+def save(results: dict[str, Any]) -> None:
+    """``bench/results.json``, written after each step: a run stopped halfway (hours at full
+    scale) keeps what it measured."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+def measure(plan: Plan) -> dict[str, Any]:
     """Simulate, the full build, the floors, the increment twice, E+1 from scratch (when the plan
-    says so): the simulator's figures, the floors, the runs."""
+    says so), saving the results after each: the results."""
     with bench_env(plan) as (env, settings):
         dsn = embedded.resolve_dsn(settings)
         pos_dsn = embedded.resolve_pos_dsn(settings, dsn)
@@ -611,19 +618,22 @@ def measure(plan: Plan) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, 
         runs = [run_date("full build", plan.end, env, settings)]
         measured_floors = floors(plan, settings, dsn, pos_dsn, sources)
         print("floors: " + json.dumps(measured_floors), flush=True)
-        runs.append(run_date("increment", plan.increment, env, settings))
-        runs.append(run_date("increment again", plan.increment, env, settings))
+        save(results_of(plan, sim, measured_floors, runs))
+        for name in ("increment", "increment again"):
+            runs.append(run_date(name, plan.increment, env, settings))
+            save(results_of(plan, sim, measured_floors, runs))
         if plan.from_scratch:
             reset_warehouse(settings)
             runs.append(run_date("E+1 from scratch", plan.increment, env, settings))
-    return sim, measured_floors, runs
+    return results_of(plan, sim, measured_floors, runs)
 
 
 def results_of(plan: Plan, sim: dict[str, Any], measured_floors: dict[str, Any],
                runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """What results.json holds: the figures, the checksums compared, the targets."""
-    full, increment = runs[0], runs[1]
-    scratch = runs[3]["marts_checksum"] == increment["marts_checksum"] if len(runs) > 3 else None
+    """What results.json holds: the figures, the checksums compared, the targets (of the runs
+    made so far)."""
+    full, increment = runs[0], runs[1] if len(runs) > 1 else None
+    scratch = runs[3]["marts_checksum"] == runs[1]["marts_checksum"] if len(runs) > 3 else None
     # the larger of the two: the run's process tree, the PostgreSQL server's processes
     peak = max(max(r["peak_tree_mb"], r["peak_postgres_mb"]) for r in runs)
     return {
@@ -631,9 +641,10 @@ def results_of(plan: Plan, sim: dict[str, Any], measured_floors: dict[str, Any],
         "crm_snapshot_days": plan.crm_snapshot_days,
         "measured_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "simulate": sim, "floors": measured_floors, "runs": runs,
-        "idempotent": runs[2]["marts_checksum"] == increment["marts_checksum"],
+        "idempotent": runs[2]["marts_checksum"] == runs[1]["marts_checksum"] if len(runs) > 2
+        else None,
         "increment_equals_scratch": scratch,
-        "targets": stats.targets(full["wall_s"], increment["wall_s"],
+        "targets": stats.targets(full["wall_s"], increment["wall_s"] if increment else None,
                                  measured_floors["copy"]["seconds"],
                                  measured_floors["aggregate"]["seconds"], peak, scratch),
     }
@@ -647,9 +658,8 @@ def main() -> None:
     plan = plan_from_env(dict(os.environ))
     print(f"pipeline bench: {plan.people:,} people, {plan.days} days, E = {plan.end}, "
           f"folder {plan.folder}", flush=True)
-    results = results_of(plan, *measure(plan))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    results = measure(plan)
+    save(results)
     print(report(results))
     print(f"results: {RESULTS}")
 

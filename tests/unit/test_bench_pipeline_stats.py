@@ -73,6 +73,10 @@ def test_ratios_rates_and_targets() -> None:
     missed = stats.targets(full_s=90.0, increment_s=10.0, copy_s=6.0, aggregate_s=4.0,
                            peak_mb=5000.0, checksums_equal=None)
     assert [t["met"] for t in missed.values()] == [False, False, False, False]
+    # saved after the full build, before any increment ran
+    partial = stats.targets(full_s=80.0, increment_s=None, copy_s=6.0, aggregate_s=4.0,
+                            peak_mb=1000.0, checksums_equal=None)
+    assert partial["increment_over_full_build"] == {"value": None, "target": 0.10, "met": False}
 
 
 def test_markdown_table() -> None:
