@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -51,6 +54,38 @@ RUN_CONF_VARIABLE = "TREBOL_DAG_RUN_CONF"
 
 class DagRunFailed(RuntimeError):
     """The DAG run did not succeed; the message names the failed tasks and the log file."""
+
+
+class DagRunStopped(DagRunFailed):
+    """This process was told to stop (SIGTERM) during the run; the run was stopped with it."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise DagRunStopped(f"stopped by signal {signal.Signals(signum).name}: the DAG run was "
+                        "stopped with it")
+
+
+@contextmanager
+def stopped_with_this_process(child: subprocess.Popen) -> Iterator[None]:
+    """While the block runs, a SIGTERM to this process raises :class:`DagRunStopped`; whatever
+    ends the block (that, Ctrl-C, any error) stops ``child`` and its processes (its own session:
+    tasks, dbt) first. Without it, a ``trebol run`` stopped with SIGTERM left its ``dag.test()``
+    child running the DAG with no run lock held (the lock is the parent's connection): measured,
+    an orphan ran tasks of a run for an hour beside the next ``trebol run`` of the same date."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop) if in_main_thread else None
+    try:
+        yield
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
 
 
 def airflow_env(settings: Settings, dsn: str, pos_dsn: str,
@@ -150,19 +185,21 @@ def run_dag(settings: Settings, dsn: str, pos_dsn: str, role_dsns: Mapping[str, 
         started = datetime.now(UTC).replace(microsecond=0)
         child = subprocess.Popen([sys.executable, "-m", "trebol.airflow.local_runner", dag_id,
                                   logical_date.isoformat()], env=env, stdout=log,
-                                 stderr=subprocess.STDOUT)
+                                 stderr=subprocess.STDOUT, start_new_session=True)
         seen: dict[str, str] = {}
         waited = 0
-        while child.poll() is None:
-            time.sleep(1)
-            waited += 1
-            if not seen and waited % 10 == 0:
-                progress(f"  starting ({waited} s)")
-            for task, state in _task_states(db_path, dag_id, started, map_labels or {}).items():
-                if seen.get(task) != state and state in ("running", "success", "failed",
-                                                         "upstream_failed", "up_for_retry"):
-                    progress(f"  {task}: {state}")
-                    seen[task] = state
+        with stopped_with_this_process(child):
+            while child.poll() is None:
+                time.sleep(1)
+                waited += 1
+                if not seen and waited % 10 == 0:
+                    progress(f"  starting ({waited} s)")
+                for task, state in _task_states(db_path, dag_id, started,
+                                                map_labels or {}).items():
+                    if seen.get(task) != state and state in ("running", "success", "failed",
+                                                             "upstream_failed", "up_for_retry"):
+                        progress(f"  {task}: {state}")
+                        seen[task] = state
     if child.returncode != 0:
         failed = [t for t, s in seen.items() if s in ("failed", "upstream_failed", "up_for_retry")]
         raise DagRunFailed(f"DAG run {dag_id} {logical_date.date()} failed "
