@@ -77,8 +77,8 @@ def stopped_with_this_process(child: subprocess.Popen) -> Iterator[None]:
     try:
         yield
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:  # None: a handler not set from Python; the default then
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGTERM)
             try:
