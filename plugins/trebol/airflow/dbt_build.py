@@ -5,15 +5,22 @@ Credentials reach dbt at run time from the transformer role's Airflow connection
 never rendered into templates. dbt's ``run_results.json``
 is kept in the run's report folder as ``<task_id>_run_results.json``. A build that succeeds
 writes its outlets' asset events with the run's as-of date (``trebol.airflow.assets``).
+
+A build whose only failures are data tests that found rows fails at once, without Airflow's
+retries (``AirflowFailException``, naming the tests): a retry reads the same rows and fails the
+same, hours later. A model's error may be a lost connection or a lock, so it is retried.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
 from cosmos.config import ProfileConfig
 from cosmos.operators.local import DbtBuildLocalOperator
 
@@ -26,6 +33,8 @@ from trebol.warehouse.address import dbt_env, role_conn_id
 # The dbt nodes that read the CLV fit's predictions (source clv.customer_clv) and everything
 # downstream of them: the nightly DAG builds them after fit_clv, the rest before it.
 CLV_DEPENDENT_NODES = "source:clv+"
+# how many failed tests the one-line error names before "and N more"
+NAMED_TESTS = 5
 
 
 def keep_dbt_artifacts(project_dir: str, context: Any, **_: Any) -> None:
@@ -40,6 +49,25 @@ def keep_dbt_artifacts(project_dir: str, context: Any, **_: Any) -> None:
         shutil.copy(source, target / f"{context['ti'].task_id}_run_results.json")
 
 
+def failed_data_tests(run_results: Mapping[str, Any]) -> list[str]:
+    """The data tests that found rows (status ``fail``) when nothing else failed (no ``error``
+    of a model, seed or test); else none."""
+    failed = [result for result in run_results.get("results", [])
+              if result.get("status") in ("fail", "error", "runtime error")]
+    if not failed or any(result["status"] != "fail" for result in failed):
+        return []
+    # a unique id is test.<package>.<name>[.<hash of a generic test>]
+    return sorted(result["unique_id"].split(".")[2] for result in failed)
+
+
+def data_tests_failure(tests: list[str]) -> AirflowFailException:
+    """The one-line, final error of a build whose data tests failed."""
+    named = ", ".join(tests[:NAMED_TESTS])
+    more = f" and {len(tests) - NAMED_TESTS} more" if len(tests) > NAMED_TESTS else ""
+    return AirflowFailException(f"dbt data tests failed on the warehouse's rows (a retry would "
+                                f"read the same): {named}{more}")
+
+
 class WarehouseDbtBuildOperator(DbtBuildLocalOperator):
     """Cosmos ``dbt build`` whose warehouse credentials come from an Airflow connection (the
     transformer's unless told) at run time, as environment for dbt_project/profiles.yml: never
@@ -48,6 +76,12 @@ class WarehouseDbtBuildOperator(DbtBuildLocalOperator):
     def __init__(self, *, conn_id: str = role_conn_id("transformer"), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
+        self.run_results: dict[str, Any] = {}
+
+    def note_run_results(self, project_dir: str, **_: Any) -> None:
+        """Cosmos callback: keep the build's run_results.json (read after a failure)."""
+        path = Path(project_dir) / "target" / "run_results.json"
+        self.run_results = json.loads(path.read_text()) if path.exists() else {}
 
     def execute(self, context: Any, **kwargs: Any) -> Any:
         timezone = load_settings().timezone
@@ -55,7 +89,16 @@ class WarehouseDbtBuildOperator(DbtBuildLocalOperator):
         as_of_at = (self.env or {}).get("TREBOL_AS_OF_AT") or run_interval(context, timezone).end.isoformat()
         self.env = {**(self.env or {}), **dbt_env(warehouse_parts(self.conn_id)),
                     "TREBOL_AS_OF_AT": as_of_at}
-        result = super().execute(context, **kwargs)
+        callbacks = self.callback if isinstance(self.callback, list) else [self.callback]
+        self.callback = [*(c for c in callbacks if c and c != self.note_run_results),
+                         self.note_run_results]
+        self.run_results = {}
+        try:
+            result = super().execute(context, **kwargs)
+        except Exception as error:
+            if tests := failed_data_tests(self.run_results):
+                raise data_tests_failure(tests) from error
+            raise
         record_events(context, timezone, as_of_at=datetime.fromisoformat(as_of_at))
         return result
 

@@ -76,7 +76,7 @@ card_expiries as (
 
 ),
 
-customer_points as (
+card_points as (
 
     select
         customer_key,
@@ -85,10 +85,31 @@ customer_points as (
         min(points_expire_on) as points_expire_on,
         sum(case
             when points_expire_on = first_points_expire_on then points_balance
-        end) as points_to_expire
+        end) as points_on_first_expiring_cards
 
     from card_expiries
     group by customer_key
+
+),
+
+-- a card below zero (a return after a redemption) offsets the customer's other cards: what
+-- lapses is at most the customer's balance, and nothing lapses when that balance is not positive
+customer_points as (
+
+    select
+        customer_key,
+        loyalty_cards,
+        points_balance,
+        case
+            when least(points_on_first_expiring_cards, points_balance) > 0
+                then points_expire_on
+        end as points_expire_on,
+        case
+            when least(points_on_first_expiring_cards, points_balance) > 0
+                then least(points_on_first_expiring_cards, points_balance)
+        end as points_to_expire
+
+    from card_points
 
 ),
 

@@ -1,0 +1,73 @@
+"""The nightly DAG's dbt task (Cosmos ``dbt build``) on a copy of the demo marts: a build whose
+only failures are data tests fails for good (no retry: the rows would be the same), a model's
+error stays one Airflow retries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import psycopg
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from trebol.airflow.dbt_build import dbt_build_operator, failed_data_tests
+from trebol.warehouse.address import dsn_parts, role_conn_id
+
+from ..helpers import DEMO_DATE, DemoMarts, SessionWarehouse, copy_database, drop_database, local_midnight
+
+pytestmark = pytest.mark.integration
+POINTS_TEST = "int_customers__audience_profile_points_to_expire_within_balance"
+
+
+@pytest.fixture()
+def marts_copy(test_warehouse: SessionWarehouse, demo_marts: DemoMarts,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A copy of the demo marts, reached through the transformer's Airflow connection."""
+    dsn = copy_database(test_warehouse.dsn, demo_marts.dsn, "trebol_test_dbt_task")
+    parts = dsn_parts(dsn)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{role_conn_id('transformer').upper()}", json.dumps(
+        {"conn_type": "postgres", "host": parts.host, "port": parts.port, "login": parts.user,
+         "password": parts.password, "schema": parts.dbname}))
+    try:
+        yield dsn
+    finally:
+        drop_database(test_warehouse.dsn, dsn)
+
+
+def _build(test_warehouse: SessionWarehouse, select: list[str]) -> None:
+    """The DAG's ``dbt_build`` task (``dbt_build_operator``) of ``select``, run as Airflow runs it
+    for the demo date."""
+    operator = dbt_build_operator("dbt_build", test_warehouse.settings, select=select)
+    context = {"logical_date": local_midnight(DEMO_DATE), "ti": SimpleNamespace(task_id="dbt_build"),
+               "run_id": "test__dbt_task", "task": operator, "outlet_events": {}}
+    operator.execute(context)
+
+
+def test_a_failed_data_test_fails_the_task_without_retry(test_warehouse: SessionWarehouse,
+                                                         marts_copy: str) -> None:
+    with psycopg.connect(marts_copy, autocommit=True) as conn:
+        broken = conn.execute("""update intermediate.int_customers__audience_profile
+            set points_to_expire = points_balance + 1
+            where points_balance > 0 and points_to_expire is not null""").rowcount
+    assert broken > 0
+    with pytest.raises(AirflowFailException, match=rf"dbt data tests failed .*: {POINTS_TEST}$"):
+        _build(test_warehouse, [f"test_name:expression_is_true,{POINTS_TEST}"])
+    # the dbt artefact of the failed build is kept in the run's report folder
+    kept = test_warehouse.settings.report_dir(DEMO_DATE) / "dbt_build_run_results.json"
+    assert failed_data_tests(json.loads(kept.read_text())) == [POINTS_TEST]
+
+
+def test_a_failed_model_leaves_the_task_to_airflows_retries(test_warehouse: SessionWarehouse,
+                                                            marts_copy: str) -> None:
+    with psycopg.connect(marts_copy, autocommit=True) as conn:
+        conn.execute("alter table marts.loyalty_members rename to loyalty_members_gone")
+    with pytest.raises(Exception) as raised:
+        _build(test_warehouse, ["int_customers__audience_profile"])
+    assert not isinstance(raised.value, AirflowFailException)
+    kept = test_warehouse.settings.report_dir(DEMO_DATE) / "dbt_build_run_results.json"
+    statuses = {result["unique_id"]: result["status"]
+                for result in json.loads(kept.read_text())["results"]}
+    assert statuses["model.trebol.int_customers__audience_profile"] == "error"
+    assert failed_data_tests(json.loads(kept.read_text())) == []
