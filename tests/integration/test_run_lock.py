@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
 from trebol.demo import SimulationResult
@@ -26,6 +27,20 @@ def test_a_second_run_stops_naming_the_first(test_warehouse: SessionWarehouse) -
                                       "(server pid ")
     assert str(busy.value).endswith("; wait until it ends, then run again")
     with exclusive_run(test_warehouse.dsn, "trebol run 2026-06-29"):  # released with its holder
+        pass
+
+
+def test_a_lock_whose_connection_the_server_ended_is_released_without_an_error(
+        test_warehouse: SessionWarehouse) -> None:
+    """The warehouse stopped (here: its server ended the holder's connection) while a run held
+    the lock: the run's own error is what it reports, not a second one on releasing the lock."""
+    with pytest.raises(ZeroDivisionError), exclusive_run(test_warehouse.dsn, "trebol run lost"):
+        with psycopg.connect(test_warehouse.dsn, autocommit=True) as admin:
+            [ended] = admin.execute("""select pg_terminate_backend(pid) from pg_stat_activity
+                where application_name = 'trebol run lost'""").fetchone()
+        assert ended
+        1 / 0  # noqa: B018 - the run's own error
+    with exclusive_run(test_warehouse.dsn, "trebol run 2026-06-29"):  # the lock went with it
         pass
 
 

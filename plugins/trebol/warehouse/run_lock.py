@@ -3,14 +3,14 @@
 Two runs at once (two ``trebol run``, or a ``trebol run`` beside a backfill) would interleave
 their tasks and leave marts built from two dates. The command that starts a run holds this lock
 on a connection of its own for the whole run (the lock goes with the connection if the process
-dies); a second one stops at once with one line naming the holder (its application name says
-which command and date, and since when), before any task runs.
+dies or the server ends the connection); a second one stops at once with one line naming the
+holder (its application name says which command and date, and since when), before any task runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import psycopg
 
@@ -41,7 +41,10 @@ def exclusive_run(dsn: str, holder: str) -> Iterator[None]:
         try:
             yield
         finally:
-            conn.execute("select pg_advisory_unlock(hashtext(%s))", (LOCK_NAME,))
+            # a connection lost meanwhile (the server stopped, restarted or ended it) took the
+            # lock with it: the run's own outcome is what to report
+            with suppress(psycopg.OperationalError):
+                conn.execute("select pg_advisory_unlock(hashtext(%s))", (LOCK_NAME,))
 
 
 def check_no_run(dsn: str, holder: str) -> None:
