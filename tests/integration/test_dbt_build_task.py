@@ -71,3 +71,22 @@ def test_a_failed_model_leaves_the_task_to_airflows_retries(test_warehouse: Sess
                 for result in json.loads(kept.read_text())["results"]}
     assert statuses["model.trebol.int_customers__audience_profile"] == "error"
     assert failed_data_tests(json.loads(kept.read_text())) == []
+
+
+def test_the_line_views_are_tested_on_the_lines_the_run_loaded(test_warehouse: SessionWarehouse,
+                                                              marts_copy: str) -> None:
+    """A wrong line fails its view's test while its batch is one the run loaded (interval end =
+    the run's as-of moment), and is left to the earlier run that loaded it otherwise."""
+    net_test = "stg_pos__ticket_lines_net_is_gross_minus_discount"
+    with psycopg.connect(marts_copy, autocommit=True) as conn:
+        batch, ticket = conn.execute("""select load_batch_id, ticket_id from staging.stg_pos__ticket_lines
+            order by ticket_id, line_number limit 1""").fetchone()
+        conn.execute("""update raw.pos_ticket_lines set net_amount = net_amount + 1
+            where ticket_id = %s and _batch_id = %s""", (ticket, batch))
+    with pytest.raises(AirflowFailException, match=rf": {net_test}$"):
+        _build(test_warehouse, [net_test])
+    with psycopg.connect(marts_copy, autocommit=True) as conn:
+        # the batch id, whichever sources share it (the POS tables are extracted together)
+        assert conn.execute("""update raw._load_audit set interval_end = interval_end - interval '1 day'
+            where batch_id = %s""", (batch,)).rowcount >= 1
+    _build(test_warehouse, [net_test])

@@ -60,7 +60,8 @@ sale_lines as (
         order_lines.quantity * order_lines.unit_price - order_lines.discount_amount as net_amount,
         false as is_return,
         sold_orders.ordered_at as transacted_at,
-        sold_orders.source_updated_at
+        sold_orders.source_updated_at,
+        order_lines.load_batch_id
 
     from sold_orders
     inner join order_lines
@@ -86,7 +87,8 @@ return_lines as (
             as net_amount,
         true as is_return,
         sold_orders.returned_at as transacted_at,
-        sold_orders.source_updated_at
+        sold_orders.source_updated_at,
+        order_lines.load_batch_id
 
     from sold_orders
     inner join order_lines
@@ -120,7 +122,8 @@ final as (
         transacted_at,
         source_updated_at,
         'ecom' as customer_source,
-        account_id as customer_source_id
+        account_id as customer_source_id,
+        load_batch_id
 
     from transaction_lines
 

@@ -27,7 +27,8 @@ ticket_lines_as_of as (
         ticket_lines.unit_price,
         ticket_lines.discount_amount,
         ticket_lines.net_amount,
-        greatest(tickets.source_updated_at, ticket_lines.source_updated_at) as source_updated_at
+        greatest(tickets.source_updated_at, ticket_lines.source_updated_at) as source_updated_at,
+        ticket_lines.load_batch_id
 
     from ticket_lines
     inner join tickets
@@ -53,7 +54,8 @@ final as (
         sold_at as transacted_at,
         source_updated_at,
         case when loyalty_card_number is not null then 'loyalty' end as customer_source,
-        loyalty_card_number as customer_source_id
+        loyalty_card_number as customer_source_id,
+        load_batch_id
 
     from ticket_lines_as_of
 
