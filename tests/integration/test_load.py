@@ -264,6 +264,9 @@ def test_demo_sources_load_idempotently_and_match_ground_truth(
             "where source = any(%s)", (list(sources),)).fetchall()
         notes = dict(conn.execute("select batch_id, notes from raw._load_audit "
                                   "where source = 'loyalty_points' and notes is not null").fetchall())
+        batch_indexes = {row[0] for row in conn.execute(
+            "select indexname from pg_indexes where schemaname = 'raw' "
+            "and indexdef like '%%USING btree (_batch_id)'").fetchall()}
         line_columns = [row[0] for row in conn.execute(
             "select column_name from information_schema.columns where table_schema = 'raw' "
             "and table_name = 'pos_ticket_lines' order by ordinal_position").fetchall()]
@@ -271,6 +274,8 @@ def test_demo_sources_load_idempotently_and_match_ground_truth(
                             "discount_amount", "net_amount", "updated_at", "_batch_id",
                             "_available_from"], \
         "columns read only for rules (store: false) are not kept in raw"
+    assert {ddl.batch_index(source) for source in sources.values()} <= batch_indexes, \
+        "a run's batches are read through an index, whatever the history's length"
     assert len(first["ecom_orders"]) == settings.demo_days, "the first run loads every earlier file"
     assert all(again[name] == [] for name, source in sources.items() if source.kind != "postgres"), \
         "a re-run finds every file already loaded with the same content"

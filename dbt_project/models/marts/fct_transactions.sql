@@ -80,21 +80,30 @@ rekeyed_transactions as (
 -- already loaded (late and corrected records), and the re-keyed ones; in a backfill (the table
 -- holds versions later than the as-of moment), every transaction, as of the run's date (the
 -- post-hook delete_transactions_after_as_of then removes what did not exist yet)
+-- the newest change already loaded, read once
+newest_loaded_change as (
+
+    select max(loaded_lines.source_updated_at) as source_updated_at
+    from loaded_lines
+
+),
+
+-- a left join to the re-keyed transactions, not `in (...)` beside the other conditions: in an
+-- `or`, PostgreSQL hashes such a list only when it fits work_mem, else it scans it again for
+-- every line of the history (measured at 1 M people: 486 s for this select, against 119 s
+-- for the whole first build of the table)
 changed_transaction_lines as (
 
-    select * from transaction_lines
-    where source_updated_at >= (
-            select
-                {{ dbt.dateadd('day', -var('transactions_lookback_days'),
-                               'max(source_updated_at)') }}
-            from loaded_lines
-        )
-        or transaction_lines.transaction_id in (
-            select rekeyed_transactions.transaction_id from rekeyed_transactions
-        )
-        or (
-            select max(loaded_lines.source_updated_at) from loaded_lines
-        ) >= {{ as_of_at() }}
+    select transaction_lines.*
+    from transaction_lines
+    cross join newest_loaded_change
+    left join rekeyed_transactions
+        on transaction_lines.transaction_id = rekeyed_transactions.transaction_id
+    where transaction_lines.source_updated_at >= {{ dbt.dateadd(
+            'day', -var('transactions_lookback_days'), 'newest_loaded_change.source_updated_at'
+        ) }}
+        or rekeyed_transactions.transaction_id is not null
+        or newest_loaded_change.source_updated_at >= {{ as_of_at() }}
 
 ),
 

@@ -626,6 +626,13 @@ def open_records_index(source: Source) -> str:
     return f"{source.target}_open_records"
 
 
+def batch_index(source: Source) -> str:
+    """The name of a raw table's index on ``_batch_id``: what reads the rows of a run's batches
+    (the quality views' joins with the load audit, the line views' data tests) goes through it,
+    whatever the history's length."""
+    return f"{source.target}_by_batch"
+
+
 def raw_key_constraint(source: Source) -> str:
     """The name of the raw table's key constraint: the primary key, or, for a source that keeps
     versions, a unique key over the primary key and the version (``nulls not distinct``: a
@@ -643,11 +650,11 @@ def raw_key_definition(source: Source) -> sql.Composed:
 def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source],
                       timezone: str | None = None) -> None:
     """Create the raw table of each declared source when missing: its stored columns, the batch
-    it came in, the validity range of a snapshot (and whether a version stands for an unreadable
-    row; an index on its open records) or when a version becomes available (a source that keeps
-    versions), its key; idempotent. Each table belongs to the loader role (its fast path truncates a table and
-    rebuilds its key, which only the owner may): one the admin made, now or before migration
-    10, is handed to it. A table an earlier release made is brought to this shape in place
+    it came in (with an index: ``batch_index``), the validity range of a snapshot (and whether a
+    version stands for an unreadable row; an index on its open records) or when a version
+    becomes available (a source that keeps versions), its key; idempotent. Each table belongs
+    to the loader role (its fast path truncates a table and rebuilds its key, which only the
+    owner may): one the admin made, now or before migration 10, is handed to it. A table an earlier release made is brought to this shape in place
     (``_keep_versions``; ``timezone``: the business timezone it dates files in, default the
     settings')."""
     with conn.transaction():
@@ -668,6 +675,8 @@ def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source],
             if owner != LOADER:
                 conn.execute(sql.SQL("alter table {} owner to {}").format(
                     raw_table(source), sql.Identifier(LOADER)))
+            conn.execute(sql.SQL("create index if not exists {} on {} (_batch_id)").format(
+                sql.Identifier(batch_index(source)), raw_table(source)))
             if source.kind == "snapshot":  # a history created before the column (the index) existed
                 conn.execute(sql.SQL("alter table {} add column if not exists {}").format(
                     raw_table(source), sql.SQL(UNREADABLE_COLUMN)))
