@@ -322,6 +322,8 @@ def run_date(name: str, day: date, env: dict[str, str], settings: Settings) -> d
     dag_run, tasks = task_instances(settings.airflow_home / "airflow.db")
     result.update(dag_run)
     result["marts_checksum"] = summary.get("marts_checksum")
+    # per mart: a checksum that differs between two runs names the marts that differ
+    result["marts_digests"] = summary.get("marts_digests")
     result["checks"] = summary.get("checks")
     result["tasks"] = tasks
     result["stages"] = stages(tasks, dbt_stages(report_dir))
@@ -642,6 +644,8 @@ def results_of(plan: Plan, sim: dict[str, Any], measured_floors: dict[str, Any],
         "measured_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "simulate": sim, "floors": measured_floors, "runs": runs,
         "idempotent": runs[2]["marts_checksum"] == runs[1]["marts_checksum"] if len(runs) > 2
+        else None,
+        "marts_differing_on_rerun": stats.differing_marts(runs[1], runs[2]) if len(runs) > 2
         else None,
         "increment_equals_scratch": scratch,
         "targets": stats.targets(full["wall_s"], increment["wall_s"] if increment else None,

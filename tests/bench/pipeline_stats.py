@@ -124,6 +124,14 @@ def targets(full_s: float, increment_s: float | None, copy_s: float, aggregate_s
     }
 
 
+def differing_marts(run: Mapping[str, Any], other: Mapping[str, Any]) -> list[str]:
+    """The marts whose digests differ between two runs (their ``marts_digests``; a mart only one
+    of them has counts as differing)."""
+    digests, others = run.get("marts_digests") or {}, other.get("marts_digests") or {}
+    return sorted(name for name in digests.keys() | others.keys()
+                  if digests.get(name) != others.get(name))
+
+
 def markdown_table(rows: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> str:
     """A markdown table of ``rows`` with ``columns`` (missing values blank)."""
     columns = list(columns)

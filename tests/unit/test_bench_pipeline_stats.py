@@ -84,3 +84,12 @@ def test_markdown_table() -> None:
                                  ("stage", "seconds", "rows", "x_floor"))
     assert table.splitlines() == ["| stage | seconds | rows | x_floor |", "|---|---|---|---|",
                                   "| fit_clv | 2.50 | 1,200 |  |"]
+
+
+def test_differing_marts_names_each_mart_whose_digest_moved() -> None:
+    first = {"marts_digests": {"dim_customers": "a", "customer_clv": "b", "fct_transactions": "c"}}
+    again = {"marts_digests": {"dim_customers": "a", "customer_clv": "x", "segment_history": "d"}}
+    assert stats.differing_marts(first, again) == ["customer_clv", "fct_transactions",
+                                                   "segment_history"]
+    assert stats.differing_marts(first, first) == []
+    assert stats.differing_marts({}, {"marts_digests": None}) == []
