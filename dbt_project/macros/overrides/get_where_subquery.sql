@@ -12,7 +12,9 @@
     night: at 1 million people (make bench, SCALE=full) 55 such tests took 587 s of the 811 s of
     dbt_build's tests, each one unnesting the JSON of 4.6 million order versions. With the
     placeholder they test the lines the run loaded, each line once: fct_transactions, the table
-    that holds every line, is still tested whole. -#}
+    that holds every line, is still tested whole. The time saved depends on the filter reaching
+    raw's index on _batch_id (measured: 83 ms for a day's lines through it, 11.5 s while the
+    staging views' cast of _batch_id keeps it above the version-as-of join). -#}
 {% macro postgres__get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- if where -%}

@@ -76,10 +76,6 @@ rekeyed_transactions as (
 
 ),
 
--- new and changed transactions: any record changed since shortly before the newest change
--- already loaded (late and corrected records), and the re-keyed ones; in a backfill (the table
--- holds versions later than the as-of moment), every transaction, as of the run's date (the
--- post-hook delete_transactions_after_as_of then removes what did not exist yet)
 -- the newest change already loaded, read once
 newest_loaded_change as (
 
@@ -88,10 +84,13 @@ newest_loaded_change as (
 
 ),
 
--- a left join to the re-keyed transactions, not `in (...)` beside the other conditions: in an
--- `or`, PostgreSQL hashes such a list only when it fits work_mem, else it scans it again for
--- every line of the history (measured at 1 M people: 486 s for this select, against 119 s
--- for the whole first build of the table)
+-- new and changed transactions: any record changed since shortly before the newest change
+-- already loaded (late and corrected records), and the re-keyed ones; in a backfill (the table
+-- holds versions later than the as-of moment), every transaction, as of the run's date (the
+-- post-hook delete_transactions_after_as_of then removes what did not exist yet). The re-keyed
+-- ones by a left join, not `in (...)` inside the `or`: PostgreSQL hashes such a list only when it
+-- fits work_mem, else it scans it again for every line of the history (measured at 1 M people
+-- with 5,787 re-keyed transactions: 393 s, against more than 901 s)
 changed_transaction_lines as (
 
     select transaction_lines.*

@@ -37,18 +37,6 @@ CLV_DEPENDENT_NODES = "source:clv+"
 NAMED_TESTS = 5
 
 
-def keep_dbt_artifacts(project_dir: str, context: Any, **_: Any) -> None:
-    """Cosmos callback (Cosmos hands it the task context): copy dbt's run_results.json out of
-    Cosmos's temporary project copy into the run's report folder."""
-    settings = load_settings()
-    interval = run_interval(context, settings.timezone)
-    target = settings.report_dir(interval.as_of_date(settings.timezone))
-    source = Path(project_dir) / "target" / "run_results.json"
-    if source.exists():
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(source, target / f"{context['ti'].task_id}_run_results.json")
-
-
 def failed_data_tests(run_results: Mapping[str, Any]) -> list[str]:
     """The data tests that found rows (status ``fail``) when nothing else failed (no ``error``
     of a model, seed or test); else none."""
@@ -78,10 +66,19 @@ class WarehouseDbtBuildOperator(DbtBuildLocalOperator):
         self.conn_id = conn_id
         self.run_results: dict[str, Any] = {}
 
-    def note_run_results(self, project_dir: str, **_: Any) -> None:
-        """Cosmos callback: keep the build's run_results.json (read after a failure)."""
-        path = Path(project_dir) / "target" / "run_results.json"
-        self.run_results = json.loads(path.read_text()) if path.exists() else {}
+    def keep_run_results(self, project_dir: str, context: Any, **_: Any) -> None:
+        """Cosmos callback (after dbt, before Cosmos raises its failure): copy dbt's
+        run_results.json out of Cosmos's temporary project copy into the run's report folder,
+        and hold it for ``execute`` to judge a failure by."""
+        source = Path(project_dir) / "target" / "run_results.json"
+        if not source.exists():
+            return
+        settings = load_settings()
+        target = settings.report_dir(run_interval(context, settings.timezone)
+                                     .as_of_date(settings.timezone))
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target / f"{context['ti'].task_id}_run_results.json")
+        self.run_results = json.loads(source.read_text())
 
     def execute(self, context: Any, **kwargs: Any) -> Any:
         timezone = load_settings().timezone
@@ -89,10 +86,7 @@ class WarehouseDbtBuildOperator(DbtBuildLocalOperator):
         as_of_at = (self.env or {}).get("TREBOL_AS_OF_AT") or run_interval(context, timezone).end.isoformat()
         self.env = {**(self.env or {}), **dbt_env(warehouse_parts(self.conn_id)),
                     "TREBOL_AS_OF_AT": as_of_at}
-        callbacks = self.callback if isinstance(self.callback, list) else [self.callback]
-        self.callback = [*(c for c in callbacks if c and c != self.note_run_results),
-                         self.note_run_results]
-        self.run_results = {}
+        self.callback, self.run_results = self.keep_run_results, {}
         try:
             result = super().execute(context, **kwargs)
         except Exception as error:
@@ -127,7 +121,6 @@ def dbt_build_operator(task_id: str, settings: Settings,
              "TREBOL_TIMEZONE": settings.timezone,
              "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
              "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"},
-        callback=keep_dbt_artifacts,
         emit_datasets=False,
         **kwargs,
     )
