@@ -37,3 +37,20 @@ def test_a_run_that_did_not_push_never_reports_an_earlier_push(demo_marts: DemoM
     assert (pushed["sync"], pushed["added"], pushed["held_out"]) == ("winback__drop", 130, 14)
     assert ("sync        winback__drop (drop): succeeded; added 130, changed 0, removed 0, "
             "held out 14, failed 0") in summary.render(earlier)
+
+
+def test_a_marts_digest_ignores_row_order_and_sees_one_changed_value(demo_marts: DemoMarts) -> None:
+    with psycopg.connect(demo_marts.dsn) as conn:
+        digest = summary.marts_digests(conn)["dim_customers"]
+        conn.execute("create table marts.digest_probe as select * from marts.dim_customers "
+                     "order by md5(customer_key)")
+        shuffled = summary._table_digest(conn, "digest_probe")
+        conn.execute("""update marts.digest_probe set first_name = coalesce(first_name, '') || 'x'
+                        where customer_key = (select min(customer_key) from marts.digest_probe)""")
+        changed = summary._table_digest(conn, "digest_probe")
+        conn.execute("delete from marts.digest_probe")
+        empty = summary._table_digest(conn, "digest_probe")
+        conn.rollback()
+    assert shuffled == digest
+    assert changed != digest
+    assert empty not in (digest, changed)
