@@ -64,6 +64,18 @@ def test_cdnow_holdout_prediction_is_close() -> None:
     assert np.all((alive > 0) & (alive <= 1)) and np.all(alive[summary["frequency"] == 0] == 1)
 
 
+def test_a_day_of_returns_only_is_no_purchase_and_a_mixed_day_is_one() -> None:
+    rows = [("a", "2026-01-01", 10.0), ("a", "2026-01-02", -5.0), ("a", "2026-01-03", 20.0),
+            ("a", "2026-01-03", -3.0), ("b", "2026-01-02", -4.0), ("b", "2026-01-04", 0.0)]
+    frame = pd.DataFrame(rows, columns=["customer", "date", "amount"])
+    summary = fitting.summarize_transactions(frame, "customer", "date", "amount", date(2026, 1, 10),
+                                             unit_days=1.0)
+    # a: purchases on the 1st and the 3rd (the 2nd only returned); b: a free item on the 4th
+    assert summary["frequency"].to_dict() == {"a": 1, "b": 0}
+    assert summary.loc["a", "recency"] == 2.0 and summary.loc["a", "monetary_value"] == 17.0
+    assert summary.loc["b", "T"] == 6.0
+
+
 def simulate_bgnbd(n: int, r: float, alpha: float, a: float, b: float, p: float, q: float, v: float,
                    seed: int) -> pd.DataFrame:
     """Customers drawn from the exact BG/NBD and Gamma-Gamma generative processes (time in days):

@@ -354,8 +354,11 @@ def summarize_transactions(transactions: pd.DataFrame, customer_col: str, date_c
         "day": pd.to_datetime(transactions[date_col]).dt.normalize().to_numpy(),
         "amount": pd.to_numeric(transactions[amount_col]).to_numpy(float),
     })
+    # a day is a purchase when one of its rows is not negative: when its largest amount is not
+    # (a built-in aggregate: a Python function per group took 20 s for 500,000 days)
     days = frame.groupby(["customer", "day"], sort=True).agg(
-        amount=("amount", "sum"), purchase=("amount", lambda v: bool((v >= 0).any()))).reset_index()
+        amount=("amount", "sum"), largest=("amount", "max")).reset_index()
+    days["purchase"] = days.pop("largest") >= 0
     end = pd.Timestamp(calibration_end)
     purchases = days[days["purchase"]]
     calibration = purchases[purchases["day"] <= end]
