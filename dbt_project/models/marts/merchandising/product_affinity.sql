@@ -9,36 +9,51 @@ transactions as (
 ),
 
 -- a basket is a sale (returns and lines of unknown products left out) before the as-of moment;
--- one row per basket and category bought in it
-basket_categories as (
+-- one row per basket: the categories bought in it, in order
+basket_category_sets as (
 
-    select distinct
+    select
         transaction_id,
-        category
+        array_agg(distinct category order by category) as categories
 
     from transactions
     where not is_return
         and category is not null
         and transacted_at < {{ as_of_at() }}
+    group by transaction_id
+
+),
+
+-- baskets that bought the same categories, counted once: a few thousand sets for millions of
+-- baskets, so the pairs below are counted per set, not per basket
+category_sets as (
+
+    select
+        categories,
+        count(*) as transactions_with_set
+
+    from basket_category_sets
+    group by categories
 
 ),
 
 basket_totals as (
 
-    select count(distinct transaction_id) as transactions_total
+    select cast(sum(transactions_with_set) as bigint) as transactions_total
 
-    from basket_categories
+    from category_sets
 
 ),
 
 category_baskets as (
 
     select
-        category,
-        count(*) as transactions_with_category
+        set_categories.category,
+        cast(sum(category_sets.transactions_with_set) as bigint) as transactions_with_category
 
-    from basket_categories
-    group by category
+    from category_sets
+    cross join lateral unnest(category_sets.categories) as set_categories (category)
+    group by set_categories.category
 
 ),
 
@@ -48,14 +63,15 @@ pair_baskets as (
     select
         antecedents.category as antecedent_category,
         consequents.category as consequent_category,
-        count(*) as transactions_with_both
+        cast(sum(category_sets.transactions_with_set) as bigint) as transactions_with_both
 
-    from basket_categories as antecedents
-    inner join basket_categories as consequents
-        on antecedents.transaction_id = consequents.transaction_id
-        and antecedents.category <> consequents.category
+    from category_sets
+    cross join lateral unnest(category_sets.categories) as antecedents (category)
+    cross join lateral unnest(category_sets.categories) as consequents (category)
+    where antecedents.category <> consequents.category
     group by antecedents.category, consequents.category
-    having count(*) >= {{ var('affinity_min_transactions_together') }}
+    having sum(category_sets.transactions_with_set)
+        >= {{ var('affinity_min_transactions_together') }}
 
 ),
 
