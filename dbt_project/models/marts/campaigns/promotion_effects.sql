@@ -5,6 +5,9 @@
 -- and the difference users minus non-users with Welch's 95% interval (degrees of freedom
 -- Welch-Satterthwaite, rounded down to a tabulated value of seed student_t_critical_values, as
 -- campaign_performance). The row of stratum all weighs the strata by their promotion users.
+-- The arithmetic is in numeric, cast to double precision at the end: floating-point sums depend
+-- on the order rows are added in, which a parallel plan changes from run to run (at 1 million
+-- people the same run twice gave marts that differed in the last digits).
 -- Observational: customers choose to use a promotion, so a difference is an association within
 -- a segment, not the promotion's effect (for that: a campaign with a holdout,
 -- campaign_performance).
@@ -144,10 +147,9 @@ customer_measures as (
         cast(coalesce(segments.rfm_segment, 'unknown') as varchar) as rfm_segment,
         customer_channels.gross_amount,
         customer_channels.discount_amount,
-        cast(customer_channels.net_amount as double precision) / customer_channels.transactions
-            as ticket_size,
-        cast(customer_channels.transactions as double precision) as purchase_frequency,
-        cast(customer_channels.margin_amount as double precision) as margin_per_customer
+        customer_channels.net_amount / customer_channels.transactions as ticket_size,
+        cast(customer_channels.transactions as numeric) as purchase_frequency,
+        customer_channels.margin_amount as margin_per_customer
 
     from customer_channels
     left join segments
@@ -183,7 +185,7 @@ strata as (
         rfm_segment,
         {%- set groups = [('users', 'is_promotion_user'), ('non_users', 'not is_promotion_user')] %}
         {%- for group, flag in groups %}
-        cast(coalesce(sum(case when {{ flag }} then customers end), 0) as double precision)
+        cast(coalesce(sum(case when {{ flag }} then customers end), 0) as numeric)
             as {{ group }},
         {%- for measure in measures %}
         max(case when {{ flag }} then {{ measure }}_mean end) as {{ group }}_{{ measure }},
@@ -354,18 +356,21 @@ final as (
         cast(differences.non_users as integer) as non_users,
         cast(differences.users_compared as integer) as users_compared,
         cast(differences.users_discount_amount as numeric(16, 2)) as users_discount,
-        cast(differences.users_discount_amount as double precision)
-        / nullif(differences.users, 0) as users_discount_per_customer,
-        cast(differences.users_discount_amount as double precision)
-        / nullif(differences.users_gross_amount, 0) as users_discount_rate,
+        cast(differences.users_discount_amount / nullif(differences.users, 0) as double precision)
+            as users_discount_per_customer,
+        cast(
+            differences.users_discount_amount / nullif(differences.users_gross_amount, 0)
+            as double precision
+        ) as users_discount_rate,
         {%- for measure in measures %}
-        differences.users_{{ measure }},
-        differences.non_users_{{ measure }},
-        differences.{{ measure }}_difference,
-        differences.{{ measure }}_difference - differences.{{ measure }}_half_width
-            as {{ measure }}_difference_low,
-        differences.{{ measure }}_difference + differences.{{ measure }}_half_width
-            as {{ measure }}_difference_high{{ ',' if not loop.last }}
+        cast(differences.users_{{ measure }} as double precision) as users_{{ measure }},
+        cast(differences.non_users_{{ measure }} as double precision)
+            as non_users_{{ measure }},
+        cast(differences.{{ measure }}_difference as double precision) as {{ measure }}_difference,
+        cast(differences.{{ measure }}_difference - differences.{{ measure }}_half_width
+            as double precision) as {{ measure }}_difference_low,
+        cast(differences.{{ measure }}_difference + differences.{{ measure }}_half_width
+            as double precision) as {{ measure }}_difference_high{{ ',' if not loop.last }}
         {%- endfor %}
 
     from differences
