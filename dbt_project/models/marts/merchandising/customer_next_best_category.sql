@@ -30,10 +30,12 @@ customer_categories as (
 
 ),
 
-customer_category_counts as (
+-- each customer's categories, in order: the recommendation depends on this set alone
+customer_category_sets as (
 
     select
         customer_key,
+        array_agg(category order by category) as categories,
         count(*) as categories_bought
 
     from customer_categories
@@ -41,11 +43,20 @@ customer_category_counts as (
 
 ),
 
--- every category paired with one the customer bought, unless they bought it already
+-- customers who bought the same categories get the same recommendation: it is chosen once per
+-- set (tens of thousands of sets, where a candidate per customer made tens of millions of rows)
+category_sets as (
+
+    select distinct categories
+    from customer_category_sets
+
+),
+
+-- every category paired with one of the set, unless the set holds it already
 candidate_categories as (
 
     select
-        customer_categories.customer_key,
+        category_sets.categories,
         affinities.antecedent_category,
         affinities.consequent_category,
         affinities.transactions_with_both,
@@ -53,13 +64,11 @@ candidate_categories as (
         affinities.lift,
         affinities.lift * affinities.confidence as affinity_score
 
-    from customer_categories
+    from category_sets
+    cross join lateral unnest(category_sets.categories) as bought (category)
     inner join affinities
-        on customer_categories.category = affinities.antecedent_category
-    left join customer_categories as already_bought
-        on customer_categories.customer_key = already_bought.customer_key
-        and affinities.consequent_category = already_bought.category
-    where already_bought.customer_key is null
+        on bought.category = affinities.antecedent_category
+    where not affinities.consequent_category = any(category_sets.categories)
 
 ),
 
@@ -70,7 +79,7 @@ ranked_candidates as (
     select
         candidate_categories.*,
         row_number() over (
-            partition by customer_key
+            partition by categories
             order by
                 affinity_score desc,
                 transactions_with_both desc,
@@ -85,19 +94,19 @@ ranked_candidates as (
 final as (
 
     select
-        cast(ranked_candidates.customer_key as varchar) as customer_key,
+        cast(customer_category_sets.customer_key as varchar) as customer_key,
         cast(ranked_candidates.consequent_category as varchar) as next_best_category,
         cast(ranked_candidates.antecedent_category as varchar) as because_of_category,
         cast(ranked_candidates.affinity_score as numeric(18, 6)) as affinity_score,
         cast(ranked_candidates.confidence as numeric(10, 6)) as confidence,
         cast(ranked_candidates.lift as numeric(12, 6)) as lift,
         cast(ranked_candidates.transactions_with_both as integer) as transactions_with_both,
-        cast(customer_category_counts.categories_bought as integer) as categories_bought,
+        cast(customer_category_sets.categories_bought as integer) as categories_bought,
         {{ local_date(as_of_at()) }} as as_of_date
 
-    from ranked_candidates
-    inner join customer_category_counts
-        on ranked_candidates.customer_key = customer_category_counts.customer_key
+    from customer_category_sets
+    inner join ranked_candidates
+        on customer_category_sets.categories = ranked_candidates.categories
     where ranked_candidates.candidate_rank = 1
 
 )
