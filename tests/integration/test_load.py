@@ -267,6 +267,9 @@ def test_demo_sources_load_idempotently_and_match_ground_truth(
         batch_indexes = {row[0] for row in conn.execute(
             "select indexname from pg_indexes where schemaname = 'raw' "
             "and indexdef like '%%USING btree (_batch_id)'").fetchall()}
+        analyzed = {row[0] for row in conn.execute(
+            "select relname from pg_stat_user_tables where schemaname = 'raw' "
+            "and last_analyze is not null").fetchall()}
         line_columns = [row[0] for row in conn.execute(
             "select column_name from information_schema.columns where table_schema = 'raw' "
             "and table_name = 'pos_ticket_lines' order by ordinal_position").fetchall()]
@@ -276,6 +279,9 @@ def test_demo_sources_load_idempotently_and_match_ground_truth(
         "columns read only for rules (store: false) are not kept in raw"
     assert {ddl.batch_index(source) for source in sources.values()} <= batch_indexes, \
         "a run's batches are read through an index, whatever the history's length"
+    loaded = {sources[name].target for name, batches in first.items()
+              if any(batch.rows_loaded for batch in batches)}
+    assert loaded and loaded <= analyzed, "a load analyzes the raw table it wrote to"
     assert len(first["ecom_orders"]) == settings.demo_days, "the first run loads every earlier file"
     assert all(again[name] == [] for name, source in sources.items() if source.kind != "postgres"), \
         "a re-run finds every file already loaded with the same content"
