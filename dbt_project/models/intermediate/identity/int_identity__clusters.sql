@@ -4,6 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='record_id',
         on_schema_change='append_new_columns',
+        pre_hook=["{{ add_cluster_state_columns() }}"],
         post_hook=["{{ delete_clusters_of_gone_records() }}"]
     )
 }}
@@ -23,7 +24,8 @@
 -- rebuild would: no link leaves that set (a link between two untouched records was there
 -- before, within one untouched cluster), so the keys are those of a full rebuild
 -- (tests/integration/test_identity.py compares them). Gone records' rows are deleted after
--- (post-hook, macro delete_clusters_of_gone_records).
+-- (post-hook, macro delete_clusters_of_gone_records); a table made before the model was
+-- incremental gets the two columns first (pre-hook, macro add_cluster_state_columns).
 with
 
 records as (
