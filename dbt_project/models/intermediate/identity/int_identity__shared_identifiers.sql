@@ -15,27 +15,25 @@ identifier_types as (
 
 ),
 
--- a record holds a value once (int_identity__identifiers is unique on record, type and value), so
--- counting rows counts records: a hash aggregate, where count(distinct) sorts every identifier
 identifier_counts as (
 
     select
         identifier_type,
         identifier_value,
-        count(*) as record_count
+        count(distinct record_id) as record_count
 
     from identifiers
     group by identifier_type, identifier_value
 
 ),
 
--- each value's records and the values of its conflicting type they carry
-conflicting_pairs as (
+-- for each value, how many distinct values of its conflicting type its records carry
+conflicting_values as (
 
     select
         identifiers.identifier_type,
         identifiers.identifier_value,
-        other_identifiers.identifier_value as conflicting_value
+        count(distinct other_identifiers.identifier_value) as conflicting_value_count
 
     from identifiers
     inner join identifier_types
@@ -43,47 +41,7 @@ conflicting_pairs as (
     inner join identifiers as other_identifiers
         on identifiers.record_id = other_identifiers.record_id
         and identifier_types.conflicts_with = other_identifiers.identifier_type
-
-),
-
--- a value's records carry one value of the conflicting type or several: their smallest and
--- largest tell (a hash aggregate over every pair); only the values with several are counted
--- one by one
-conflicting_value_ranges as (
-
-    select
-        identifier_type,
-        identifier_value,
-        min(conflicting_value) <> max(conflicting_value) as has_several_values
-
-    from conflicting_pairs
-    group by identifier_type, identifier_value
-
-),
-
-conflicting_values as (
-
-    select
-        conflicting_pairs.identifier_type,
-        conflicting_pairs.identifier_value,
-        count(distinct conflicting_pairs.conflicting_value) as conflicting_value_count
-
-    from conflicting_pairs
-    inner join conflicting_value_ranges
-        on conflicting_pairs.identifier_type = conflicting_value_ranges.identifier_type
-        and conflicting_pairs.identifier_value = conflicting_value_ranges.identifier_value
-    where conflicting_value_ranges.has_several_values
-    group by conflicting_pairs.identifier_type, conflicting_pairs.identifier_value
-
-    union all
-
-    select
-        identifier_type,
-        identifier_value,
-        1 as conflicting_value_count
-
-    from conflicting_value_ranges
-    where not has_several_values
+    group by identifiers.identifier_type, identifiers.identifier_value
 
 ),
 
