@@ -151,7 +151,22 @@ changed_records as (
 
 ),
 
+-- the trusted identifiers the changed records hold now
+changed_values as (
+
+    select distinct
+        trusted_identifiers.identifier_type,
+        trusted_identifiers.identifier_value
+
+    from trusted_identifiers
+    inner join changed_records
+        on trusted_identifiers.record_id = changed_records.record_id
+
+),
+
 -- the changed records, and the records that share a trusted identifier with one of them now
+-- (through the values, not record by record: a night of many changes, an upgrade or a
+-- backfill, would otherwise pair every holder of a value with every other)
 records_near_changes as (
 
     select changed_records.record_id
@@ -159,14 +174,12 @@ records_near_changes as (
 
     union
 
-    select sharing_identifiers.record_id
+    select trusted_identifiers.record_id
 
-    from changed_records
-    inner join trusted_identifiers as changed_identifiers
-        on changed_records.record_id = changed_identifiers.record_id
-    inner join trusted_identifiers as sharing_identifiers
-        on changed_identifiers.identifier_type = sharing_identifiers.identifier_type
-        and changed_identifiers.identifier_value = sharing_identifiers.identifier_value
+    from trusted_identifiers
+    inner join changed_values
+        on trusted_identifiers.identifier_type = changed_values.identifier_type
+        and trusted_identifiers.identifier_value = changed_values.identifier_value
 
 ),
 
