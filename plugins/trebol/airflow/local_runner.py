@@ -217,7 +217,8 @@ def _rerun_or_create_dagrun(*, dag: Any, run_id: str, logical_date: datetime | N
     task instances were cleared by ``dag.test()`` just before; their tries stay in the history)
     and every run starts now."""
     from airflow.models.dagrun import DagRun
-    from airflow.utils.state import DagRunState
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.state import DagRunState, TaskInstanceState
     from airflow.utils.types import DagRunType
     from sqlalchemy import select
 
@@ -230,6 +231,14 @@ def _rerun_or_create_dagrun(*, dag: Any, run_id: str, logical_date: datetime | N
                                  state=DagRunState.RUNNING, triggered_by=triggered_by,
                                  triggering_user_name=triggering_user_name, start_date=now,
                                  session=session)
+    # a task the clear could not stop (a run killed mid-task: nothing runs it any more) is left
+    # 'restarting', which dag.test() never runs: the re-run waited for ever (measured: a killed
+    # run's dbt_build). This run holds the run lock, so no process of an earlier run is alive.
+    restarting = session.scalars(select(TaskInstance).where(
+        TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == earlier.run_id,
+        TaskInstance.state == TaskInstanceState.RESTARTING))
+    for task_instance in restarting:
+        task_instance.state = None
     earlier.dag = dag  # what create_dagrun sets on a new run, for dag.test()'s loop
     earlier.state = DagRunState.RUNNING
     earlier.start_date, earlier.end_date, earlier.queued_at = now, None, now
