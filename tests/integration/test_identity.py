@@ -51,8 +51,6 @@ class TwoSteps:
     first_seen: dict[tuple[str, str], str]
     register: dict[str, tuple[str, str, str | None]]
     fct_incremental: str
-    after_upgrade: Crosswalk
-    unclustered_after_upgrade: int
     after_rebuild: Crosswalk
     fct_rebuilt: str
     register_after_rebuild: int
@@ -126,18 +124,10 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
                 "select customer_key, key_source, key_source_id, merged_into_customer_key "
                 "from marts.customer_keys")}
             fct_incremental = _fct_checksum(conn)
-            # the clusters as a release before the incremental model made them: without the
-            # columns its select compares; the next run adds them and clusters everyone again
-            conn.execute("alter table intermediate.int_identity__clusters "
-                         "drop column first_seen_at, drop column trusted_identifiers_digest")
-            run_dbt(dsn, local_midnight(DEMO_DATE), "build", *IDENTITY_LINEAGE, work_dir=work)
-            after_upgrade = _crosswalk(conn)
-            unclustered = conn.execute("select count(*) from intermediate.int_identity__clusters "
-                                       "where trusted_identifiers_digest is null").fetchone()[0]
             run_dbt(dsn, local_midnight(DEMO_DATE), "build", "--full-refresh", *IDENTITY_LINEAGE,
                     work_dir=work)
             yield TwoSteps(dsn, bridged, after_30, after_60, first_seen, register, fct_incremental,
-                           after_upgrade, unclustered, _crosswalk(conn), _fct_checksum(conn),
+                           _crosswalk(conn), _fct_checksum(conn),
                            conn.execute("select count(*) from marts.customer_keys").fetchone()[0])
     finally:
         drop_database(test_warehouse.dsn, dsn)
@@ -174,10 +164,3 @@ def test_a_full_rebuild_reproduces_keys_and_transactions(two_steps: TwoSteps) ->
     assert two_steps.after_rebuild == two_steps.after_60
     assert two_steps.fct_rebuilt == two_steps.fct_incremental
     assert two_steps.register_after_rebuild == len(two_steps.register)
-
-
-def test_clusters_made_before_the_incremental_model_are_upgraded_in_place(two_steps: TwoSteps) -> None:
-    """A clusters table without the columns the incremental select compares (as an earlier
-    release made it): the run adds them, clusters every record again, and keeps every key."""
-    assert two_steps.after_upgrade == two_steps.after_60
-    assert two_steps.unclustered_after_upgrade == 0
