@@ -44,7 +44,7 @@ customer_category_sets as (
 ),
 
 -- customers who bought the same categories get the same recommendation: it is chosen once per
--- set (tens of thousands of sets, where a candidate per customer made tens of millions of rows)
+-- set of categories, not once per customer (far fewer sets than customers)
 category_sets as (
 
     select distinct categories

@@ -24,8 +24,8 @@ basket_category_sets as (
 
 ),
 
--- baskets that bought the same categories, counted once: a few thousand sets for millions of
--- baskets, so the pairs below are counted per set, not per basket
+-- baskets that bought the same categories, counted once: the pairs below are counted per set
+-- (far fewer sets than baskets), not per basket
 category_sets as (
 
     select
