@@ -290,8 +290,8 @@ all_rows as (
 
 ),
 
--- Welch-Satterthwaite degrees of freedom, rounded down to whole degrees (1e-9 absorbs the float
--- error of an exact integer)
+-- Welch-Satterthwaite degrees of freedom, rounded down to whole degrees (1e-9 absorbs the
+-- rounding of the numeric division of an exact integer)
 welch_degrees as (
 
     select
