@@ -244,6 +244,11 @@ class Settings:
         return self.home / "airflow"
 
     @property
+    def dbt_cache_dir(self) -> Path:
+        """Cosmos's cache of dbt's partial-parse file, shared by the dbt tasks of every run."""
+        return self.home / "dbt_cache"
+
+    @property
     def uses_embedded_warehouse(self) -> bool:
         return self.warehouse_dsn is None
 

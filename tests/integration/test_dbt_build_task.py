@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from types import SimpleNamespace
 from unittest import mock
 
+import msgpack
 import psycopg
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -96,3 +98,26 @@ def test_the_line_views_are_tested_on_the_lines_the_run_loaded(test_warehouse: S
         assert conn.execute("""update raw._load_audit set interval_end = interval_end - interval '1 day'
             where batch_id = %s""", (batch,)).rowcount >= 1
     _build(test_warehouse, [net_test])
+
+
+def test_a_later_date_reuses_dbts_parse(test_warehouse: SessionWarehouse, marts_copy: str,
+                                        capfd: pytest.CaptureFixture[str]) -> None:
+    """The dbt tasks keep dbt's partial-parse file in Cosmos's cache, and the as-of moment is not
+    one of the environment variables dbt records while parsing (a new value would send every
+    model that reads it to be parsed again): the next night's build (a new as-of moment) parses
+    only what changed, here nothing, instead of the whole project."""
+    selected = ["stg_pos__stores"]
+    _build(test_warehouse, selected)
+    parse_file = test_warehouse.settings.dbt_cache_dir / "target" / "partial_parse.msgpack"
+    recorded = msgpack.unpackb(parse_file.read_bytes(), strict_map_key=False)["env_vars"]
+    assert "TREBOL_TIMEZONE" in recorded and "TREBOL_AS_OF_AT" not in recorded
+    capfd.readouterr()
+    operator = dbt_build_operator("dbt_build", test_warehouse.settings, select=selected,
+                                  as_of_at=local_midnight(DEMO_DATE - timedelta(days=1)).isoformat())
+    context = {"logical_date": local_midnight(DEMO_DATE), "ti": SimpleNamespace(task_id="dbt_build"),
+               "run_id": "test__dbt_task", "task": operator, "outlet_events": {}}
+    with mock.patch.dict(os.environ):
+        operator.execute(context)
+    printed = capfd.readouterr().out
+    # dbt says "Unable to do partial parsing because …" before a full parse
+    assert "Done. PASS=" in printed and "partial parsing" not in printed.lower()
