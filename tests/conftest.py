@@ -59,10 +59,10 @@ AFTER_E2E = ("tests/integration/test_load.py", "tests/integration/test_identity.
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """The two groups, as xdist's loadgroup scheduler (one worker per group, each group's tests
-    in collection order) given the group of each test by its folder (and AFTER_E2E). Not by xdist_group marks:
-    xdist 3.8 tags a marked test by rewriting ``item._nodeid``, which pytest 9 no longer reads,
-    so every test would be scheduled on its own (measured: the e2e modules ran split across both
-    workers)."""
+    in collection order) given the group of each test by its folder (and AFTER_E2E). Not by
+    xdist_group marks: xdist 3.8 tags a marked test by rewriting ``item._nodeid``, which pytest 9
+    no longer reads, so every test would be scheduled on its own (measured: the e2e modules ran
+    split across both workers)."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling

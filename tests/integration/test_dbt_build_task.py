@@ -40,10 +40,11 @@ def marts_copy(test_warehouse: SessionWarehouse, demo_marts: DemoMarts,
         drop_database(test_warehouse.dsn, dsn)
 
 
-def _build(test_warehouse: SessionWarehouse, select: list[str]) -> None:
+def _build(test_warehouse: SessionWarehouse, select: list[str], as_of_at: str = "") -> None:
     """The DAG's ``dbt_build`` task (``dbt_build_operator``) of ``select``, run as Airflow runs it
-    for the demo date."""
-    operator = dbt_build_operator("dbt_build", test_warehouse.settings, select=select)
+    for the demo date (as of ``as_of_at`` when given, as after a backfill)."""
+    operator = dbt_build_operator("dbt_build", test_warehouse.settings, select=select,
+                                  as_of_at=as_of_at)
     context = {"logical_date": local_midnight(DEMO_DATE), "ti": SimpleNamespace(task_id="dbt_build"),
                "run_id": "test__dbt_task", "task": operator, "outlet_events": {}}
     # Cosmos runs dbt in this process and leaves the task's dbt environment in os.environ (in
@@ -112,12 +113,7 @@ def test_a_later_date_reuses_dbts_parse(test_warehouse: SessionWarehouse, marts_
     recorded = msgpack.unpackb(parse_file.read_bytes(), strict_map_key=False)["env_vars"]
     assert "TREBOL_TIMEZONE" in recorded and "TREBOL_AS_OF_AT" not in recorded
     capfd.readouterr()
-    operator = dbt_build_operator("dbt_build", test_warehouse.settings, select=selected,
-                                  as_of_at=local_midnight(DEMO_DATE - timedelta(days=1)).isoformat())
-    context = {"logical_date": local_midnight(DEMO_DATE), "ti": SimpleNamespace(task_id="dbt_build"),
-               "run_id": "test__dbt_task", "task": operator, "outlet_events": {}}
-    with mock.patch.dict(os.environ):
-        operator.execute(context)
+    _build(test_warehouse, selected, as_of_at=local_midnight(DEMO_DATE - timedelta(days=1)).isoformat())
     printed = capfd.readouterr().out
     # dbt says "Unable to do partial parsing because …" before a full parse
     assert "Done. PASS=" in printed and "partial parsing" not in printed.lower()
