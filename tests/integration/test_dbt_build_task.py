@@ -82,23 +82,29 @@ def test_a_failed_model_leaves_the_task_to_airflows_retries(test_warehouse: Sess
     assert failed_data_tests(json.loads(kept.read_text())) == []
 
 
-def test_the_line_views_are_tested_on_the_lines_the_run_loaded(test_warehouse: SessionWarehouse,
-                                                              marts_copy: str) -> None:
-    """A wrong line fails its view's test while its batch is one the run loaded (interval end =
-    the run's as-of moment), and is left to the earlier run that loaded it otherwise."""
-    net_test = "stg_pos__ticket_lines_net_is_gross_minus_discount"
+@pytest.mark.parametrize(("data_test", "view", "key", "raw_table", "wrong"), [
+    ("stg_pos__ticket_lines_net_is_gross_minus_discount", "stg_pos__ticket_lines", "ticket_id",
+     "pos_ticket_lines", "net_amount = net_amount + 1"),
+    ("relationships_stg_pos__tickets_store_id__store_id__ref_stg_pos__stores_", "stg_pos__tickets",
+     "ticket_id", "pos_tickets", "store_id = 'no-such-store'"),
+], ids=["a line view", "a staging view's per-row test"])
+def test_the_views_per_row_tests_test_the_rows_the_run_loaded(
+        test_warehouse: SessionWarehouse, marts_copy: str, data_test: str, view: str, key: str,
+        raw_table: str, wrong: str) -> None:
+    """A wrong row fails its view's per-row test while its batch is one the run loaded (interval
+    end = the run's as-of moment), and is left to the earlier run that loaded it otherwise."""
     with psycopg.connect(marts_copy, autocommit=True) as conn:
-        batch, ticket = conn.execute("""select load_batch_id, ticket_id from staging.stg_pos__ticket_lines
-            order by ticket_id, line_number limit 1""").fetchone()
-        conn.execute("""update raw.pos_ticket_lines set net_amount = net_amount + 1
-            where ticket_id = %s and _batch_id = %s""", (ticket, batch))
-    with pytest.raises(AirflowFailException, match=rf": {net_test}$"):
-        _build(test_warehouse, [net_test])
+        batch, record = conn.execute(f"""select load_batch_id, {key} from staging.{view}
+            order by {key} limit 1""").fetchone()
+        assert conn.execute(f"""update raw.{raw_table} set {wrong}
+            where {key} = %s and _batch_id = %s""", (record, batch)).rowcount >= 1
+    with pytest.raises(AirflowFailException, match=rf": {data_test}$"):
+        _build(test_warehouse, [data_test])
     with psycopg.connect(marts_copy, autocommit=True) as conn:
         # the batch id, whichever sources share it (the POS tables are extracted together)
         assert conn.execute("""update raw._load_audit set interval_end = interval_end - interval '1 day'
             where batch_id = %s""", (batch,)).rowcount >= 1
-    _build(test_warehouse, [net_test])
+    _build(test_warehouse, [data_test])
 
 
 def test_a_later_date_reuses_dbts_parse(test_warehouse: SessionWarehouse, marts_copy: str,

@@ -141,13 +141,16 @@ def raw_outcomes(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.Temp
         with psycopg.connect(dsn, autocommit=True) as conn:
             ddl.bootstrap(conn)
             ddl.ensure_raw_tables(conn, sources)
-            # the relations the raw suites read: views over raw, made once (as dbt_build does)
+            # the relations the raw suites read: views over raw, made once, and the table of
+            # the sources' days, built after each load (as dbt_build does)
             run_dbt(dsn, local_midnight(END), "run", "--select", "path:models/quality/raw",
                     work_dir=work)
             for name, day in (("clean", NEGATIVE_DAY), ("negative", FUTURE_DAY),
                               ("future", THIN_DAY), ("thin", END),
                               ("missing", END + timedelta(days=1))):
                 load_sources_until(conn, pos_dsn, work / "sources", day)
+                run_dbt(dsn, local_midnight(day), "run", "--select", "raw_source_days",
+                        work_dir=work)
                 run = _quality_run(dsn, day, settings, work / "reports")
                 outcomes[name] = _check(run, conn, lambda c, r: gate.check_raw_batches(
                     c, r, sources, rules))

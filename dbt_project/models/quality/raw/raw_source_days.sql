@@ -6,6 +6,10 @@
 -- (var quality_volume_day_columns). The share is judged only on batches of at least
 -- var quality_min_rows_for_share rows, the volume only against enough history (the other
 -- quality_volume_* vars): else null, which the suites do not judge.
+-- A table, not a view like the other quality models: the suite raw_batches asks it one query
+-- per expectation (and Great Expectations one more to list its dates), and each would count
+-- the cursor sources' rows by day over their whole history again.
+{{ config(materialized='table') }}
 {%- set day_columns = var('quality_volume_day_columns') %}
 
 with
