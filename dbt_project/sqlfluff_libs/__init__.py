@@ -7,7 +7,8 @@ and return; this package adds var (the values in dbt_project.yml), env_var (a ru
 TREBOL_AS_OF_AT and TREBOL_TIMEZONE, else the default), execute, target (the warehouse target),
 model and graph (a placeholder audience model and an empty project graph: sqlfluff renders one
 file, without dbt's manifest), adapter.dispatch (postgres__<macro>, else default__<macro>, as
-dbt's dispatch on PostgreSQL), adapter.quote, exceptions.raise_compiler_error, and the dbt
+dbt's dispatch on PostgreSQL), adapter.quote, exceptions.raise_compiler_error, run_query (one
+row of one column, a timestamp: what the models read before building), and the dbt
 cross-database macros the models call (dbt.dateadd, date_trunc, listagg, split_part:
 dbt-postgres 1.11's SQL). Names defined here take precedence over sqlfluff's builtins.
 """
@@ -82,6 +83,24 @@ class _Exceptions:
 
 
 exceptions = _Exceptions()
+
+
+class _Column:
+    def __init__(self, values: list[Any]) -> None:
+        self._values = values
+
+    def values(self) -> list[Any]:
+        return self._values
+
+
+class _Table:
+    """dbt's run_query result (an agate table), as far as the models read it: one value."""
+
+    columns = [_Column(["2026-06-29 10:00:00+00:00"])]
+
+
+def run_query(sql: str) -> _Table:
+    return _Table()
 
 
 class _DbtMacros:

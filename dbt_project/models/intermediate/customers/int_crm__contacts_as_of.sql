@@ -1,3 +1,8 @@
+-- A table, not a view: dim_customers and the model's six data tests read it, and each would
+-- pick the versions in force from the whole contact history again (at 200,000 people the tests
+-- alone took 9.6 s of an increment's dbt_build).
+{{ config(materialized='table') }}
+
 with
 
 contact_versions as (

@@ -45,63 +45,71 @@ sold_orders as (
 
 ),
 
-sale_lines as (
+-- each CTE is read once, so that PostgreSQL inlines them: a filter on the view's columns (the
+-- increment of fct_transactions takes the orders changed lately) reaches the orders' scan,
+-- where a CTE read twice would be computed whole first (every order version's JSON unnested)
+sold_order_lines as (
 
     select
-        'ecom:' || sold_orders.order_id || ':' || cast(order_lines.line_number as varchar)
-            as transaction_line_id,
-        'ecom:' || sold_orders.order_id as transaction_id,
+        sold_orders.order_id,
         sold_orders.account_id,
+        sold_orders.ordered_at,
+        sold_orders.returned_at,
+        sold_orders.source_updated_at,
+        order_lines.line_number,
         order_lines.product_id,
         order_lines.quantity,
         order_lines.unit_price,
-        order_lines.quantity * order_lines.unit_price as gross_amount,
         order_lines.discount_amount,
-        order_lines.quantity * order_lines.unit_price - order_lines.discount_amount as net_amount,
-        false as is_return,
-        sold_orders.ordered_at as transacted_at,
-        sold_orders.source_updated_at,
         order_lines.load_batch_id
 
     from sold_orders
     inner join order_lines
         on sold_orders.order_id = order_lines.order_id
+
+),
+
+-- every sold line once as a sale, and once more as a return when the order came back
+line_kinds as (
+
+    select
+        kinds.is_return,
+        kinds.sign
+
+    from (values (false, 1), (true, -1)) as kinds (is_return, sign)
 
 ),
 
 -- a return covers the whole order: every line comes back, negated, at the return time
-return_lines as (
-
-    select
-        'ecom:' || sold_orders.order_id || ':' || cast(order_lines.line_number as varchar)
-            || ':return'
-            as transaction_line_id,
-        'ecom:' || sold_orders.order_id || ':return' as transaction_id,
-        sold_orders.account_id,
-        order_lines.product_id,
-        -order_lines.quantity as quantity,
-        order_lines.unit_price,
-        -(order_lines.quantity * order_lines.unit_price) as gross_amount,
-        -order_lines.discount_amount as discount_amount,
-        -(order_lines.quantity * order_lines.unit_price - order_lines.discount_amount)
-            as net_amount,
-        true as is_return,
-        sold_orders.returned_at as transacted_at,
-        sold_orders.source_updated_at,
-        order_lines.load_batch_id
-
-    from sold_orders
-    inner join order_lines
-        on sold_orders.order_id = order_lines.order_id
-    where sold_orders.returned_at < {{ as_of_at() }}
-
-),
-
 transaction_lines as (
 
-    select * from sale_lines
-    union all
-    select * from return_lines
+    select
+        'ecom:' || sold_order_lines.order_id || ':'
+        || cast(sold_order_lines.line_number as varchar)
+        || case when line_kinds.is_return then ':return' else '' end as transaction_line_id,
+        'ecom:' || sold_order_lines.order_id
+        || case when line_kinds.is_return then ':return' else '' end as transaction_id,
+        sold_order_lines.account_id,
+        sold_order_lines.product_id,
+        line_kinds.sign * sold_order_lines.quantity as quantity,
+        sold_order_lines.unit_price,
+        line_kinds.sign * sold_order_lines.quantity * sold_order_lines.unit_price as gross_amount,
+        line_kinds.sign * sold_order_lines.discount_amount as discount_amount,
+        line_kinds.sign * (
+            sold_order_lines.quantity * sold_order_lines.unit_price
+            - sold_order_lines.discount_amount
+        ) as net_amount,
+        line_kinds.is_return,
+        case
+            when line_kinds.is_return then sold_order_lines.returned_at
+            else sold_order_lines.ordered_at
+        end as transacted_at,
+        sold_order_lines.source_updated_at,
+        sold_order_lines.load_batch_id
+
+    from sold_order_lines
+    cross join line_kinds
+    where not line_kinds.is_return or sold_order_lines.returned_at < {{ as_of_at() }}
 
 ),
 

@@ -27,7 +27,8 @@ ticket_lines_as_of as (
         ticket_lines.unit_price,
         ticket_lines.discount_amount,
         ticket_lines.net_amount,
-        greatest(tickets.source_updated_at, ticket_lines.source_updated_at) as source_updated_at,
+        tickets.source_updated_at as ticket_updated_at,
+        ticket_lines.source_updated_at as line_updated_at,
         ticket_lines.load_batch_id
 
     from ticket_lines
@@ -52,10 +53,12 @@ final as (
         net_amount,
         original_ticket_id is not null as is_return,
         sold_at as transacted_at,
-        source_updated_at,
+        greatest(ticket_updated_at, line_updated_at) as source_updated_at,
         case when loyalty_card_number is not null then 'loyalty' end as customer_source,
         loyalty_card_number as customer_source_id,
-        load_batch_id
+        load_batch_id,
+        ticket_updated_at,
+        line_updated_at
 
     from ticket_lines_as_of
 

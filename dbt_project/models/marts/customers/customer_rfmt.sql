@@ -1,8 +1,8 @@
 -- RFMT per customer as of the run's date: recency, frequency, monetary, tenure, their 1..5
 -- scores (quintiles, ties share a score), the weighted rfmt_score and the named RFM segment.
--- Analyzed once built: customer_segments looks up the lifecycle stage once per distinct recency,
--- which PostgreSQL plans only with the table's statistics (without, once per customer).
-{{ config(post_hook=["analyze {{ this }}"]) }}
+-- customer_segments looks up the lifecycle stage once per distinct recency, which PostgreSQL
+-- plans only with this table's statistics (without, once per customer): every table model is
+-- analyzed once built (macros/analyze_built_table.sql).
 
 with
 
