@@ -2,7 +2,7 @@
 -- A derived table, not an import CTE as in the other staging views: PostgreSQL flattens such a
 -- view into a query that joins it and looks records up by key through raw's index (nested
 -- loop); a CTE here kept the increment of fct_transactions from doing so, and it read every
--- version of every record (at 200,000 people: 23 s, against 1 s by key)
+-- version of every record (at 200,000 people that model took 23 s of an increment, 7 s since)
 select
     cast(ticket_id as varchar) as ticket_id,
     cast(store_id as varchar) as store_id,
