@@ -5,7 +5,12 @@
     the newest (by the version column; an empty version is the oldest); a record whose every
     version is later does not exist yet. The source CTE of a staging model selects from it, so
     staging keeps one row per record, whatever later corrections raw holds (a backfill sees what
-    a clean run of its date saw). `relation` is the source(), `key_columns` its primary key. -#}
+    a clean run of its date saw). `relation` is the source(), `key_columns` its primary key.
+    A staging view whose records other views look up by key (tickets, ticket lines, order
+    lines) selects from it as a derived table, not an import CTE: PostgreSQL flattens such a view
+    into the query that joins it and finds the versions through raw's key index (nested loop);
+    written with a CTE, it read every version of every record first (at 200,000 people, the
+    increment of fct_transactions took 23 s that way, 7 s since). -#}
 {% macro versions_as_of(relation, key_columns, version_column) -%}
 select versions.*
 from {{ relation }} as versions

@@ -8,7 +8,7 @@ TREBOL_AS_OF_AT and TREBOL_TIMEZONE, else the default), execute, target (the war
 model and graph (a placeholder audience model and an empty project graph: sqlfluff renders one
 file, without dbt's manifest), adapter.dispatch (postgres__<macro>, else default__<macro>, as
 dbt's dispatch on PostgreSQL), adapter.quote, exceptions.raise_compiler_error, run_query (one
-row of one column, a timestamp: what the models read before building), and the dbt
+row: a timestamp and a boolean, what fct_transactions reads before building), and the dbt
 cross-database macros the models call (dbt.dateadd, date_trunc, listagg, split_part:
 dbt-postgres 1.11's SQL). Names defined here take precedence over sqlfluff's builtins.
 """
@@ -94,9 +94,9 @@ class _Column:
 
 
 class _Table:
-    """dbt's run_query result (an agate table), as far as the models read it: one value."""
+    """dbt's run_query result (an agate table), as far as the models read it: one row."""
 
-    columns = [_Column(["2026-06-29 10:00:00+00:00"])]
+    columns = [_Column(["2026-06-29 10:00:00+00:00"]), _Column([False])]
 
 
 def run_query(sql: str) -> _Table:

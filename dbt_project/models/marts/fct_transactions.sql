@@ -25,10 +25,14 @@
     'gross_amount', 'discount_amount', 'net_amount', 'is_return', 'transacted_at',
     'source_updated_at', 'customer_source', 'customer_source_id'] %}
 {%- if is_incremental() and execute %}
-    {#- the newest change already loaded, read before the build: a literal, so that PostgreSQL
-        plans the filters below on the raw tables' statistics -#}
-    {%- set newest_loaded_change = run_query(
-        'select max(source_updated_at) from ' ~ this).columns[0].values()[0] %}
+    {#- the newest change already loaded, and whether it is later than the as-of moment (a
+        backfill), read before the build: a literal, so that PostgreSQL plans the filters below
+        on the raw tables' statistics -#}
+    {%- set loaded = run_query(
+        'select max(source_updated_at), max(source_updated_at) >= ' ~ as_of_at() ~ ' from ' ~ this
+    ) %}
+    {%- set newest_loaded_change = loaded.columns[0].values()[0] %}
+    {%- set holds_later_versions = loaded.columns[1].values()[0] %}
 {%- endif %}
 with
 
@@ -59,13 +63,11 @@ source_keys as (
 
 ),
 
-{% if is_incremental() and execute and newest_loaded_change is not none %}
+{% if is_incremental() and execute and newest_loaded_change is not none
+    and not holds_later_versions %}
 {%- set changed_since -%}
     {{ dbt.dateadd('day', -var('transactions_lookback_days'),
                    "cast('" ~ newest_loaded_change ~ "' as timestamp with time zone)") }}
-{%- endset %}
-{%- set holds_later_versions -%}
-    cast('{{ newest_loaded_change }}' as timestamp with time zone) >= {{ as_of_at() }}
 {%- endset %}
 
 loaded_lines as (
@@ -91,80 +93,52 @@ rekeyed_customer_records as (
 ),
 
 -- new and changed lines: every record changed since shortly before the newest change already
--- loaded (late and corrected records), and every line of a re-keyed customer record; in a
--- backfill (the table holds versions later than the as-of moment), every line, as of the run's
--- date (the post-hook delete_transactions_after_as_of then removes what did not exist yet).
--- One branch per filter, so that each reaches the raw table it is about (measured at 200,000
--- people: one filter with `or` over the two line views computed both whole, 23 s).
+-- loaded (late and corrected records), and every line of a re-keyed customer record. One
+-- branch per filter, so that each reaches the raw table it is about (measured at 200,000
+-- people: one filter with `or` over the two line views computed both whole, 23 s); `union`,
+-- not `union all`: a line both changed and re-keyed comes once.
 changed_transaction_lines as (
 
     -- POS lines whose ticket changed
     select {{ line_columns | join(', ') }}
     from pos_transaction_lines
     where ticket_updated_at >= {{ changed_since }}
-        and not {{ holds_later_versions }}
 
-    union all
+    union
 
-    -- POS lines that changed on a ticket that did not
+    -- POS lines that changed
     select {{ line_columns | join(', ') }}
     from pos_transaction_lines
     where line_updated_at >= {{ changed_since }}
-        and ticket_updated_at < {{ changed_since }}
-        and not {{ holds_later_versions }}
 
-    union all
+    union
 
     -- web shop lines whose order changed
     select {{ line_columns | join(', ') }}
     from ecom_transaction_lines
     where source_updated_at >= {{ changed_since }}
-        and not {{ holds_later_versions }}
+    {%- for lines, customer_source in [
+        ('pos_transaction_lines', 'loyalty'), ('ecom_transaction_lines', 'ecom')] %}
 
-    union all
+    union
 
-    -- the unchanged lines of a re-keyed customer record
+    -- every line of a re-keyed customer record of {{ customer_source }}
     select {{ line_columns | join(', ') }}
-    from pos_transaction_lines
+    from {{ lines }}
     where customer_source_id = any(array(
         select rekeyed_customer_records.customer_source_id
         from rekeyed_customer_records
-        where rekeyed_customer_records.customer_source = 'loyalty'
+        where rekeyed_customer_records.customer_source = '{{ customer_source }}'
     ))
-        and ticket_updated_at < {{ changed_since }}
-        and line_updated_at < {{ changed_since }}
-        and not {{ holds_later_versions }}
-
-    union all
-
-    select {{ line_columns | join(', ') }}
-    from ecom_transaction_lines
-    where customer_source_id = any(array(
-        select rekeyed_customer_records.customer_source_id
-        from rekeyed_customer_records
-        where rekeyed_customer_records.customer_source = 'ecom'
-    ))
-        and source_updated_at < {{ changed_since }}
-        and not {{ holds_later_versions }}
-
-    union all
-
-    -- a backfill: every line
-    select {{ line_columns | join(', ') }}
-    from pos_transaction_lines
-    where {{ holds_later_versions }}
-
-    union all
-
-    select {{ line_columns | join(', ') }}
-    from ecom_transaction_lines
-    where {{ holds_later_versions }}
+    {%- endfor %}
 
 ),
 
 {% else %}
 
--- a first build (or an empty table): every line
+-- a first build (or an empty table), or a backfill (the table holds versions later than the
+-- as-of moment): every line, as of the run's date (the post-hook delete_transactions_after_as_of
+-- then removes what did not exist yet)
 changed_transaction_lines as (
 
     select {{ line_columns | join(', ') }} from pos_transaction_lines

@@ -1,8 +1,6 @@
 -- each record as of the run's as-of moment: its newest version available then (raw keeps all).
--- A derived table, not an import CTE as in the other staging views: PostgreSQL flattens such a
--- view into a query that joins it and looks records up by key through raw's index (nested
--- loop); a CTE here kept the increment of fct_transactions from doing so, and it read every
--- version of every record (at 200,000 people that model took 23 s of an increment, 7 s since)
+-- A derived table, not an import CTE: other views look its records up by key
+-- (macros/versions_as_of.sql).
 select
     cast(ticket_id as varchar) as ticket_id,
     cast(store_id as varchar) as store_id,
