@@ -7,8 +7,10 @@ and return; this package adds var (the values in dbt_project.yml), env_var (a ru
 TREBOL_AS_OF_AT and TREBOL_TIMEZONE, else the default), execute, target (the warehouse target),
 model and graph (a placeholder audience model and an empty project graph: sqlfluff renders one
 file, without dbt's manifest), adapter.dispatch (postgres__<macro>, else default__<macro>, as
-dbt's dispatch on PostgreSQL), adapter.quote, exceptions.raise_compiler_error, run_query (one
-row: a timestamp and a boolean, what fct_transactions reads before building), and the dbt
+dbt's dispatch on PostgreSQL), adapter.quote, adapter.get_columns_in_relation (the state columns
+int_identity__clusters looks for), exceptions.raise_compiler_error, run_query (one
+row: a timestamp and a boolean, what fct_transactions reads before building; or the changed
+records' and all records' counts int_identity__clusters reads, a few changed), and the dbt
 cross-database macros the models call (dbt.dateadd, date_trunc, listagg, split_part:
 dbt-postgres 1.11's SQL). Names defined here take precedence over sqlfluff's builtins.
 """
@@ -58,10 +60,22 @@ def var(name: str, default: Any = None) -> Any:
     return value
 
 
+class _ColumnName:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 class _Adapter:
     @staticmethod
     def quote(identifier: str) -> str:
         return f'"{identifier}"'
+
+    @staticmethod
+    def get_columns_in_relation(relation: Any) -> list[_ColumnName]:
+        """The columns of the relation being built (int_identity__clusters'), as dbt's adapter
+        lists them: names only."""
+        return [_ColumnName(name) for name in ("record_id", "key_record_id",
+                                               "trusted_identifiers_digest")]
 
     @jinja2.pass_context
     def dispatch(self, context: jinja2.runtime.Context, macro_name: str,
@@ -96,11 +110,14 @@ class _Column:
 class _Table:
     """dbt's run_query result (an agate table), as far as the models read it: one row."""
 
-    columns = [_Column(["2026-06-29 10:00:00+00:00"]), _Column([False])]
+    def __init__(self, *values: Any) -> None:
+        self.columns = [_Column([value]) for value in values]
 
 
 def run_query(sql: str) -> _Table:
-    return _Table()
+    if "changed_records" in sql:
+        return _Table(10, 1000)
+    return _Table("2026-06-29 10:00:00+00:00", False)
 
 
 class _DbtMacros:

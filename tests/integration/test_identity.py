@@ -51,9 +51,20 @@ class TwoSteps:
     first_seen: dict[tuple[str, str], str]
     register: dict[str, tuple[str, str, str | None]]
     fct_incremental: str
+    reclustered_touched_only: bool
+    after_upgrade: Crosswalk
+    unclustered_after_upgrade: int
+    reclustered_touched_only_after_upgrade: bool
     after_rebuild: Crosswalk
     fct_rebuilt: str
     register_after_rebuild: int
+
+
+def _reclustered_touched_only(work: Path) -> bool:
+    """Whether the last build's int_identity__clusters took the touched clusters' path (its
+    compiled select), rather than clustering every record again."""
+    compiled = work / "target" / "compiled" / "trebol" / "models" / "intermediate" / "identity"
+    return "touched_clusters" in (compiled / "int_identity__clusters.sql").read_text()
 
 
 def _crosswalk(conn: psycopg.Connection) -> Crosswalk:
@@ -116,7 +127,11 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
             after_30 = _crosswalk(conn)
             bridged = _bridge_two_customers(conn, work / "sources")
             load_sources_until(conn, pos_dsn, work / "sources", DEMO_DATE)
-            run_dbt(dsn, local_midnight(DEMO_DATE), "build", *IDENTITY_LINEAGE, work_dir=work)
+            # the touched clusters' path whatever the share of changed records (30 days of
+            # changes are more than the default share): the full rebuild below checks its keys
+            run_dbt(dsn, local_midnight(DEMO_DATE), "build", *IDENTITY_LINEAGE,
+                    "--vars", "{identity_recluster_all_above_changed_share: 1}", work_dir=work)
+            reclustered_touched_only = _reclustered_touched_only(work)
             after_60 = _crosswalk(conn)
             first_seen = {(s, i): str(t) for s, i, t in conn.execute(
                 "select source, source_id, first_seen_at from marts.customer_source_keys")}
@@ -124,10 +139,21 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
                 "select customer_key, key_source, key_source_id, merged_into_customer_key "
                 "from marts.customer_keys")}
             fct_incremental = _fct_checksum(conn)
+            # the clusters as a release before the incremental model made them: without the
+            # columns its select compares; the next run adds them, and, every record changed,
+            # clusters every record again as a first build does
+            conn.execute("alter table intermediate.int_identity__clusters "
+                         "drop column first_seen_at, drop column trusted_identifiers_digest")
+            run_dbt(dsn, local_midnight(DEMO_DATE), "build", *IDENTITY_LINEAGE, work_dir=work)
+            after_upgrade = _crosswalk(conn)
+            unclustered = conn.execute("select count(*) from intermediate.int_identity__clusters "
+                                       "where trusted_identifiers_digest is null").fetchone()[0]
+            touched_only_after_upgrade = _reclustered_touched_only(work)
             run_dbt(dsn, local_midnight(DEMO_DATE), "build", "--full-refresh", *IDENTITY_LINEAGE,
                     work_dir=work)
             yield TwoSteps(dsn, bridged, after_30, after_60, first_seen, register, fct_incremental,
-                           _crosswalk(conn), _fct_checksum(conn),
+                           reclustered_touched_only, after_upgrade, unclustered,
+                           touched_only_after_upgrade, _crosswalk(conn), _fct_checksum(conn),
                            conn.execute("select count(*) from marts.customer_keys").fetchone()[0])
     finally:
         drop_database(test_warehouse.dsn, dsn)
@@ -164,3 +190,20 @@ def test_a_full_rebuild_reproduces_keys_and_transactions(two_steps: TwoSteps) ->
     assert two_steps.after_rebuild == two_steps.after_60
     assert two_steps.fct_rebuilt == two_steps.fct_incremental
     assert two_steps.register_after_rebuild == len(two_steps.register)
+
+
+def test_an_increment_reclusters_the_touched_clusters_with_a_full_rebuilds_keys(
+        two_steps: TwoSteps) -> None:
+    """The 60-day build took the touched clusters' path; a full rebuild gives its keys (above)."""
+    assert two_steps.reclustered_touched_only
+    assert two_steps.after_rebuild == two_steps.after_60
+
+
+def test_clusters_made_before_the_incremental_model_are_upgraded_in_place(two_steps: TwoSteps) -> None:
+    """A clusters table without the columns the incremental select compares (as an earlier
+    release made it): the run adds them and, every record changed (more than the share
+    identity_recluster_all_above_changed_share), clusters every record again, as a first build
+    does; every key kept."""
+    assert not two_steps.reclustered_touched_only_after_upgrade
+    assert two_steps.after_upgrade == two_steps.after_60
+    assert two_steps.unclustered_after_upgrade == 0
