@@ -1,10 +1,11 @@
 {#- Pre-hook of the incremental int_identity__clusters: give a table made before it was
-    incremental (a plain table of record, source, ids and keys) the columns its incremental
+    incremental (a plain table of record, source, ids and keys) the columns its touched-clusters
     select reads, empty. dbt's on_schema_change adds new columns only after that select has
-    run, and the select reads them from the previous table, so the first run after an upgrade
-    would fail on the missing column. Empty, they differ from every record's state: that run
-    clusters every record again, as a full rebuild would. Nothing when the table is new or has
-    them already. -#}
+    run. With the default share var the model sees the missing columns before the select and
+    clusters every record instead; this matters when the share var is 1 or more (no count,
+    always the touched clusters): empty, the columns differ from every record's state, so that
+    run clusters every record again, and the keys are a full rebuild's. Nothing when the table
+    is new or has them already. -#}
 {% macro add_cluster_state_columns() -%}
 alter table if exists {{ this }}
     add column if not exists first_seen_at timestamp with time zone,
