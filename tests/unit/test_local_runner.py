@@ -56,3 +56,38 @@ def test_a_child_that_ended_is_left_alone() -> None:
     with local_runner.stopped_with_this_process(child):
         child.wait()
     assert child.returncode == 0
+
+
+# a stand-in for ``trebol run``: it starts the DAG run child in a session of its own, as
+# run_dag does; the child watches it (stop_with_parent), starts a process of its own and waits
+PARENT = ("import pathlib, subprocess, sys, time; "
+          "child = subprocess.Popen([sys.executable, '-c', sys.argv[2], sys.argv[1]], "
+          "start_new_session=True); "
+          "pathlib.Path(sys.argv[1] + '.child').write_text(str(child.pid)); time.sleep(120)")
+WATCHING_CHILD = ("import os, pathlib, subprocess, sys, time; "
+                  "from trebol.airflow.local_runner import stop_with_parent; "
+                  "stop_with_parent(os.getppid(), interval=0.1); "
+                  "grandchild = subprocess.Popen(['sleep', '120']); "
+                  "pathlib.Path(sys.argv[1]).write_text(str(grandchild.pid)); time.sleep(120)")
+
+
+def test_a_parent_killed_with_sigkill_takes_the_child_and_its_processes_with_it(
+        tmp_path: Path) -> None:
+    """A ``trebol run`` killed with SIGKILL (it cannot stop its child) once left the child
+    running the DAG without the run lock; the next run of the date failed beside it."""
+    pid_file = tmp_path / "grandchild.pid"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(pid_file), WATCHING_CHILD])
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    child, grandchild = int(Path(f"{pid_file}.child").read_text()), int(pid_file.read_text())
+    assert not _gone(child) and not _gone(grandchild)
+    parent.kill()
+    parent.wait()
+    for _ in range(100):
+        if _gone(child) and _gone(grandchild):
+            break
+        time.sleep(0.1)
+    assert _gone(child), "the DAG run child stops with its parent"
+    assert _gone(grandchild), "and so do its own processes"

@@ -6,7 +6,8 @@ The parent (``run_dag``) prepares a project-local Airflow (SQLite metadata under
 the metadata database, then starts a child process
 (``python -m trebol.airflow.local_runner DAG_ID LOGICAL_DATE``) that executes every task of one
 DAG run with ``dag.test()`` (``test_run``). While the child works, the parent reads task states from the
-metadata database and reports them as progress.
+metadata database and reports them as progress. The child stops with the parent, however the
+parent ends (``stopped_with_this_process``, ``stop_with_parent``).
 """
 
 from __future__ import annotations
@@ -86,6 +87,26 @@ def stopped_with_this_process(child: subprocess.Popen) -> Iterator[None]:
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
+
+
+def stop_with_parent(parent_pid: int, interval: float = 1.0) -> threading.Thread:
+    """In the DAG run child: once ``parent_pid`` (the ``trebol run`` that started it) is gone,
+    kill this process's group (the child's own session: it, its tasks, dbt) with SIGKILL, as a
+    crash would have. :func:`stopped_with_this_process` stops the child when the parent can
+    still act; a parent killed with SIGKILL (a crash, the OOM killer, ``kill -9``) cannot, and
+    the child went on running the DAG without the run lock: measured, the next ``trebol run``
+    of the date failed at once (``extract_load`` on its 6th try, beside the orphan's task).
+    Each task is a transaction, so a kill leaves what a crash leaves; the next run re-runs
+    it. A thread polling the parent id, portable where Linux's parent-death signal is not."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    watcher = threading.Thread(target=watch, name="stop-with-parent", daemon=True)
+    watcher.start()
+    return watcher
 
 
 def airflow_env(settings: Settings, dsn: str, pos_dsn: str,
@@ -268,6 +289,7 @@ def test_run(dag: DAG, logical_date: datetime, run_conf: dict[str, Any] | None =
 def _child(dag_id: str, logical_date: str) -> int:
     from airflow.dag_processing.dagbag import DagBag
 
+    stop_with_parent(os.getppid())
     conf = os.environ.pop(RUN_CONF_VARIABLE, None)
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
