@@ -94,8 +94,8 @@ def stop_with_parent(parent_pid: int, interval: float = 1.0) -> threading.Thread
     kill this process's group (the child's own session: it, its tasks, dbt) with SIGKILL, as a
     crash would have. :func:`stopped_with_this_process` stops the child when the parent can
     still act; a parent killed with SIGKILL (a crash, the OOM killer, ``kill -9``) cannot, and
-    the child went on running the DAG without the run lock: measured, the next ``trebol run``
-    of the date failed at once (``extract_load`` on its 6th try, beside the orphan's task).
+    the child went on running the DAG without the run lock (measured), beside the next
+    ``trebol run`` of the date (seen once: that run's ``extract_load`` failed at once).
     Each task is a transaction, so a kill leaves what a crash leaves; the next run re-runs
     it. A thread polling the parent id, portable where Linux's parent-death signal is not."""
 

@@ -17,23 +17,22 @@
 -- Incremental: a night re-clusters only the clusters its changes touch. Each row keeps what its
 -- record was clustered on (its first sighting and a digest of its trusted identifiers, from
 -- int_identity__record_states); a record that is new, gone, or whose first sighting or trusted
--- identifiers changed is a change. The
--- clusters touched are the previous clusters of the changed records and of every record that
--- now shares a trusted identifier with one; their records are clustered again, as a whole
--- rebuild would: no link leaves that set (a link between two untouched records was there
--- before, within one untouched cluster), so the keys are those of a full rebuild
--- (tests/integration/test_identity.py compares them). Gone records' rows are deleted after
--- (post-hook, macro delete_clusters_of_gone_records).
+-- identifiers changed is a change. The clusters touched are the previous clusters of the changed
+-- records and of every record that now shares a trusted identifier with one; their records are
+-- clustered again, as a whole rebuild would: no link leaves that set (a link between two
+-- untouched records was there before, within one untouched cluster), so the keys are those of a
+-- full rebuild (tests/integration/test_identity.py compares them). Gone records' rows are
+-- deleted after (post-hook, macro delete_clusters_of_gone_records).
 --
 -- The changes are counted before the build (run_query). When more records changed than the
 -- share var('identity_recluster_all_above_changed_share') of all records (a night after an
 -- upgrade, a backfill far back), every record is clustered again, as in a first build: the
--- touched-cluster path, whose intermediate sets PostgreSQL computes whole and plans without
--- statistics, measured over 5.5 minutes at 1 M people with every record changed, against 70 s
--- for the whole graph. So does a table made before the model was incremental (without the
--- state columns; dbt adds them). A share of 1 or more skips the count: always the touched
--- clusters (a table without the state columns gets them empty first: pre-hook, macro
--- add_cluster_state_columns; every record is then a change).
+-- touched-cluster path does more work per record (an earlier form, its states computed in CTEs,
+-- ran over 5.5 minutes at 1 M people with every record changed, against 70 s for the whole
+-- graph; with the states a table, at 200,000 people, 7.4 s against 6.1 s). So is a table made
+-- before the model was incremental (no state columns; dbt adds them). A share of 1 or more
+-- skips the count: always the touched clusters (a table without the state columns gets them
+-- empty first: pre-hook, macro add_cluster_state_columns; every record is then a change).
 {%- set import_ctes %}
 
 record_states as (
