@@ -45,15 +45,30 @@ record_phones as (
 
 ),
 
-account_emails as (
+-- the emails and shipping postal codes of each web shop account's orders before the as-of moment,
+-- once (read by two CTEs below: a CTE read twice is materialized whole, every order's columns)
+account_order_details as (
 
     select distinct
         'ecom:' || account_id as record_id,
+        email,
+        shipping_postal_code
+
+    from orders
+    where ordered_at < {{ as_of_at() }}
+        and (email is not null or shipping_postal_code is not null)
+
+),
+
+account_emails as (
+
+    select distinct
+        record_id,
         'email' as identifier_type,
         email as identifier_value
 
-    from orders
-    where email is not null and ordered_at < {{ as_of_at() }}
+    from account_order_details
+    where email is not null
 
 ),
 
@@ -101,15 +116,17 @@ postal_codes as (
     where postal_code is not null
     union
     select
-        'ecom:' || account_id as record_id,
+        record_id,
         shipping_postal_code as postal_code
 
-    from orders
-    where shipping_postal_code is not null and ordered_at < {{ as_of_at() }}
+    from account_order_details
+    where shipping_postal_code is not null
 
 ),
 
-email_handles as (
+-- materialized: the regular expression then runs once per email, not once in the length filter
+-- and again in the grouping key below, per postal code (measured at 200,000 people)
+email_handles as materialized (
 
     select
         record_id,

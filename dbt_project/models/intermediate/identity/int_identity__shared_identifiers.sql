@@ -15,12 +15,14 @@ identifier_types as (
 
 ),
 
+-- count(*): a record holds a value once (int_identity__identifiers is unique per record, type and
+-- value; tested), and a count(distinct) sorts every group's rows (measured at 200,000 people)
 identifier_counts as (
 
     select
         identifier_type,
         identifier_value,
-        count(distinct record_id) as record_count
+        count(*) as record_count
 
     from identifiers
     group by identifier_type, identifier_value
