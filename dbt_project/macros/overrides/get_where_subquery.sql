@@ -32,7 +32,7 @@
         {%- set batches_of_this_run = "'{}'::text[]" -%}
         {%- if execute and '__batches_of_this_run__' in where -%}
             {%- set listed = run_query(
-                "select coalesce(array_agg(batch_id order by batch_id), '{}')::text from "
+                "select coalesce(array_agg(distinct batch_id), '{}')::text from "
                 ~ source('loader', 'load_audit') ~ " where interval_end = " ~ as_of_at()
             ) -%}
             {#- the array's text form, quoted by PostgreSQL; as a string literal, quotes doubled -#}

@@ -46,7 +46,8 @@ record_phones as (
 ),
 
 -- the emails and shipping postal codes of each web shop account's orders before the as-of moment,
--- once (read by two CTEs below: a CTE read twice is materialized whole, every order's columns)
+-- once (read by two CTEs below: a CTE read twice is materialized whole, every order's columns);
+-- distinct, so that what is materialized is each account's few combinations, not every order
 account_order_details as (
 
     select distinct
