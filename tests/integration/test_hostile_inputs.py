@@ -103,6 +103,8 @@ class Case:
 LATIN1_LINE = contact("C2", name="Mu\xf1oz").encode("latin-1")
 CP1252_LINE = contact("C3", name="\x93quoted\x94").encode("latin-1")
 DEEP = "[" * 600 + "]" * 600
+# out of a float's range with a two-digit exponent: 1e349
+BIG_MANTISSA = "1" + "0" * 250 + "e99"
 CASES = [
     # 1. NUL bytes and the JSON escape \u0000 (PostgreSQL text holds no NUL)
     Case("csv_nul_byte", "contacts", csv_file(contact("C1"), contact("C2", email="an\x00a@example.es")),
@@ -122,11 +124,12 @@ CASES = [
          1, {2: "NaN in field lines[0].unit_price (JSON has no NaN)"}),
     Case("jsonl_infinity_and_overflow", "orders", jsonl_file(
         order("O1", amount="§Infinity"), order("O2", amount="§-Infinity"), order("O3", amount="§1e400"),
-        order("O4", amount="§NaN")),
+        order("O4", amount="§NaN"), order("O5", amount="§" + BIG_MANTISSA)),
          0, {1: "Infinity in field amount (JSON has no Infinity)",
              2: "-Infinity in field amount (JSON has no Infinity)",
              3: "number 1e400 in field amount (out of range)",
-             4: "NaN in field amount (JSON has no NaN)"}),
+             4: "NaN in field amount (JSON has no NaN)",
+             5: f"number {BIG_MANTISSA[:40]} in field amount (out of range)"}),
     Case("jsonl_nan_in_a_field_not_declared", "orders", jsonl_file(order("O1", score="§NaN")), 1),
     # 3. over-long fields: Python's csv limit (128 KB) raises no more; max_length is a check
     Case("csv_field_over_128_kb", "contacts", csv_file(

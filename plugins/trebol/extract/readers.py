@@ -313,14 +313,25 @@ class _Unreadable:
 
 class _JsonParser:
     """``json.loads`` that keeps NaN, Infinity and numbers out of range as ``_Unreadable``
-    markers (Python would read them as floats PostgreSQL refuses) and says whether it met one."""
+    markers (Python would read them as floats PostgreSQL refuses) and says whether it met one.
+
+    Its two decoders (strict or not) are built once: ``json.loads`` with hooks builds a decoder
+    per call, which cost a third of the reading of an order line (measured on the orders of the
+    200,000-person bench: 17.5 µs a line, 12.1 µs with the decoder built once).
+    """
 
     def __init__(self) -> None:
         self.marked = False
+        self._decoders = {strict: json.JSONDecoder(strict=strict, parse_constant=self._constant,
+                                                   parse_float=self._number)
+                          for strict in (True, False)}
 
     def loads(self, payload: str, *, strict: bool) -> Any:
         self.marked = False
-        return json.loads(payload, strict=strict, parse_constant=self._constant, parse_float=self._number)
+        if payload.startswith("\ufeff"):  # json.loads refuses a BOM with its own message
+            return json.loads(payload, strict=strict, parse_constant=self._constant,
+                              parse_float=self._number)
+        return self._decoders[strict].decode(payload)
 
     def _constant(self, name: str) -> _Unreadable:
         self.marked = True
@@ -334,11 +345,16 @@ class _JsonParser:
         return _Unreadable(f"number {text[:40]}", "out of range")
 
 
+# the JSON text of a declared field's list or object, as json.dumps(ensure_ascii=False,
+# sort_keys=True) writes it (one encoder, not one per value)
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
 def _json_text(value: Any) -> str | None:
-    if value is None:
-        return None
+    if value is None or isinstance(value, str):
+        return value
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return _JSON_ENCODER.encode(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
