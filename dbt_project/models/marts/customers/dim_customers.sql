@@ -66,47 +66,19 @@ customer_records as (
 
 ),
 
--- survivorship: per attribute, the most trusted source that has a value, then its most recently
--- updated record, then the lowest record id
-attribute_values as (
-
-    {% for attribute in ['first_name', 'last_name', 'email', 'phone', 'postal_code'] %}
-    select
-        customer_key,
-        '{{ attribute }}' as attribute_name,
-        {{ attribute }} as attribute_value,
-        row_number() over (
-            partition by customer_key
-            order by trust_rank asc, source_updated_at desc, record_id asc
-        ) as survivorship_rank
-
-    from customer_records
-    where {{ attribute }} is not null
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
-
-),
-
-golden_records as (
-
-    select
-        customer_key,
-        {% for attribute in ['first_name', 'last_name', 'email', 'phone', 'postal_code'] %}
-        max(case when attribute_name = '{{ attribute }}' then attribute_value end)
-            as {{ attribute }}
-        {%- if not loop.last %},{% endif %}
-        {% endfor %}
-
-    from attribute_values
-    where survivorship_rank = 1
-    group by customer_key
-
-),
-
+-- one pass over each customer's records: the survivorship of each attribute (the most trusted
+-- source that has a value, then its most recently updated record, then the lowest record id: an
+-- ordered aggregate over the customer's few records), and the identifiers per source. One sort
+-- by customer rather than a window sort per attribute (measured at 200,000 people: 6.4 of the
+-- model's 10 s went to those five sorts and the grouping after them)
 customer_identifiers as (
 
     select
         customer_key,
+        {% for attribute in ['first_name', 'last_name', 'email', 'phone', 'postal_code'] %}
+        (array_agg({{ attribute }} order by trust_rank asc, source_updated_at desc, record_id asc)
+            filter (where {{ attribute }} is not null))[1] as {{ attribute }},
+        {% endfor %}
         count(*) as source_record_count,
         min(first_seen_at) as first_seen_at,
         {% for source, column in [('loyalty', 'loyalty_card_numbers'),
@@ -219,11 +191,11 @@ final as (
 
     select
         cast(customer_identifiers.customer_key as varchar) as customer_key,
-        cast(golden_records.first_name as varchar) as first_name,
-        cast(golden_records.last_name as varchar) as last_name,
-        cast(golden_records.email as varchar) as email,
-        cast(golden_records.phone as varchar) as phone,
-        cast(golden_records.postal_code as varchar) as postal_code,
+        cast(customer_identifiers.first_name as varchar) as first_name,
+        cast(customer_identifiers.last_name as varchar) as last_name,
+        cast(customer_identifiers.email as varchar) as email,
+        cast(customer_identifiers.phone as varchar) as phone,
+        cast(customer_identifiers.postal_code as varchar) as postal_code,
         cast(customer_identifiers.loyalty_card_numbers as varchar) as loyalty_card_numbers,
         cast(customer_identifiers.ecom_account_ids as varchar) as ecom_account_ids,
         cast(customer_identifiers.crm_contact_ids as varchar) as crm_contact_ids,
@@ -253,8 +225,6 @@ final as (
         {{ local_date(as_of_at()) }} as as_of_date
 
     from customer_identifiers
-    left join golden_records
-        on customer_identifiers.customer_key = golden_records.customer_key
     left join customer_memberships
         on customer_identifiers.customer_key = customer_memberships.customer_key
         and customer_memberships.membership_rank = 1
