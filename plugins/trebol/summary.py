@@ -16,14 +16,18 @@ from trebol.quality import gx_project, results
 from trebol.report import report_path
 from trebol.warehouse.catalog import relation_exists
 
-LAYERS = ("raw", "staging", "marts", "audiences", "activation")
+# the layers whose tables the summary counts; not staging: its models are views over raw (rename
+# and cast, the versions as of the run), and counting a view evaluates it: at 200,000 people the
+# 17 staging views took 4.9 s of every run's summary, the tables of the four layers 0.9 s
+LAYERS = ("raw", "marts", "audiences", "activation")
 
 
 def rows_per_layer(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
-    """Row count of every table and view in each layer schema."""
+    """Row count of every table in each layer schema (views are not counted: see ``LAYERS``)."""
     relations = conn.execute("""
         select table_schema, table_name from information_schema.tables
-        where table_schema = any(%s) order by table_schema, table_name""",
+        where table_schema = any(%s) and table_type = 'BASE TABLE'
+        order by table_schema, table_name""",
         (list(LAYERS),)).fetchall()
     counts: dict[str, dict[str, int]] = {layer: {} for layer in LAYERS}
     for schema, name in relations:
