@@ -141,19 +141,23 @@ def raw_outcomes(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.Temp
         with psycopg.connect(dsn, autocommit=True) as conn:
             ddl.bootstrap(conn)
             ddl.ensure_raw_tables(conn, sources)
-            # the relations the raw suites read: views over raw, made once, and the table of
-            # the sources' days, built after each load (as dbt_build does)
-            run_dbt(dsn, local_midnight(END), "run", "--select", "path:models/quality/raw",
-                    work_dir=work)
+            # the relations the raw suites read (views of the run's batches over raw, and the
+            # table of the sources' days), built for each run after its load, as dbt_build does
             for name, day in (("clean", NEGATIVE_DAY), ("negative", FUTURE_DAY),
                               ("future", THIN_DAY), ("thin", END),
                               ("missing", END + timedelta(days=1))):
                 load_sources_until(conn, pos_dsn, work / "sources", day)
-                run_dbt(dsn, local_midnight(day), "run", "--select", "raw_source_days",
+                run_dbt(dsn, local_midnight(day), "run", "--select", "path:models/quality/raw",
                         work_dir=work)
                 run = _quality_run(dsn, day, settings, work / "reports")
                 outcomes[name] = _check(run, conn, lambda c, r: gate.check_raw_batches(
                     c, r, sources, rules))
+            # a run whose dbt_build never built them: they still show the day before's batches
+            later = END + timedelta(days=2)
+            load_sources_until(conn, pos_dsn, work / "sources", later)
+            outcomes["not_built"] = _check(_quality_run(dsn, later, settings, work / "reports"),
+                                           conn, lambda c, r: gate.check_raw_batches(
+                                               c, r, sources, rules))
         yield outcomes
     finally:
         drop_database(test_warehouse.dsn, dsn)
@@ -221,6 +225,24 @@ def test_a_run_without_the_days_exports_fails_naming_each_missing_source(
     named = re.findall(r"source=(\w+)", observed)
     assert len(named) == 3 and set(named) <= set(daily), observed
     assert missing.error and "missing_files_error" in missing.error
+
+
+def test_relations_not_built_for_the_run_are_an_error_not_a_quiet_pass(
+        raw_outcomes: dict[str, Outcome], test_warehouse: SessionWarehouse) -> None:
+    """The raw suites read relations that hold the batches of the run dbt built them for: left
+    from the day before (dbt_build did not build them), each is an error naming it and that
+    run, and the push stops, rather than the day's batches passing unchecked."""
+    outcome = raw_outcomes["not_built"]
+    errors = _errors(outcome)
+    suites = {suite for suite, *_ in errors}
+    validations = gate.raw_validations(list(load_sources().values()),
+                                       test_warehouse.settings.expectations_dir)
+    assert suites == {v.suite for v in validations} and len(suites) > 5, suites
+    day_before = local_midnight(END + timedelta(days=1)).isoformat()
+    assert all(f[1] == "built_for_the_run" and f"built for the run as of {day_before}" in f[4]
+               for f in errors), errors
+    assert outcome.error and "activation stopped" in outcome.error
+    assert "quality.loaded_ecom_orders was built for the run as of" in outcome.error
 
 
 @pytest.fixture(scope="module")

@@ -89,6 +89,31 @@ def raw_validations(sources: list[Source], expectations_dir: Path) -> list[Valid
             RAW_BATCHES]
 
 
+BUILT_AS_OF = "built as of "  # the comment dbt writes on the raw suites' relations
+
+
+def built_for_another_run(conn: psycopg.Connection, validation: Validation,
+                          interval_end: datetime) -> str | None:
+    """Why the relation a raw suite reads cannot be trusted for the run ending at
+    ``interval_end`` (None: it can). Those relations hold the batches of the run dbt built them
+    for, named in their comment (macro record_built_as_of): one left from an earlier run (a
+    dbt_build that failed before it) would show that run's batches, or none."""
+    name = f"{validation.schema}.{validation.table}"
+    comment = conn.execute("select obj_description(to_regclass(%s), 'pg_class')",
+                           (name,)).fetchone()[0] or ""
+    built = None
+    if comment.startswith(BUILT_AS_OF):
+        try:
+            built = datetime.fromisoformat(comment.removeprefix(BUILT_AS_OF))
+        except ValueError:
+            built = None
+    if built == interval_end:
+        return None
+    return (f"{name} was built for the run as of {built.isoformat() if built else 'an unknown moment'}, "
+            f"not for this one ({interval_end.isoformat()}): dbt_build did not build it for this "
+            "run, so its batches are not checked")
+
+
 def _has_rows(conn: psycopg.Connection, validation: Validation, as_of_date: date) -> bool:
     query = sql.SQL("select exists (select from {} where as_of_date = %s)").format(
         sql.Identifier(validation.schema, validation.table))
@@ -96,10 +121,16 @@ def _has_rows(conn: psycopg.Connection, validation: Validation, as_of_date: date
 
 
 def _validate(conn: psycopg.Connection, run: QualityRun, stage: str,
-              validations: list[Validation], parameters: dict[str, Any]) -> QualityReport:
+              validations: list[Validation], parameters: dict[str, Any],
+              built_for_the_run: bool = False) -> QualityReport:
     context = gx_project.open_context(run.expectations_dir, run.dsn, run.report_dir)
     checks: list[CheckResult] = []
     for validation in validations:
+        if built_for_the_run and (problem := built_for_another_run(conn, validation,
+                                                                   run.interval_end)):
+            checks.append(CheckResult(validation.suite, "built_for_the_run", "built_for_the_run",
+                                      None, "error", False, problem))
+            continue
         if not _has_rows(conn, validation, run.as_of_date):
             if validation.rows_required:
                 checks.append(CheckResult(validation.suite, "batch_has_rows", "batch_has_rows",
@@ -130,7 +161,7 @@ def check_raw_batches(conn: psycopg.Connection, run: QualityRun, sources: list[S
                       rules: QualityRules) -> QualityReport:
     """Validate the batches the run loaded, source by source, and their volumes."""
     return _validate(conn, run, "raw-batch", raw_validations(sources, run.expectations_dir),
-                     rules.parameters())
+                     rules.parameters(), built_for_the_run=True)
 
 
 def check_marts(conn: psycopg.Connection, run: QualityRun, rules: QualityRules) -> QualityReport:
