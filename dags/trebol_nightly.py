@@ -35,7 +35,9 @@ schedule and `airflow backfill create --from-date D`. One run at a time (`max_ac
    Expectations suites on the rows the run's batches loaded (distributions: the share of unusual
    amounts, of tickets with a loyalty card, of orders with an email) and on each source's batches
    (share quarantined, the day's volume against the previous days). Types, keys, required values,
-   categories and date bounds are the loader's: rows breaking them are already quarantined.
+   categories and date bounds are the loader's: rows breaking them are already quarantined. The
+   `quality` models these suites read hold the batches of the run dbt_build built them for,
+   named in their comment; one built for another run (dbt_build failed before it) is an error.
 6. **fit_clv** (transformer): BG/NBD and Gamma-Gamma fitted on each customer's repeat purchases as
    of the run's date: `marts.customer_clv` (p_alive, expected purchases, predicted CLV as
    discounted margin, churn risk) and `marts.clv_model_runs`; a failed guard rail fails the task
