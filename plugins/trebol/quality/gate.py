@@ -101,17 +101,15 @@ def built_for_another_run(conn: psycopg.Connection, validation: Validation,
     name = f"{validation.schema}.{validation.table}"
     comment = conn.execute("select obj_description(to_regclass(%s), 'pg_class')",
                            (name,)).fetchone()[0] or ""
-    built = None
-    if comment.startswith(BUILT_AS_OF):
-        try:
-            built = datetime.fromisoformat(comment.removeprefix(BUILT_AS_OF))
-        except ValueError:
-            built = None
-    if built == interval_end:
-        return None
-    return (f"{name} was built for the run as of {built.isoformat() if built else 'an unknown moment'}, "
-            f"not for this one ({interval_end.isoformat()}): dbt_build did not build it for this "
-            "run, so its batches are not checked")
+    built = comment.removeprefix(BUILT_AS_OF) if comment.startswith(BUILT_AS_OF) else ""
+    try:
+        if datetime.fromisoformat(built) == interval_end:
+            return None
+    except ValueError:
+        built = "an unknown moment"
+    return (f"{name} was built for the run as of {built}, not for this one "
+            f"({interval_end.isoformat()}): dbt_build did not build it for this run, so its "
+            "batches are not checked")
 
 
 def _has_rows(conn: psycopg.Connection, validation: Validation, as_of_date: date) -> bool:
