@@ -17,6 +17,6 @@
     case
         when octet_length(convert_to({{ text_expression }}, 'UTF8')) = length({{ text_expression }})
             then lower({{ text_expression }})
-        else {{ trebol.default__fold_accents(text_expression) }}
+        else {{ default__fold_accents(text_expression) }}
     end
 {%- endmacro %}
