@@ -260,14 +260,36 @@ def checked_rows(source: Source, interval: Interval, casts: str,
         reasons=reasons, key=record_key(source, interval), typed=typed, valid=valid, trimmed=trimmed)
 
 
+# checked_rows as rendered for a connection's encoding, by source, interval, castability and
+# staged fields (see rendered_checked_rows)
+_RENDERED: dict[tuple[Source, Interval, str, tuple[str, ...] | None, str], sql.SQL] = {}
+RENDERED_KEPT = 64
+
+
+def rendered_checked_rows(conn: psycopg.Connection, source: Source, interval: Interval, casts: str,
+                          fields: tuple[str, ...] | None = None) -> sql.SQL:
+    """``checked_rows`` as one piece of SQL text, composed and rendered once for a source,
+    interval, castability and staged ``fields`` (a query source's payload: the fields joined by
+    commas; None: the staged payload). A first load runs the same rule set for each of a source's
+    1,095 daily files, and composing and rendering it again took 4.9 ms a file, a quarter of a
+    small file's load (profiled: 300 files of crm_cases at 200,000 people)."""
+    key = (source, interval, casts, fields, conn.info.encoding)
+    if key not in _RENDERED:
+        payload = None if fields is None else sql.SQL("coalesce(_payload, concat_ws(',', {}))").format(
+            sql.SQL(", ").join(sql.SQL("coalesce({}, '')").format(sql.Identifier(f)) for f in fields))
+        if len(_RENDERED) >= RENDERED_KEPT:
+            _RENDERED.clear()
+        _RENDERED[key] = sql.SQL(checked_rows(source, interval, casts, payload).as_string(conn))
+    return _RENDERED[key]
+
+
 def check(conn: psycopg.Connection, source: Source, interval: Interval, staged: Staged,
           timezone: str) -> None:
     """Build ``_checked``: every staged row with its reason (or null), its typed values and its
     original text (a query source's rows: the fields joined by commas)."""
-    payload = sql.SQL("coalesce(_payload, concat_ws(',', {}))").format(sql.SQL(", ").join(
-        sql.SQL("coalesce({}, '')").format(sql.Identifier(f)) for f in staged.fields))
     conn.execute(sql.SQL("set local timezone = {}").format(sql.Literal(timezone)))
-    scratch.filled_table(conn, "_checked", checked_rows(source, interval, castability(conn), payload))
+    scratch.filled_table(conn, "_checked", rendered_checked_rows(
+        conn, source, interval, castability(conn), tuple(staged.fields)))
 
 
 def apply_rules(conn: psycopg.Connection, source: Source) -> None:

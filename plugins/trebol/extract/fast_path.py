@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from trebol.erasure.suppression import Suppression, remove_suppressed
-from trebol.extract.checks import CAST_RAISES, checked_rows
+from trebol.extract.checks import CAST_RAISES, rendered_checked_rows
 from trebol.extract.readers import DATA_ERRORS, Staged, create_incoming, csv_header
 from trebol.extract.sources import Source
 from trebol.interval import Interval
@@ -103,7 +103,7 @@ def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_i
                 "where _reason is null").format(
                 t=target, i=identifiers(inserted), c=identifiers(source.column_names),
                 e=sql.SQL(", ").join(extra),
-                rows=checked_rows(source, interval, CAST_RAISES))).rowcount
+                rows=rendered_checked_rows(conn, source, interval, CAST_RAISES))).rowcount
             if loaded != rows - suppressed:
                 raise _NotClean(f"{rows - suppressed - loaded} row(s) with a reason")
             if empty:
