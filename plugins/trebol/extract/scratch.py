@@ -42,11 +42,14 @@ def _tag(conn: psycopg.Connection, name: str, shape: str) -> None:
 
 
 def empty_table(conn: psycopg.Connection, name: str, columns: sql.Composable) -> None:
-    """The temporary table ``name`` with ``columns`` (their definitions), empty, its identity
-    columns restarted."""
+    """The temporary table ``name`` with ``columns`` (their definitions), empty. Its identity
+    columns go on counting: restarting one (``truncate … restart identity``) gives its sequence
+    new storage, and each restart in a transaction cost more than the one before (measured:
+    1.2 ms a round over the first 1,000, 3.1 ms over the third; a plain truncate 0.7 ms
+    throughout), which a first load of 1,095 daily files pays."""
     shape = _shape(conn, columns)
     if _reusable(conn, name, shape):
-        conn.execute(sql.SQL("truncate pg_temp.{} restart identity").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("truncate pg_temp.{}").format(sql.Identifier(name)))
         return
     conn.execute(sql.SQL("create temp table {} ({})").format(sql.Identifier(name), columns))
     _tag(conn, name, shape)
