@@ -9,7 +9,7 @@
         'aaaaaeeeeiiiiooooouuuuncaaaaaeeeeiiiiooooouuuunc')
 {%- endmacro %}
 
-{#- PostgreSQL: a text of ASCII letters only (as many UTF-8 bytes as characters, whatever the
+{#- PostgreSQL: a text of ASCII characters only (as many UTF-8 bytes as characters, whatever the
     database's encoding) has no accent to fold, and skips translate(), which compares each of
     its characters with each of the 48 accented ones: 2.8 s against 0.3 s on the 687,358 email
     handles of int_identity__identifiers at 200,000 people (docs/benchmarks.md). -#}

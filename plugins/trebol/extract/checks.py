@@ -263,7 +263,7 @@ def checked_rows(source: Source, interval: Interval, casts: str,
 # checked_rows as rendered for a connection's encoding, by source, interval, castability and
 # staged fields (see rendered_checked_rows)
 _RENDERED: dict[tuple[Source, Interval, str, tuple[str, ...] | None, str], sql.SQL] = {}
-RENDERED_KEPT = 64
+_RENDERED_KEPT = 64
 
 
 def rendered_checked_rows(conn: psycopg.Connection, source: Source, interval: Interval, casts: str,
@@ -277,7 +277,7 @@ def rendered_checked_rows(conn: psycopg.Connection, source: Source, interval: In
     if key not in _RENDERED:
         payload = None if fields is None else sql.SQL("coalesce(_payload, concat_ws(',', {}))").format(
             sql.SQL(", ").join(sql.SQL("coalesce({}, '')").format(sql.Identifier(f)) for f in fields))
-        if len(_RENDERED) >= RENDERED_KEPT:
+        if len(_RENDERED) >= _RENDERED_KEPT:
             _RENDERED.clear()
         _RENDERED[key] = sql.SQL(checked_rows(source, interval, casts, payload).as_string(conn))
     return _RENDERED[key]
