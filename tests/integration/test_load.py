@@ -59,7 +59,7 @@ def _write(folder: Path, name: str, day: str, lines: list[str] | bytes) -> Path:
 
 
 def _rows(conn: psycopg.Connection, table: str) -> list[tuple]:
-    return conn.execute(f"select * from raw.{table} order by id").fetchall()
+    return conn.execute(f"select * from raw.{table} order by id, updated_at").fetchall()
 
 
 def _checksum(conn: psycopg.Connection, table: str) -> str:
@@ -737,3 +737,65 @@ def test_a_load_of_many_daily_files_takes_its_locks_once(test_warehouse: Session
     # made afresh, the scratch tables took about 20 more locks a file (relations, their types)
     assert held[40]["relation"] - held[3]["relation"] < 10, held
     assert held[40]["object"] - held[3]["object"] < 10, held
+
+
+@pytest.mark.parametrize("versions", [True, False])
+def test_a_runs_files_leave_what_they_leave_loaded_one_by_one(
+        test_warehouse: SessionWarehouse, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        versions: bool) -> None:
+    """The clean files of a run take the shortcut together; a file that is not clean (a row
+    with a reason, a key twice or in another file of the run or loaded before, lines COPY
+    cannot read as records, an impossible date) is left to the general path. Whatever path each
+    file takes, one run over every file, a run per file and the general path alone leave the
+    same rows, quarantine and audit."""
+    files = {
+        "2026-05-01": ["a1,1,2026-05-01T09:00:00+02:00", "a2,2,2026-05-01T09:00:00+02:00"],
+        # a2's version again: other content, then the same content as the first file's
+        "2026-05-02": ["a2,3,2026-05-01T09:00:00+02:00", "b1,1,2026-05-02T09:00:00+02:00"],
+        "2026-05-03": ["a2,2,2026-05-01T09:00:00+02:00"],
+        "2026-05-04": ["c1,1,2026-05-04T09:00:00+02:00", "c1,1,2026-05-04T09:00:00+02:00"],
+        "2026-05-05": ['"d\n1",1,2026-05-05T09:00:00+02:00', "d2,1,2026-05-05T09:00:00+02:00"],
+        "2026-05-06": ["e1,1,2026-05-06T09:00:00+02:00,extra", "e2,1,2026-05-06T09:00:00+02:00"],
+        "2026-05-07": [],
+        "2026-05-08": ["f1,1,2026-02-30T09:00:00+01:00", "f2,1,2026-05-08T09:00:00+02:00"],
+        "2026-05-09": ["g1,1,2026-05-09T09:00:00+02:00", "g2,5,2026-05-09T09:00:00+02:00"],
+        "2026-05-10": [" h1 ,1000,2026-05-10T09:00:00+02:00"],
+    }
+    suffix = "v" if versions else "k"
+    names = {how: f"t_runs_{how}_{suffix}" for how in ("together", "one_by_one", "general")}
+    sources = {how: replace(_source(name), version_column="updated_at" if versions else None)
+                    for how, name in names.items()}
+    sources["general"] = replace(sources["general"], rules=(Rule("never broken", "true"),))
+    for source in sources.values():
+        for day, lines in files.items():
+            _write(tmp_path, source.name, day, lines)
+    end = date(2026, 5, 11)
+    with caplog.at_level("INFO", logger="trebol.extract.fast_path"), test_warehouse.connect() as conn:
+        load.extract_and_load(conn, sources["together"], tmp_path, _interval(end), 0, TZ)
+        general = {day for day in files for record in caplog.records
+                   if day in record.getMessage() and "general path" in record.getMessage()}
+        for day in files:
+            load.extract_and_load(conn, sources["one_by_one"], tmp_path,
+                                  _interval(date.fromisoformat(day) + timedelta(days=1)), 0, TZ)
+        load.extract_and_load(conn, sources["general"], tmp_path, _interval(end), 0, TZ)
+        state = {how: (
+            conn.execute(f"select id, amount, updated_at, regexp_replace(_batch_id, '^[^/]*/', '')"
+                         f"{', _available_from' if versions else ''} from raw.{source.target} "
+                         "order by 1, 3").fetchall(),
+            conn.execute("select regexp_replace(batch_id, '^[^/]*/', ''), line_number, reason "
+                         "from raw._quarantine where source = %s order by 1, 2",
+                         (source.name,)).fetchall(),
+            conn.execute("select file_day, rows_read, rows_loaded, rows_quarantined "
+                         "from raw._load_audit where source = %s order by 1", (source.name,)).fetchall())
+            for how, source in sources.items()}
+    assert general == {"2026-05-01", "2026-05-02", "2026-05-03", "2026-05-04", "2026-05-05",
+                       "2026-05-06", "2026-05-08"}
+    assert state["together"] == state["one_by_one"] == state["general"]
+    rows, quarantine, audit = state["together"]
+    assert [(row[0], row[3]) for row in rows if row[0].startswith("a")] == [
+        ("a1", "2026-05-01.csv"), ("a2", "2026-05-03.csv")]  # other content: the later file wins
+    assert [row[0] for row in rows] == ["a1", "a2", "b1", "c1", "d2", "e2", "f2", "g1", "g2", "h1"]
+    assert [(batch, line) for batch, line, _ in quarantine] == [
+        ("2026-05-04.csv", 3), ("2026-05-05.csv", 2), ("2026-05-05.csv", 3), ("2026-05-06.csv", 2),
+        ("2026-05-08.csv", 2)]
+    assert len(audit) == len(files)

@@ -73,24 +73,26 @@ def _write(folder: Path, day: str, lines: list[str]) -> None:
 def test_erased_people_are_neither_loaded_nor_quarantined(dsn: str, tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     at = "2026-06-29T10:00:00+02:00"
+    _write(tmp_path, "2026-06-27", [f"p0,ann@example.com,,1,{at}", f"p8,fay@example.com,,8,{at}"])
     _write(tmp_path, "2026-06-28", [f"p1, Ann@Example.COM ,,1,{at}", f"p2,bob@example.com,600 111 222,2,{at}",
                                     f"p3,carl@example.com,,3,{at}"])
     _write(tmp_path, "2026-06-29", [f"p4,ann@example.com,,many,{at}", f"p5,dora@example.com,,many,{at}",
                                     f"P9,,,1,{at}", f"p6,eve@example.com,,6,{at}"])
     suppression = Suppression(SALT, DEFAULT_PHONE_RULE)
     with psycopg.connect(dsn, autocommit=True) as conn, caplog.at_level(logging.INFO):
-        first, second = load.extract_and_load(conn, PEOPLE, tmp_path, INTERVAL, 3, "Europe/Madrid",
+        earlier, first, second = load.extract_and_load(conn, PEOPLE, tmp_path, INTERVAL, 3, "Europe/Madrid",
                                               suppression=suppression)
         rows = conn.execute("select id from raw.t_people order by id").fetchall()
         quarantined = conn.execute("select payload from raw._quarantine").fetchall()
         audit = conn.execute("select rows_read, rows_loaded, rows_quarantined, rows_suppressed "
                              "from raw._load_audit order by batch_id").fetchall()
-    # the clean file took the fast path, the other the general one (a bad number)
+    # the clean files took the fast path together (each counting its own erased rows), the
+    # other the general one (a bad number)
     general = [record.getMessage() for record in caplog.records if "general path" in record.getMessage()]
     assert len(general) == 1 and "2026-06-29" in general[0]
     assert [(r.rows_read, r.rows_loaded, r.rows_quarantined, r.rows_suppressed)
-            for r in (first, second)] == [(3, 1, 0, 2), (4, 1, 1, 2)] == audit
-    assert rows == [("p3",), ("p6",)]
+            for r in (earlier, first, second)] == [(2, 1, 0, 1), (3, 1, 0, 2), (4, 1, 1, 2)] == audit
+    assert rows == [("p3",), ("p6",), ("p8",)]
     assert quarantined == [(f"p5,dora@example.com,,many,{at}",)]  # ann's bad line is not kept
 
 

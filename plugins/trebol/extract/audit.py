@@ -38,10 +38,10 @@ class BatchResult:
     rows_suppressed: int = 0
 
 
-def clear_quarantine(conn: psycopg.Connection, source: Source, batch_id: str) -> None:
-    """Remove the quarantine rows an earlier load of the batch left."""
-    conn.execute("delete from raw._quarantine where source = %s and batch_id = %s",
-                 (source.name, batch_id))
+def clear_quarantine(conn: psycopg.Connection, source: Source, *batch_ids: str) -> None:
+    """Remove the quarantine rows earlier loads of the batches left."""
+    conn.execute("delete from raw._quarantine where source = %s and batch_id = any(%s)",
+                 (source.name, list(batch_ids)))
 
 
 def write_quarantine(conn: psycopg.Connection, source: Source, batch_id: str) -> int:

@@ -1,33 +1,45 @@
-"""The shortcut for a clean CSV file of new keys: PostgreSQL reads the file (no Python per row)
-and one insert applies the rule set of ``checks`` to every row.
+"""The shortcut for clean CSV files of new keys: PostgreSQL reads the files (no Python per row)
+and one insert applies the rule set of ``checks`` to every row of every file a run loads.
 
-The file is COPY-ed as text into ``_incoming`` (line numbers given in arrival order), then
-``insert into raw.<target> select <typed values> from _incoming where <no reason>`` (whether a
-date exists is left to the cast, which raises). It is taken only when every row is usable and
-every key is new: if COPY cannot read the file as one record per line, or the insert takes fewer
-rows than were read, or a key (with its version, for a source that keeps versions) is already
-loaded (or twice in the file), or PostgreSQL refuses a value (a NUL, JSON too deep to parse),
-everything is rolled back and the file takes the general path (readers, checks, apply), which
-gives each row the same fate by the same rules and keeps the original text of the rows it
-quarantines. An empty table (a first bulk load) is truncated first, so that with ``wal_level =
-minimal`` its new files skip the WAL, and its key is built after the insert, as PostgreSQL's
-bulk-loading advice goes.
+Each file is COPY-ed as text into ``_incoming`` (line numbers given in arrival order, so a
+file's rows are one range of them); the checked rows of all the files are kept in ``_clean``
+with the file they came from; then one ``insert into raw.<target> select <typed values>`` takes
+the rows of every file that is clean. A file is clean when COPY reads it as one record per line,
+none of its rows has a reason, and none of its keys (with its version, for a source that keeps
+versions) is already loaded or also in another file of the run. Any other file is left to the
+general path (readers, checks, apply), which gives each row the same fate by the same rules and
+keeps the original text of the rows it quarantines; the merge there is the same whatever the
+order batches are applied in, so the files left to it may come after the others.
 
-Inputs: a CSV export, its source declaration. Outputs: rows of ``raw.<target>`` and a
-``Staged``, or None (nothing changed).
+The checks, the insert and the audit are statements of the run, not of each file: a first load
+of three years of daily exports (1,095 files) paid about a dozen statements per file, their
+planning above all, when each file took the shortcut on its own.
+
+A value of an ISO form that does not exist (2026-02-30) makes the cast raise: the checks are
+then run again with the server's test of each value (``checks.castability``), which gives such
+a row its reason. An empty table (a first bulk load) is truncated first, so that with
+``wal_level = minimal`` its new files skip the WAL, and its key is built after the insert, as
+PostgreSQL's bulk-loading advice goes.
+
+Inputs: CSV exports, their source declaration. Outputs: rows of ``raw.<target>`` and a
+``Staged`` for each file loaded; the other files are not touched.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from trebol.erasure.suppression import Suppression, remove_suppressed
-from trebol.extract.checks import CAST_RAISES, rendered_checked_rows
+from trebol.extract import scratch
+from trebol.extract.checks import CAST_RAISES, castability, rendered_checked_rows
 from trebol.extract.readers import DATA_ERRORS, Staged, create_incoming, csv_header
 from trebol.extract.sources import Source
 from trebol.interval import Interval
@@ -44,81 +56,209 @@ log = logging.getLogger(__name__)
 
 
 class _NotClean(Exception):
-    """A row needs the general path; the file takes it."""
+    """A file needs the general path."""
 
 
-def load_clean_csv(conn: psycopg.Connection, source: Source, path: Path, batch_id: str,
-                   interval: Interval, timezone: str, suppression: Suppression | None = None,
-                   available: sql.Composable | None = None) -> Staged | None:
-    """Load a clean CSV file of new keys in one COPY and one insert; None (rolled back) when any
-    row needs the general path. The rows of erased people (``suppression``) are taken out
-    before the insert and counted. ``available``: the versions' ``_available_from``, for a
-    source that keeps versions (``apply.available_from``)."""
-    if (source.kind != "files" or source.format != "csv" or source.rules
-            or source.stored_column_names != source.column_names or len(source.columns) < 2):
-        return None
+@dataclass(frozen=True)
+class CsvExport:
+    """A CSV file a run loads: its batch id and, for a source that keeps versions, its
+    versions' ``_available_from`` (``apply.available_from``)."""
+
+    path: Path
+    batch_id: str
+    available: sql.Composable | None = None
+
+
+@dataclass
+class _Copied:
+    export: CsvExport
+    staged: Staged
+    first_line: int  # its rows are the lines first_line .. first_line + rows_read - 1
+
+
+def takes_shortcut(source: Source) -> bool:
+    """Whether the source's files can take the shortcut at all (CSV, no source rules, every
+    declared column stored)."""
+    return (source.kind == "files" and source.format == "csv" and not source.rules
+            and source.stored_column_names == source.column_names and len(source.columns) >= 2)
+
+
+def load_clean_csv_files(conn: psycopg.Connection, source: Source, exports: Sequence[CsvExport],
+                         interval: Interval, timezone: str,
+                         suppression: Suppression | None = None) -> dict[str, Staged]:
+    """Load the clean files among ``exports`` (see the module); their ``Staged`` by batch id.
+    The rows of erased people (``suppression``) are taken out before the checks and counted."""
+    if not takes_shortcut(source) or not exports:
+        return {}
+    try:
+        with conn.transaction():
+            return _load(conn, source, exports, interval, timezone, suppression)
+    except DATA_ERRORS as error:
+        # a value the checks passed that PostgreSQL still refuses: the general path gives each
+        # row its reason
+        log.info("%s: general path for every file (%s)", source.name, error_line(error))
+        return {}
+
+
+def _load(conn: psycopg.Connection, source: Source, exports: Sequence[CsvExport],
+          interval: Interval, timezone: str, suppression: Suppression | None) -> dict[str, Staged]:
+    conn.execute(sql.SQL("set local timezone = {}").format(sql.Literal(timezone)))
+    create_incoming(conn, list(source.column_names))
+    copied = _copy_files(conn, source, exports)
+    if not copied:
+        return {}
+    starts = [file.first_line for file in copied]
+    if suppression is not None:
+        for line in remove_suppressed(conn, source, suppression):
+            copied[bisect_right(starts, line) - 1].staged.suppressed += 1
+    _fill_clean(conn, source, interval, starts)
+    dirty = _dirty_files(conn, source)
+    for number in sorted(dirty):
+        log.info("%s %s: general path (%s)", source.name, copied[number - 1].export.batch_id,
+                 dirty[number])
+    clean = [(number, file) for number, file in enumerate(copied, start=1) if number not in dirty]
+    if clean:
+        _insert(conn, source, [(number, file.export) for number, file in clean])
+    return {file.export.batch_id: file.staged for _, file in clean}
+
+
+def _copy_files(conn: psycopg.Connection, source: Source,
+                exports: Sequence[CsvExport]) -> list[_Copied]:
+    """COPY each file whose header fits and that reads as one record per line into
+    ``_incoming``; each in a savepoint, so that a file COPY cannot read leaves nothing."""
+    line_sequence = "pg_get_serial_sequence('pg_temp._incoming', '_line')"
+    next_line = conn.execute(f"select nextval({line_sequence})").fetchone()[0] + 1
+    copied: list[_Copied] = []
+    for export in exports:
+        columns, notes = _copied_columns(source, export.path)
+        if columns is None:
+            continue
+        try:
+            with conn.transaction():
+                rows, checksum = _copy(conn, export.path, columns)
+        except (_NotClean, *DATA_ERRORS) as reason:
+            # COPY could not read the file as CSV records (field count, encoding, a NUL): the
+            # general path gives each line its reason
+            log.info("%s %s: general path (%s)", source.name, export.batch_id, error_line(reason))
+            next_line = conn.execute(f"select currval({line_sequence})").fetchone()[0] + 1
+            continue
+        for note in notes:
+            log.warning("%s %s: %s", source.name, export.path.name, note)
+        copied.append(_Copied(export, Staged(rows_read=rows, checksum=checksum,
+                                             fields=list(source.column_names), notes=notes),
+                              next_line))
+        next_line += rows
+    return copied
+
+
+def _copied_columns(source: Source, path: Path) -> tuple[list[str] | None, list[str]]:
+    """The declared columns a file's header holds, in its order (None: the header needs the
+    general path: a column named twice or unknown, a required one missing), and the notes."""
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
         header = csv_header(handle.readline())
     by_source_name = {column.source_name: column for column in source.columns}
     if (len(set(header)) != len(header) or not all(name in by_source_name for name in header)
             or any(c.required and c.source_name not in header for c in source.columns)):
-        return None
-    copied_columns = [by_source_name[name].name for name in header]
-    target = raw_table(source)
-    inserted, extra = [*source.column_names, "_batch_id"], [sql.Literal(batch_id)]
-    if source.keeps_versions:
-        if available is None:
-            raise ValueError(f"{source.name}: keeps versions: a batch needs its availability")
-        inserted.append(AVAILABLE_FROM)
-        extra.append(available)
-    digest, lines, last = hashlib.sha256(), 0, b"\n"
-    try:
-        with conn.transaction():
-            conn.execute(sql.SQL("set local timezone = {}").format(sql.Literal(timezone)))
-            create_incoming(conn, list(source.column_names))
-            statement = sql.SQL("copy _incoming ({}) from stdin with (format csv, header true)").format(
-                identifiers(copied_columns))
-            with conn.cursor() as cursor:
-                with cursor.copy(statement) as copy, path.open("rb") as raw:
-                    for block in iter(lambda: raw.read(1 << 20), b""):
-                        digest.update(block)
-                        lines += block.count(b"\n")
-                        last = block[-1:]
-                        copy.write(block)
-                staged_rows = cursor.rowcount
-            rows = lines - 1 + (last != b"\n")
-            if staged_rows != rows:
-                raise _NotClean(f"{rows} lines, {staged_rows} records")
-            suppressed = remove_suppressed(conn, source, suppression) if suppression else 0
-            empty = conn.execute(sql.SQL("select not exists (select from {})").format(target)
-                                 ).fetchone()[0]
-            if empty:
-                # a table truncated in this transaction gets new files: with wal_level minimal
-                # (the embedded warehouse) the insert and the key build skip the WAL
-                conn.execute(sql.SQL("truncate {}").format(target))
-                conn.execute(sql.SQL("alter table {} drop constraint {}").format(
-                    target, sql.Identifier(raw_key_constraint(source))))
-            loaded = conn.execute(sql.SQL(
-                "insert into {t} ({i}) select {c}, {e} from ({rows}) as checked "
-                "where _reason is null").format(
-                t=target, i=identifiers(inserted), c=identifiers(source.column_names),
-                e=sql.SQL(", ").join(extra),
-                rows=rendered_checked_rows(conn, source, interval, CAST_RAISES))).rowcount
-            if loaded != rows - suppressed:
-                raise _NotClean(f"{rows - suppressed - loaded} row(s) with a reason")
-            if empty:
-                conn.execute("set local maintenance_work_mem = '512MB'")  # sort the keys in memory
-                conn.execute(sql.SQL("alter table {} add {}").format(
-                    target, raw_key_definition(source)))
-    except (_NotClean, *DATA_ERRORS) as reason:
-        # COPY could not read the file as CSV records (field count, encoding, a NUL), a value of
-        # an ISO form does not exist (2026-02-30), JSON too deep for the parser's stack: the
-        # general path gives the row its reason
-        log.info("%s %s: general path (%s)", source.name, batch_id, error_line(reason))
-        return None
+        return None, []
     absent = [c.source_name for c in source.columns if c.source_name not in header]
-    notes = [f"column(s) {', '.join(absent)} missing"] if absent else []
-    for note in notes:
-        log.warning("%s %s: %s", source.name, path.name, note)
-    return Staged(rows_read=rows, checksum=digest.hexdigest(), fields=list(source.column_names),
-                  notes=notes, suppressed=suppressed)
+    return ([by_source_name[name].name for name in header],
+            [f"column(s) {', '.join(absent)} missing"] if absent else [])
+
+
+def _copy(conn: psycopg.Connection, path: Path, columns: list[str]) -> tuple[int, str]:
+    """COPY a CSV file into ``_incoming``: its rows and its checksum; ``_NotClean`` when its
+    lines are not one record each (a quoted line break)."""
+    digest, lines, last = hashlib.sha256(), 0, b"\n"
+    statement = sql.SQL("copy _incoming ({}) from stdin with (format csv, header true)").format(
+        identifiers(columns))
+    with conn.cursor() as cursor:
+        with cursor.copy(statement) as copy, path.open("rb") as raw:
+            for block in iter(lambda: raw.read(1 << 20), b""):
+                digest.update(block)
+                lines += block.count(b"\n")
+                last = block[-1:]
+                copy.write(block)
+        staged_rows = cursor.rowcount
+    rows = lines - 1 + (last != b"\n")
+    if staged_rows != rows:
+        raise _NotClean(f"{rows} lines, {staged_rows} records")
+    return rows, digest.hexdigest()
+
+
+def _fill_clean(conn: psycopg.Connection, source: Source, interval: Interval,
+                starts: list[int]) -> None:
+    """``_clean``: every staged row checked (``checks.checked_rows``), with the number of its
+    file (1 for the first). The casts raise on a value of an ISO form that does not exist; the
+    rows are then checked again with the server's test of each value."""
+    for casts in (CAST_RAISES, castability(conn)):
+        query = sql.SQL("select width_bucket(_line, {}::integer[]) as _file, checked.* "
+                        "from ({}) as checked").format(
+            sql.Literal(starts), rendered_checked_rows(conn, source, interval, casts))
+        try:
+            with conn.transaction():
+                scratch.filled_table(conn, "_clean", query)
+            return
+        except DATA_ERRORS as error:
+            if casts != CAST_RAISES:
+                raise
+            log.info("%s: values that do not cast (%s); checked one by one", source.name,
+                     error_line(error))
+
+
+def _same_key(source: Source, left: str, right: str) -> sql.Composable:
+    """SQL: rows ``left`` and ``right`` have the same raw key (an empty version is one version,
+    as the key constraint has it: ``nulls not distinct``)."""
+    return sql.SQL(" and ").join(
+        sql.SQL("{0}.{2} is not distinct from {1}.{2}" if name == source.version_column
+                else "{0}.{2} = {1}.{2}").format(sql.Identifier(left), sql.Identifier(right),
+                                                 sql.Identifier(name))
+        for name in source.raw_key)
+
+
+def _dirty_files(conn: psycopg.Connection, source: Source) -> dict[int, str]:
+    """The files of ``_clean`` that need the general path, with why: a row with a reason, a key
+    (with its version) twice in the run, or one already loaded."""
+    key = identifiers(source.raw_key)
+    rows = conn.execute(sql.SQL("""
+        select _file, min(why) from (
+            select _file, format('%s row(s) with a reason', count(*)) as why
+              from _clean where _reason is not null group by _file
+            union all
+            select c._file, 'a key twice in the file, or in another file of the run'
+              from _clean as c join (select {key} from _clean where _reason is null
+                                     group by {key} having count(*) > 1) as d on {twice}
+             where c._reason is null
+            union all
+            select _file, 'a key loaded before'
+              from _clean as c where _reason is null and exists (select from {target} as t where {loaded})
+        ) as reasons group by _file""").format(
+        key=key, twice=_same_key(source, "c", "d"), target=raw_table(source),
+        loaded=_same_key(source, "t", "c"))).fetchall()
+    return dict(rows)
+
+
+def _insert(conn: psycopg.Connection, source: Source, files: list[tuple[int, CsvExport]]) -> None:
+    """Insert every row of the clean ``files`` (their numbers in ``_clean``) into the raw table."""
+    target = raw_table(source)
+    inserted, extra = [*source.column_names, "_batch_id"], [sql.SQL("f.batch_id")]
+    if source.keeps_versions:
+        inserted.append(AVAILABLE_FROM)
+        extra.append(sql.SQL("f.available"))
+    empty = conn.execute(sql.SQL("select not exists (select from {})").format(target)).fetchone()[0]
+    if empty:
+        # a table truncated in this transaction gets new files: with wal_level minimal (the
+        # embedded warehouse) the insert and the key build skip the WAL
+        conn.execute(sql.SQL("truncate {}").format(target))
+        conn.execute(sql.SQL("alter table {} drop constraint {}").format(
+            target, sql.Identifier(raw_key_constraint(source))))
+    conn.execute(sql.SQL(
+        "insert into {t} ({i}) select {c}, {e} from _clean as c "
+        "join (values {files}) as f (number, batch_id, available) on f.number = c._file").format(
+        t=target, i=identifiers(inserted), e=sql.SQL(", ").join(extra),
+        c=sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(n)) for n in source.column_names),
+        files=sql.SQL(", ").join(sql.SQL("({}, {}, {}::timestamptz)").format(
+            sql.Literal(number), sql.Literal(export.batch_id), export.available or sql.NULL)
+            for number, export in files)))
+    if empty:
+        conn.execute("set local maintenance_work_mem = '512MB'")  # sort the keys in memory
+        conn.execute(sql.SQL("alter table {} add {}").format(target, raw_key_definition(source)))

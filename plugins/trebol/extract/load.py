@@ -28,9 +28,10 @@ No value in a file raises: whatever the data holds, the batch ends loaded or qua
 by line. Only what a retry can cure raises (the warehouse or a source unreachable, a lock), and a
 configuration error (``SourceConfigError``), which no retry cures.
 
-A clean CSV file of new keys takes a shortcut (``fast_path``): PostgreSQL parses the file and
-applies the same rules in one insert; a file with any row the rules reject, or any key already
-loaded, takes the path above, so both leave the same rows.
+Clean CSV files of new keys take a shortcut (``fast_path``): PostgreSQL parses the files and
+applies the same rules to all of a run's files in one insert; a file with any row the rules
+reject, or any key already loaded or in another file of the run, takes the path above, so both
+leave the same rows.
 
 Everything a source does in a run happens in one transaction, so a crash (even kill -9 in the
 middle of a COPY) leaves ``raw`` as it was, and a re-run, a backfill or days loaded out of order
@@ -209,7 +210,7 @@ def _load_batch(conn: psycopg.Connection, source: Source, batch_id: str, locatio
     """Read, check, apply and audit one batch (inside the source's transaction)."""
     started_at = conn.execute("select clock_timestamp()").fetchone()[0]
     staged = stage()
-    staged.suppressed = remove_suppressed(conn, source, suppression)
+    staged.suppressed = len(remove_suppressed(conn, source, suppression))
     checks.check(conn, source, interval, staged, timezone)
     checks.apply_rules(conn, source)
     checks.rank_duplicates(conn, source)
@@ -282,15 +283,17 @@ def _load_files(conn: psycopg.Connection, source: Source, sources_dir: Path, int
     if plan.replay_from is not None:
         snapshots.rollback_snapshots(conn, source, plan.replay_from)
     stage_file = stage_jsonl if source.format == "jsonl" else stage_csv
+    started_at = conn.execute("select clock_timestamp()").fetchone()[0]
+    clean = fast_path.load_clean_csv_files(conn, source, [
+        fast_path.CsvExport(path, _batch_id(path, sources_dir),
+                            apply.available_from(source, file_day(path), timezone)
+                            if source.keeps_versions else None)
+        for path in plan.files], interval, timezone, suppression)
+    clear_quarantine(conn, source, *clean)
     for path in plan.files:
         batch_id = _batch_id(path, sources_dir)
-        started_at = conn.execute("select clock_timestamp()").fetchone()[0]
-        clean = fast_path.load_clean_csv(
-            conn, source, path, batch_id, interval, timezone, suppression,
-            apply.available_from(source, file_day(path), timezone))
-        if clean is not None:
-            clear_quarantine(conn, source, batch_id)
-            results.append(audit(conn, source, batch_id, batch_id, file_day(path), clean,
+        if batch_id in clean:
+            results.append(audit(conn, source, batch_id, batch_id, file_day(path), clean[batch_id],
                                  interval, 0, started_at))
             continue
         results.append(_load_batch(
