@@ -20,7 +20,7 @@ import pytest
 from psycopg import sql
 
 from trebol.demo import SimulationResult, SimulationSpec, simulate
-from trebol.extract import load
+from trebol.extract import fast_path, load
 from trebol.extract.sources import Column, Rule, Source, load_sources
 from trebol.interval import Interval
 from trebol.warehouse import ddl
@@ -56,6 +56,11 @@ def _write(folder: Path, name: str, day: str, lines: list[str] | bytes) -> Path:
     else:
         path.write_text("\n".join(["id,amount,updated_at", *lines]) + "\n", encoding="utf-8")
     return path
+
+
+def _general_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file takes the general path (readers, checks, apply): no shortcut."""
+    monkeypatch.setattr(fast_path, "takes_shortcut", lambda source: False)
 
 
 def _rows(conn: psycopg.Connection, table: str) -> list[tuple]:
@@ -102,7 +107,8 @@ def test_every_row_is_loaded_or_quarantined_with_its_reason(test_warehouse: Sess
 
 
 def test_the_fast_and_the_general_path_leave_the_same_rows(test_warehouse: SessionWarehouse,
-                                                             tmp_path: Path) -> None:
+                                                             tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     direct = _source("t_paths_direct")
     checked = replace(_source("t_paths_checked"), rules=(Rule("never broken", "true"),))
     lines = [" a,1,2026-06-01T09:00:00+02:00", "b ,1,2026-06-01T09:00:00+02:00",
@@ -115,8 +121,9 @@ def test_the_fast_and_the_general_path_leave_the_same_rows(test_warehouse: Sessi
         for source in (direct, checked):
             _write(tmp_path, source.name, f"2026-05-{day:02d}", [line])
     with test_warehouse.connect() as conn:
-        for source in (direct, checked):
-            load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+        load.extract_and_load(conn, direct, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+        _general_path_only(monkeypatch)
+        load.extract_and_load(conn, checked, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
         loaded, reasons = [], []
         for source in (direct, checked):
             loaded.append(conn.execute(f"select id, amount, updated_at from raw.{source.target} "
@@ -364,7 +371,7 @@ import sys
 from datetime import date
 from pathlib import Path
 import psycopg
-from trebol.extract import load
+from trebol.extract import fast_path, load
 from trebol.warehouse import ddl
 from tests.integration.test_load import TZ, _interval, _source
 with psycopg.connect(sys.argv[1], autocommit=True, application_name="trebol-killed-load") as conn:
@@ -707,7 +714,8 @@ def test_a_value_longer_than_its_columns_maximum_is_quarantined(test_warehouse: 
 
 @pytest.mark.parametrize("path", ["fast", "checked", "snapshot"])
 def test_a_load_of_many_daily_files_takes_its_locks_once(test_warehouse: SessionWarehouse,
-                                                         tmp_path: Path, path: str) -> None:
+                                                         tmp_path: Path, path: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A source's load is one transaction over all its batches. Its scratch tables, once made
     afresh for each file, held their locks to the transaction's end: the first load of three
     years of daily e-commerce orders (1 million people) ran out of the server's lock table
@@ -717,7 +725,7 @@ def test_a_load_of_many_daily_files_takes_its_locks_once(test_warehouse: Session
     for files in (3, 40):
         source = _source(f"t_locks_{path}_{files}", kind="snapshot" if path == "snapshot" else "files")
         if path == "checked":
-            source = replace(source, rules=(Rule("never broken", "true"),))
+            _general_path_only(monkeypatch)
         first = date(2026, 4, 1)
         for index in range(files):
             day = (first + timedelta(days=index)).isoformat()
@@ -742,12 +750,12 @@ def test_a_load_of_many_daily_files_takes_its_locks_once(test_warehouse: Session
 @pytest.mark.parametrize("versions", [True, False])
 def test_a_runs_files_leave_what_they_leave_loaded_one_by_one(
         test_warehouse: SessionWarehouse, tmp_path: Path, caplog: pytest.LogCaptureFixture,
-        versions: bool) -> None:
+        monkeypatch: pytest.MonkeyPatch, versions: bool) -> None:
     """The clean files of a run take the shortcut together; a file that is not clean (a row
-    with a reason, a key twice or in another file of the run or loaded before, lines COPY
-    cannot read as records, an impossible date) is left to the general path. Whatever path each
-    file takes, one run over every file, a run per file and the general path alone leave the
-    same rows, quarantine and audit."""
+    with a reason, a source rule's among them, a key twice or in another file of the run or
+    loaded before, lines COPY cannot read as records, an impossible date) is left to the general
+    path. Whatever path each file takes, one run over every file, a run per file and the general
+    path alone leave the same rows, quarantine and audit."""
     files = {
         "2026-05-01": ["a1,1,2026-05-01T09:00:00+02:00", "a2,2,2026-05-01T09:00:00+02:00"],
         # a2's version again: other content, then the same content as the first file's
@@ -760,16 +768,20 @@ def test_a_runs_files_leave_what_they_leave_loaded_one_by_one(
         "2026-05-08": ["f1,1,2026-02-30T09:00:00+01:00", "f2,1,2026-05-08T09:00:00+02:00"],
         "2026-05-09": ["g1,1,2026-05-09T09:00:00+02:00", "g2,5,2026-05-09T09:00:00+02:00"],
         "2026-05-10": [" h1 ,1000,2026-05-10T09:00:00+02:00"],
+        # a rule broken, a rule that raises on a row (division by zero)
+        "2026-05-11": ["i1,7,2026-05-11T09:00:00+02:00", "i2,1,2026-05-11T09:00:00+02:00"],
+        "2026-05-12": ["j1,5,2026-05-12T09:00:00+02:00", "j2,1,2026-05-12T09:00:00+02:00"],
     }
+    rules = (Rule("amount: never 7", "amount <> 7"),
+             Rule("amount: 5 only for j1", "id <> 'j1' or 1 / (amount - 5) > 0"))
     suffix = "v" if versions else "k"
     names = {how: f"t_runs_{how}_{suffix}" for how in ("together", "one_by_one", "general")}
-    sources = {how: replace(_source(name), version_column="updated_at" if versions else None)
-                    for how, name in names.items()}
-    sources["general"] = replace(sources["general"], rules=(Rule("never broken", "true"),))
+    sources = {how: replace(_source(name), version_column="updated_at" if versions else None,
+                            rules=rules) for how, name in names.items()}
     for source in sources.values():
         for day, lines in files.items():
             _write(tmp_path, source.name, day, lines)
-    end = date(2026, 5, 11)
+    end = date(2026, 5, 13)
     with caplog.at_level("INFO", logger="trebol.extract.fast_path"), test_warehouse.connect() as conn:
         load.extract_and_load(conn, sources["together"], tmp_path, _interval(end), 0, TZ)
         general = {day for day in files for record in caplog.records
@@ -777,6 +789,7 @@ def test_a_runs_files_leave_what_they_leave_loaded_one_by_one(
         for day in files:
             load.extract_and_load(conn, sources["one_by_one"], tmp_path,
                                   _interval(date.fromisoformat(day) + timedelta(days=1)), 0, TZ)
+        _general_path_only(monkeypatch)
         load.extract_and_load(conn, sources["general"], tmp_path, _interval(end), 0, TZ)
         state = {how: (
             conn.execute(f"select id, amount, updated_at, regexp_replace(_batch_id, '^[^/]*/', '')"
@@ -789,13 +802,17 @@ def test_a_runs_files_leave_what_they_leave_loaded_one_by_one(
                          "from raw._load_audit where source = %s order by 1", (source.name,)).fetchall())
             for how, source in sources.items()}
     assert general == {"2026-05-01", "2026-05-02", "2026-05-03", "2026-05-04", "2026-05-05",
-                       "2026-05-06", "2026-05-08"}
+                       "2026-05-06", "2026-05-08", "2026-05-11", "2026-05-12"}
     assert state["together"] == state["one_by_one"] == state["general"]
     rows, quarantine, audit = state["together"]
     assert [(row[0], row[3]) for row in rows if row[0].startswith("a")] == [
         ("a1", "2026-05-01.csv"), ("a2", "2026-05-03.csv")]  # other content: the later file wins
-    assert [row[0] for row in rows] == ["a1", "a2", "b1", "c1", "d2", "e2", "f2", "g1", "g2", "h1"]
-    assert [(batch, line) for batch, line, _ in quarantine] == [
+    assert [row[0] for row in rows] == [
+        "a1", "a2", "b1", "c1", "d2", "e2", "f2", "g1", "g2", "h1", "i2", "j2"]
+    assert [(batch, line, reason) for batch, line, reason in quarantine if batch >= "2026-05-11"] == [
+        ("2026-05-11.csv", 2, "amount: never 7"),
+        ("2026-05-12.csv", 2, "amount: 5 only for j1 (division by zero)")]
+    assert [(batch, line) for batch, line, _ in quarantine if batch < "2026-05-11"] == [
         ("2026-05-04.csv", 3), ("2026-05-05.csv", 2), ("2026-05-05.csv", 3), ("2026-05-06.csv", 2),
         ("2026-05-08.csv", 2)]
     assert len(audit) == len(files)

@@ -292,8 +292,9 @@ def check(conn: psycopg.Connection, source: Source, interval: Interval, staged: 
         conn, source, interval, castability(conn), tuple(staged.fields)))
 
 
-def apply_rules(conn: psycopg.Connection, source: Source) -> None:
-    """Give rows that break a source rule that rule's reason (rows already rejected keep theirs).
+def apply_rules(conn: psycopg.Connection, source: Source, table: str = "_checked") -> None:
+    """Give rows of ``table`` (checked rows) that break a source rule that rule's reason (rows
+    already rejected keep theirs).
 
     A rule is one update; when it raises on the data (a cast in ``valid_when`` that some value
     does not take), it is evaluated row by row and the rows it raises on get its reason with the
@@ -301,17 +302,17 @@ def apply_rules(conn: psycopg.Connection, source: Source) -> None:
     for index, rule in enumerate(source.rules):
         try:
             with conn.transaction():
-                conn.execute(sql.SQL("update _checked set _reason = {} where _reason is null and "
-                                     "not coalesce(({}), false)").format(sql.Literal(rule.reason),
-                                                                         sql.SQL(rule.valid_when)))
+                conn.execute(sql.SQL("update {} set _reason = {} where _reason is null and "
+                                     "not coalesce(({}), false)").format(
+                    sql.Identifier(table), sql.Literal(rule.reason), sql.SQL(rule.valid_when)))
         except DATA_ERRORS:
-            _apply_rule_row_by_row(conn, rule.reason, rule.valid_when)
+            _apply_rule_row_by_row(conn, table, rule.reason, rule.valid_when)
         except psycopg.ProgrammingError as error:
             raise SourceConfigError(f"sources.yml: sources.{source.name}.rules[{index}].valid_when: "
                                     f"does not run ({error_line(error)})") from None
 
 
-def _apply_rule_row_by_row(conn: psycopg.Connection, reason: str, valid_when: str) -> None:
+def _apply_rule_row_by_row(conn: psycopg.Connection, table: str, reason: str, valid_when: str) -> None:
     """A rule, evaluated row by row: a row it raises on gets its reason and the error."""
     conn.execute(sql.SQL("""
         create function pg_temp.trebol_rule_reason(trebol_row anyelement) returns text
@@ -324,7 +325,8 @@ def _apply_rule_row_by_row(conn: psycopg.Connection, reason: str, valid_when: st
         exception when data_exception or program_limit_exceeded then
             return {reason} || ' (' || sqlerrm || ')';
         end $trebol_rule$""").format(valid_when=sql.SQL(valid_when), reason=sql.Literal(reason)))
-    conn.execute("update _checked c set _reason = pg_temp.trebol_rule_reason(c) where _reason is null")
+    conn.execute(sql.SQL("update {} as c set _reason = pg_temp.trebol_rule_reason(c) "
+                         "where _reason is null").format(sql.Identifier(table)))
     conn.execute("drop function pg_temp.trebol_rule_reason(anyelement)")
 
 

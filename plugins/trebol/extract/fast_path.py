@@ -3,17 +3,18 @@ and one insert applies the rule set of ``checks`` to every row of every file a r
 
 Each file is COPY-ed as text into ``_incoming`` (line numbers given in arrival order, so a
 file's rows are one range of them); the checked rows of all the files are kept in ``_clean``
-with the file they came from; then one ``insert into raw.<target> select <typed values>`` takes
-the rows of every file that is clean. A file is clean when COPY reads it as one record per line,
-none of its rows has a reason, and none of its keys (with its version, for a source that keeps
-versions) is already loaded or also in another file of the run. Any other file is left to the
-general path (readers, checks, apply), which gives each row the same fate by the same rules and
-keeps the original text of the rows it quarantines; the merge there is the same whatever the
+with the number of the file they came from, and the source's rules applied to them as to a
+batch; then one ``insert into raw.<target> select <typed values>`` takes the rows of every
+clean file. A file is clean when COPY reads it as one record per line, none of its rows has a
+reason, and none of its keys (with its version, for a source that keeps versions) is already
+loaded, twice in it or also in another file of the run. Any other file is left to the general
+path (readers, checks, apply), which gives each row the same fate by the same rules and keeps
+the original text of the rows it quarantines; the merge there gives the same rows whatever the
 order batches are applied in, so the files left to it may come after the others.
 
-The checks, the insert and the audit are statements of the run, not of each file: a first load
-of three years of daily exports (1,095 files) paid about a dozen statements per file, their
-planning above all, when each file took the shortcut on its own.
+The checks, the rules, the verdict and the insert are statements of the run, not of each file:
+a first load of three years of daily exports (1,095 files) paid about a dozen statements for
+each file when each took the shortcut on its own.
 
 A value of an ISO form that does not exist (2026-02-30) makes the cast raise: the checks are
 then run again with the server's test of each value (``checks.castability``), which gives such
@@ -39,7 +40,7 @@ from psycopg import sql
 
 from trebol.erasure.suppression import Suppression, remove_suppressed
 from trebol.extract import scratch
-from trebol.extract.checks import CAST_RAISES, castability, rendered_checked_rows
+from trebol.extract.checks import CAST_RAISES, apply_rules, castability, rendered_checked_rows
 from trebol.extract.readers import DATA_ERRORS, Staged, create_incoming, csv_header
 from trebol.extract.sources import Source
 from trebol.interval import Interval
@@ -77,9 +78,9 @@ class _Copied:
 
 
 def takes_shortcut(source: Source) -> bool:
-    """Whether the source's files can take the shortcut at all (CSV, no source rules, every
-    declared column stored)."""
-    return (source.kind == "files" and source.format == "csv" and not source.rules
+    """Whether the source's files can take the shortcut at all (CSV, every declared column
+    stored)."""
+    return (source.kind == "files" and source.format == "csv"
             and source.stored_column_names == source.column_names and len(source.columns) >= 2)
 
 
@@ -112,6 +113,7 @@ def _load(conn: psycopg.Connection, source: Source, exports: Sequence[CsvExport]
         for line in remove_suppressed(conn, source, suppression):
             copied[bisect_right(starts, line) - 1].staged.suppressed += 1
     _fill_clean(conn, source, interval, starts)
+    apply_rules(conn, source, "_clean")
     dirty = _dirty_files(conn, source)
     for number in sorted(dirty):
         log.info("%s %s: general path (%s)", source.name, copied[number - 1].export.batch_id,
@@ -216,7 +218,8 @@ def _same_key(source: Source, left: str, right: str) -> sql.Composable:
 
 
 def _dirty_files(conn: psycopg.Connection, source: Source) -> dict[int, str]:
-    """The files of ``_clean`` that need the general path, with why: a row with a reason, a key
+    """The files of ``_clean`` that need the general path, with why: a row with a reason (a
+    source rule's among them), a key
     (with its version) twice in the run, or one already loaded."""
     key = identifiers(source.raw_key)
     rows = conn.execute(sql.SQL("""
