@@ -461,34 +461,38 @@ def test_the_readme_example_loads_a_users_own_export(test_warehouse: SessionWare
 
 
 def test_a_rows_fate_depends_on_that_row_alone(test_warehouse: SessionWarehouse, tmp_path: Path,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The same non-ISO timestamp (or impossible date) is quarantined with the same reason
-    whether its file is otherwise clean or holds a bad row as well, and a clean file leaves the
-    rows the general path would."""
-    source = _source("t_fate")
+    whether its file is otherwise clean or holds a bad row as well, on the shortcut as on the
+    general path, and both leave the same rows."""
     odd = ["x,1,06/01/2026 09:00", "y,1,2026-02-30T09:00:00+01:00", "z,1,2026-06-01T09:00+16:00"]
-    _write(tmp_path, source.name, "2026-05-29", ["a,1,2026-05-29T09:00:00+02:00"])  # clean
-    _write(tmp_path, source.name, "2026-05-30", ["b,1,2026-05-30T09:00:00+02:00", odd[0]])
-    _write(tmp_path, source.name, "2026-05-31", ["c,1,2026-05-31T09:00:00+02:00",
-                                                   odd[0].replace("x,", "x2,"), "d,n/a,2026-05-31"])
-    _write(tmp_path, source.name, "2026-06-01", odd[1:])
-    with caplog.at_level("INFO", logger="trebol.extract.fast_path"), test_warehouse.connect() as conn:
-        results = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
-        loaded = [row[0] for row in conn.execute("select id from raw.t_fate order by id")]
-        reasons = dict(conn.execute("select payload, reason from raw._quarantine "
-                                    "where source = 't_fate'").fetchall())
-    assert [(r.rows_read, r.rows_loaded, r.rows_quarantined) for r in results] == [
-        (1, 1, 0), (2, 1, 1), (3, 1, 2), (2, 0, 2)]
+    outcomes = []
+    for name in ("t_fate", "t_fate_general"):
+        source = _source(name)
+        _write(tmp_path, name, "2026-05-29", ["a,1,2026-05-29T09:00:00+02:00"])  # clean
+        _write(tmp_path, name, "2026-05-30", ["b,1,2026-05-30T09:00:00+02:00", odd[0]])
+        _write(tmp_path, name, "2026-05-31", ["c,1,2026-05-31T09:00:00+02:00",
+                                              odd[0].replace("x,", "x2,"), "d,n/a,2026-05-31"])
+        _write(tmp_path, name, "2026-06-01", odd[1:])
+        if name == "t_fate_general":
+            _general_path_only(monkeypatch)
+        with test_warehouse.connect() as conn:
+            results = load.extract_and_load(conn, source, tmp_path, _interval(date(2026, 6, 2)), 0, TZ)
+            loaded = [row[0] for row in conn.execute(f"select id from raw.{name} order by id")]
+            reasons = dict(conn.execute("select line_number || ' ' || payload, reason "
+                                        "from raw._quarantine where source = %s", (name,)).fetchall())
+        outcomes.append(([(r.rows_read, r.rows_loaded, r.rows_quarantined) for r in results],
+                         loaded, reasons))
+    assert outcomes[0] == outcomes[1]
+    counts, loaded, reasons = outcomes[0]
+    assert counts == [(1, 1, 0), (2, 1, 1), (3, 1, 2), (2, 0, 2)]
     assert loaded == ["a", "b", "c"]
-    assert reasons["x,1,06/01/2026 09:00"] == reasons["x2,1,06/01/2026 09:00"] == (
+    assert reasons["3 x,1,06/01/2026 09:00"] == reasons["3 x2,1,06/01/2026 09:00"] == (
         "updated_at: '06/01/2026 09:00' is not an ISO timestamp")
-    assert reasons["y,1,2026-02-30T09:00:00+01:00"] == (
+    assert reasons["2 y,1,2026-02-30T09:00:00+01:00"] == (
         "updated_at: '2026-02-30T09:00:00+01:00' is not an ISO timestamp")
-    assert reasons["z,1,2026-06-01T09:00+16:00"] == (
+    assert reasons["3 z,1,2026-06-01T09:00+16:00"] == (
         "updated_at: '2026-06-01T09:00+16:00' is not an ISO timestamp")
-    general = [record.getMessage() for record in caplog.records if "general path" in record.getMessage()]
-    assert not any("2026-05-29" in message for message in general), general  # the clean file: shortcut
-    assert all(any(day in message for message in general) for day in ("2026-05-30", "2026-05-31"))
 
 
 def test_categories_and_dates_before_the_opening_are_quarantined(test_warehouse: SessionWarehouse,
@@ -751,9 +755,9 @@ def test_a_load_of_many_daily_files_takes_its_locks_once(test_warehouse: Session
 def test_a_runs_files_leave_what_they_leave_loaded_one_by_one(
         test_warehouse: SessionWarehouse, tmp_path: Path, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch, versions: bool) -> None:
-    """The clean files of a run take the shortcut together; a file that is not clean (a row
-    with a reason, a source rule's among them, a key twice or in another file of the run or
-    loaded before, lines COPY cannot read as records, an impossible date) is left to the general
+    """The files of a run take the shortcut together, their rows with a reason (a source rule's
+    among them, an impossible date) quarantined there; a file with a key twice, in another file
+    of the run or loaded before, or lines COPY cannot read as records, is left to the general
     path. Whatever path each file takes, one run over every file, a run per file and the general
     path alone leave the same rows, quarantine and audit."""
     files = {
@@ -795,24 +799,26 @@ def test_a_runs_files_leave_what_they_leave_loaded_one_by_one(
             conn.execute(f"select id, amount, updated_at, regexp_replace(_batch_id, '^[^/]*/', '')"
                          f"{', _available_from' if versions else ''} from raw.{source.target} "
                          "order by 1, 3").fetchall(),
-            conn.execute("select regexp_replace(batch_id, '^[^/]*/', ''), line_number, reason "
-                         "from raw._quarantine where source = %s order by 1, 2",
+            conn.execute("select regexp_replace(batch_id, '^[^/]*/', ''), line_number, reason, "
+                         "payload, record_key from raw._quarantine where source = %s order by 1, 2",
                          (source.name,)).fetchall(),
             conn.execute("select file_day, rows_read, rows_loaded, rows_quarantined "
                          "from raw._load_audit where source = %s order by 1", (source.name,)).fetchall())
             for how, source in sources.items()}
+    # rows with a reason (05-08, 05-11, 05-12) are quarantined on the shortcut; keys are not
     assert general == {"2026-05-01", "2026-05-02", "2026-05-03", "2026-05-04", "2026-05-05",
-                       "2026-05-06", "2026-05-08", "2026-05-11", "2026-05-12"}
+                       "2026-05-06"}
     assert state["together"] == state["one_by_one"] == state["general"]
     rows, quarantine, audit = state["together"]
     assert [(row[0], row[3]) for row in rows if row[0].startswith("a")] == [
         ("a1", "2026-05-01.csv"), ("a2", "2026-05-03.csv")]  # other content: the later file wins
     assert [row[0] for row in rows] == [
         "a1", "a2", "b1", "c1", "d2", "e2", "f2", "g1", "g2", "h1", "i2", "j2"]
-    assert [(batch, line, reason) for batch, line, reason in quarantine if batch >= "2026-05-11"] == [
-        ("2026-05-11.csv", 2, "amount: never 7"),
-        ("2026-05-12.csv", 2, "amount: 5 only for j1 (division by zero)")]
-    assert [(batch, line) for batch, line, _ in quarantine if batch < "2026-05-11"] == [
+    assert [row for row in quarantine if row[0] >= "2026-05-11"] == [
+        ("2026-05-11.csv", 2, "amount: never 7", "i1,7,2026-05-11T09:00:00+02:00", {"id": "i1"}),
+        ("2026-05-12.csv", 2, "amount: 5 only for j1 (division by zero)",
+         "j1,5,2026-05-12T09:00:00+02:00", {"id": "j1"})]
+    assert [(batch, line) for batch, line, *_ in quarantine if batch < "2026-05-11"] == [
         ("2026-05-04.csv", 3), ("2026-05-05.csv", 2), ("2026-05-05.csv", 3), ("2026-05-06.csv", 2),
         ("2026-05-08.csv", 2)]
     assert len(audit) == len(files)

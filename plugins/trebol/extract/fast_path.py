@@ -39,9 +39,10 @@ import psycopg
 from psycopg import sql
 
 from trebol.erasure.suppression import Suppression, remove_suppressed
-from trebol.extract import scratch
+from trebol.extract import readers, scratch
+from trebol.extract.audit import clear_quarantine
 from trebol.extract.checks import CAST_RAISES, apply_rules, castability, rendered_checked_rows
-from trebol.extract.readers import DATA_ERRORS, Staged, create_incoming, csv_header
+from trebol.extract.readers import DATA_ERRORS, Staged, create_incoming, csv_header, csv_payloads
 from trebol.extract.sources import Source
 from trebol.interval import Interval
 from trebol.warehouse.address import error_line
@@ -75,6 +76,15 @@ class _Copied:
     export: CsvExport
     staged: Staged
     first_line: int  # its rows are the lines first_line .. first_line + rows_read - 1
+    quarantined: int = 0
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A file the shortcut loaded: what was read, and how many of its rows were quarantined."""
+
+    staged: Staged
+    quarantined: int
 
 
 def takes_shortcut(source: Source) -> bool:
@@ -86,8 +96,8 @@ def takes_shortcut(source: Source) -> bool:
 
 def load_clean_csv_files(conn: psycopg.Connection, source: Source, exports: Sequence[CsvExport],
                          interval: Interval, timezone: str,
-                         suppression: Suppression | None = None) -> dict[str, Staged]:
-    """Load the clean files among ``exports`` (see the module); their ``Staged`` by batch id.
+                         suppression: Suppression | None = None) -> dict[str, Loaded]:
+    """Load the files among ``exports`` that the shortcut can take (see the module), by batch id.
     The rows of erased people (``suppression``) are taken out before the checks and counted."""
     if not takes_shortcut(source) or not exports:
         return {}
@@ -102,7 +112,8 @@ def load_clean_csv_files(conn: psycopg.Connection, source: Source, exports: Sequ
 
 
 def _load(conn: psycopg.Connection, source: Source, exports: Sequence[CsvExport],
-          interval: Interval, timezone: str, suppression: Suppression | None) -> dict[str, Staged]:
+          interval: Interval, timezone: str, suppression: Suppression | None) -> dict[str, Loaded]:
+    """The shortcut, inside its savepoint."""
     conn.execute(sql.SQL("set local timezone = {}").format(sql.Literal(timezone)))
     create_incoming(conn, list(source.column_names))
     copied = _copy_files(conn, source, exports)
@@ -114,14 +125,15 @@ def _load(conn: psycopg.Connection, source: Source, exports: Sequence[CsvExport]
             copied[bisect_right(starts, line) - 1].staged.suppressed += 1
     _fill_clean(conn, source, interval, starts)
     apply_rules(conn, source, "_clean")
-    dirty = _dirty_files(conn, source)
-    for number in sorted(dirty):
+    general = _key_conflicts(conn, source)
+    for number in sorted(general):
         log.info("%s %s: general path (%s)", source.name, copied[number - 1].export.batch_id,
-                 dirty[number])
-    clean = [(number, file) for number, file in enumerate(copied, start=1) if number not in dirty]
-    if clean:
-        _insert(conn, source, [(number, file.export) for number, file in clean])
-    return {file.export.batch_id: file.staged for _, file in clean}
+                 general[number])
+    taken = [(number, file) for number, file in enumerate(copied, start=1) if number not in general]
+    if taken:
+        _insert(conn, source, [(number, file.export) for number, file in taken])
+        _quarantine(conn, source, dict(taken))
+    return {file.export.batch_id: Loaded(file.staged, file.quarantined) for _, file in taken}
 
 
 def _copy_files(conn: psycopg.Connection, source: Source,
@@ -159,7 +171,9 @@ def _copied_columns(source: Source, path: Path) -> tuple[list[str] | None, list[
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
         header = csv_header(handle.readline())
     by_source_name = {column.source_name: column for column in source.columns}
-    if (len(set(header)) != len(header) or not all(name in by_source_name for name in header)
+    # (one column: COPY would read a blank line as a row of nulls, which the reader skips)
+    if (len(header) < 2 or len(set(header)) != len(header)
+            or not all(name in by_source_name for name in header)
             or any(c.required and c.source_name not in header for c in source.columns)):
         return None, []
     absent = [c.source_name for c in source.columns if c.source_name not in header]
@@ -169,8 +183,11 @@ def _copied_columns(source: Source, path: Path) -> tuple[list[str] | None, list[
 
 def _copy(conn: psycopg.Connection, path: Path, columns: list[str]) -> tuple[int, str]:
     """COPY a CSV file into ``_incoming``: its rows and its checksum; ``_NotClean`` when its
-    lines are not one record each (a quoted line break)."""
-    digest, lines, last = hashlib.sha256(), 0, b"\n"
+    lines are not one record each (a quoted line break), or when a line may be longer than the
+    reader's limit (``readers.MAX_LINE_CHARACTERS``, counted here in bytes), which the general
+    path's reader rejects unread."""
+    digest, lines, last, limit = hashlib.sha256(), 0, b"\n", readers.MAX_LINE_CHARACTERS
+    run = longest = 0  # the bytes since the last line end; the longest line so far
     statement = sql.SQL("copy _incoming ({}) from stdin with (format csv, header true)").format(
         identifiers(columns))
     with conn.cursor() as cursor:
@@ -179,8 +196,18 @@ def _copy(conn: psycopg.Connection, path: Path, columns: list[str]) -> tuple[int
                 digest.update(block)
                 lines += block.count(b"\n")
                 last = block[-1:]
+                first_end, last_end = block.find(b"\n"), block.rfind(b"\n")
+                if first_end < 0:
+                    run += len(block)
+                else:
+                    longest = max(longest, run + first_end)
+                    if last_end - first_end > limit:
+                        longest = max(longest, *map(len, block[first_end + 1:last_end].split(b"\n")))
+                    run = len(block) - last_end - 1
                 copy.write(block)
         staged_rows = cursor.rowcount
+    if max(longest, run) > limit:
+        raise _NotClean(f"a line of more than {limit:,} bytes")
     rows = lines - 1 + (last != b"\n")
     if staged_rows != rows:
         raise _NotClean(f"{rows} lines, {staged_rows} records")
@@ -217,17 +244,14 @@ def _same_key(source: Source, left: str, right: str) -> sql.Composable:
         for name in source.raw_key)
 
 
-def _dirty_files(conn: psycopg.Connection, source: Source) -> dict[int, str]:
-    """The files of ``_clean`` that need the general path, with why: a row with a reason (a
-    source rule's among them), a key
-    (with its version) twice in the run, or one already loaded."""
+def _key_conflicts(conn: psycopg.Connection, source: Source) -> dict[int, str]:
+    """The files of ``_clean`` that need the general path, with why: among their usable rows, a
+    key (with its version) twice in the file or also in another file of the run (the general
+    path ranks a batch's duplicates), or one already loaded."""
     key = identifiers(source.raw_key)
     rows = conn.execute(sql.SQL("""
         select _file, min(why) from (
-            select _file, format('%s row(s) with a reason', count(*)) as why
-              from _clean where _reason is not null group by _file
-            union all
-            select c._file, 'a key twice in the file, or in another file of the run'
+            select c._file, 'a key twice in the file, or in another file of the run' as why
               from _clean as c join (select {key} from _clean where _reason is null
                                      group by {key} having count(*) > 1) as d on {twice}
              where c._reason is null
@@ -240,8 +264,31 @@ def _dirty_files(conn: psycopg.Connection, source: Source) -> dict[int, str]:
     return dict(rows)
 
 
+def _quarantine(conn: psycopg.Connection, source: Source, files: dict[int, _Copied]) -> None:
+    """Quarantine the rows of ``files`` (by number) that have a reason, each with its line in its
+    file (the header is line 1) and that line's text, as the general path would; the quarantine
+    rows of an earlier load of these files are removed."""
+    clear_quarantine(conn, source, *(file.export.batch_id for file in files.values()))
+    rejected: dict[int, list[tuple[int, str, str | None]]] = {}
+    for number, line, reason, key in conn.execute(
+            "select _file, _line, _reason, _record_key::text from _clean "
+            "where _reason is not null and _file = any(%s) order by _file, _line", (list(files),)):
+        rejected.setdefault(number, []).append((line - files[number].first_line + 2, reason, key))
+    if not rejected:
+        return
+    statement = ("copy raw._quarantine (source, batch_id, line_number, reason, payload, record_key) "
+                 "from stdin")
+    with conn.cursor().copy(statement) as copy:
+        for number, rows in rejected.items():
+            file = files[number]
+            file.quarantined = len(rows)
+            payloads = csv_payloads(file.export.path, {line for line, _, _ in rows})
+            for line, reason, key in rows:
+                copy.write_row((source.name, file.export.batch_id, line, reason, payloads[line], key))
+
+
 def _insert(conn: psycopg.Connection, source: Source, files: list[tuple[int, CsvExport]]) -> None:
-    """Insert every row of the clean ``files`` (their numbers in ``_clean``) into the raw table."""
+    """Insert the usable rows of ``files`` (their numbers in ``_clean``) into the raw table."""
     target = raw_table(source)
     inserted, extra = [*source.column_names, "_batch_id"], [sql.SQL("f.batch_id")]
     if source.keeps_versions:
@@ -256,7 +303,8 @@ def _insert(conn: psycopg.Connection, source: Source, files: list[tuple[int, Csv
             target, sql.Identifier(raw_key_constraint(source))))
     conn.execute(sql.SQL(
         "insert into {t} ({i}) select {c}, {e} from _clean as c "
-        "join (values {files}) as f (number, batch_id, available) on f.number = c._file").format(
+        "join (values {files}) as f (number, batch_id, available) on f.number = c._file "
+        "where c._reason is null").format(
         t=target, i=identifiers(inserted), e=sql.SQL(", ").join(extra),
         c=sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(n)) for n in source.column_names),
         files=sql.SQL(", ").join(sql.SQL("({}, {}, {}::timestamptz)").format(

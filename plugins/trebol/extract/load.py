@@ -56,7 +56,6 @@ from trebol.extract import apply, checks, fast_path, snapshots
 from trebol.extract.audit import (
     BatchResult,
     audit,
-    clear_quarantine,
     record_missing_files,
     write_quarantine,
 )
@@ -284,17 +283,17 @@ def _load_files(conn: psycopg.Connection, source: Source, sources_dir: Path, int
         snapshots.rollback_snapshots(conn, source, plan.replay_from)
     stage_file = stage_jsonl if source.format == "jsonl" else stage_csv
     started_at = conn.execute("select clock_timestamp()").fetchone()[0]
-    clean = fast_path.load_clean_csv_files(conn, source, [
+    shortcut = fast_path.load_clean_csv_files(conn, source, [
         fast_path.CsvExport(path, _batch_id(path, sources_dir),
                             apply.available_from(source, file_day(path), timezone)
                             if source.keeps_versions else None)
         for path in plan.files], interval, timezone, suppression)
-    clear_quarantine(conn, source, *clean)
     for path in plan.files:
         batch_id = _batch_id(path, sources_dir)
-        if batch_id in clean:
-            results.append(audit(conn, source, batch_id, batch_id, file_day(path), clean[batch_id],
-                                 interval, 0, started_at))
+        if batch_id in shortcut:
+            loaded = shortcut[batch_id]
+            results.append(audit(conn, source, batch_id, batch_id, file_day(path), loaded.staged,
+                                 interval, loaded.quarantined, started_at))
             continue
         results.append(_load_batch(
             conn, source, batch_id, batch_id, file_day(path), interval, timezone,

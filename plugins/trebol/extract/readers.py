@@ -275,6 +275,19 @@ def _csv_row(source: Source, header: CsvHeader, line: int, text: str) -> tuple:
     return (line, payload, None, *values)
 
 
+def csv_payloads(path: Path, lines: set[int]) -> dict[int, str]:
+    """The original text of some lines of a CSV export (numbered from 1, the header), as
+    ``stage_csv`` keeps it for the quarantine."""
+    found: dict[int, str] = {}
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        for line, text, _ in _physical_lines(handle, first=1):
+            if line in lines:
+                found[line] = printable(text.rstrip("\r\n"))
+                if len(found) == len(lines):
+                    break
+    return found
+
+
 def stage_csv(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
     """Read a CSV export into ``_incoming``; a line that cannot be read is staged with its reason.
 
