@@ -66,8 +66,8 @@ TYPE_WORDS = {"integer": "a whole number", "numeric": "a number", "date": "an IS
               "timestamptz": "an ISO timestamp", "boolean": "a boolean", "json": "JSON"}
 # How "PostgreSQL reads it" is decided: its input function where the server has one to ask
 # (pg_input_is_valid, PostgreSQL 16+), the probe function raw._is_valid (warehouse.ddl) before;
-# on the fast path, by the cast itself (a value that does not cast fails the shortcut, and the
-# general path then gives it its reason).
+# on the fast path, first by the cast itself (a value that does not cast makes it check the rows
+# again with the server's test).
 INPUT_FUNCTION, PROBE_FUNCTION, CAST_RAISES = "input_function", "probe_function", "cast_raises"
 # Before PostgreSQL 16 the probe is a PL/pgSQL function (an exception block per call): the usual
 # values are first matched by exact patterns (a value they match always casts), and only the

@@ -28,10 +28,10 @@ No value in a file raises: whatever the data holds, the batch ends loaded or qua
 by line. Only what a retry can cure raises (the warehouse or a source unreachable, a lock), and a
 configuration error (``SourceConfigError``), which no retry cures.
 
-Clean CSV files of new keys take a shortcut (``fast_path``): PostgreSQL parses the files and
-applies the same rules to all of a run's files in one insert; a file with any row the rules
-reject, or any key already loaded or in another file of the run, takes the path above, so both
-leave the same rows.
+CSV files take a shortcut (``fast_path``): PostgreSQL parses the files, the same rules check
+the rows of all of a run's files at once, and one insert loads the usable ones; a file with a
+key twice, already loaded or in another file of the run, or lines COPY cannot read as records,
+takes the path above, so both leave the same rows and quarantine.
 
 Everything a source does in a run happens in one transaction, so a crash (even kill -9 in the
 middle of a COPY) leaves ``raw`` as it was, and a re-run, a backfill or days loaded out of order
@@ -272,7 +272,7 @@ def _load_cursor_range(conn: psycopg.Connection, source: Source, interval: Inter
 
 def _load_files(conn: psycopg.Connection, source: Source, sources_dir: Path, interval: Interval,
                 timezone: str, suppression: Suppression) -> list[BatchResult]:
-    """A file source's batches: each file the interval needs, through the fast path when clean."""
+    """A file source's batches: each file the interval needs, through the fast path when it can."""
     tz = ZoneInfo(timezone)
     results: list[BatchResult] = []
     plan = plan_files(conn, source, sources_dir, interval, tz)
