@@ -283,7 +283,7 @@ def _load_files(conn: psycopg.Connection, source: Source, sources_dir: Path, int
         snapshots.rollback_snapshots(conn, source, plan.replay_from)
     stage_file = stage_jsonl if source.format == "jsonl" else stage_csv
     started_at = conn.execute("select clock_timestamp()").fetchone()[0]
-    shortcut = fast_path.load_clean_csv_files(conn, source, [
+    shortcut = fast_path.load_csv_files(conn, source, [
         fast_path.CsvExport(path, _batch_id(path, sources_dir),
                             apply.available_from(source, file_day(path), timezone)
                             if source.keeps_versions else None)
