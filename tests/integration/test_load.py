@@ -756,9 +756,9 @@ def test_a_runs_files_leave_what_they_leave_loaded_one_by_one(
         test_warehouse: SessionWarehouse, tmp_path: Path, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch, versions: bool) -> None:
     """The files of a run take the shortcut together, their rows with a reason (a source rule's
-    among them, an impossible date) quarantined there; a file with a key twice, in another file
-    of the run or loaded before, or lines COPY cannot read as records, is left to the general
-    path. Whatever path each file takes, one run over every file, a run per file and the general
+    among them, an impossible date, a key's second copy) quarantined there; a file with a key in
+    another file of the run or loaded before, or lines COPY cannot read as records, is left to
+    the general path. Whatever path each file takes, one run over every file, a run per file and the general
     path alone leave the same rows, quarantine and audit."""
     files = {
         "2026-05-01": ["a1,1,2026-05-01T09:00:00+02:00", "a2,2,2026-05-01T09:00:00+02:00"],
@@ -805,9 +805,9 @@ def test_a_runs_files_leave_what_they_leave_loaded_one_by_one(
             conn.execute("select file_day, rows_read, rows_loaded, rows_quarantined "
                          "from raw._load_audit where source = %s order by 1", (source.name,)).fetchall())
             for how, source in sources.items()}
-    # rows with a reason (05-08, 05-11, 05-12) are quarantined on the shortcut; keys are not
-    assert general == {"2026-05-01", "2026-05-02", "2026-05-03", "2026-05-04", "2026-05-05",
-                       "2026-05-06"}
+    # rows with a reason (05-08, 05-11, 05-12) and a key's second copy in a file (05-04) are
+    # quarantined on the shortcut; a key in several files is merged on the general path
+    assert general == {"2026-05-01", "2026-05-02", "2026-05-03", "2026-05-05", "2026-05-06"}
     assert state["together"] == state["one_by_one"] == state["general"]
     rows, quarantine, audit = state["together"]
     assert [(row[0], row[3]) for row in rows if row[0].startswith("a")] == [

@@ -330,31 +330,36 @@ def _apply_rule_row_by_row(conn: psycopg.Connection, table: str, reason: str, va
     conn.execute("drop function pg_temp.trebol_rule_reason(anyelement)")
 
 
-def rank_duplicates(conn: psycopg.Connection, source: Source) -> None:
+def rank_duplicates(conn: psycopg.Connection, source: Source, table: str = "_checked",
+                    per: str | None = None, line: str = "_line") -> None:
     """Within the batch, per key: more copies of the same version are quarantined as duplicates
     (the first line is kept). A source that keeps versions loads each version; for a snapshot,
     only the newest version is applied and older ones are loaded but superseded
-    (``_superseded``)."""
+    (``_superseded``). ``table``: the checked rows (unique ``_line``); ``per``: a column whose
+    values are batches of their own (the fast path's files); ``line``: the column of the line
+    number a reason names."""
     version = sql.Identifier(source.version_column) if source.version_column else None
-    partition = [*source.primary_key, *([source.version_column or ""] if source.keeps_versions
-                                       else [])]
+    partition = [*([per] if per else []), *source.primary_key,
+                 *([source.version_column or ""] if source.keeps_versions else [])]
     order = [sql.SQL("{} desc nulls last").format(version)] if version else []
     order.append(sql.SQL("_line"))
     key_text = sql.SQL(", ").join(
         sql.SQL("{} || '=' || coalesce({}::text, '')").format(sql.Literal(k), sql.Identifier(k))
         for k in source.primary_key)
     same_version = (sql.SQL("d.v is not distinct from d.top") if version else sql.SQL("true"))
-    conn.execute("alter table _checked add column if not exists _superseded boolean not null default false")
+    conn.execute(sql.SQL("alter table {} add column if not exists _superseded boolean not null "
+                         "default false").format(sql.Identifier(table)))
     conn.execute(sql.SQL("""
-        update _checked c set
+        update {table} c set
             _reason = case when {same} then
                 format('duplicate key (%s): superseded by line %s', d.k, d.w) end,
             _superseded = not ({same})
         from (select _line, concat_ws(', ', {key_text}) as k, {v} as v,
                      first_value({v}) over w as top,
-                     first_value(_line) over w as w, row_number() over w as n
-              from _checked where _reason is null
+                     first_value({line}) over w as w, row_number() over w as n
+              from {table} where _reason is null
               window w as (partition by {key} order by {order})) d
         where c._line = d._line and d.n > 1""").format(
-        same=same_version, key_text=key_text, v=version or sql.SQL("null::text"),
+        table=sql.Identifier(table), same=same_version, key_text=key_text,
+        v=version or sql.SQL("null::text"), line=sql.Identifier(line),
         key=identifiers(partition), order=sql.SQL(", ").join(order)))

@@ -4,14 +4,14 @@ of ``checks`` checks every row of every file a run loads at once.
 Each file is COPY-ed as text into ``_incoming`` (line numbers given in arrival order, so a
 file's rows are one range of them); the checked rows of all the files are kept in ``_clean``
 with the number of the file they came from, and the source's rules applied to them as to a
-batch. A file takes the shortcut when COPY reads it as one record per line and none of its
-usable rows has a key (with its version, for a source that keeps versions) already loaded,
-twice in it or also in another file of the run: one ``insert into raw.<target> select <typed
-values>`` takes the usable rows of every such file, and its rows with a reason are quarantined
-with their line and that line's text, read back from the file, as the general path would. Any
-other file is left to the general path (readers, checks, apply), which ranks a batch's
-duplicate keys and merges by key; the merge gives the same rows whatever the order batches are
-applied in, so the files left to it may come after the others.
+batch, and a key's extra copies in a file ranked as duplicates, as in a batch. A file takes the
+shortcut when COPY reads it as one record per line and none of its usable rows has a key (with
+its version, for a source that keeps versions) already loaded or also in another file of the
+run: one ``insert into raw.<target> select <typed values>`` takes the usable rows of every such
+file, and its rows with a reason are quarantined with their line and that line's text, read
+back from the file, as the general path would. Any other file is left to the general path
+(readers, checks, apply), which merges by key; the merge gives the same rows whatever the order
+batches are applied in, so the files left to it may come after the others.
 
 The checks, the rules, the verdict and the insert are statements of the run, not of each file:
 a first load of three years of daily exports (1,094 files) paid about a dozen statements for
@@ -45,7 +45,13 @@ from psycopg import sql
 from trebol.erasure.suppression import Suppression, remove_suppressed
 from trebol.extract import readers, scratch
 from trebol.extract.audit import clear_quarantine
-from trebol.extract.checks import CAST_RAISES, apply_rules, castability, rendered_checked_rows
+from trebol.extract.checks import (
+    CAST_RAISES,
+    apply_rules,
+    castability,
+    rank_duplicates,
+    rendered_checked_rows,
+)
 from trebol.extract.readers import DATA_ERRORS, Staged, create_incoming, csv_header, csv_payloads
 from trebol.extract.sources import Source
 from trebol.interval import Interval
@@ -129,6 +135,7 @@ def _load(conn: psycopg.Connection, source: Source, exports: Sequence[CsvExport]
             copied[bisect_right(starts, line) - 1].staged.suppressed += 1
     _fill_clean(conn, source, interval, starts)
     apply_rules(conn, source, "_clean")
+    rank_duplicates(conn, source, "_clean", per="_file", line="_file_line")
     general = _key_conflicts(conn, source)
     for number in sorted(general):
         log.info("%s %s: general path (%s)", source.name, copied[number - 1].export.batch_id,
@@ -221,12 +228,15 @@ def _copy(conn: psycopg.Connection, path: Path, columns: list[str]) -> tuple[int
 def _fill_clean(conn: psycopg.Connection, source: Source, interval: Interval,
                 starts: list[int]) -> None:
     """``_clean``: every staged row checked (``checks.checked_rows``), with the number of its
-    file (1 for the first). The casts raise on a value of an ISO form that does not exist; the
-    rows are then checked again with the server's test of each value."""
+    file (1 for the first) and its line in that file (``_file_line``; the header is line 1).
+    The casts raise on a value of an ISO form that does not exist; the rows are then checked
+    again with the server's test of each value."""
     for casts in (CAST_RAISES, castability(conn)):
-        query = sql.SQL("select width_bucket(_line, {}::integer[]) as _file, checked.* "
-                        "from ({}) as checked").format(
-            sql.Literal(starts), rendered_checked_rows(conn, source, interval, casts))
+        query = sql.SQL(
+            "select width_bucket(_line, {starts}::integer[]) as _file, "
+            "_line - ({starts}::integer[])[width_bucket(_line, {starts}::integer[])] + 2 as _file_line, "
+            "checked.* from ({rows}) as checked").format(
+            starts=sql.Literal(starts), rows=rendered_checked_rows(conn, source, interval, casts))
         try:
             with conn.transaction():
                 scratch.filled_table(conn, "_clean", query)
@@ -250,20 +260,20 @@ def _same_key(source: Source, left: str, right: str) -> sql.Composable:
 
 def _key_conflicts(conn: psycopg.Connection, source: Source) -> dict[int, str]:
     """The files of ``_clean`` that need the general path, with why: among their usable rows, a
-    key (with its version) twice in the file or also in another file of the run (the general
-    path ranks a batch's duplicates), or one already loaded."""
+    key (with its version) also in another file of the run or already loaded (the general path
+    merges them by key)."""
     key = identifiers(source.raw_key)
     rows = conn.execute(sql.SQL("""
         select _file, min(why) from (
-            select c._file, 'a key twice in the file, or in another file of the run' as why
+            select c._file, 'a key also in another file of the run' as why
               from _clean as c join (select {key} from _clean where _reason is null
-                                     group by {key} having count(*) > 1) as d on {twice}
+                                     group by {key} having count(*) > 1) as d on {elsewhere}
              where c._reason is null
             union all
             select _file, 'a key loaded before'
               from _clean as c where _reason is null and exists (select from {target} as t where {loaded})
         ) as reasons group by _file""").format(
-        key=key, twice=_same_key(source, "c", "d"), target=raw_table(source),
+        key=key, elsewhere=_same_key(source, "c", "d"), target=raw_table(source),
         loaded=_same_key(source, "t", "c"))).fetchall()
     return dict(rows)
 
@@ -275,9 +285,9 @@ def _quarantine(conn: psycopg.Connection, source: Source, files: dict[int, _Copi
     clear_quarantine(conn, source, *(file.export.batch_id for file in files.values()))
     rejected: dict[int, list[tuple[int, str, str | None]]] = {}
     for number, line, reason, key in conn.execute(
-            "select _file, _line, _reason, _record_key::text from _clean "
+            "select _file, _file_line, _reason, _record_key::text from _clean "
             "where _reason is not null and _file = any(%s) order by _file, _line", (list(files),)):
-        rejected.setdefault(number, []).append((line - files[number].first_line + 2, reason, key))
+        rejected.setdefault(number, []).append((line, reason, key))
     if not rejected:
         return
     statement = ("copy raw._quarantine (source, batch_id, line_number, reason, payload, record_key) "

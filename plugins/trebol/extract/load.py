@@ -30,7 +30,7 @@ configuration error (``SourceConfigError``), which no retry cures.
 
 CSV files take a shortcut (``fast_path``): PostgreSQL parses the files, the same rules check
 the rows of all of a run's files at once, and one insert loads the usable ones; a file with a
-key twice, already loaded or in another file of the run, or lines COPY cannot read as records,
+key already loaded or in another file of the run, or lines COPY cannot read as records,
 takes the path above, so both leave the same rows and quarantine.
 
 Everything a source does in a run happens in one transaction, so a crash (even kill -9 in the
