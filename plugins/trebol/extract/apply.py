@@ -8,6 +8,8 @@ Inputs: ``_checked`` (from ``checks.check``). Outputs: rows of ``raw.<target>``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 
 import psycopg
@@ -15,7 +17,31 @@ from psycopg import sql
 
 from trebol.extract.sources import Source
 from trebol.interval import local_midnight
-from trebol.warehouse.ddl import AVAILABLE_FROM, identifiers, raw_table
+from trebol.warehouse.ddl import (
+    AVAILABLE_FROM,
+    identifiers,
+    raw_key_constraint,
+    raw_key_definition,
+    raw_table,
+)
+
+
+@contextmanager
+def bulk_load(conn: psycopg.Connection, source: Source) -> Iterator[bool]:
+    """Around an insert into the raw table: whether the table is empty. An empty one (a first
+    load) is truncated first, so that with ``wal_level = minimal`` (the embedded warehouse) its
+    new files skip the WAL, and its key is dropped and built again after the insert, as
+    PostgreSQL's bulk-loading advice goes."""
+    target = raw_table(source)
+    empty = conn.execute(sql.SQL("select not exists (select from {})").format(target)).fetchone()[0]
+    if empty:
+        conn.execute(sql.SQL("truncate {}").format(target))
+        conn.execute(sql.SQL("alter table {} drop constraint {}").format(
+            target, sql.Identifier(raw_key_constraint(source))))
+    yield empty
+    if empty:
+        conn.execute("set local maintenance_work_mem = '512MB'")  # sort the keys in memory
+        conn.execute(sql.SQL("alter table {} add {}").format(target, raw_key_definition(source)))
 
 
 def available_from(source: Source, day: date | None, timezone: str) -> sql.Composable:
@@ -62,10 +88,16 @@ def merge(conn: psycopg.Connection, source: Source, batch_id: str,
         updates.append(sql.SQL("{c} = case when {same} then least({t}.{c}, excluded.{c}) "
                                "else excluded.{c} end").format(c=column, same=same, t=target))
         earlier = sql.SQL("excluded.{c} < {t}.{c}").format(c=column, t=target)
-    conn.execute(sql.SQL(
-        "insert into {t} ({c}) select {s} from _checked where _reason is null and not _superseded "
-        "on conflict ({k}) do update set {u} where case when {same} "
-        "then excluded._batch_id < {t}._batch_id or {earlier} "
-        "else excluded._batch_id > {t}._batch_id end").format(
-        t=target, c=identifiers(columns), s=sql.SQL(", ").join(selected),
-        k=identifiers(source.raw_key), u=sql.SQL(", ").join(updates), same=same, earlier=earlier))
+    insert = sql.SQL("insert into {t} ({c}) select {s} from _checked "
+                     "where _reason is null and not _superseded").format(
+        t=target, c=identifiers(columns), s=sql.SQL(", ").join(selected))
+    with bulk_load(conn, source) as empty:
+        if empty:  # no key to meet: the batch's duplicates were ranked (checks.rank_duplicates)
+            conn.execute(insert)
+            return
+        conn.execute(sql.SQL(
+            "{insert} on conflict ({k}) do update set {u} where case when {same} "
+            "then excluded._batch_id < {t}._batch_id or {earlier} "
+            "else excluded._batch_id > {t}._batch_id end").format(
+            insert=insert, t=target, k=identifiers(source.raw_key), u=sql.SQL(", ").join(updates),
+            same=same, earlier=earlier))

@@ -44,6 +44,7 @@ from psycopg import sql
 
 from trebol.erasure.suppression import Suppression, remove_suppressed
 from trebol.extract import readers, scratch
+from trebol.extract.apply import bulk_load
 from trebol.extract.audit import clear_quarantine
 from trebol.extract.checks import (
     CAST_RAISES,
@@ -59,8 +60,6 @@ from trebol.warehouse.address import error_line
 from trebol.warehouse.ddl import (
     AVAILABLE_FROM,
     identifiers,
-    raw_key_constraint,
-    raw_key_definition,
     raw_table,
 )
 
@@ -308,22 +307,13 @@ def _insert(conn: psycopg.Connection, source: Source, files: list[tuple[int, Csv
     if source.keeps_versions:
         inserted.append(AVAILABLE_FROM)
         extra.append(sql.SQL("f.available"))
-    empty = conn.execute(sql.SQL("select not exists (select from {})").format(target)).fetchone()[0]
-    if empty:
-        # a table truncated in this transaction gets new files: with wal_level minimal (the
-        # embedded warehouse) the insert and the key build skip the WAL
-        conn.execute(sql.SQL("truncate {}").format(target))
-        conn.execute(sql.SQL("alter table {} drop constraint {}").format(
-            target, sql.Identifier(raw_key_constraint(source))))
-    conn.execute(sql.SQL(
-        "insert into {t} ({i}) select {c}, {e} from _clean as c "
-        "join (values {files}) as f (number, batch_id, available) on f.number = c._file "
-        "where c._reason is null").format(
-        t=target, i=identifiers(inserted), e=sql.SQL(", ").join(extra),
-        c=sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(n)) for n in source.column_names),
-        files=sql.SQL(", ").join(sql.SQL("({}, {}, {}::timestamptz)").format(
-            sql.Literal(number), sql.Literal(export.batch_id), export.available or sql.NULL)
-            for number, export in files)))
-    if empty:
-        conn.execute("set local maintenance_work_mem = '512MB'")  # sort the keys in memory
-        conn.execute(sql.SQL("alter table {} add {}").format(target, raw_key_definition(source)))
+    with bulk_load(conn, source):
+        conn.execute(sql.SQL(
+            "insert into {t} ({i}) select {c}, {e} from _clean as c "
+            "join (values {files}) as f (number, batch_id, available) on f.number = c._file "
+            "where c._reason is null").format(
+            t=target, i=identifiers(inserted), e=sql.SQL(", ").join(extra),
+            c=sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(n)) for n in source.column_names),
+            files=sql.SQL(", ").join(sql.SQL("({}, {}, {}::timestamptz)").format(
+                sql.Literal(number), sql.Literal(export.batch_id), export.available or sql.NULL)
+                for number, export in files)))

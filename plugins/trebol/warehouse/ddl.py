@@ -653,7 +653,7 @@ def ensure_raw_tables(conn: psycopg.Connection, sources: Iterable[Source],
     it came in (with an index: ``batch_index``), the validity range of a snapshot (and whether a
     version stands for an unreadable row; an index on its open records) or when a version
     becomes available (a source that keeps versions), its key; idempotent. Each table belongs
-    to the loader role (its fast path truncates a table and rebuilds its key, which only the
+    to the loader role (a first load truncates a table and rebuilds its key, which only the
     owner may): one the admin made, now or before migration 10, is handed to it. A table an
     earlier release made is brought to this shape in place (``_keep_versions``; ``timezone``:
     the business timezone it dates files in, default the settings')."""
