@@ -16,9 +16,9 @@ batches are applied in, so the files left to it may come after the others.
 The checks, the rules, the verdict and the insert are statements of the run, not of each file:
 a first load of three years of daily exports (1,094 files) paid about a dozen statements for
 each file when each took the shortcut on its own, and a file with one bad row took the general
-path whole (measured at 200,000 people, first loads: crm_cases 10.0-15.8 s before, 2.4-3.2 s
-after; loyalty_members 12.2-16.5 s, 5.5-6.0 s; loyalty_points 17.8-21.7 s, 12.9-14.8 s, where
-half the files still take the general path: lines COPY cannot read, duplicate keys).
+path whole (measured at 200,000 people, first loads: crm_cases 10.0-15.8 s before, 2.3-3.2 s
+after; loyalty_members 12.2-16.5 s, 5.5-6.4 s; loyalty_points 16.0-21.7 s, 11.6-12.7 s, where
+300 of the 1,094 files still take the general path: lines COPY cannot read; docs/benchmarks.md).
 
 A value of an ISO form that does not exist (2026-02-30) makes the cast raise: the checks are
 then run again with the server's test of each value (``checks.castability``), which gives such
