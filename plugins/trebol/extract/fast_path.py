@@ -22,9 +22,8 @@ after; loyalty_members 12.2-16.5 s, 5.5-6.4 s; loyalty_points 16.0-21.7 s, 11.6-
 
 A value of an ISO form that does not exist (2026-02-30) makes the cast raise: the checks are
 then run again with the server's test of each value (``checks.castability``), which gives such
-a row its reason. An empty table (a first bulk load) is truncated first, so that with
-``wal_level = minimal`` its new files skip the WAL, and its key is built after the insert, as
-PostgreSQL's bulk-loading advice goes.
+a row its reason. An empty table (a first load) takes the insert with its key built after
+(``apply.bulk_load``).
 
 Inputs: CSV exports, their source declaration. Outputs: rows of ``raw.<target>`` and a
 ``Staged`` for each file loaded; the other files are not touched.
