@@ -76,17 +76,17 @@ def checked_salt(conn: psycopg.Connection, suppression: Suppression) -> str | No
     return suppression.salt
 
 
-def remove_suppressed(conn: psycopg.Connection, source: Source, suppression: Suppression) -> list[int]:
-    """Delete from the staged batch (``_incoming``) the rows of erased people; their line numbers
-    (a load of several files counts them file by file)."""
+def remove_suppressed(conn: psycopg.Connection, source: Source, suppression: Suppression,
+                      table: str = "_incoming") -> int:
+    """Delete from the staged batch the rows of erased people; how many."""
     hashes = row_hashes(source, suppression.rule)
     if not hashes:
-        return []
+        return 0
     salt = checked_salt(conn, suppression)
     if salt is None:
-        return []
-    return [line for line, in conn.execute(sql.SQL(
-        "delete from _incoming where exists (select from {suppressed} as s "
-        "where s.identifier_hash in ({hashes})) returning _line").format(
-        suppressed=sql.SQL(SUPPRESSION_LIST), hashes=sql.SQL(", ").join(hashes)),
-        {"salt": salt}).fetchall()]
+        return 0
+    return conn.execute(sql.SQL(
+        "delete from {table} where exists (select from {suppressed} as s "
+        "where s.identifier_hash in ({hashes}))").format(
+        table=sql.Identifier(table), suppressed=sql.SQL(SUPPRESSION_LIST),
+        hashes=sql.SQL(", ").join(hashes)), {"salt": salt}).rowcount

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,9 +127,13 @@ def _load(conn: psycopg.Connection, source: Source, exports: Sequence[CsvExport]
     if not copied:
         return {}
     starts = [file.first_line for file in copied]
-    if suppression is not None:
-        for line in remove_suppressed(conn, source, suppression):
-            copied[bisect_right(starts, line) - 1].staged.suppressed += 1
+    if suppression is not None and remove_suppressed(conn, source, suppression):
+        # each file's erased rows: the rows it read less those left of it
+        left = dict(conn.execute(sql.SQL(
+            "select width_bucket(_line, {}::integer[]), count(*) from _incoming group by 1").format(
+            sql.Literal(starts))).fetchall())
+        for number, file in enumerate(copied, start=1):
+            file.staged.suppressed = file.staged.rows_read - left.get(number, 0)
     _fill_clean(conn, source, interval, starts)
     apply_rules(conn, source, "_clean")
     rank_duplicates(conn, source, "_clean", per="_file", line="_file_line")

@@ -209,7 +209,7 @@ def _load_batch(conn: psycopg.Connection, source: Source, batch_id: str, locatio
     """Read, check, apply and audit one batch (inside the source's transaction)."""
     started_at = conn.execute("select clock_timestamp()").fetchone()[0]
     staged = stage()
-    staged.suppressed = len(remove_suppressed(conn, source, suppression))
+    staged.suppressed = remove_suppressed(conn, source, suppression)
     checks.check(conn, source, interval, staged, timezone)
     checks.apply_rules(conn, source)
     checks.rank_duplicates(conn, source)
