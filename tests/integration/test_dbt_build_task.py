@@ -123,3 +123,30 @@ def test_a_later_date_reuses_dbts_parse(test_warehouse: SessionWarehouse, marts_
     printed = capfd.readouterr().out
     # dbt says "Unable to do partial parsing because …" before a full parse
     assert "Done. PASS=" in printed and "partial parsing" not in printed.lower()
+
+
+def test_fct_transactions_rules_are_check_constraints(test_warehouse: SessionWarehouse,
+                                                      marts_copy: str) -> None:
+    """The rules each transaction line obeys are check constraints of fct_transactions: a table
+    made before them gets them on its next run, and a line a run writes that breaks one fails
+    the task at once (no retry), naming the constraint."""
+    rule = "fct_transactions_net_is_gross_minus_discount"
+    with psycopg.connect(marts_copy, autocommit=True) as conn:
+        declared = conn.execute("""select conname from pg_constraint
+            where conrelid = 'marts.fct_transactions'::regclass and contype = 'c'
+            and conname like 'fct_transactions_%'""").fetchall()
+        assert rule in {name for (name,) in declared} and len(declared) == 6
+        for (name,) in declared:  # as a table made before the checks were declared
+            conn.execute(f"alter table marts.fct_transactions drop constraint {name}")
+    _build(test_warehouse, ["fct_transactions"])
+    with psycopg.connect(marts_copy, autocommit=True) as conn:
+        assert conn.execute("""select count(*) from pg_constraint
+            where conrelid = 'marts.fct_transactions'::regclass and contype = 'c'
+            and conname like 'fct_transactions_%'""").fetchone()[0] == 6
+        # the newest POS line, which the next incremental run writes again, made inconsistent
+        assert conn.execute("""update raw.pos_ticket_lines set net_amount = net_amount + 1
+            where (ticket_id, line_number, updated_at) = (select ticket_id, line_number, updated_at
+                from raw.pos_ticket_lines order by updated_at desc, ticket_id, line_number
+                limit 1)""").rowcount == 1
+    with pytest.raises(AirflowFailException, match=rf"read the same\): constraint {rule}$"):
+        _build(test_warehouse, ["fct_transactions"])

@@ -4,6 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='transaction_id',
         on_schema_change='append_new_columns',
+        pre_hook=["{{ add_missing_check_constraints() }}"],
         post_hook=["{{ delete_cancelled_ecom_transactions() }}",
                    "{{ delete_transactions_after_as_of() }}"],
         indexes=[{'columns': [byte_order('customer_key'), 'transaction_id', 'transacted_at',

@@ -6,14 +6,17 @@ never rendered into templates. dbt's ``run_results.json``
 is kept in the run's report folder as ``<task_id>_run_results.json``. A build that succeeds
 writes its outlets' asset events with the run's as-of date (``trebol.airflow.assets``).
 
-A build whose only failures are data tests that found rows fails at once, without Airflow's
-retries (``AirflowFailException``, naming the tests): a retry reads the same rows and fails the
-same, hours later. A model's error may be a lost connection or a lock, so it is retried.
+A build whose only failures are data tests that found rows, or rows a model wrote that break one
+of its contract's check constraints, fails at once, without Airflow's retries
+(``AirflowFailException``, naming the tests and constraints): a retry reads the same rows and
+fails the same, hours later. Any other error of a model may be a lost connection or a lock, so
+it is retried.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Mapping
 from datetime import datetime
@@ -37,19 +40,29 @@ CLV_DEPENDENT_NODES = "source:clv+"
 NAMED_TESTS = 5
 
 
+# PostgreSQL's message for a row that breaks a check constraint (SQLSTATE 23514)
+CHECK_VIOLATION = re.compile(r'violates check constraint "([^"]+)"')
+
+
 def failed_data_tests(run_results: Mapping[str, Any]) -> list[str]:
-    """The data tests that found rows (status ``fail``) when nothing else failed (no ``error``
-    of a model, seed or test); else none."""
-    failed = [result for result in run_results.get("results", [])
-              if result.get("status") in ("fail", "error", "runtime error")]
-    if not failed or any(result["status"] != "fail" for result in failed):
-        return []
-    # a unique id is test.<package>.<name>[.<hash of a generic test>]
-    return sorted(result["unique_id"].split(".")[2] for result in failed)
+    """What failed on the warehouse's rows, when nothing else failed: the data tests that found
+    rows (status ``fail``, by name) and the check constraints that rows a model wrote broke
+    (``constraint <name>``); none when any other error (of a model, seed or test) is among the
+    failures."""
+    named = []
+    for result in run_results.get("results", []):
+        if result.get("status") == "fail":
+            # a unique id is test.<package>.<name>[.<hash of a generic test>]
+            named.append(result["unique_id"].split(".")[2])
+        elif result.get("status") in ("error", "runtime error"):
+            if not (violation := CHECK_VIOLATION.search(result.get("message") or "")):
+                return []
+            named.append(f"constraint {violation.group(1)}")
+    return sorted(named)
 
 
 def data_tests_failure(tests: list[str]) -> AirflowFailException:
-    """The one-line, final error of a build whose data tests failed."""
+    """The one-line, final error of a build whose data tests (or check constraints) failed."""
     named = ", ".join(tests[:NAMED_TESTS])
     more = f" and {len(tests) - NAMED_TESTS} more" if len(tests) > NAMED_TESTS else ""
     return AirflowFailException(f"dbt data tests failed on the warehouse's rows (a retry would "
