@@ -9,10 +9,11 @@ import math
 from collections.abc import Iterator
 from datetime import timedelta
 
+import pandas as pd
 import psycopg
 import pytest
 
-from trebol.clv import fitting, predictions
+from trebol.clv import backtest, fitting, predictions
 
 from ..helpers import DEMO_DATE, DemoMarts, SessionWarehouse
 
@@ -39,6 +40,12 @@ def test_statistics_agree_with_customer_rfmt(clv_warehouse: psycopg.Connection,
         assert stats.loc[key, "frequency"] == frequency
         assert abs(stats.loc[key, "age_days"] - tenure) <= 1
     assert (stats["recency_days"] <= stats["age_days"]).all()
+    # the backtest's purchase days, from the same pass: as many as the frequency says, the
+    # first and the last where the age and the recency put them
+    days = backtest.purchase_days(stats.reset_index(), DEMO_DATE).groupby("customer_key")["day"]
+    assert (days.count() == stats["frequency"] + 1).all()
+    assert ((pd.Timestamp(DEMO_DATE) - days.min()).dt.days == stats["age_days"]).all()
+    assert ((days.max() - days.min()).dt.days == stats["recency_days"]).all()
 
 
 def test_fit_clv_writes_finite_predictions_idempotently(clv_warehouse: psycopg.Connection,

@@ -18,20 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psycopg
 
 from trebol.clv import fitting
 
 HOLDOUT_DAYS = 30
-
-PURCHASE_DAYS_SQL = """
-select customer_key, transacted_on as day
-from marts.fct_transactions
-where customer_key is not null and transacted_on < %(as_of)s
-group by customer_key, transacted_on
-having bool_or(not is_return)
-"""
-
 
 @dataclass(frozen=True)
 class Backtest:
@@ -41,11 +31,13 @@ class Backtest:
     cumulative: pd.DataFrame  # day -> actual, expected
 
 
-def purchase_days(conn: psycopg.Connection, as_of: date) -> pd.DataFrame:
-    cursor = conn.execute(PURCHASE_DAYS_SQL, {"as_of": as_of})
-    frame = pd.DataFrame(cursor.fetchall(), columns=["customer_key", "day"])
-    frame["day"] = pd.to_datetime(frame["day"])
-    return frame
+def purchase_days(stats: pd.DataFrame, as_of: date) -> pd.DataFrame:
+    """Each customer's purchase days (customer_key, day) from the statistics' days before
+    ``as_of`` (``trebol.clv.predictions.customer_statistics``)."""
+    counts = stats["purchase_days_before"].map(len).to_numpy()
+    before = np.concatenate([np.asarray(days, dtype="int64") for days in stats["purchase_days_before"]])
+    return pd.DataFrame({"customer_key": np.repeat(stats["customer_key"].to_numpy(), counts),
+                         "day": pd.Timestamp(as_of) - pd.to_timedelta(before, unit="D")})
 
 
 def backtest(days: pd.DataFrame, as_of: date, holdout_days: int = HOLDOUT_DAYS,

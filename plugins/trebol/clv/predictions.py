@@ -33,37 +33,43 @@ from trebol.warehouse.catalog import query_frame
 
 log = logging.getLogger(__name__)
 
+# One pass over the lines in the order of fct_transactions' index (customer key's bytes, then the
+# day: an index-only scan, no sort of every line), giving each customer's statistics and the
+# purchase days the backtest reads (days before the as-of date). Sums and means stay numeric
+# until the end, as exact as before. Measured at 200,000 people (2.96 M lines): 5.3 s, where
+# the statistics and the backtest's own query took 5.3 and 3.6 s.
 STATISTICS_SQL = """
 with days as (
-    select customer_key, transacted_on as day, bool_or(not is_return) as is_purchase,
+    select customer_key collate "C" as customer_key, transacted_on as day,
+           bool_or(not is_return) as is_purchase,
            sum(net_amount) as net_amount, sum(margin_amount) as margin_amount
     from marts.fct_transactions
     where customer_key is not null and transacted_on < %(as_of)s
-    group by customer_key, transacted_on
+    group by customer_key collate "C", transacted_on
+),
+days_with_first as (
+    select *, min(day) filter (where is_purchase) over (partition by customer_key) as first_day
+    from days
 ),
 customers as (
-    select customer_key,
-           min(day) filter (where is_purchase) as first_day,
+    select customer_key, min(first_day) as first_day,
            max(day) filter (where is_purchase) as last_day,
            count(*) filter (where is_purchase) as purchase_days,
-           sum(net_amount) as net_total, sum(margin_amount) as margin_total
-    from days
+           sum(net_amount) as net_total, sum(margin_amount) as margin_total,
+           avg(net_amount) filter (where is_purchase and day > first_day) as mean_repeat_spend,
+           array_agg(cast(%(as_of)s as date) - day order by day) filter (where is_purchase)
+               as purchase_days_before
+    from days_with_first
     group by customer_key
-),
-repeat_spend as (
-    select days.customer_key, avg(days.net_amount) as mean_repeat_spend
-    from days join customers using (customer_key)
-    where days.is_purchase and days.day > customers.first_day
-    group by days.customer_key
 )
-select customers.customer_key, purchase_days - 1 as frequency,
+select cast(customer_key as varchar) as customer_key, purchase_days - 1 as frequency,
        last_day - first_day as recency_days, cast(%(as_of)s as date) - first_day as age_days,
        cast(mean_repeat_spend as double precision) as mean_repeat_spend,
        cast(net_total as double precision) as net_total,
-       cast(margin_total as double precision) as margin_total
-from customers left join repeat_spend using (customer_key)
+       cast(margin_total as double precision) as margin_total, purchase_days_before
+from customers
 where purchase_days > 0
-order by customers.customer_key
+order by 1
 """
 
 CLV_COLUMNS = ("customer_key", "as_of_date", "frequency", "recency_days", "age_days",
@@ -88,7 +94,8 @@ class CLVRun:
 
 def customer_statistics(conn: psycopg.Connection, as_of: date) -> pd.DataFrame:
     """Every customer with a purchase day before ``as_of``: (frequency, recency_days, age_days,
-    mean_repeat_spend, margin_rate)."""
+    mean_repeat_spend, margin_rate, purchase_days_before: each purchase day as days before
+    ``as_of``, for the backtest)."""
     frame = query_frame(conn, STATISTICS_SQL, {"as_of": as_of})
     if frame.empty:
         raise fitting.CLVFitError(f"no customer has a purchase before {as_of}: nothing to fit")
@@ -140,13 +147,16 @@ def fit_and_predict(stats: pd.DataFrame, as_of: date, settings: Settings) -> CLV
 def write_run(conn: psycopg.Connection, run: CLVRun, settings: Settings) -> None:
     """Replace the as-of date's rows of both tables in one transaction."""
     bg, gg = run.bgnbd, run.gamma_gamma
-    rows = run.predictions.astype(object).where(run.predictions.notna(), None)
+    # CSV written by pandas (a float as its shortest exact text, a missing value as an empty
+    # field, which CSV reads as null): a row by row COPY from Python took 1.1 s of 1.9 s at
+    # 200,000 people
+    rows = run.predictions.to_csv(index=False, header=False)
     with conn.transaction(), conn.cursor() as cursor:
         cursor.execute("delete from marts.customer_clv where as_of_date = %s", (run.as_of_date,))
         cursor.execute("delete from marts.clv_model_runs where as_of_date = %s", (run.as_of_date,))
-        with cursor.copy(f"copy marts.customer_clv ({', '.join(CLV_COLUMNS)}) from stdin") as copy:
-            for row in rows.itertuples(index=False):
-                copy.write_row(row)
+        with cursor.copy(f"copy marts.customer_clv ({', '.join(CLV_COLUMNS)}) "
+                         "from stdin (format csv)") as copy:
+            copy.write(rows)
         cursor.execute(
             """insert into marts.clv_model_runs values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
                %s, %s, %s, 'day', %s, %s, %s, %s, %s)""",
@@ -159,7 +169,8 @@ def write_run(conn: psycopg.Connection, run: CLVRun, settings: Settings) -> None
 def run_clv(conn: psycopg.Connection, as_of: date, settings: Settings,
             report_dir: Path | None = None) -> dict[str, Any]:
     """The nightly step: statistics, fits, tables (and plots when ``report_dir`` is given)."""
-    run = fit_and_predict(customer_statistics(conn, as_of), as_of, settings)
+    stats = customer_statistics(conn, as_of)
+    run = fit_and_predict(stats, as_of, settings)
     write_run(conn, run, settings)
     log.info("CLV as of %s: %s", as_of, json.dumps(run.summary()))
     result = run.summary()
@@ -167,7 +178,7 @@ def run_clv(conn: psycopg.Connection, as_of: date, settings: Settings,
         from trebol.clv import backtest
 
         try:  # validation only: a backtest that cannot be fitted does not fail the run
-            checked = backtest.backtest(backtest.purchase_days(conn, as_of), as_of)
+            checked = backtest.backtest(backtest.purchase_days(stats, as_of), as_of)
             result["plots"] = [str(path) for path in backtest.write_plots(checked, report_dir)]
         except fitting.CLVFitError as error:
             log.warning("CLV validation plots skipped: %s", error)
