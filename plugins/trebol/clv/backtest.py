@@ -35,7 +35,7 @@ def purchase_days(stats: pd.DataFrame, as_of: date) -> pd.DataFrame:
     """Each customer's purchase days (customer_key, day) from the statistics' days before
     ``as_of`` (``trebol.clv.predictions.customer_statistics``)."""
     counts = stats["purchase_days_before"].map(len).to_numpy()
-    before = np.concatenate([np.asarray(days, dtype="int64") for days in stats["purchase_days_before"]])
+    before = np.concatenate(stats["purchase_days_before"].tolist()).astype("int64")
     return pd.DataFrame({"customer_key": np.repeat(stats["customer_key"].to_numpy(), counts),
                          "day": pd.Timestamp(as_of) - pd.to_timedelta(before, unit="D")})
 
