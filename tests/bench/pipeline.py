@@ -30,8 +30,10 @@ runs: embedded warehouse with the POS database, Airflow's metadata, the reports)
 Per run: the ``trebol run`` command's wall time, the DAG run's, each task instance's (from the
 run's Airflow metadata database) grouped into stages (extract+load per source with its rows, the
 dbt nodes of ``<task>_run_results.json`` grouped by model folder, the CLV fit, the quality
-suites, staging and pushing the audiences), and the peak memory (RSS, sampled every 0.2 s) of
-the ``trebol run`` process tree and of the PostgreSQL server's processes. Writes
+suites, staging and pushing the audiences), and the peak memory, sampled every 0.2 s: of the
+``trebol run`` process tree, of the PostgreSQL server's processes and of both at once (summed
+PSS, which counts a shared page once: the target's figure; the RSS sums beside them, as earlier
+results gave them), of each kind of process (RSS), and the largest processes at the peak. Writes
 ``bench/results.json`` and prints markdown tables; the targets are reported, not asserted.
 """
 
@@ -79,6 +81,7 @@ CRM_SNAPSHOT_DAYS: dict[str, int | None] = {"small": None, "full": 7}
 DAG_ID = "trebol_nightly"
 FLOOR_SCHEMA = "bench_floor"
 SAMPLE_S = 0.2
+PEAK_PROCESSES = 8  # the largest processes recorded at the peak
 # a COPY that takes each line whole into one text column (these bytes never occur in the exports)
 LINE_COPY = "copy {} (line) from stdin with (format csv, delimiter e'\\x01', quote e'\\x02'{})"
 
@@ -124,12 +127,24 @@ def plan_from_env(env: dict[str, str]) -> Plan:
 
 @dataclass
 class Peaks:
-    """Peak RSS (MB) seen by a :class:`Sampler`."""
+    """Peak memory (MB) seen by a :class:`Sampler`.
 
-    tree_mb: float = 0.0  # the whole process tree at once
-    process_mb: dict[str, float] = field(default_factory=dict)  # per kind of process
-    postgres_mb: float = 0.0  # all the server's processes at once (shared buffers counted once each)
-    postgres_backend_mb: float = 0.0  # the largest single server process
+    A process's RSS counts every page it maps, the shared ones too: PostgreSQL's shared buffers
+    in every backend that touched them, a forked task's pages it still shares with its parent.
+    Summed over processes it counts those pages many times. PSS (proportional set size) charges
+    each shared page to its processes in equal parts, so a sum of PSS is the memory they hold at
+    once; the sums below are of PSS (the RSS sums are kept beside them, for comparison with
+    earlier results), a single process's peak is its RSS."""
+
+    tree_mb: float = 0.0  # the run's process tree at once (PSS)
+    tree_rss_mb: float = 0.0  # the same, RSS summed
+    process_mb: dict[str, float] = field(default_factory=dict)  # per kind of process (RSS)
+    postgres_mb: float = 0.0  # all the server's processes at once (PSS)
+    postgres_rss_mb: float = 0.0  # the same, RSS summed
+    postgres_backend_mb: float = 0.0  # the largest single server process (RSS)
+    together_mb: float = 0.0  # the run's tree and the server at the same sample (PSS)
+    # the sample that set together_mb: seconds since the start and its largest processes
+    together_at: dict[str, Any] = field(default_factory=dict)
 
 
 def _kind(process: psutil.Process) -> str:
@@ -143,27 +158,40 @@ def _kind(process: psutil.Process) -> str:
                          ("webhook_receiver", "demo webhook receiver")):
         if needle in line:
             return kind
-    return process.name()
+    # a server process names its role, user and statement kind (its title, padded with spaces)
+    return " ".join(line.split()) if line.startswith("postgres") else process.name()
 
 
-def _rss(processes: list[psutil.Process]) -> list[tuple[psutil.Process, float]]:
-    """Each process still alive with its RSS in MB."""
+@dataclass(frozen=True)
+class Footprint:
+    """One process's memory at a sample (MB)."""
+
+    process: psutil.Process
+    rss_mb: float
+    pss_mb: float
+
+
+def _footprints(processes: list[psutil.Process]) -> list[Footprint]:
+    """Each process still alive with its RSS and PSS (Linux's smaps_rollup) in MB."""
     out = []
     for process in processes:
         try:
-            out.append((process, process.memory_info().rss / 2**20))
+            memory = process.memory_full_info()
         except psutil.Error:
             continue
+        out.append(Footprint(process, memory.rss / 2**20, memory.pss / 2**20))
     return out
 
 
 class Sampler(threading.Thread):
-    """Samples the RSS of a process tree and of the PostgreSQL server every SAMPLE_S seconds."""
+    """Samples the memory of a process tree and of the PostgreSQL server every SAMPLE_S
+    seconds."""
 
     def __init__(self, root_pid: int, postmaster_pid: int | None) -> None:
         super().__init__(daemon=True)
         self.root_pid, self.postmaster_pid = root_pid, postmaster_pid
         self.peaks, self.stopped = Peaks(), threading.Event()
+        self.started = time.monotonic()
 
     def _tree(self, pid: int | None) -> list[psutil.Process]:
         if pid is None:
@@ -175,15 +203,29 @@ class Sampler(threading.Thread):
             return []
 
     def sample(self) -> None:
-        tree = _rss(self._tree(self.root_pid))
-        self.peaks.tree_mb = max(self.peaks.tree_mb, sum(mb for _, mb in tree))
-        for process, mb in tree:
-            kind = _kind(process)
-            self.peaks.process_mb[kind] = round(max(self.peaks.process_mb.get(kind, 0.0), mb), 1)
-        server = _rss(self._tree(self.postmaster_pid))
-        self.peaks.postgres_mb = max(self.peaks.postgres_mb, sum(mb for _, mb in server))
-        self.peaks.postgres_backend_mb = max([self.peaks.postgres_backend_mb,
-                                              *(mb for _, mb in server)])
+        peaks = self.peaks
+        tree = _footprints(self._tree(self.root_pid))
+        tree_pss = sum(f.pss_mb for f in tree)
+        peaks.tree_mb = max(peaks.tree_mb, tree_pss)
+        peaks.tree_rss_mb = max(peaks.tree_rss_mb, sum(f.rss_mb for f in tree))
+        for footprint in tree:
+            kind = _kind(footprint.process)
+            peaks.process_mb[kind] = round(max(peaks.process_mb.get(kind, 0.0),
+                                               footprint.rss_mb), 1)
+        server = _footprints(self._tree(self.postmaster_pid))
+        server_pss = sum(f.pss_mb for f in server)
+        peaks.postgres_mb = max(peaks.postgres_mb, server_pss)
+        peaks.postgres_rss_mb = max(peaks.postgres_rss_mb, sum(f.rss_mb for f in server))
+        peaks.postgres_backend_mb = max([peaks.postgres_backend_mb,
+                                         *(f.rss_mb for f in server)])
+        if tree_pss + server_pss > peaks.together_mb:
+            peaks.together_mb = tree_pss + server_pss
+            largest = sorted(tree + server, key=lambda f: f.pss_mb, reverse=True)[:PEAK_PROCESSES]
+            peaks.together_at = {
+                "at_s": round(time.monotonic() - self.started, 1),
+                "tree_mb": round(tree_pss), "postgres_mb": round(server_pss),
+                "largest": [{"process": _kind(f.process)[:80], "pss_mb": round(f.pss_mb),
+                             "rss_mb": round(f.rss_mb)} for f in largest]}
 
     def run(self) -> None:
         while not self.stopped.wait(SAMPLE_S):
@@ -211,10 +253,13 @@ def measured(argv: list[str], env: dict[str, str], log: Path, server: int | None
     # the kernel's peak of the largest child waited for so far: exact, when this one set it
     largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"wall_s": round(time.monotonic() - started, 2), "exit_code": code, "log": str(log),
-            "peak_tree_mb": round(peaks.tree_mb), "peak_process_mb": peaks.process_mb,
+            "peak_tree_mb": round(peaks.tree_mb), "peak_tree_rss_mb": round(peaks.tree_rss_mb),
+            "peak_process_mb": peaks.process_mb,
             "peak_child_rusage_mb": round(largest / 1024) if largest > before else None,
             "peak_postgres_mb": round(peaks.postgres_mb),
-            "peak_postgres_process_mb": round(peaks.postgres_backend_mb)}
+            "peak_postgres_rss_mb": round(peaks.postgres_rss_mb),
+            "peak_postgres_process_mb": round(peaks.postgres_backend_mb),
+            "peak_together_mb": round(peaks.together_mb), "peak_together_at": peaks.together_at}
 
 
 # -- the warehouse --------------------------------------------------------------------------------
@@ -539,8 +584,9 @@ def report(results: dict[str, Any]) -> str:
     parts.append(side_by_side(results))
     for run in results["runs"]:
         parts.append(f"### {run['run']}: trebol run --date {run['date']} "
-                     f"(peak: tree {run['peak_tree_mb']} MB, PostgreSQL {run['peak_postgres_mb']} MB,"
-                     f" largest server process {run['peak_postgres_process_mb']} MB)")
+                     f"(peak PSS: together {run.get('peak_together_mb')} MB, tree "
+                     f"{run['peak_tree_mb']} MB, PostgreSQL {run['peak_postgres_mb']} MB; "
+                     f"largest server process {run['peak_postgres_process_mb']} MB RSS)")
         parts.append(stats.markdown_table(with_ratios(run, floors), columns))
     parts.append("targets: " + json.dumps(results["targets"]))
     return "\n\n".join(parts)
@@ -645,8 +691,8 @@ def results_of(plan: Plan, sim: dict[str, Any], measured_floors: dict[str, Any],
     full, increment = runs[0], runs[1] if len(runs) > 1 else None
     from_scratch = stats.differing_marts(runs[1], runs[3]) if len(runs) > 3 else None
     scratch = None if from_scratch is None else not set(from_scratch) - PUSH_HISTORY_MARTS
-    # the larger of the two: the run's process tree, the PostgreSQL server's processes
-    peak = max(max(r["peak_tree_mb"], r["peak_postgres_mb"]) for r in runs)
+    # the run's process tree and the PostgreSQL server's processes at the same sample (PSS)
+    peak = max(r["peak_together_mb"] for r in runs)
     return {
         "people": plan.people, "days": plan.days, "end": plan.end.isoformat(),
         "crm_snapshot_days": plan.crm_snapshot_days,
