@@ -6,7 +6,7 @@ sqlfluff's own dbt builtins (apply_dbt_builtins) give ref, source, config, is_in
 and return; this package adds var (the values in dbt_project.yml), env_var (a run's values for
 TREBOL_AS_OF_AT and TREBOL_TIMEZONE, else the default), execute, target (the warehouse target),
 model and graph (a placeholder audience model and an empty project graph: sqlfluff renders one
-file, without dbt's manifest), adapter.dispatch (postgres__<macro>, else default__<macro>, as
+file, without dbt's manifest), local_md5, adapter.dispatch (postgres__<macro>, else default__<macro>, as
 dbt's dispatch on PostgreSQL), adapter.quote, adapter.get_columns_in_relation (the state columns
 int_identity__clusters looks for), exceptions.raise_compiler_error, run_query (one
 row: a timestamp and a boolean, what fct_transactions reads before building; or the changed
@@ -17,6 +17,7 @@ dbt-postgres 1.11's SQL). Names defined here take precedence over sqlfluff's bui
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,13 @@ target = _Target()
 # the node being rendered, as dbt's `model` (a dict): sqlfluff knows no node, so an audience
 # placeholder (macro audience_name); and dbt's flat graph of the project's nodes, empty
 model: dict[str, Any] = {"name": "aud_linted", "unique_id": "model.trebol.aud_linted",
-                         "resource_type": "model"}
+                         "resource_type": "model", "raw_code": ""}
 graph: dict[str, Any] = {"nodes": {}, "sources": {}, "exposures": {}}
+
+
+def local_md5(text: str) -> str:
+    """dbt's local_md5: the md5 hex digest of a string."""
+    return hashlib.md5(text.encode()).hexdigest()
 
 
 def env_var(name: str, default: str | None = None) -> str:

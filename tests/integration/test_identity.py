@@ -9,6 +9,7 @@ bridges two customers of the first month (their clusters merge).
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -58,6 +59,12 @@ class TwoSteps:
     after_rebuild: Crosswalk
     fct_rebuilt: str
     register_after_rebuild: int
+    identifiers_incremental: str
+    identifiers_derived_by_increment: int
+    identifiers_under_other_rules: str
+    identifiers_rules_restored: str
+    identifiers_rederived_on_restore: int
+    identifiers_rebuilt: str
 
 
 def _reclustered_touched_only(work: Path) -> bool:
@@ -65,6 +72,18 @@ def _reclustered_touched_only(work: Path) -> bool:
     compiled select), rather than clustering every record again."""
     compiled = work / "target" / "compiled" / "trebol" / "models" / "intermediate" / "identity"
     return "touched_clusters" in (compiled / "int_identity__clusters.sql").read_text()
+
+
+def _rows_inserted(work: Path, model: str) -> int:
+    """The rows the last dbt command inserted into ``model`` (its run_results)."""
+    results = json.loads((work / "target" / "run_results.json").read_text())["results"]
+    [result] = [r for r in results if r["unique_id"] == f"model.trebol.{model}"]
+    return result["adapter_response"]["rows_affected"]
+
+
+def _identifiers_checksum(conn: psycopg.Connection) -> str:
+    return conn.execute("select count(*) || ':' || md5(string_agg(t::text, '|' order by t::text)) "
+                        "from intermediate.int_identity__identifiers t").fetchone()[0]
 
 
 def _crosswalk(conn: psycopg.Connection) -> Crosswalk:
@@ -139,6 +158,17 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
                 "select customer_key, key_source, key_source_id, merged_into_customer_key "
                 "from marts.customer_keys")}
             fct_incremental = _fct_checksum(conn)
+            identifiers_incremental = _identifiers_checksum(conn)
+            derived_by_increment = _rows_inserted(work, "int_identity__identifiers")
+            # other rules (a var the model reads): every record's identifiers derived again
+            # under them; back to the project's rules, again every record's
+            run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select", "int_identity__identifiers",
+                    "--vars", "{identity_min_email_local_part_length: 99}", work_dir=work)
+            identifiers_under_other_rules = _identifiers_checksum(conn)
+            run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select", "int_identity__identifiers",
+                    work_dir=work)
+            identifiers_rules_restored = _identifiers_checksum(conn)
+            rederived_on_restore = _rows_inserted(work, "int_identity__identifiers")
             # the clusters as a release before the incremental model made them: without the
             # columns its select compares; the next run adds them, and, every record changed,
             # clusters every record again as a first build does
@@ -155,7 +185,10 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
             yield TwoSteps(dsn, bridged, after_30, after_60, first_seen, register, fct_incremental,
                            reclustered_touched_only, after_upgrade, unclustered,
                            touched_only_after_upgrade, _crosswalk(conn), _fct_checksum(conn),
-                           conn.execute("select count(*) from marts.customer_keys").fetchone()[0])
+                           conn.execute("select count(*) from marts.customer_keys").fetchone()[0],
+                           identifiers_incremental, derived_by_increment,
+                           identifiers_under_other_rules, identifiers_rules_restored,
+                           rederived_on_restore, _identifiers_checksum(conn))
     finally:
         drop_database(test_warehouse.dsn, dsn)
         drop_database(test_warehouse.dsn, pos_dsn)
@@ -191,6 +224,21 @@ def test_a_full_rebuild_reproduces_keys_and_transactions(two_steps: TwoSteps) ->
     assert two_steps.after_rebuild == two_steps.after_60
     assert two_steps.fct_rebuilt == two_steps.fct_incremental
     assert two_steps.register_after_rebuild == len(two_steps.register)
+
+
+def test_an_increment_derives_the_changed_records_identifiers_as_a_full_rebuild(
+        two_steps: TwoSteps) -> None:
+    """The 60-day build derived the identifiers of the new and changed records only (fewer rows
+    than the table holds); a full rebuild gives the same rows, digests included. Rules changed
+    (a var the model reads): every record's identifiers derived again, and again when they
+    come back, to the same rows."""
+    total = int(two_steps.identifiers_rebuilt.split(":")[0])
+    assert two_steps.identifiers_incremental == two_steps.identifiers_rebuilt
+    assert 0 < two_steps.identifiers_derived_by_increment < total
+    other_total = int(two_steps.identifiers_under_other_rules.split(":")[0])
+    assert 0 < other_total < total  # no email local part of 99 letters
+    assert two_steps.identifiers_rules_restored == two_steps.identifiers_rebuilt
+    assert two_steps.identifiers_rederived_on_restore == total
 
 
 def test_an_increment_reclusters_the_touched_clusters_with_a_full_rebuilds_keys(

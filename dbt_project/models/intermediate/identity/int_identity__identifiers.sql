@@ -1,4 +1,10 @@
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook=["{{ delete_identifiers_of_changed_records() }}"]
+    )
+}}
 
 -- The identifiers each record holds (the edges of the identity graph): the normalised email and
 -- phone of a member or contact, every email a web shop account ordered with, the local part of
@@ -7,17 +13,58 @@
 -- at a postal code (an email's letters before the @, or the handles people make of their name:
 -- given name and surname either way round, or initial and surname). Which types join records,
 -- and their guardrails, is the seed identifier_types.
+--
+-- Incremental: a record's identifiers come from its row of int_identity__records and, for a web
+-- shop account, its rows of int_identity__account_order_details alone, so each row keeps a
+-- digest of those and of the rules (macro identifier_record_digests: this model's code, the
+-- macros it calls, the var and the seed it reads). A run first deletes the rows whose
+-- record is gone or whose digest changed (pre-hook, macro delete_identifiers_of_changed_records),
+-- then derives the identifiers of the records left without rows: new and changed records (and
+-- those that hold none, again). A rebuild gives the same rows (tests/integration/test_identity.py).
 with
 
-records as (
+all_records as (
 
     select * from {{ ref('int_identity__records') }}
 
 ),
 
-orders as (
+all_account_order_details as (
 
-    select * from {{ ref('stg_ecom__orders') }}
+    select * from {{ ref('int_identity__account_order_details') }}
+
+),
+
+identifier_types as (
+
+    select * from {{ ref('identifier_types') }}
+
+),
+
+record_digests as (
+
+    {{ identifier_record_digests('all_records', 'all_account_order_details') }}
+
+),
+
+-- the records whose identifiers are derived: all of them in a first build; on a later run, those
+-- the table holds no row of once the pre-hook deleted the changed records' rows
+records as (
+
+    select
+        all_records.*,
+        record_digests.record_digest
+
+    from all_records
+    inner join record_digests
+        on all_records.record_id = record_digests.record_id
+    {%- if is_incremental() %}
+    where not exists (
+        select
+        from {{ this }} as previous_identifiers
+        where previous_identifiers.record_id = all_records.record_id
+    )
+    {%- endif %}
 
 ),
 
@@ -45,19 +92,14 @@ record_phones as (
 
 ),
 
--- the emails and shipping postal codes of each web shop account's orders before the as-of moment,
--- once (read by two CTEs below: a CTE read twice is materialized whole, every order's columns);
--- distinct, so that what is materialized is each account's few combinations, not every order
+-- the emails and shipping postal codes of the accounts whose identifiers are derived
 account_order_details as (
 
-    select distinct
-        'ecom:' || account_id as record_id,
-        email,
-        shipping_postal_code
+    select all_account_order_details.*
 
-    from orders
-    where ordered_at < {{ as_of_at() }}
-        and (email is not null or shipping_postal_code is not null)
+    from all_account_order_details
+    inner join records
+        on all_account_order_details.record_id = records.record_id
 
 ),
 
@@ -200,18 +242,17 @@ identifiers as (
 
 ),
 
-identifier_types as (
-
-    select * from {{ ref('identifier_types') }}
-
-),
-
 final as (
 
-    select identifiers.*
+    select
+        identifiers.*,
+        records.record_digest
+
     from identifiers
     inner join identifier_types
         on identifiers.identifier_type = identifier_types.identifier_type
+    inner join records
+        on identifiers.record_id = records.record_id
 
 )
 
