@@ -41,23 +41,13 @@ identifier_types as (
 
 ),
 
-record_digests as (
-
-    {{ identifier_record_digests('all_records', 'all_account_order_details') }}
-
-),
-
 -- the records whose identifiers are derived: all of them in a first build; on a later run, those
 -- the table holds no row of once the pre-hook deleted the changed records' rows
-records as (
+records_to_derive as (
 
-    select
-        all_records.*,
-        record_digests.record_digest
+    select all_records.*
 
     from all_records
-    inner join record_digests
-        on all_records.record_id = record_digests.record_id
     {%- if is_incremental() %}
     where not exists (
         select
@@ -65,6 +55,24 @@ records as (
         where previous_identifiers.record_id = all_records.record_id
     )
     {%- endif %}
+
+),
+
+record_digests as (
+
+    {{ identifier_record_digests('records_to_derive', 'all_account_order_details') }}
+
+),
+
+records as (
+
+    select
+        records_to_derive.*,
+        record_digests.record_digest
+
+    from records_to_derive
+    inner join record_digests
+        on records_to_derive.record_id = record_digests.record_id
 
 ),
 
