@@ -1,12 +1,13 @@
 {#- Pre-hook of the incremental int_identity__identifiers: delete the rows of the records that are
     gone from int_identity__records or whose digest (macro identifier_record_digests: the
-    record's columns, an account's emails and postal codes, and the rules) is no longer the one their rows were derived with; the model's select
-    then derives the identifiers of every record left without rows. A table made before the model
+    record's columns, an account's emails and postal codes, and the rules) is no longer the one
+    their rows were derived with; the model's select then derives the identifiers of every
+    record left without rows. A table made before the model
     was incremental gets the digest column first, empty: every row goes, every record is derived
     again, as in a first build. Nothing on a first build or a full refresh. -#}
 {% macro delete_identifiers_of_changed_records() -%}
     {%- if is_incremental() -%}
-alter table {{ this }} add column if not exists record_digest varchar;
+alter table {{ this }} add column if not exists record_digest text;
 -- each record's digest computed once (in the join's condition, it would be once per row here)
 with record_digests as materialized (
 

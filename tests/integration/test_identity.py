@@ -64,6 +64,8 @@ class TwoSteps:
     identifiers_under_other_rules: str
     identifiers_rules_restored: str
     identifiers_rederived_on_restore: int
+    identifiers_after_upgrade: str
+    identifiers_rederived_on_upgrade: int
     identifiers_rebuilt: str
 
 
@@ -169,6 +171,12 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
                     work_dir=work)
             identifiers_rules_restored = _identifiers_checksum(conn)
             rederived_on_restore = _rows_inserted(work, "int_identity__identifiers")
+            # the identifiers as a release before the incremental model made them: no digest
+            conn.execute("alter table intermediate.int_identity__identifiers drop column record_digest")
+            run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select", "int_identity__identifiers",
+                    work_dir=work)
+            identifiers_after_upgrade = _identifiers_checksum(conn)
+            rederived_on_upgrade = _rows_inserted(work, "int_identity__identifiers")
             # the clusters as a release before the incremental model made them: without the
             # columns its select compares; the next run adds them, and, every record changed,
             # clusters every record again as a first build does
@@ -188,7 +196,8 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
                            conn.execute("select count(*) from marts.customer_keys").fetchone()[0],
                            identifiers_incremental, derived_by_increment,
                            identifiers_under_other_rules, identifiers_rules_restored,
-                           rederived_on_restore, _identifiers_checksum(conn))
+                           rederived_on_restore, identifiers_after_upgrade,
+                           rederived_on_upgrade, _identifiers_checksum(conn))
     finally:
         drop_database(test_warehouse.dsn, dsn)
         drop_database(test_warehouse.dsn, pos_dsn)
@@ -239,6 +248,14 @@ def test_an_increment_derives_the_changed_records_identifiers_as_a_full_rebuild(
     assert 0 < other_total < total  # no email local part of 99 letters
     assert two_steps.identifiers_rules_restored == two_steps.identifiers_rebuilt
     assert two_steps.identifiers_rederived_on_restore == total
+
+
+def test_identifiers_made_before_the_incremental_model_are_derived_again(
+        two_steps: TwoSteps) -> None:
+    """A table of identifiers without the digest column (as an earlier release made it): the
+    run adds it and derives every record's identifiers again, the rows of a full rebuild."""
+    assert two_steps.identifiers_after_upgrade == two_steps.identifiers_rebuilt
+    assert two_steps.identifiers_rederived_on_upgrade == int(two_steps.identifiers_rebuilt.split(":")[0])
 
 
 def test_an_increment_reclusters_the_touched_clusters_with_a_full_rebuilds_keys(
