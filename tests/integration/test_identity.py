@@ -83,19 +83,23 @@ def _rows_inserted(work: Path, model: str) -> int:
     return result["adapter_response"]["rows_affected"]
 
 
-def _identifiers_checksum(conn: psycopg.Connection) -> str:
-    return conn.execute("select count(*) || ':' || md5(string_agg(t::text, '|' order by t::text)) "
-                        "from intermediate.int_identity__identifiers t").fetchone()[0]
-
-
 def _crosswalk(conn: psycopg.Connection) -> Crosswalk:
     return {(source, source_id): key for source, source_id, key in conn.execute(
         "select source, source_id, customer_key from marts.customer_source_keys")}
 
 
+def _checksum(conn: psycopg.Connection, relation: str, order_by: str = "t::text") -> str:
+    """``<rows>:<md5 of every row>`` of ``relation`` (its rows as ``t``, in ``order_by``)."""
+    return conn.execute(f"select count(*) || ':' || md5(string_agg(t::text, '|' order by "
+                        f"{order_by})) from {relation} t").fetchone()[0]
+
+
 def _fct_checksum(conn: psycopg.Connection) -> str:
-    return conn.execute("select count(*) || ':' || md5(string_agg(t::text, '|' order by "
-                        "t.transaction_line_id)) from marts.fct_transactions t").fetchone()[0]
+    return _checksum(conn, "marts.fct_transactions", "t.transaction_line_id")
+
+
+def _identifiers_checksum(conn: psycopg.Connection) -> str:
+    return _checksum(conn, "intermediate.int_identity__identifiers")
 
 
 BRIDGE_CONTACT = "C9999999"
