@@ -107,6 +107,39 @@ def test_the_views_per_row_tests_test_the_rows_the_run_loaded(
     _build(test_warehouse, [data_test])
 
 
+def test_a_staging_views_unique_test_looks_up_the_keys_the_run_loaded(
+        test_warehouse: SessionWarehouse, marts_copy: str) -> None:
+    """The key's unique test of a staging view (generic test unique_keys_of_this_run) fails on a
+    key two rows hold once one of them comes from a batch the run loaded; a key held twice in an
+    earlier run's batches alone is left to that run, unless the run's batches are bulk (a first
+    build, as the demo's: every key)."""
+    data_test = "unique_keys_of_this_run_stg_ecom__orders_order_id"
+    with psycopg.connect(marts_copy, autocommit=True) as conn:
+        conn.execute("alter table raw.ecom_orders drop constraint ecom_orders_versions_key")
+        batch, order = conn.execute("""select load_batch_id, order_id from staging.stg_ecom__orders
+            order by order_id limit 1""").fetchone()
+        # the same version twice: the view shows the order twice
+        assert conn.execute("""insert into raw.ecom_orders select * from raw.ecom_orders
+            where order_id = %s and _batch_id = %s""", (order, batch)).rowcount == 1
+        run_batch = conn.execute("""select load_batch_id from staging.stg_ecom__orders
+            where load_batch_id <> %s group by load_batch_id order by count(*), load_batch_id
+            limit 1""", (batch,)).fetchone()[0]
+    with pytest.raises(AirflowFailException, match=rf": {data_test}$"):
+        _build(test_warehouse, [data_test])
+    with psycopg.connect(marts_copy, autocommit=True) as conn:
+        # every batch but one of another day's orders loaded by an earlier run
+        assert conn.execute("""update raw._load_audit set interval_end = interval_end - interval '1 day'
+            where batch_id <> %s""", (run_batch,)).rowcount >= 1
+    _build(test_warehouse, [data_test])
+    with psycopg.connect(marts_copy, autocommit=True) as conn:
+        # the second row of the order comes from the run's batch
+        assert conn.execute("""update raw.ecom_orders set _batch_id = %s
+            where ctid = (select max(ctid) from raw.ecom_orders where order_id = %s)""",
+                            (run_batch, order)).rowcount == 1
+    with pytest.raises(AirflowFailException, match=rf": {data_test}$"):
+        _build(test_warehouse, [data_test])
+
+
 def test_a_later_date_reuses_dbts_parse(test_warehouse: SessionWarehouse, marts_copy: str,
                                         capfd: pytest.CaptureFixture[str]) -> None:
     """The dbt tasks keep dbt's partial-parse file in Cosmos's cache, and the as-of moment is not

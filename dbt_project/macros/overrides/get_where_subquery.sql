@@ -5,17 +5,19 @@
     reference). On a dbt upgrade, compare with the new version.
 
     What changes: the placeholder `__batches_of_this_run__` in a test's `where` becomes an array
-    of the batch ids the loader loaded for the run's data interval (source loader.load_audit,
-    interval end = the run's as-of moment, any source: on a first build, all of them), for
-    `load_batch_id = any(__batches_of_this_run__)`; otherwise as upstream.
+    of the batch ids the loader loaded for the run's data interval (macro batches_of_this_run: on
+    a first build, all of them), for `load_batch_id = any(__batches_of_this_run__)`; otherwise as
+    upstream.
     Why (measured): the tests of the transaction-line views read the whole view again, every
     night: at 1 million people (make bench, SCALE=full) 55 such tests took 587 s of the 811 s of
     dbt_build's tests, each one unnesting the JSON of 4.6 million order versions. With the
     placeholder they test the lines the run loaded, each line once: fct_transactions, the table
     that holds every line, is still tested whole. The per-row tests of the staging views of
     tickets, orders, members and contacts (not null, relationships, formats) do the same; their
-    unique tests still read the whole view (at 200,000 people, one increment: the data tests of
-    those four views 22.2 s, 13.4 s since).
+    unique tests look up the keys of the run's rows in the whole view (generic test
+    unique_keys_of_this_run; at 200,000 people, one increment: the data tests of those four views
+    22.2 s, 13.4 s since, and the unique tests of tickets and orders 9.4 s of it before they
+    looked keys up).
     Why an array and not `in (select …)`: PostgreSQL plans an `in (select …)` as a semi-join and
     left it above the view's version-as-of anti-join and the JSON unnest (every order version
     read, 14 s a test at 1 million people); an array filters the raw table's scan, through its
@@ -29,18 +31,12 @@
 {% macro postgres__get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- if where -%}
-        {%- set batches_of_this_run = "'{}'::text[]" -%}
-        {%- if execute and '__batches_of_this_run__' in where -%}
-            {%- set listed = run_query(
-                "select coalesce(array_agg(distinct batch_id), '{}')::text from "
-                ~ source('loader', 'load_audit') ~ " where interval_end = " ~ as_of_at()
-            ) -%}
-            {#- the array's text form, quoted by PostgreSQL; as a string literal, quotes doubled -#}
-            {%- set batches_of_this_run = "'" ~ (listed.columns[0].values()[0] | replace("'", "''"))
-                ~ "'::text[]" -%}
+        {%- set run_batches = "'{}'::text[]" -%}
+        {%- if '__batches_of_this_run__' in where -%}
+            {%- set run_batches = batches_of_this_run().literal -%}
         {%- endif -%}
         {%- set filtered -%}
-            (select * from {{ relation }} where {{ where | replace('__batches_of_this_run__', batches_of_this_run) }}) dbt_subquery
+            (select * from {{ relation }} where {{ where | replace('__batches_of_this_run__', run_batches) }}) dbt_subquery
         {%- endset -%}
         {%- do return(filtered) -%}
     {%- else -%}
