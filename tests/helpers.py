@@ -23,6 +23,7 @@ from trebol.extract.load import SourceConnector
 from trebol.extract.sources import load_sources
 from trebol.settings import Settings
 from trebol.warehouse import address
+from trebol.warehouse.embedded import create_database
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEMO_CONFIG_DIR = PROJECT_DIR / "config"
@@ -64,7 +65,7 @@ def fresh_database(admin_dsn: str, name: str) -> str:
     parts = address.dsn_parts(admin_dsn)
     with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        create_database(conn, name)  # as the embedded warehouse's own
     return address.build_dsn(address.DsnParts(parts.host, parts.port, parts.user,
                                                   parts.password, name))
 

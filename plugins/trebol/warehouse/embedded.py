@@ -46,6 +46,25 @@ EMBEDDED_SETTINGS = {
     "maintenance_work_mem": "512MB",
 }
 
+# The locale of the databases Trébol creates (the warehouse, the demo's POS): PostgreSQL's builtin
+# C.UTF-8 (PostgreSQL 17 and later), the order of Unicode code points and Unicode's case mapping,
+# as the C library's C.UTF-8 that initdb takes from the machine gives them, but compared byte by
+# byte: the libc locale sorts text through strcoll and without abbreviated keys (measured at
+# 200,000 people: 2.1 million identifier values sorted in 3.0 to 6.2 s, 1.7 to 3.2 s with the
+# builtin locale), and its rules are the same on every machine. An older server: its default.
+BUILTIN_LOCALE_SERVER_VERSION = 170000
+
+
+def create_database(conn: psycopg.Connection, name: str) -> None:
+    """Create database ``name`` on ``conn``'s server (autocommit), with the builtin C.UTF-8
+    locale where the server has it."""
+    statement = sql.SQL("create database {}").format(sql.Identifier(name))
+    if conn.info.server_version >= BUILTIN_LOCALE_SERVER_VERSION:
+        statement += sql.SQL(" template template0 encoding 'UTF8' locale_provider builtin"
+                             " builtin_locale 'C.UTF-8'")
+    conn.execute(statement)
+
+
 # BI tools reach the embedded server over TCP on this address only (TREBOL_WAREHOUSE_PORT)
 TCP_HOST = "127.0.0.1"
 # Who may connect how (pg_hba.conf), written before the server listens on TCP: the unix socket, in
@@ -190,7 +209,7 @@ def start_embedded(settings: Settings) -> str:
             "select 1 from pg_database where datname = %s", (EMBEDDED_DATABASE,)
         ).fetchone()
         if not exists:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(EMBEDDED_DATABASE)))
+            create_database(conn, EMBEDDED_DATABASE)
     if restart or (info.hostname, info.port) != (TCP_HOST, port):
         log.info("restarting the embedded warehouse to apply its settings and listen on %s:%s",
                  TCP_HOST, port)
@@ -262,7 +281,7 @@ def resolve_pos_dsn(settings: Settings, warehouse_dsn: str) -> str:
         with psycopg.connect(warehouse_dsn, autocommit=True, connect_timeout=5) as conn:
             if not conn.execute("select 1 from pg_database where datname = %s",
                                 (POS_DATABASE,)).fetchone():
-                conn.execute(sql.SQL("create database {}").format(sql.Identifier(POS_DATABASE)))
+                create_database(conn, POS_DATABASE)
     except psycopg.Error as error:
         raise SettingsError(redact(
             f"TREBOL_POS_DSN: unset, and database {POS_DATABASE} cannot be created on the warehouse "
