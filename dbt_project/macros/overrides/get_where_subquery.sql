@@ -13,11 +13,11 @@
     dbt_build's tests, each one unnesting the JSON of 4.6 million order versions. With the
     placeholder they test the lines the run loaded, each line once: fct_transactions, the table
     that holds every line, is still tested whole. The per-row tests of the staging views of
-    tickets, orders, members and contacts (not null, relationships, formats) do the same; their
-    unique tests look up the keys of the run's rows in the whole view (generic test
-    unique_keys_of_this_run; at 200,000 people, one increment: the data tests of those four views
-    22.2 s, 13.4 s since, and the unique tests of tickets and orders 9.4 s of it before they
-    looked keys up).
+    tickets, orders, members and contacts (not null, relationships, formats) do the same; the key
+    tests of tickets, orders and members look up the keys of the run's rows in the whole view
+    (generic test unique_keys_of_this_run; at 200,000 people, one increment: the data tests of
+    those four views 22.2 s, 13.4 s since, and the unique tests of tickets and orders 9.4 s of it
+    before they looked keys up).
     Why an array and not `in (select …)`: PostgreSQL plans an `in (select …)` as a semi-join and
     left it above the view's version-as-of anti-join and the JSON unnest (every order version
     read, 14 s a test at 1 million people); an array filters the raw table's scan, through its
