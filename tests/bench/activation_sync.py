@@ -38,6 +38,7 @@ from trebol.activation.destinations import file as file_destination
 from trebol.activation.destinations.base import Connection, Destination
 from trebol.settings import load_settings
 from trebol.warehouse import address, ddl, embedded
+from trebol.warehouse.embedded import create_database
 
 DATABASE = "trebol_bench_activation"
 DAY = date(2026, 6, 30)
@@ -50,7 +51,7 @@ def fresh_database(dsn: str) -> str:
     parts = address.dsn_parts(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DATABASE)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
+        create_database(conn, DATABASE)  # as the warehouse's own
     return address.build_dsn(address.DsnParts(parts.host, parts.port, parts.user, parts.password,
                                               DATABASE))
 

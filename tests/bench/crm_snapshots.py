@@ -38,6 +38,7 @@ from trebol.extract.sources import load_sources
 from trebol.interval import Interval
 from trebol.settings import load_settings
 from trebol.warehouse import address, ddl, embedded
+from trebol.warehouse.embedded import create_database
 
 DATABASE = "trebol_bench_crm"
 SOURCE = "crm_contacts"
@@ -47,7 +48,7 @@ def bench_database(admin_dsn: str) -> str:
     """(Re)create the benchmark's own database on the warehouse's server; its DSN."""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DATABASE)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
+        create_database(conn, DATABASE)  # as the warehouse's own
     parts = address.dsn_parts(admin_dsn)
     return address.build_dsn(address.DsnParts(parts.host, parts.port, parts.user, parts.password,
                                               DATABASE))

@@ -283,7 +283,7 @@ def bench_database(dsn: str) -> str:
     parts = address.dsn_parts(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         if not conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone():
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
+            embedded.create_database(conn, DATABASE)
     return address.build_dsn(address.DsnParts(parts.host, parts.port, parts.user, parts.password,
                                                   DATABASE))
 
