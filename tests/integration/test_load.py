@@ -751,6 +751,39 @@ def test_a_load_of_many_daily_files_takes_its_locks_once(test_warehouse: Session
     assert held[40]["object"] - held[3]["object"] < 10, held
 
 
+def _loaded_three_ways(test_warehouse: SessionWarehouse, sources: dict[str, Source], days: list[str],
+                       folder: Path, caplog: pytest.LogCaptureFixture,
+                       monkeypatch: pytest.MonkeyPatch) -> tuple[set[str], dict[str, tuple]]:
+    """The same files (of ``days``, under ``folder``) loaded by one run over all of them
+    (source ``together``), a run per file (``one_by_one``) and one run on the general path alone
+    (``general``): the days whose file the first left to the general path, and for each source
+    its rows (declared columns, the batch's file, ``_available_from`` when it keeps versions),
+    quarantine and audit."""
+    end = date.fromisoformat(max(days)) + timedelta(days=1)
+    with caplog.at_level("INFO", logger="trebol.extract.fast_path"), test_warehouse.connect() as conn:
+        load.extract_and_load(conn, sources["together"], folder, _interval(end), 0, TZ)
+        general = {day for day in days for record in caplog.records
+                   if day in record.getMessage() and "general path" in record.getMessage()}
+        for day in days:
+            load.extract_and_load(conn, sources["one_by_one"], folder,
+                                  _interval(date.fromisoformat(day) + timedelta(days=1)), 0, TZ)
+        _general_path_only(monkeypatch)
+        load.extract_and_load(conn, sources["general"], folder, _interval(end), 0, TZ)
+        state = {how: (
+            conn.execute(sql.SQL("select {}, regexp_replace(_batch_id, '^[^/]*/', ''){} from raw.{} "
+                                 "order by 1, 3").format(
+                sql.SQL(", ").join(map(sql.Identifier, source.column_names)),
+                sql.SQL(", _available_from" if source.keeps_versions else ""),
+                sql.Identifier(source.target))).fetchall(),
+            conn.execute("select regexp_replace(batch_id, '^[^/]*/', ''), line_number, reason, "
+                         "payload, record_key from raw._quarantine where source = %s order by 1, 2",
+                         (source.name,)).fetchall(),
+            conn.execute("select file_day, rows_read, rows_loaded, rows_quarantined "
+                         "from raw._load_audit where source = %s order by 1", (source.name,)).fetchall())
+            for how, source in sources.items()}
+    return general, state
+
+
 @pytest.mark.parametrize("versions", [True, False])
 def test_a_runs_files_leave_what_they_leave_loaded_one_by_one(
         test_warehouse: SessionWarehouse, tmp_path: Path, caplog: pytest.LogCaptureFixture,
@@ -785,26 +818,8 @@ def test_a_runs_files_leave_what_they_leave_loaded_one_by_one(
     for source in sources.values():
         for day, lines in files.items():
             _write(tmp_path, source.name, day, lines)
-    end = date(2026, 5, 13)
-    with caplog.at_level("INFO", logger="trebol.extract.fast_path"), test_warehouse.connect() as conn:
-        load.extract_and_load(conn, sources["together"], tmp_path, _interval(end), 0, TZ)
-        general = {day for day in files for record in caplog.records
-                   if day in record.getMessage() and "general path" in record.getMessage()}
-        for day in files:
-            load.extract_and_load(conn, sources["one_by_one"], tmp_path,
-                                  _interval(date.fromisoformat(day) + timedelta(days=1)), 0, TZ)
-        _general_path_only(monkeypatch)
-        load.extract_and_load(conn, sources["general"], tmp_path, _interval(end), 0, TZ)
-        state = {how: (
-            conn.execute(f"select id, amount, updated_at, regexp_replace(_batch_id, '^[^/]*/', '')"
-                         f"{', _available_from' if versions else ''} from raw.{source.target} "
-                         "order by 1, 3").fetchall(),
-            conn.execute("select regexp_replace(batch_id, '^[^/]*/', ''), line_number, reason, "
-                         "payload, record_key from raw._quarantine where source = %s order by 1, 2",
-                         (source.name,)).fetchall(),
-            conn.execute("select file_day, rows_read, rows_loaded, rows_quarantined "
-                         "from raw._load_audit where source = %s order by 1", (source.name,)).fetchall())
-            for how, source in sources.items()}
+    general, state = _loaded_three_ways(test_warehouse, sources, list(files), tmp_path, caplog,
+                                        monkeypatch)
     # rows with a reason (05-08, 05-11, 05-12) and a key's second copy in a file (05-04) are
     # quarantined on the shortcut; a key in several files is merged on the general path
     assert general == {"2026-05-01", "2026-05-02", "2026-05-03", "2026-05-05", "2026-05-06"}
@@ -822,3 +837,67 @@ def test_a_runs_files_leave_what_they_leave_loaded_one_by_one(
         ("2026-05-04.csv", 3), ("2026-05-05.csv", 2), ("2026-05-05.csv", 3), ("2026-05-06.csv", 2),
         ("2026-05-08.csv", 2)]
     assert len(audit) == len(files)
+
+
+@pytest.mark.parametrize("versions", [True, False])
+def test_a_runs_json_lines_files_leave_what_the_general_path_leaves(
+        test_warehouse: SessionWarehouse, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch, versions: bool) -> None:
+    """JSON Lines files take the shortcut together too, read by the general path's reader: a
+    line that is not JSON, not an object, or holds a NaN or a NUL, a blank line, a key twice in a
+    file, a broken rule and an impossible date get the general path's reasons and lines; a key
+    in two files of the run leaves both files to the general path. One run, a run per file and
+    the general path alone leave the same rows, quarantine and audit."""
+    def order(key: str, amount: str = "1", updated_at: str = "2026-05-01T09:00:00+02:00",
+              details: str = '{"b": [1, 2.50], "a": "\\u00fcber"}') -> str:
+        return f'{{"id": "{key}", "amount": {amount}, "updated_at": "{updated_at}", "details": {details}}}'
+    files = {
+        "2026-05-01": [order("a1"), order("a2")],
+        "2026-05-02": [order("a2", amount="3"), order("b1", updated_at="2026-05-02T09:00:00+02:00")],
+        "2026-05-03": ["not json", "", order("c1", updated_at="2026-05-03T09:00:00+02:00")],
+        "2026-05-04": [order("c2", updated_at="2026-05-04T09:00:00+02:00")] * 2 + ["[1, 2]"],
+        "2026-05-05": [order("d1", amount="7", updated_at="2026-05-05T09:00:00+02:00"),
+                       order("d2", amount="NaN", updated_at="2026-05-05T09:00:00+02:00"),
+                       order("d3", updated_at="2026-05-05T09:00:00+02:00", details="[]")],
+        "2026-05-06": [],
+        "2026-05-07": [order("e1", updated_at="2026-02-30T09:00:00+01:00"),
+                       order("e2", updated_at="2026-05-07T09:00:00+02:00")],
+        "2026-05-08": [order("f1", updated_at="2026-05-08T09:00:00+02:00").replace('"f1"', '"f\x001"'),
+                       order("f2", updated_at="2026-05-08T09:00:00+02:00")],
+    }
+    suffix = "v" if versions else "k"
+    sources = {how: replace(_source(f"t_json_{how}_{suffix}"), format="jsonl",
+                            path=f"t_json_{how}_{suffix}/*.jsonl",
+                            version_column="updated_at" if versions else None,
+                            columns=(*_source("t").columns, Column("details", "json", "details")),
+                            rules=(Rule("amount: never 7", "amount <> 7"),))
+               for how in ("together", "one_by_one", "general")}
+    for source in sources.values():
+        for day, lines in files.items():
+            path = tmp_path / source.name / f"{day}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    general, state = _loaded_three_ways(test_warehouse, sources, list(files), tmp_path, caplog,
+                                        monkeypatch)
+    assert general == {"2026-05-01", "2026-05-02"}
+    assert state["together"] == state["one_by_one"] == state["general"]
+    rows, quarantine, audit = state["together"]
+    assert [(row[0], row[1], row[4]) for row in rows] == [
+        ("a1", 1, "2026-05-01.jsonl"), ("a2", 3, "2026-05-02.jsonl"), ("b1", 1, "2026-05-02.jsonl"),
+        ("c1", 1, "2026-05-03.jsonl"), ("c2", 1, "2026-05-04.jsonl"), ("d3", 1, "2026-05-05.jsonl"),
+        ("e2", 1, "2026-05-07.jsonl"), ("f2", 1, "2026-05-08.jsonl")]
+    assert rows[3][3] == {"a": "über", "b": [1, 2.5]}
+    assert [(batch, line, reason.split(" (")[0]) for batch, line, reason, *_ in quarantine] == [
+        ("2026-05-03.jsonl", 1, "not valid JSON"),
+        ("2026-05-04.jsonl", 2, quarantine[1][2].split(" (")[0]),
+        ("2026-05-04.jsonl", 3, "not a JSON object"),
+        ("2026-05-05.jsonl", 1, "amount: never 7"),
+        ("2026-05-05.jsonl", 2, "NaN in field amount"),
+        ("2026-05-07.jsonl", 1, quarantine[5][2].split(" (")[0]),
+        ("2026-05-08.jsonl", 1, quarantine[6][2].split(" (")[0])]
+    assert "duplicate" in quarantine[1][2] and "updated_at" in quarantine[5][2]
+    assert "NUL" in quarantine[6][2] and quarantine[6][3].startswith('{"id": "f␀1"')
+    assert quarantine[0][3] == "not json"
+    assert [(day.isoformat(), read, loaded) for day, read, loaded, _ in audit] == [
+        ("2026-05-01", 2, 2), ("2026-05-02", 2, 2), ("2026-05-03", 2, 1), ("2026-05-04", 3, 1),
+        ("2026-05-05", 3, 1), ("2026-05-06", 0, 0), ("2026-05-07", 2, 1), ("2026-05-08", 2, 1)]

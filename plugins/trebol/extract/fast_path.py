@@ -1,15 +1,18 @@
-"""The shortcut for CSV files: PostgreSQL reads the files (no Python per row) and the rule set
-of ``checks`` checks every row of every file a run loads at once.
+"""The shortcut for a run's files: the rule set of ``checks`` checks every row of every file a
+run loads at once, and one insert takes them.
 
-Each file is COPY-ed as text into ``_incoming`` (line numbers given in arrival order, so a
-file's rows are one range of them); the checked rows of all the files are kept in ``_clean``
-with the number of the file they came from, and the source's rules applied to them as to a
-batch, and a key's extra copies in a file ranked as duplicates, as in a batch. A file takes the
-shortcut when COPY reads it as one record per line and none of its usable rows has a key (with
-its version, for a source that keeps versions) already loaded or also in another file of the
-run: one ``insert into raw.<target> select <typed values>`` takes the usable rows of every such
-file, and its rows with a reason are quarantined with their line and that line's text, read
-back from the file, as the general path would. Any other file is left to the general path
+Each CSV file is COPY-ed as text into ``_incoming`` by PostgreSQL (no Python per row; line
+numbers given in arrival order); each JSON Lines file is read by the general path's reader
+(``readers.copy_jsonl_rows``: the same reasons for the lines it cannot read), its lines
+numbered on from the files before. So a file's rows are one range of line numbers. The checked
+rows of all the files are kept in ``_clean`` with the number of the file they came from, and
+the source's rules applied to them as to a batch, and a key's extra copies in a file ranked as
+duplicates, as in a batch. A file takes the shortcut when it is read as one record per line
+(by COPY, for a CSV file) and none of its usable rows has a key (with its version, for a
+source that keeps versions) already loaded or also in another file of the run: one ``insert
+into raw.<target> select <typed values>`` takes the usable rows of every such file, and its
+rows with a reason are quarantined with their line and that line's text (a CSV line read back
+from the file), as the general path would. Any other file is left to the general path
 (readers, checks, apply), which merges by key; the merge gives the same rows whatever the order
 batches are applied in, so the files left to it may come after the others.
 
@@ -25,8 +28,8 @@ then run again with the server's test of each value (``checks.castability``), wh
 a row its reason. An empty table (a first load) takes the insert with its key built after
 (``apply.bulk_load``).
 
-Inputs: CSV exports, their source declaration. Outputs: rows of ``raw.<target>`` and a
-``Staged`` for each file loaded; the other files are not touched.
+Inputs: CSV and JSON Lines exports, their source declaration. Outputs: rows of
+``raw.<target>`` and a ``Staged`` for each file loaded; the other files are not touched.
 """
 
 from __future__ import annotations
@@ -69,9 +72,9 @@ class _NotClean(Exception):
 
 
 @dataclass(frozen=True)
-class CsvExport:
-    """A CSV file a run loads: its batch id and, for a source that keeps versions, its
-    versions' ``_available_from`` (``apply.available_from``)."""
+class Export:
+    """A file a run loads: its batch id and, for a source that keeps versions, its versions'
+    ``_available_from`` (``apply.available_from``)."""
 
     path: Path
     batch_id: str
@@ -80,9 +83,9 @@ class CsvExport:
 
 @dataclass
 class _Copied:
-    export: CsvExport
+    export: Export
     staged: Staged
-    first_line: int  # its rows are the lines first_line .. first_line + rows_read - 1
+    first_line: int  # the _line of its first row (of its first line, in JSON Lines)
     quarantined: int = 0
 
 
@@ -95,13 +98,14 @@ class Loaded:
 
 
 def takes_shortcut(source: Source) -> bool:
-    """Whether the source's files can take the shortcut at all (CSV, every declared column
-    stored)."""
-    return (source.kind == "files" and source.format == "csv"
-            and source.stored_column_names == source.column_names and len(source.columns) >= 2)
+    """Whether the source's files can take the shortcut at all (every declared column stored; a
+    CSV file's of two columns at least: COPY would read a blank line of one as a row of nulls,
+    which the reader skips)."""
+    return (source.kind == "files" and source.stored_column_names == source.column_names
+            and (source.format == "jsonl" or len(source.columns) >= 2))
 
 
-def load_csv_files(conn: psycopg.Connection, source: Source, exports: Sequence[CsvExport],
+def load_files(conn: psycopg.Connection, source: Source, exports: Sequence[Export],
                    interval: Interval, timezone: str,
                    suppression: Suppression | None = None) -> dict[str, Loaded]:
     """Load the files among ``exports`` that the shortcut can take (see the module), by batch id.
@@ -118,12 +122,12 @@ def load_csv_files(conn: psycopg.Connection, source: Source, exports: Sequence[C
         return {}
 
 
-def _load(conn: psycopg.Connection, source: Source, exports: Sequence[CsvExport],
+def _load(conn: psycopg.Connection, source: Source, exports: Sequence[Export],
           interval: Interval, timezone: str, suppression: Suppression | None) -> dict[str, Loaded]:
     """The shortcut, inside its savepoint."""
     conn.execute(sql.SQL("set local timezone = {}").format(sql.Literal(timezone)))
     create_incoming(conn, list(source.column_names))
-    copied = _copy_files(conn, source, exports)
+    copied = (_read_jsonl_files if source.format == "jsonl" else _copy_files)(conn, source, exports)
     if not copied:
         return {}
     starts = [file.first_line for file in copied]
@@ -134,7 +138,7 @@ def _load(conn: psycopg.Connection, source: Source, exports: Sequence[CsvExport]
             sql.Literal(starts))).fetchall())
         for number, file in enumerate(copied, start=1):
             file.staged.suppressed = file.staged.rows_read - left.get(number, 0)
-    _fill_clean(conn, source, interval, starts)
+    _fill_clean(conn, source, interval, starts, 1 if source.format == "jsonl" else 2)
     apply_rules(conn, source, "_clean")
     rank_duplicates(conn, source, "_clean", per="_file", line="_file_line")
     general = _key_conflicts(conn, source)
@@ -149,7 +153,7 @@ def _load(conn: psycopg.Connection, source: Source, exports: Sequence[CsvExport]
 
 
 def _copy_files(conn: psycopg.Connection, source: Source,
-                exports: Sequence[CsvExport]) -> list[_Copied]:
+                exports: Sequence[Export]) -> list[_Copied]:
     """COPY each file whose header fits and that reads as one record per line into
     ``_incoming``; each in a savepoint, so that a file COPY cannot read leaves nothing."""
     line_sequence = "pg_get_serial_sequence('pg_temp._incoming', '_line')"
@@ -174,6 +178,27 @@ def _copy_files(conn: psycopg.Connection, source: Source,
                                              fields=list(source.column_names), notes=notes),
                               next_line))
         next_line += rows
+    return copied
+
+
+def _read_jsonl_files(conn: psycopg.Connection, source: Source,
+                      exports: Sequence[Export]) -> list[_Copied]:
+    """Read each JSON Lines file into ``_incoming`` with the general path's reader, its lines
+    numbered on from the files before; each in a savepoint, so that a file whose rows
+    PostgreSQL refuses leaves nothing (the general path then gives the file its reasons)."""
+    fields = list(source.column_names)
+    copied: list[_Copied] = []
+    next_line = 1
+    for export in exports:
+        try:
+            with conn.transaction(), readers.copy_in(conn, fields) as copy:
+                rows, lines = readers.copy_jsonl_rows(copy, source, export.path, first=next_line)
+        except DATA_ERRORS as reason:
+            log.info("%s %s: general path (%s)", source.name, export.batch_id, error_line(reason))
+            continue
+        copied.append(_Copied(export, Staged(rows_read=rows, checksum=readers.sha256(export.path),
+                                             fields=fields), next_line))
+        next_line += lines
     return copied
 
 
@@ -227,17 +252,19 @@ def _copy(conn: psycopg.Connection, path: Path, columns: list[str]) -> tuple[int
 
 
 def _fill_clean(conn: psycopg.Connection, source: Source, interval: Interval,
-                starts: list[int]) -> None:
+                starts: list[int], first_row_line: int) -> None:
     """``_clean``: every staged row checked (``checks.checked_rows``), with the number of its
-    file (1 for the first) and its line in that file (``_file_line``; the header is line 1).
+    file (1 for the first) and its line in that file (``_file_line``; a file's first row is
+    its line ``first_row_line``: 2 after a CSV header, 1 in JSON Lines).
     The casts raise on a value of an ISO form that does not exist; the rows are then checked
     again with the server's test of each value."""
     for casts in (CAST_RAISES, castability(conn)):
         query = sql.SQL(
             "select width_bucket(_line, {starts}::integer[]) as _file, "
-            "_line - ({starts}::integer[])[width_bucket(_line, {starts}::integer[])] + 2 as _file_line, "
-            "checked.* from ({rows}) as checked").format(
-            starts=sql.Literal(starts), rows=rendered_checked_rows(conn, source, interval, casts))
+            "_line - ({starts}::integer[])[width_bucket(_line, {starts}::integer[])] + {first} "
+            "as _file_line, checked.* from ({rows}) as checked").format(
+            starts=sql.Literal(starts), first=sql.Literal(first_row_line),
+            rows=rendered_checked_rows(conn, source, interval, casts))
         try:
             with conn.transaction():
                 scratch.filled_table(conn, "_clean", query)
@@ -281,14 +308,14 @@ def _key_conflicts(conn: psycopg.Connection, source: Source) -> dict[int, str]:
 
 def _quarantine(conn: psycopg.Connection, source: Source, files: dict[int, _Copied]) -> None:
     """Quarantine the rows of ``files`` (by number) that have a reason, each with its line in its
-    file (the header is line 1) and that line's text, as the general path would; the quarantine
-    rows of an earlier load of these files are removed."""
+    file (a CSV header is line 1) and that line's text, as the general path would; the
+    quarantine rows of an earlier load of these files are removed."""
     clear_quarantine(conn, source, *(file.export.batch_id for file in files.values()))
-    rejected: dict[int, list[tuple[int, str, str | None]]] = {}
-    for number, line, reason, key in conn.execute(
-            "select _file, _file_line, _reason, _record_key::text from _clean "
+    rejected: dict[int, list[tuple[int, str, str | None, str | None]]] = {}
+    for number, line, reason, key, payload in conn.execute(
+            "select _file, _file_line, _reason, _record_key::text, _payload from _clean "
             "where _reason is not null and _file = any(%s) order by _file, _line", (list(files),)):
-        rejected.setdefault(number, []).append((line, reason, key))
+        rejected.setdefault(number, []).append((line, reason, key, payload))
     if not rejected:
         return
     statement = ("copy raw._quarantine (source, batch_id, line_number, reason, payload, record_key) "
@@ -297,12 +324,15 @@ def _quarantine(conn: psycopg.Connection, source: Source, files: dict[int, _Copi
         for number, rows in rejected.items():
             file = files[number]
             file.quarantined = len(rows)
-            payloads = csv_payloads(file.export.path, {line for line, _, _ in rows})
-            for line, reason, key in rows:
-                copy.write_row((source.name, file.export.batch_id, line, reason, payloads[line], key))
+            # a CSV file's rows have no text (COPY read them): their lines are read back
+            unread = {line for line, _, _, payload in rows if payload is None}
+            payloads = csv_payloads(file.export.path, unread) if unread else {}
+            for line, reason, key, payload in rows:
+                copy.write_row((source.name, file.export.batch_id, line, reason,
+                                payloads[line] if payload is None else payload, key))
 
 
-def _insert(conn: psycopg.Connection, source: Source, files: list[tuple[int, CsvExport]]) -> None:
+def _insert(conn: psycopg.Connection, source: Source, files: list[tuple[int, Export]]) -> None:
     """Insert the usable rows of ``files`` (their numbers in ``_clean``) into the raw table."""
     target = raw_table(source)
     inserted, extra = [*source.column_names, "_batch_id"], [sql.SQL("f.batch_id")]

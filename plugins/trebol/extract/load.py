@@ -28,10 +28,11 @@ No value in a file raises: whatever the data holds, the batch ends loaded or qua
 by line. Only what a retry can cure raises (the warehouse or a source unreachable, a lock), and a
 configuration error (``SourceConfigError``), which no retry cures.
 
-CSV files take a shortcut (``fast_path``): PostgreSQL parses the files, the same rules check
-the rows of all of a run's files at once, and one insert loads the usable ones; a file with a
-key already loaded or in another file of the run, or lines COPY cannot read as records,
-takes the path above, so both leave the same rows and quarantine.
+A run's files take a shortcut (``fast_path``): PostgreSQL parses CSV files (JSON Lines files
+are read as above), the same rules check the rows of all of a run's files at once, and one
+insert loads the usable ones; a file with a key already loaded or in another file of the run,
+or lines COPY cannot read as records, takes the path above, so both leave the same rows and
+quarantine.
 
 Everything a source does in a run happens in one transaction, so a crash (even kill -9 in the
 middle of a COPY) leaves ``raw`` as it was, and a re-run, a backfill or days loaded out of order
@@ -283,8 +284,8 @@ def _load_files(conn: psycopg.Connection, source: Source, sources_dir: Path, int
         snapshots.rollback_snapshots(conn, source, plan.replay_from)
     stage_file = stage_jsonl if source.format == "jsonl" else stage_csv
     started_at = conn.execute("select clock_timestamp()").fetchone()[0]
-    shortcut = fast_path.load_csv_files(conn, source, [
-        fast_path.CsvExport(path, _batch_id(path, sources_dir),
+    shortcut = fast_path.load_files(conn, source, [
+        fast_path.Export(path, _batch_id(path, sources_dir),
                             apply.available_from(source, file_day(path), timezone)
                             if source.keeps_versions else None)
         for path in plan.files], interval, timezone, suppression)

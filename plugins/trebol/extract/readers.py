@@ -464,18 +464,28 @@ def stage_jsonl(conn: psycopg.Connection, source: Source, path: Path) -> Staged:
     reason (see the module)."""
     staged = Staged(checksum=sha256(path), fields=list(source.column_names))
     create_incoming(conn, staged.fields)
-    parser = _JsonParser()
-    with path.open(encoding="utf-8-sig", errors="surrogateescape") as handle, \
-            copy_in(conn, staged.fields) as copy:
-        for line, text, length in _physical_lines(handle, first=1):
+    with copy_in(conn, staged.fields) as copy:
+        staged.rows_read, _ = copy_jsonl_rows(copy, source, path)
+    return staged
+
+
+def copy_jsonl_rows(copy: Any, source: Source, path: Path, first: int = 1) -> tuple[int, int]:
+    """Write the ``_incoming`` rows of a JSON Lines export to ``copy`` (of ``copy_in``), its lines
+    numbered from ``first`` (the fast path numbers a run's files on): the records read (a blank
+    line is none) and the lines the file has."""
+    parser, rows, lines = _JsonParser(), 0, 0
+    nothing = [None] * len(source.columns)
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as handle:
+        for line, text, length in _physical_lines(handle, first=first):
+            lines += 1
             if not text.strip():
                 continue
-            staged.rows_read += 1
+            rows += 1
             if length:
-                copy.write_row(_rejected(line, text + "…", _too_long(length), [None] * len(staged.fields)))
+                copy.write_row(_rejected(line, text + "…", _too_long(length), nothing))
             else:
                 copy.write_row(_json_row(source, parser, line, text))
-    return staged
+    return rows, lines
 
 
 def extraction_start(conn: psycopg.Connection, source: Source, interval: Interval,
