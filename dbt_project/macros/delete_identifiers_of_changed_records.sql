@@ -4,10 +4,13 @@
     their rows were derived with; the model's select then derives the identifiers of every
     record left without rows. A table made before the model
     was incremental gets the digest column first, empty: every row goes, every record is derived
-    again, as in a first build. Nothing on a first build or a full refresh. -#}
+    again, as in a first build; one made before derived_in_transaction gets that column (its
+    rows then go with the digests: the rules changed). Nothing on a first build or a full
+    refresh. -#}
 {% macro delete_identifiers_of_changed_records() -%}
     {%- if is_incremental() -%}
 alter table {{ this }} add column if not exists record_digest text;
+alter table {{ this }} add column if not exists derived_in_transaction bigint;
 -- each record's digest computed once (in the join's condition, it would be once per row here)
 with record_digests as materialized (
 

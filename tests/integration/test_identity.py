@@ -67,6 +67,12 @@ class TwoSteps:
     identifiers_after_upgrade: str
     identifiers_rederived_on_upgrade: int
     identifiers_rebuilt: str
+    shared_incremental: str
+    values_judged_by_increment: int
+    identifier_values: int
+    shared_after_upgrade: str
+    values_judged_on_upgrade: int
+    shared_rebuilt: str
 
 
 def _reclustered_touched_only(work: Path) -> bool:
@@ -99,7 +105,21 @@ def _fct_checksum(conn: psycopg.Connection) -> str:
 
 
 def _identifiers_checksum(conn: psycopg.Connection) -> str:
-    return _checksum(conn, "intermediate.int_identity__identifiers")
+    """Of every column but derived_in_transaction (the transaction that derived the row)."""
+    return _checksum(conn, "(select record_id, identifier_type, identifier_value, record_digest "
+                           "from intermediate.int_identity__identifiers)")
+
+
+def _shared_checksum(conn: psycopg.Connection) -> str:
+    """Of every column but identifiers_judged_through (a transaction id)."""
+    return _checksum(conn, "(select identifier_type, identifier_value, record_count, "
+                           "conflicting_value_count, shared_reason "
+                           "from intermediate.int_identity__shared_identifiers)")
+
+
+def _identifier_values(conn: psycopg.Connection) -> int:
+    return conn.execute("select count(*) from (select distinct identifier_type, identifier_value "
+                        "from intermediate.int_identity__identifiers) as v").fetchone()[0]
 
 
 BRIDGE_CONTACT = "C9999999"
@@ -166,6 +186,17 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
             fct_incremental = _fct_checksum(conn)
             identifiers_incremental = _identifiers_checksum(conn)
             derived_by_increment = _rows_inserted(work, "int_identity__identifiers")
+            shared_incremental = _shared_checksum(conn)
+            judged_by_increment = _rows_inserted(work, "int_identity__shared_identifiers")
+            identifier_values = _identifier_values(conn)
+            # the shared values as a release before the incremental model made them: every
+            # value judged again, to the same rows
+            conn.execute("alter table intermediate.int_identity__shared_identifiers "
+                         "drop column identifiers_judged_through")
+            run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select",
+                    "int_identity__shared_identifiers", work_dir=work)
+            shared_after_upgrade = _shared_checksum(conn)
+            judged_on_upgrade = _rows_inserted(work, "int_identity__shared_identifiers")
             # other rules (a var the model reads): every record's identifiers derived again
             # under them; back to the project's rules, again every record's
             run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select", "int_identity__identifiers",
@@ -201,7 +232,9 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
                            identifiers_incremental, derived_by_increment,
                            identifiers_under_other_rules, identifiers_rules_restored,
                            rederived_on_restore, identifiers_after_upgrade,
-                           rederived_on_upgrade, _identifiers_checksum(conn))
+                           rederived_on_upgrade, _identifiers_checksum(conn), shared_incremental,
+                           judged_by_increment, identifier_values, shared_after_upgrade,
+                           judged_on_upgrade, _shared_checksum(conn))
     finally:
         drop_database(test_warehouse.dsn, dsn)
         drop_database(test_warehouse.dsn, pos_dsn)
@@ -260,6 +293,20 @@ def test_identifiers_made_before_the_incremental_model_are_derived_again(
     run adds it and derives every record's identifiers again, the rows of a full rebuild."""
     assert two_steps.identifiers_after_upgrade == two_steps.identifiers_rebuilt
     assert two_steps.identifiers_rederived_on_upgrade == int(two_steps.identifiers_rebuilt.split(":")[0])
+
+
+def test_an_increment_judges_the_changed_values_to_a_full_rebuilds_shared_identifiers(
+        two_steps: TwoSteps) -> None:
+    """The 60-day build judged again only the values shared before and those of the rows it
+    derived (fewer than the values the identifiers hold); a full rebuild gives the same shared
+    values. A table without identifiers_judged_through (as an earlier release made it) has
+    every value judged, to the same rows."""
+    shared = int(two_steps.shared_rebuilt.split(":")[0])
+    assert shared > 0
+    assert two_steps.shared_incremental == two_steps.shared_rebuilt
+    assert shared <= two_steps.values_judged_by_increment < two_steps.identifier_values
+    assert two_steps.shared_after_upgrade == two_steps.shared_rebuilt
+    assert two_steps.values_judged_on_upgrade == two_steps.identifier_values
 
 
 def test_an_increment_reclusters_the_touched_clusters_with_a_full_rebuilds_keys(

@@ -20,7 +20,9 @@
 -- macros it calls, the var and the seed it reads). A run first deletes the rows whose
 -- record is gone or whose digest changed (pre-hook, macro delete_identifiers_of_changed_records),
 -- then derives the identifiers of the records left without rows: new and changed records (and
--- those that hold none, again). A rebuild gives the same rows (tests/integration/test_identity.py).
+-- those that hold none, again). A rebuild gives the same rows (tests/integration/test_identity.py),
+-- but for derived_in_transaction: the transaction that derived a row, which tells
+-- int_identity__shared_identifiers the rows derived since it last judged the values.
 with
 
 all_records as (
@@ -254,7 +256,8 @@ final as (
 
     select
         identifiers.*,
-        records.record_digest
+        records.record_digest,
+        cast(cast(pg_current_xact_id() as text) as bigint) as derived_in_transaction
 
     from identifiers
     inner join identifier_types
