@@ -107,21 +107,43 @@ identifier_counts as (
 
 ),
 
--- for each value, how many distinct values of its conflicting type its records carry
-conflicting_values as (
+-- the judged identifiers of a type that conflicts with another (the values of that type their
+-- records carry are counted below); in an increment materialized, so that the count joins each
+-- record's identifiers by record and type at once (joined by record alone, then filtered by
+-- type, the join made 1.6 million rows for 216,000 at 200,000 people: 4.0 s against 3.0 s for
+-- the model's select); in a first build, of every identifier, the plan that makes no copy is
+-- faster (6.3 s against 7.3 s)
+judged_identifiers_of_conflicting_types as {% if is_incremental() %}materialized {% endif %}(
 
     select
+        judged_identifiers.record_id,
         judged_identifiers.identifier_type,
         judged_identifiers.identifier_value,
-        count(distinct other_identifiers.identifier_value) as conflicting_value_count
+        identifier_types.conflicts_with
 
     from judged_identifiers
     inner join identifier_types
         on judged_identifiers.identifier_type = identifier_types.identifier_type
+    where identifier_types.conflicts_with is not null
+
+),
+
+-- for each value, how many distinct values of its conflicting type its records carry
+conflicting_values as (
+
+    select
+        judged_identifiers_of_conflicting_types.identifier_type,
+        judged_identifiers_of_conflicting_types.identifier_value,
+        count(distinct other_identifiers.identifier_value) as conflicting_value_count
+
+    from judged_identifiers_of_conflicting_types
     inner join identifiers as other_identifiers
-        on judged_identifiers.record_id = other_identifiers.record_id
-        and identifier_types.conflicts_with = other_identifiers.identifier_type
-    group by judged_identifiers.identifier_type, judged_identifiers.identifier_value
+        on judged_identifiers_of_conflicting_types.record_id = other_identifiers.record_id
+        and judged_identifiers_of_conflicting_types.conflicts_with
+        = other_identifiers.identifier_type
+    group by
+        judged_identifiers_of_conflicting_types.identifier_type,
+        judged_identifiers_of_conflicting_types.identifier_value
 
 ),
 
