@@ -3,8 +3,10 @@
     `records`: int_identity__records or a CTE of it), a web shop account's emails and postal
     codes (of `account_order_details`: int_identity__account_order_details or a CTE of it) and
     the rules: the model's code, the code of the macros it calls, the var it reads (as text, at
-    render time: macro identifier_rules_fingerprint) and the types the seed identifier_types
-    keeps. The incremental model keeps it per row; its pre-hook (macro
+    render time: macro identifier_rules_fingerprint) and the rows of the seed identifier_types
+    (the types, and their guardrails: a new limit derives every record's identifiers again, so
+    that int_identity__shared_identifiers judges every value again). The incremental model
+    keeps it per row; its pre-hook (macro
     delete_identifiers_of_changed_records) compares it to find the records to derive again.
     Rendered in the model's context (its SQL and its pre-hook): `model` is that model. -#}
 {% macro identifier_record_digests(records, account_order_details) -%}
@@ -22,7 +24,10 @@ select
         )::text
         || '|{{ identifier_rules_fingerprint() }}|'
         || (
-            select string_agg(identifier_type, ',' order by identifier_type)
+            select string_agg(
+                cast(row(identifier_type, strength, max_records, conflicts_with) as text), ','
+                order by identifier_type
+            )
             from {{ ref('identifier_types') }}
         )
     ) as record_digest

@@ -73,6 +73,9 @@ class TwoSteps:
     shared_after_upgrade: str
     values_judged_on_upgrade: int
     shared_rebuilt: str
+    rederived_on_new_limit: int
+    shared_on_new_limit: str
+    shared_rebuilt_on_new_limit: str
 
 
 def _reclustered_touched_only(work: Path) -> bool:
@@ -223,6 +226,21 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
             unclustered = conn.execute("select count(*) from intermediate.int_identity__clusters "
                                        "where trusted_identifiers_digest is null").fetchone()[0]
             touched_only_after_upgrade = _reclustered_touched_only(work)
+            # a user's new guardrail (the seed's limit for emails, 1): every identifier derived
+            # again (their digest holds the seed's rows), so every value judged again, to the
+            # rows of a full rebuild under that limit; the build below loads the seed again.
+            # First the shared values judged up to the identifiers derived above
+            run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select",
+                    "int_identity__shared_identifiers", work_dir=work)
+            conn.execute("update internal.identifier_types set max_records = 1 "
+                         "where identifier_type = 'email'")
+            run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select", "int_identity__identifiers",
+                    "int_identity__shared_identifiers", work_dir=work)
+            rederived_on_new_limit = _rows_inserted(work, "int_identity__identifiers")
+            shared_on_new_limit = _shared_checksum(conn)
+            run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--full-refresh", "--select",
+                    "int_identity__shared_identifiers", work_dir=work)
+            shared_rebuilt_on_new_limit = _shared_checksum(conn)
             run_dbt(dsn, local_midnight(DEMO_DATE), "build", "--full-refresh", *IDENTITY_LINEAGE,
                     work_dir=work)
             yield TwoSteps(dsn, bridged, after_30, after_60, first_seen, register, fct_incremental,
@@ -234,7 +252,8 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
                            rederived_on_restore, identifiers_after_upgrade,
                            rederived_on_upgrade, _identifiers_checksum(conn), shared_incremental,
                            judged_by_increment, identifier_values, shared_after_upgrade,
-                           judged_on_upgrade, _shared_checksum(conn))
+                           judged_on_upgrade, _shared_checksum(conn), rederived_on_new_limit,
+                           shared_on_new_limit, shared_rebuilt_on_new_limit)
     finally:
         drop_database(test_warehouse.dsn, dsn)
         drop_database(test_warehouse.dsn, pos_dsn)
@@ -307,6 +326,16 @@ def test_an_increment_judges_the_changed_values_to_a_full_rebuilds_shared_identi
     assert shared <= two_steps.values_judged_by_increment < two_steps.identifier_values
     assert two_steps.shared_after_upgrade == two_steps.shared_rebuilt
     assert two_steps.values_judged_on_upgrade == two_steps.identifier_values
+
+
+def test_a_new_guardrail_in_the_seed_judges_every_value_again(two_steps: TwoSteps) -> None:
+    """A user lowers a limit in the seed identifier_types (emails held by more than one record
+    are shared): the next run derives every record's identifiers again and so judges every
+    value, to the shared values of a full rebuild under that limit (more of them)."""
+    assert two_steps.rederived_on_new_limit == int(two_steps.identifiers_rebuilt.split(":")[0])
+    assert two_steps.shared_on_new_limit == two_steps.shared_rebuilt_on_new_limit
+    assert (int(two_steps.shared_on_new_limit.split(":")[0])
+            > int(two_steps.shared_rebuilt.split(":")[0]))
 
 
 def test_an_increment_reclusters_the_touched_clusters_with_a_full_rebuilds_keys(

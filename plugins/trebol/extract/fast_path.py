@@ -106,8 +106,8 @@ def takes_shortcut(source: Source) -> bool:
 
 
 def load_files(conn: psycopg.Connection, source: Source, exports: Sequence[Export],
-                   interval: Interval, timezone: str,
-                   suppression: Suppression | None = None) -> dict[str, Loaded]:
+               interval: Interval, timezone: str,
+               suppression: Suppression | None = None) -> dict[str, Loaded]:
     """Load the files among ``exports`` that the shortcut can take (see the module), by batch id.
     The rows of erased people (``suppression``) are taken out before the checks and counted."""
     if not takes_shortcut(source) or not exports:

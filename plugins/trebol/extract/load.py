@@ -286,8 +286,8 @@ def _load_files(conn: psycopg.Connection, source: Source, sources_dir: Path, int
     started_at = conn.execute("select clock_timestamp()").fetchone()[0]
     shortcut = fast_path.load_files(conn, source, [
         fast_path.Export(path, _batch_id(path, sources_dir),
-                            apply.available_from(source, file_day(path), timezone)
-                            if source.keeps_versions else None)
+                         apply.available_from(source, file_day(path), timezone)
+                         if source.keeps_versions else None)
         for path in plan.files], interval, timezone, suppression)
     for path in plan.files:
         batch_id = _batch_id(path, sources_dir)

@@ -21,11 +21,11 @@
 -- deletes them. So the table holds the shared values a full rebuild gives (tests/integration/
 -- test_identity.py compares them). A first build, a full refresh, an empty table, or a table of
 -- an earlier release (the pre-hook adds identifiers_judged_through, empty) judge every value; so
--- does a
--- warehouse restored into another server, whose transaction ids start again below the ones
--- recorded. At 200,000 people (2,083,292 identifiers, 1,192,807 values), an increment judged
--- 72,748 values: the model took 2.7-3.0 s, against 5.4-5.9 s judging them all
--- (docs/benchmarks.md).
+-- does a warehouse restored into another server, whose transaction ids start again below the
+-- ones recorded, and a new guardrail in the seed identifier_types (the identifiers' digest holds
+-- the seed's rows: every record's identifiers are derived again). At 200,000 people
+-- (2,083,292 identifiers, 1,192,807 values), an increment judged 72,748 values: the model took
+-- 2.7-3.0 s, against 5.4-5.9 s judging them all (docs/benchmarks.md).
 with
 
 identifiers as (
