@@ -114,7 +114,8 @@ def _identifiers_checksum(conn: psycopg.Connection) -> str:
 
 
 def _shared_checksum(conn: psycopg.Connection) -> str:
-    """Of every column but identifiers_judged_through (a transaction id)."""
+    """Of every column but identifiers_judged_through (a transaction id) and
+    judged_under_rules."""
     return _checksum(conn, "(select identifier_type, identifier_value, record_count, "
                            "conflicting_value_count, shared_reason "
                            "from intermediate.int_identity__shared_identifiers)")
