@@ -257,7 +257,7 @@ final as (
     select
         identifiers.*,
         records.record_digest,
-        cast(cast(pg_current_xact_id() as text) as bigint) as derived_in_transaction
+        {{ current_transaction_id() }} as derived_in_transaction
 
     from identifiers
     inner join identifier_types

@@ -81,7 +81,7 @@ values_to_judge as (
     cross join last_judged
     where last_judged.transaction_id is null
         or identifiers.derived_in_transaction > last_judged.transaction_id
-        or cast(cast(pg_current_xact_id() as text) as bigint) <= last_judged.transaction_id
+        or {{ current_transaction_id() }} <= last_judged.transaction_id
 
 ),
 
