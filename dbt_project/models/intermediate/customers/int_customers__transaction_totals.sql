@@ -1,8 +1,9 @@
 {{ config(materialized='table') }}
 
 -- Each customer's transaction totals as of the run's date, in one pass over fct_transactions:
--- what customer_rfmt scores (the whole history) and what customer_value prices (the 12 months
--- before the as-of moment), for every customer with a purchase before the as-of moment.
+-- what customer_rfmt scores (the whole history), what customer_value prices (the 12 months
+-- before the as-of moment) and the purchases dim_customers shows (first, latest, channels), for
+-- every customer with a purchase before the as-of moment.
 with
 
 transactions as (
@@ -43,6 +44,8 @@ customer_totals as (
         min(transacted_at) filter (where not is_return) as first_purchase_at,
         max(transacted_at) filter (where not is_return) as last_purchase_at,
         count(distinct transacted_on) filter (where not is_return) as purchase_days,
+        bool_or(channel = 'store') filter (where not is_return) as has_store_purchases,
+        bool_or(channel = 'online') filter (where not is_return) as has_online_purchases,
         sum(net_amount) as monetary_total,
         sum(net_amount) filter (where is_in_last_12_months and not is_return) as revenue_12m,
         sum(discount_amount) filter (where is_in_last_12_months and not is_return)
@@ -83,6 +86,8 @@ final as (
         cast({{ days_between('last_purchase_at', as_of_at()) }} as integer) as recency_days,
         cast({{ days_between('first_purchase_at', as_of_at()) }} as integer) as tenure_days,
         cast(purchase_days as integer) as purchase_days,
+        has_store_purchases,
+        has_online_purchases,
         cast(monetary_total as numeric(14, 2)) as monetary_total,
         cast(coalesce(revenue_12m, 0) as numeric(14, 2)) as revenue_12m,
         cast(coalesce(discounts_12m, 0) as numeric(14, 2)) as discounts_12m,

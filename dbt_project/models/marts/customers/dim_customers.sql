@@ -45,9 +45,11 @@ campaign_tool_opt_outs as (
 
 ),
 
-transactions as (
+-- each customer's purchases as of the run's date: first, latest, channels (one owner of the
+-- per-customer pass over fct_transactions)
+customer_purchases as (
 
-    select * from {{ ref('fct_transactions') }}
+    select * from {{ ref('int_customers__transaction_totals') }}
 
 ),
 
@@ -169,21 +171,6 @@ customer_campaign_tool_opt_outs as (
     where campaign_tool_opt_outs.opted_out_at < {{ as_of_at() }}
         or campaign_tool_opt_outs.opted_out_at is null
     group by customer_records.customer_key
-
-),
-
-customer_purchases as (
-
-    select
-        customer_key,
-        min(transacted_at) as first_purchase_at,
-        max(transacted_at) as last_purchase_at,
-        max(case when channel = 'store' then 1 else 0 end) = 1 as has_store_purchases,
-        max(case when channel = 'online' then 1 else 0 end) = 1 as has_online_purchases
-
-    from transactions
-    where customer_key is not null and not is_return and transacted_at < {{ as_of_at() }}
-    group by customer_key
 
 ),
 
