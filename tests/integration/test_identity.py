@@ -12,7 +12,7 @@ import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
@@ -76,6 +76,7 @@ class TwoSteps:
     rederived_on_new_limit: int
     shared_on_new_limit: str
     shared_rebuilt_on_new_limit: str
+    last_active_on: dict[str, date]
 
 
 def _reclustered_touched_only(work: Path) -> bool:
@@ -187,6 +188,8 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
             register = {key: (source, source_id, merged) for key, source, source_id, merged in conn.execute(
                 "select customer_key, key_source, key_source_id, merged_into_customer_key "
                 "from marts.customer_keys")}
+            last_active_on = dict(conn.execute(
+                "select customer_key, last_active_on from marts.customer_keys").fetchall())
             fct_incremental = _fct_checksum(conn)
             identifiers_incremental = _identifiers_checksum(conn)
             derived_by_increment = _rows_inserted(work, "int_identity__identifiers")
@@ -254,7 +257,7 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
                            rederived_on_upgrade, _identifiers_checksum(conn), shared_incremental,
                            judged_by_increment, identifier_values, shared_after_upgrade,
                            judged_on_upgrade, _shared_checksum(conn), rederived_on_new_limit,
-                           shared_on_new_limit, shared_rebuilt_on_new_limit)
+                           shared_on_new_limit, shared_rebuilt_on_new_limit, last_active_on)
     finally:
         drop_database(test_warehouse.dsn, dsn)
         drop_database(test_warehouse.dsn, pos_dsn)
@@ -284,6 +287,13 @@ def test_customers_keep_their_keys_and_a_merge_keeps_the_older_key(two_steps: Tw
             assert register[old_key][2] == after[record] or old_key in active, record
     grown = {after[r] for r in after if r not in before} & set(before.values())
     assert grown, "some customers should gain new records and keep their key"
+    # the register's dates: every key in use names a customer as of the second run; a key
+    # retired by the second run was last in use as of the first
+    assert {key: two_steps.last_active_on[key] for key in active} == dict.fromkeys(active, DEMO_DATE)
+    retired_keys = {key for key, (_, _, merged) in register.items() if merged is not None}
+    assert retired in retired_keys
+    assert retired_keys <= set(before.values())
+    assert {two_steps.last_active_on[key] for key in retired_keys} == {MIDDLE_DATE}
 
 
 def test_a_full_rebuild_reproduces_keys_and_transactions(two_steps: TwoSteps) -> None:
