@@ -185,11 +185,12 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
             after_60 = _crosswalk(conn)
             first_seen = {(s, i): str(t) for s, i, t in conn.execute(
                 "select source, source_id, first_seen_at from marts.customer_source_keys")}
-            register = {key: (source, source_id, merged) for key, source, source_id, merged in conn.execute(
-                "select customer_key, key_source, key_source_id, merged_into_customer_key "
-                "from marts.customer_keys")}
-            last_active_on = dict(conn.execute(
-                "select customer_key, last_active_on from marts.customer_keys").fetchall())
+            register_rows = conn.execute(
+                "select customer_key, key_source, key_source_id, merged_into_customer_key, "
+                "last_active_on from marts.customer_keys").fetchall()
+            register = {key: (source, source_id, merged)
+                        for key, source, source_id, merged, _ in register_rows}
+            last_active_on = {key: last_active for key, *_, last_active in register_rows}
             fct_incremental = _fct_checksum(conn)
             identifiers_incremental = _identifiers_checksum(conn)
             derived_by_increment = _rows_inserted(work, "int_identity__identifiers")

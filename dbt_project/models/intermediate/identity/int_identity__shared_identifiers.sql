@@ -26,9 +26,8 @@
 -- judge every value; so does a warehouse restored into another server, whose transaction ids
 -- start again below the ones recorded, and a new guardrail in the seed identifier_types (the
 -- identifiers' digest holds the seed's rows: every record's identifiers are derived again).
--- At 200,000 people
--- (2,083,292 identifiers, 1,192,807 values), an increment judged 72,748 values: the model took
--- 2.7-3.0 s, against 5.4-5.9 s judging them all (docs/benchmarks.md).
+-- At 200,000 people (2,083,292 identifiers, 1,192,807 values), an increment judged 72,748
+-- values: the model took 2.7-3.0 s, against 5.4-5.9 s judging them all (docs/benchmarks.md).
 {%- set rules = identifier_rules_fingerprint() %}
 with
 
