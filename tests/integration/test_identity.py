@@ -77,6 +77,10 @@ class TwoSteps:
     shared_on_new_limit: str
     shared_rebuilt_on_new_limit: str
     last_active_on: dict[str, date]
+    keyed_as_of_upgrade: tuple[int, int]
+    fct_rewritten: str
+    fct_rewritten_rows: int
+    fct_changes_only: tuple[bool, bool]
 
 
 def _reclustered_touched_only(work: Path) -> bool:
@@ -84,6 +88,13 @@ def _reclustered_touched_only(work: Path) -> bool:
     compiled select), rather than clustering every record again."""
     compiled = work / "target" / "compiled" / "trebol" / "models" / "intermediate" / "identity"
     return "touched_clusters" in (compiled / "int_identity__clusters.sql").read_text()
+
+
+def _wrote_changes_only(work: Path) -> bool:
+    """Whether the last build's fct_transactions read the changed lines only (its compiled
+    select), rather than every line."""
+    compiled = work / "target" / "compiled" / "trebol" / "models" / "marts"
+    return "ticket_updated_at >=" in (compiled / "fct_transactions.sql").read_text()
 
 
 def _rows_inserted(work: Path, model: str) -> int:
@@ -192,6 +203,7 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
                         for key, source, source_id, merged, _ in register_rows}
             last_active_on = {key: last_active for key, *_, last_active in register_rows}
             fct_incremental = _fct_checksum(conn)
+            fct_changes_only_in_increment = _wrote_changes_only(work)
             identifiers_incremental = _identifiers_checksum(conn)
             derived_by_increment = _rows_inserted(work, "int_identity__identifiers")
             shared_incremental = _shared_checksum(conn)
@@ -224,10 +236,20 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
             # columns its select compares; the next run adds them, and, every record changed,
             # clusters every record again as a first build does
             conn.execute("alter table intermediate.int_identity__clusters "
-                         "drop column first_seen_at, drop column trusted_identifiers_digest")
+                         "drop column first_seen_at, drop column trusted_identifiers_digest, "
+                         "drop column keyed_at")
             run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select", "int_identity__clusters",
                     "customer_source_keys", work_dir=work)
             after_upgrade = _crosswalk(conn)
+            keyed_as_of_upgrade = conn.execute(
+                "select count(*) filter (where keyed_at = %s), count(*) "
+                "from intermediate.int_identity__clusters", (local_midnight(DEMO_DATE),)).fetchone()
+            # more records keyed lately than the var allows (0 here): every line written again
+            run_dbt(dsn, local_midnight(DEMO_DATE), "run", "--select", "fct_transactions",
+                    "--vars", "{transactions_rewrite_all_above_rekeyed_records: 0}", work_dir=work)
+            fct_rewritten = _fct_checksum(conn)
+            fct_rewritten_rows = _rows_inserted(work, "fct_transactions")
+            fct_changes_only = (fct_changes_only_in_increment, _wrote_changes_only(work))
             unclustered = conn.execute("select count(*) from intermediate.int_identity__clusters "
                                        "where trusted_identifiers_digest is null").fetchone()[0]
             touched_only_after_upgrade = _reclustered_touched_only(work)
@@ -258,7 +280,9 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
                            rederived_on_upgrade, _identifiers_checksum(conn), shared_incremental,
                            judged_by_increment, identifier_values, shared_after_upgrade,
                            judged_on_upgrade, _shared_checksum(conn), rederived_on_new_limit,
-                           shared_on_new_limit, shared_rebuilt_on_new_limit, last_active_on)
+                           shared_on_new_limit, shared_rebuilt_on_new_limit, last_active_on,
+                           keyed_as_of_upgrade, fct_rewritten, fct_rewritten_rows,
+                           fct_changes_only)
     finally:
         drop_database(test_warehouse.dsn, dsn)
         drop_database(test_warehouse.dsn, pos_dsn)
@@ -301,6 +325,19 @@ def test_a_full_rebuild_reproduces_keys_and_transactions(two_steps: TwoSteps) ->
     assert two_steps.after_rebuild == two_steps.after_60
     assert two_steps.fct_rebuilt == two_steps.fct_incremental
     assert two_steps.register_after_rebuild == len(two_steps.register)
+
+
+def test_clusters_without_keying_dates_date_every_record_and_the_lines_are_written_again(
+        two_steps: TwoSteps) -> None:
+    """Clusters of a release before keyed_at get it as of the run for every record (so
+    fct_transactions re-keys every line once); with more records keyed lately than
+    transactions_rewrite_all_above_rekeyed_records, fct_transactions writes every line again, to
+    the rows of an increment and of a full rebuild."""
+    keyed_as_of_run, records = two_steps.keyed_as_of_upgrade
+    assert keyed_as_of_run == records > 0
+    assert two_steps.fct_changes_only == (True, False)
+    assert two_steps.fct_rewritten == two_steps.fct_incremental
+    assert two_steps.fct_rewritten_rows == int(two_steps.fct_incremental.split(":")[0])
 
 
 def test_an_increment_derives_the_changed_records_identifiers_as_a_full_rebuild(

@@ -33,6 +33,13 @@
 -- before the model was incremental (no state columns; dbt adds them). A share of 1 or more
 -- skips the count: always the touched clusters (a table without the state columns gets them
 -- empty first: pre-hook, macro add_cluster_state_columns; every record is then a change).
+--
+-- keyed_at: since when the record holds its customer key. A record clustered for the first time
+-- (a first build, a new record) is keyed at its first sighting; one clustered again under the
+-- same key record keeps its date; one moved to another key record (a merge, a split) is keyed at
+-- the run's as-of moment, or, in a backfill (an earlier as-of moment), at the newest keying
+-- recorded. fct_transactions re-keys the lines of the records keyed since shortly before its
+-- newest loaded change, instead of comparing every line's key with the crosswalk.
 {%- set import_ctes %}
 
 record_states as (
@@ -175,6 +182,14 @@ reclustered_identifiers as (
 ),
 
 {% else %}
+{%- if is_incremental() %}
+
+previous_clusters as (
+
+    select * from {{ this }}
+
+),
+{%- endif %}
 
 reclustered_records as (
 
@@ -235,7 +250,7 @@ components as (
 
 ),
 
-final as (
+clustered_records as (
 
     select
         reclustered_records.record_id,
@@ -252,6 +267,43 @@ final as (
         on reclustered_records.record_id = components.node_id
     inner join reclustered_records as key_records
         on components.component_rank = key_records.record_rank
+
+),
+{%- if is_incremental() %}
+
+-- a backfill (an earlier as-of moment) dates the keys it moves no earlier than the newest keying
+-- recorded: fct_transactions, which re-keys the lines of the records keyed since shortly before
+-- its newest loaded change, then finds them even if it failed in that backfill
+newest_keying as (
+
+    select max(keyed_at) as keyed_at
+    from previous_clusters
+
+),
+{%- endif %}
+
+final as (
+
+    select
+        clustered_records.*,
+        {%- if is_incremental() %}
+        case
+            when previous_clusters.record_id is null
+                then coalesce(clustered_records.first_seen_at, {{ as_of_at() }})
+            when clustered_records.key_record_id = previous_clusters.key_record_id
+                then previous_clusters.keyed_at
+            else greatest({{ as_of_at() }}, newest_keying.keyed_at)
+        end as keyed_at
+        {%- else %}
+        coalesce(clustered_records.first_seen_at, {{ as_of_at() }}) as keyed_at
+        {%- endif %}
+
+    from clustered_records
+    {%- if is_incremental() %}
+    left join previous_clusters
+        on clustered_records.record_id = previous_clusters.record_id
+    cross join newest_keying
+    {%- endif %}
 
 )
 
