@@ -81,6 +81,7 @@ class TwoSteps:
     fct_rewritten: str
     fct_rewritten_rows: int
     fct_changes_only: tuple[bool, bool]
+    identifier_unique_indexes: tuple[list[str], list[str]]
 
 
 def _reclustered_touched_only(work: Path) -> bool:
@@ -131,6 +132,13 @@ def _shared_checksum(conn: psycopg.Connection) -> str:
     return _checksum(conn, "(select identifier_type, identifier_value, record_count, "
                            "conflicting_value_count, shared_reason "
                            "from intermediate.int_identity__shared_identifiers)")
+
+
+def _identifier_unique_indexes(conn: psycopg.Connection) -> list[str]:
+    """The unique indexes of int_identity__identifiers, as their definitions' column lists."""
+    return [definition.split(" USING btree ")[1] for (definition,) in conn.execute(
+        "select pg_get_indexdef(indexrelid) from pg_index "
+        "where indrelid = 'intermediate.int_identity__identifiers'::regclass and indisunique")]
 
 
 def _identifier_values(conn: psycopg.Connection) -> int:
@@ -205,6 +213,7 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
             fct_incremental = _fct_checksum(conn)
             fct_changes_only_in_increment = _wrote_changes_only(work)
             identifiers_incremental = _identifiers_checksum(conn)
+            unique_indexes_after_increment = _identifier_unique_indexes(conn)
             derived_by_increment = _rows_inserted(work, "int_identity__identifiers")
             shared_incremental = _shared_checksum(conn)
             judged_by_increment = _rows_inserted(work, "int_identity__shared_identifiers")
@@ -270,6 +279,8 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
             shared_rebuilt_on_new_limit = _shared_checksum(conn)
             run_dbt(dsn, local_midnight(DEMO_DATE), "build", "--full-refresh", *IDENTITY_LINEAGE,
                     work_dir=work)
+            identifier_unique_indexes = (unique_indexes_after_increment,
+                                         _identifier_unique_indexes(conn))
             yield TwoSteps(dsn, bridged, after_30, after_60, first_seen, register, fct_incremental,
                            reclustered_touched_only, after_upgrade, unclustered,
                            touched_only_after_upgrade, _crosswalk(conn), _fct_checksum(conn),
@@ -282,7 +293,7 @@ def two_steps(test_warehouse: SessionWarehouse, tmp_path_factory: pytest.TempPat
                            judged_on_upgrade, _shared_checksum(conn), rederived_on_new_limit,
                            shared_on_new_limit, shared_rebuilt_on_new_limit, last_active_on,
                            keyed_as_of_upgrade, fct_rewritten, fct_rewritten_rows,
-                           fct_changes_only)
+                           fct_changes_only, identifier_unique_indexes)
     finally:
         drop_database(test_warehouse.dsn, dsn)
         drop_database(test_warehouse.dsn, pos_dsn)
@@ -353,6 +364,14 @@ def test_an_increment_derives_the_changed_records_identifiers_as_a_full_rebuild(
     assert 0 < other_total < total  # no email local part of 99 letters
     assert two_steps.identifiers_rules_restored == two_steps.identifiers_rebuilt
     assert two_steps.identifiers_rederived_on_restore == total
+
+
+def test_a_unique_index_keeps_each_identifier_of_a_record_once(two_steps: TwoSteps) -> None:
+    """After increments and after a full refresh (whose old table still holds the old index
+    when the post-hook runs), the identifiers have exactly one unique index, on record, type and
+    value."""
+    expected = ["(record_id, identifier_type, identifier_value)"]
+    assert two_steps.identifier_unique_indexes == (expected, expected)
 
 
 def test_identifiers_made_before_the_incremental_model_are_derived_again(
