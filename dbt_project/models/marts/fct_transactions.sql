@@ -46,13 +46,14 @@
             list of literals, which PostgreSQL matches by hash as it scans tickets and orders
             (measured at 200,000 people with 2,281 such records: 1.5 s; the same list as a
             subquery's array, compared one by one, 18.6 s; `in (subquery)`, every line first,
-            10.6 s) -#}
+            10.6 s); one more than the var at most, enough to tell that there are too many -#}
+        {%- set most_rekeyed = var('transactions_rewrite_all_above_rekeyed_records') %}
         {%- set rekeyed = run_query(
             'select source, source_id from ' ~ ref('int_identity__clusters')
             ~ ' where keyed_at >= ' ~ changed_since ~ " and source in ('loyalty', 'ecom')"
-            ~ ' order by source, source_id'
+            ~ ' order by source, source_id limit ' ~ (most_rekeyed + 1)
         ) %}
-        {%- if rekeyed.rows | length <= var('transactions_rewrite_all_above_rekeyed_records') %}
+        {%- if rekeyed.rows | length <= most_rekeyed %}
             {%- set write_changes_only = true %}
             {%- for source, source_id in rekeyed.rows %}
                 {%- do rekeyed_source_ids[source].append(source_id) %}
