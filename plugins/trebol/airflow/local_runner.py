@@ -210,7 +210,7 @@ def run_dag(settings: Settings, dsn: str, pos_dsn: str, role_dsns: Mapping[str, 
     with log_file.open("w") as log:
         _migrate(settings, env, log, log_file, progress)
         progress(f"airflow: running {dag_id} for {logical_date.isoformat()} (parsing the DAG and "
-                 "starting the run takes about 20 s)")
+                 "starting the run take a few seconds)")
         db_path = settings.airflow_home / "airflow.db"
         started = datetime.now(UTC).replace(microsecond=0)
         child = subprocess.Popen([sys.executable, "-m", "trebol.airflow.local_runner", dag_id,
