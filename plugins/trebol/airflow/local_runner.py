@@ -53,9 +53,9 @@ QUIET_ENV = {
 # the environment variable that carries a run's conf to the child (trebol.settings knows it)
 RUN_CONF_VARIABLE = "TREBOL_DAG_RUN_CONF"
 
-# The child's garbage collector thresholds (Python's default: 700, 10, 10). The child runs every
-# task in its own process (dag.test()): Airflow, its in-process API, dbt, Great Expectations and
-# pandas leave about a million objects alive, and with the default the collector went through
+# The child's garbage collector thresholds (Python's default: 700, 10, 10). dag.test() runs every
+# task inside the child itself: Airflow, its in-process API, dbt, Great Expectations and pandas
+# leave about a million objects alive in it, and with the default the collector went through
 # them 19 times a run. Measured on the small bench's increment (2,000 people): 5.1 and 4.8 s of
 # the run in the collector with the default, 2.3 and 2.6 s with these; the same peak memory
 # (565 MB). A larger first generation is collected less often; young cycles wait a little longer.
